@@ -1,0 +1,116 @@
+"""Encoder speed: documents/s, ms per query, and overhead over the bare compute.
+
+The bare compute is what encoding cannot avoid: the backbone's forward pass up to the
+SAE's layer plus the SAE encoder's matrix product over the content tokens. It is timed
+on exactly the batches the encoder runs (``SplareEncoder.iter_batches``), tokenized in
+advance. The encoder's own time covers everything (tokenizing, masking, TopK, pooling,
+pruning, conversion to SparseVector). Rounds alternate between the two so that a noisy
+neighbour slows both alike; medians are reported.
+
+    python benchmarks/encoder_speed.py --corpus data/manpages/corpus.jsonl
+
+Prints a table and writes JSON (``--json``). Not a test: no figure is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from splare_connect import SplareEncoder
+
+
+def load_texts(corpus: Path, count: int, min_tokens: int, encoder: SplareEncoder) -> list[str]:
+    """The first ``count`` corpus documents with at least ``min_tokens`` tokens."""
+    texts = []
+    with corpus.open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            text = " ".join(part for part in (record.get("title", ""), record.get("text", "")) if part)
+            if len(encoder.tokenizer(text)["input_ids"]) >= min_tokens:
+                texts.append(text)
+            if len(texts) == count:
+                break
+    if len(texts) < count:
+        raise SystemExit(f"{corpus}: only {len(texts)} documents have {min_tokens}+ tokens")
+    return texts
+
+
+def time_bare(encoder: SplareEncoder, texts: list[str], batch_size: int) -> float:
+    """Seconds for backbone-to-layer-L plus the SAE matmul over the encoder's batches."""
+    batches = list(encoder.iter_batches(texts, role="document", batch_size=batch_size))
+    elapsed = 0.0
+    with torch.inference_mode():
+        for batch in batches:
+            start = time.perf_counter()
+            states, _ = encoder.reader(batch.input_ids, batch.attention_mask)
+            encoder.sae.pre_activation(states[batch.content_mask])
+            elapsed += time.perf_counter() - start
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("data/manpages/corpus.jsonl"))
+    parser.add_argument("--model", default=None, help="model name or directory (default model if omitted)")
+    parser.add_argument("--docs", type=int, default=128)
+    parser.add_argument("--doc-tokens", type=int, default=256)
+    parser.add_argument("--queries", type=int, default=100)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, max_length=args.doc_tokens)
+    docs = load_texts(args.corpus, args.docs, args.doc_tokens, encoder)
+    queries = [doc.split(".")[0][:80] for doc in docs[: args.queries]]
+
+    encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)  # warm-up
+    full_times, bare_times = [], []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        encoder.encode_documents(docs, batch_size=args.batch_size)
+        full_times.append(time.perf_counter() - start)
+        bare_times.append(time_bare(encoder, docs, args.batch_size))
+    full, bare = statistics.median(full_times), statistics.median(bare_times)
+
+    query_tokens = [len(encoder.tokenizer(encoder.config.query_prefix + q)["input_ids"]) for q in queries]
+    latencies = []
+    for query in queries:
+        start = time.perf_counter()
+        encoder.encode_query(query)
+        latencies.append((time.perf_counter() - start) * 1000)
+    latencies.sort()
+
+    result = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}",
+        "date": time.strftime("%Y-%m-%d"),
+        "model": encoder.config.name,
+        "documents": len(docs),
+        "tokens_per_document": args.doc_tokens,
+        "batch_size": args.batch_size,
+        "documents_per_second": len(docs) / full,
+        "bare_documents_per_second": len(docs) / bare,
+        "throughput_ratio_encoder_over_bare": bare / full,
+        "queries": len(queries),
+        "mean_query_tokens": statistics.mean(query_tokens),
+        "query_ms_p50": statistics.median(latencies),
+        "query_ms_p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+    }
+    width = max(map(len, result))
+    for key, value in result.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

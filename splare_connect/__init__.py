@@ -1,0 +1,58 @@
+"""splare-connect: SAE-latent learned-sparse retrieval for the vector databases you run.
+
+Importing the package is cheap: torch, transformers and database clients load only
+when something that needs them is used (``SplareEncoder``, a backend ...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from splare_connect.errors import (
+    BackendError,
+    BadInputError,
+    BadRecordError,
+    CheckpointError,
+    ConfigError,
+    EncoderMismatchError,
+    MissingDependencyError,
+    SplareError,
+)
+from splare_connect.sparse_vector import SparseVector
+
+if TYPE_CHECKING:
+    from splare_connect.encoder import EncodeResult, SplareEncoder
+    from splare_connect.encoder_config import EncoderConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "BadInputError",
+    "BadRecordError",
+    "CheckpointError",
+    "ConfigError",
+    "EncodeResult",
+    "EncoderConfig",
+    "EncoderMismatchError",
+    "MissingDependencyError",
+    "SparseVector",
+    "SplareEncoder",
+    "SplareError",
+    "__version__",
+]
+
+_LAZY = {
+    "SplareEncoder": "splare_connect.encoder",
+    "EncodeResult": "splare_connect.encoder",
+    "EncoderConfig": "splare_connect.encoder_config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import heavy names (torch-backed) on first access."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'splare_connect' has no attribute {name!r}")

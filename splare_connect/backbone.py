@@ -1,0 +1,190 @@
+"""Run a transformers backbone up to one layer and read its residual stream there.
+
+Layer numbering follows TransformerLens, the convention SAE checkpoints are named in:
+``layer=L`` means the output of block ``L`` (0-based), ``blocks.L.hook_resid_post``.
+In Hugging Face terms that is ``hidden_states[L + 1]``, because ``hidden_states[0]`` is
+the embedding output. The state is captured by a forward hook on block ``L`` itself,
+so models whose last ``hidden_states`` entry has a final norm applied (Llama, Gemma,
+GPT-2 ...) are still read before that norm, as the SAE saw them in training.
+
+Blocks after ``L`` are removed from the model, not merely ignored, so they cost no
+time (SPLARE's intermediate-layer finding is also a speed win).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from splare_connect.errors import CheckpointError, ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class LoadedBackbone:
+    """A backbone model and its tokenizer, ready for :class:`LayerReader`."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+
+
+def load_backbone(
+    name_or_path: str | Path,
+    *,
+    lora: str | Path | None = None,
+    trust_remote_code: bool = False,
+    torch_dtype: torch.dtype = torch.float32,
+) -> LoadedBackbone:
+    """Load a transformers model and tokenizer, merging a LoRA adapter if given.
+
+    Weights are read from safetensors only (``use_safetensors=True``), so no pickle
+    from a checkpoint is ever executed; ``trust_remote_code`` stays off unless the
+    caller turns it on.
+
+    Args:
+        name_or_path: Local directory or model-hub id.
+        lora: Directory of a peft LoRA adapter to apply and merge, or ``None``.
+        trust_remote_code: Allow model code shipped with the checkpoint to run.
+        torch_dtype: Parameter dtype.
+
+    Raises:
+        CheckpointError: The model or adapter can't be found or read.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    location = str(name_or_path)
+    if _looks_local(location) and not Path(location).is_dir():
+        raise CheckpointError(f"backbone directory not found: {location}")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(
+            location,
+            trust_remote_code=trust_remote_code,
+            use_safetensors=True,
+            dtype=torch_dtype,
+        )
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"cannot load backbone {location!r}: {exc}") from exc
+    if lora is not None:
+        model = _merge_lora(model, Path(lora))
+    model.eval()
+    model.requires_grad_(False)
+    return LoadedBackbone(model=model, tokenizer=tokenizer)
+
+
+def _merge_lora(model: PreTrainedModel, adapter_dir: Path) -> PreTrainedModel:
+    """Apply a peft LoRA adapter and fold it into the base weights (no runtime cost)."""
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise CheckpointError(f"LoRA adapter not found: {adapter_dir}/adapter_config.json is missing")
+    if not (adapter_dir / "adapter_model.safetensors").is_file():
+        raise CheckpointError(
+            f"LoRA adapter {adapter_dir} has no adapter_model.safetensors "
+            "(only safetensors adapters are loaded; pickled .bin files are refused)"
+        )
+    try:
+        peft_model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        raise CheckpointError(f"cannot apply LoRA adapter {adapter_dir}: {exc}") from exc
+    return peft_model.merge_and_unload()
+
+
+def _looks_local(location: str) -> bool:
+    return location.startswith((".", "/", "~")) or Path(location).exists()
+
+
+def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
+    """Find the model's stack of transformer blocks.
+
+    It is the ``nn.ModuleList`` whose length equals ``config.num_hidden_layers``
+    (``encoder.layer`` in BERT, ``layers`` in Llama, ``h`` in GPT-2 ...).
+
+    Returns:
+        The attribute path of the list and the list itself.
+
+    Raises:
+        ConfigError: No such list exists (an architecture this reader can't handle).
+    """
+    n_layers = _num_layers(model)
+    for name, module in model.named_modules():
+        if isinstance(module, nn.ModuleList) and len(module) == n_layers and n_layers > 0:
+            return name, module
+    raise ConfigError(
+        f"cannot find the {n_layers} transformer blocks of {type(model).__name__}; "
+        "this architecture is not supported"
+    )
+
+
+def _num_layers(model: nn.Module) -> int:
+    config = getattr(model, "config", None)
+    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+        value = getattr(config, key, None)
+        if isinstance(value, int):
+            return value
+    raise ConfigError(f"{type(model).__name__} has no num_hidden_layers in its config")
+
+
+class LayerReader(nn.Module):
+    """Runs a backbone up to block ``layer`` and returns that block's output states.
+
+    Args:
+        model: A transformers base model (``AutoModel``, not a task head).
+        layer: Block index ``L``; negative values count from the end (``-1`` = last).
+        keep_all_layers: Keep the blocks after ``L`` (needed when a dense embedding
+            is pooled from the final layer while the SAE reads an earlier one).
+
+    Raises:
+        ConfigError: ``layer`` is out of range; the message gives the valid range.
+    """
+
+    def __init__(self, model: PreTrainedModel, layer: int, *, keep_all_layers: bool = False) -> None:
+        super().__init__()
+        path, blocks = find_blocks(model)
+        n_layers = len(blocks)
+        if not -n_layers <= layer < n_layers:
+            raise ConfigError(
+                f"layer {layer} is out of range for {type(model).__name__} with {n_layers} blocks "
+                f"(valid: 0..{n_layers - 1}, or -{n_layers}..-1 from the end)"
+            )
+        self.layer = layer % n_layers
+        self.n_layers_total = n_layers
+        self.reads_last_layer = self.layer == n_layers - 1
+        if not keep_all_layers and not self.reads_last_layer:
+            _truncate_blocks(model, path, self.layer + 1)
+        self.model = model
+        self._captured: torch.Tensor | None = None
+        kept_blocks = find_blocks(model)[1]
+        kept_blocks[self.layer].register_forward_hook(self._capture)
+
+    def _capture(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
+        self._captured = output[0] if isinstance(output, tuple) else output
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(layer_states, last_hidden_state)``, each ``(batch, seq, hidden)``."""
+        self._captured = None
+        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
+        if self._captured is None:
+            raise RuntimeError("the forward hook on the SAE's layer did not fire")
+        states, self._captured = self._captured, None
+        return states, outputs.last_hidden_state
+
+
+def _truncate_blocks(model: nn.Module, path: str, keep: int) -> None:
+    parent_path, _, attribute = path.rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    blocks = getattr(parent, attribute)
+    setattr(parent, attribute, nn.ModuleList(list(blocks)[:keep]))
+    config = model.config
+    config.num_hidden_layers = keep
+    layer_types = getattr(config, "layer_types", None)
+    if isinstance(layer_types, list):
+        config.layer_types = layer_types[:keep]

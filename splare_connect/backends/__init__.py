@@ -1,0 +1,17 @@
+"""The backend interface and how backends are found."""
+
+from __future__ import annotations
+
+from splare_connect.backends.discovery import ENTRY_POINT_GROUP, available_backends, load_backend
+from splare_connect.backends.protocol import Backend, CollectionSpec, Fusion, Hit, PointRecord
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Backend",
+    "CollectionSpec",
+    "Fusion",
+    "Hit",
+    "PointRecord",
+    "available_backends",
+    "load_backend",
+]

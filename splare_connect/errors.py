@@ -1,0 +1,61 @@
+"""Exception types shared by the core, the adapters and the CLI.
+
+Every error the library raises on purpose derives from :class:`SplareError`, so an
+application can catch one type. Each subclass also derives from the built-in
+exception a Python programmer would expect (``ValueError``, ``TypeError``,
+``ImportError`` ...), so code that already catches those keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SplareError(Exception):
+    """Root of every error raised on purpose by splare-connect."""
+
+
+class ConfigError(SplareError, ValueError):
+    """A configuration value is invalid or inconsistent; the message names the setting."""
+
+
+class CheckpointError(SplareError, ValueError):
+    """A model, SAE or adapter checkpoint is missing, malformed or of an unknown format."""
+
+
+class BadInputError(SplareError, TypeError):
+    """An input item has the wrong type (for example a non-string text); the message names its position."""
+
+
+class MissingDependencyError(SplareError, ImportError):
+    """An optional package is not installed; the message says what to ``pip install``."""
+
+
+class BackendError(SplareError, RuntimeError):
+    """A vector database refused or failed an operation."""
+
+
+class EncoderMismatchError(SplareError, ValueError):
+    """Vectors or queries from one encoder were sent to a collection built by another."""
+
+
+class BadRecordError(SplareError, ValueError):
+    """A source record cannot be ingested; carries where it came from.
+
+    Attributes:
+        source: File name or other description of where the record came from.
+        line: 1-based line number in ``source``, when the source is line-oriented.
+        record_id: The record's id, when it could be read.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        source: str | None = None,
+        line: int | None = None,
+        record_id: str | None = None,
+    ) -> None:
+        self.source = source
+        self.line = line
+        self.record_id = record_id
+        where = ":".join(str(part) for part in (source, line) if part is not None)
+        super().__init__(f"{where}: {message}" if where else message)

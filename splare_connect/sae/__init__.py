@@ -1,0 +1,8 @@
+"""Sparse autoencoders: the frozen encoder module and the checkpoint loaders."""
+
+from __future__ import annotations
+
+from splare_connect.sae.formats import SaeFormat, detect_sae_format, load_sae
+from splare_connect.sae.model import SaeConfig, SparseAutoencoder
+
+__all__ = ["SaeConfig", "SaeFormat", "SparseAutoencoder", "detect_sae_format", "load_sae"]
