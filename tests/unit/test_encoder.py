@@ -1,0 +1,238 @@
+"""SplareEncoder on tiny real checkpoints, checked against a plain reference computation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from splare_connect import BadInputError, CheckpointError, ConfigError, SplareEncoder
+from splare_connect.backbone import load_backbone
+from tests.tiny_models import (
+    HIDDEN,
+    build_bert,
+    build_llama,
+    random_sae_tensors,
+    reference_activations,
+    reference_vector,
+)
+
+D_SAE = 64
+TEXTS = [
+    "list the files in the directory",
+    "copy a file to the network disk",
+    "liste die dateien im verzeichnis",
+    "show the kernel memory and process time",
+]
+
+
+@pytest.fixture(scope="module")
+def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_bert(tmp_path_factory.mktemp("bert"))
+
+
+@pytest.fixture(scope="module")
+def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_llama(tmp_path_factory.mktemp("llama"))
+
+
+def write_saelens(directory: Path, weights: dict[str, np.ndarray], architecture: str, k: int = 6) -> Path:
+    import json
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {key: weights[key] for key in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    if architecture == "jumprelu":
+        tensors["threshold"] = weights["threshold"]
+    save_file(tensors, str(directory / "sae_weights.safetensors"))
+    cfg = {"d_in": HIDDEN, "d_sae": D_SAE, "architecture": architecture, "apply_b_dec_to_input": True}
+    if architecture == "topk":
+        cfg["k"] = k
+    (directory / "cfg.json").write_text(json.dumps(cfg))
+    return directory
+
+
+def expected_vectors(
+    backbone_dir: Path,
+    texts: list[str],
+    layer: int,
+    weights: dict[str, np.ndarray],
+    *,
+    activation: str,
+    top_k: int | None,
+    k: int = 6,
+    lora: Path | None = None,
+) -> list[dict[int, float]]:
+    """The recipe spelled out: full model, hidden_states[L+1], content tokens, SAE, pool, prune."""
+    loaded = load_backbone(backbone_dir, lora=lora)
+    vectors = []
+    for text in texts:
+        encoded = loaded.tokenizer(text, return_special_tokens_mask=True, return_tensors="pt")
+        with torch.no_grad():
+            hidden = loaded.model(
+                input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], output_hidden_states=True
+            ).hidden_states[layer + 1][0]
+        content = hidden[encoded["special_tokens_mask"][0] == 0].numpy()
+        acts = reference_activations(
+            content, weights, activation=activation, k=k, threshold=weights["threshold"], apply_b_dec=True
+        )
+        vectors.append(reference_vector(acts, top_k))
+    return vectors
+
+
+def assert_matches(actual, expected: list[dict[int, float]]) -> None:  # type: ignore[no-untyped-def]
+    for vector, reference in zip(actual, expected, strict=True):
+        assert vector.indices.tolist() == sorted(reference)
+        np.testing.assert_allclose(vector.values, [reference[i] for i in sorted(reference)], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu"])
+@pytest.mark.parametrize("layer", [1, 3])
+def test_bert_encoder_matches_reference(bert_dir: Path, tmp_path: Path, activation: str, layer: int) -> None:
+    weights = random_sae_tensors(HIDDEN, D_SAE, seed=layer)
+    architecture = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}[activation]
+    sae_dir = write_saelens(tmp_path / "sae", weights, architecture)
+    encoder = SplareEncoder.from_components(
+        bert_dir, sae_dir, layer=layer, query_top_k=5, document_top_k=20, device="cpu"
+    )
+    documents = encoder.encode_documents(TEXTS, batch_size=3)
+    queries = encoder.encode_queries(TEXTS)
+    assert_matches(documents, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=20))
+    assert_matches(queries, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=5))
+    assert all(v.dim == D_SAE and v.nnz > 0 for v in documents)
+
+
+def test_decoder_backbone_with_bos_only(llama_dir: Path, tmp_path: Path) -> None:
+    weights = random_sae_tensors(HIDDEN, D_SAE, seed=11)
+    sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
+    encoder = SplareEncoder.from_components(llama_dir, sae_dir, layer=2, document_top_k=None, device="cpu")
+    expected = expected_vectors(llama_dir, TEXTS, 2, weights, activation="topk", top_k=None)
+    assert_matches(encoder.encode_documents(TEXTS), expected)
+
+
+def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
+    from peft import LoraConfig, get_peft_model
+
+    loaded = load_backbone(bert_dir)
+    torch.manual_seed(5)
+    peft_model = get_peft_model(
+        loaded.model, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False)
+    )
+    peft_model.save_pretrained(tmp_path / "lora", safe_serialization=True)
+    weights = random_sae_tensors(HIDDEN, D_SAE, seed=2)
+    sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
+    with_lora = SplareEncoder.from_components(
+        bert_dir, sae_dir, layer=3, lora=tmp_path / "lora", document_top_k=None, device="cpu"
+    )
+    without = SplareEncoder.from_components(bert_dir, sae_dir, layer=3, document_top_k=None, device="cpu")
+    expected = expected_vectors(bert_dir, TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora")
+    assert_matches(with_lora.encode_documents(TEXTS), expected)
+    assert with_lora.encode_documents(TEXTS) != without.encode_documents(TEXTS)
+    assert with_lora.fingerprint["digest"] != without.fingerprint["digest"]
+
+
+@pytest.fixture
+def tiny_encoder(bert_dir: Path, tmp_path: Path) -> SplareEncoder:
+    sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=1), "topk")
+    return SplareEncoder.from_components(
+        bert_dir, sae_dir, layer=3, document_prefix="passage ", query_prefix="query ", dense_pooling="mean", device="cpu"
+    )
+
+
+def test_prefix_tokens_contextualise_but_do_not_pool(tiny_encoder: SplareEncoder) -> None:
+    # "passage" is unknown to the tiny vocabulary, so it is one [UNK] token: the
+    # document vector must not change when that token's features are excluded...
+    with_prefix = tiny_encoder.encode_documents(["copy a file"])[0]
+    pooled_prefix = SplareEncoder(
+        tiny_encoder.config.with_overrides(pool_prefix_tokens=True),
+        _loaded(tiny_encoder),
+        tiny_encoder.sae,
+        device="cpu",
+    ).encode_documents(["copy a file"])[0]
+    assert set(with_prefix.indices) <= set(pooled_prefix.indices)
+    assert with_prefix != pooled_prefix
+
+
+def _loaded(encoder: SplareEncoder):  # type: ignore[no-untyped-def]
+    from splare_connect.backbone import LoadedBackbone
+
+    return LoadedBackbone(model=load_backbone(encoder.config.backbone).model, tokenizer=encoder.tokenizer)
+
+
+def test_dense_from_same_pass_and_batch_invariance(tiny_encoder: SplareEncoder) -> None:
+    one_by_one = [tiny_encoder.encode([t], dense=True) for t in TEXTS]
+    together = tiny_encoder.encode(TEXTS, dense=True, batch_size=4)
+    assert together.dense is not None and together.dense.shape == (len(TEXTS), HIDDEN)
+    np.testing.assert_allclose(np.linalg.norm(together.dense, axis=1), 1.0, rtol=1e-5)
+    for i, single in enumerate(one_by_one):
+        assert single.dense is not None
+        np.testing.assert_allclose(single.dense[0], together.dense[i], atol=1e-5)
+        assert single.sparse[0].indices.tolist() == together.sparse[i].indices.tolist()
+        np.testing.assert_allclose(single.sparse[0].values, together.sparse[i].values, rtol=1e-4)
+    again = tiny_encoder.encode(TEXTS, dense=True, batch_size=4)
+    assert again.sparse == together.sparse  # deterministic
+
+
+def test_bad_inputs_get_clear_errors(tiny_encoder: SplareEncoder) -> None:
+    with pytest.raises(BadInputError, match=r"texts\[1\] is a int"):
+        tiny_encoder.encode_documents(["ok", 42])  # type: ignore[list-item]
+    with pytest.raises(BadInputError, match="wrap it in a list"):
+        tiny_encoder.encode_documents("a single string")  # type: ignore[arg-type]
+    with pytest.raises(BadInputError, match=r"texts\[0\] is a NoneType"):
+        tiny_encoder.encode_queries([None])  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match="role"):
+        tiny_encoder.encode(["x"], role="passage")  # type: ignore[arg-type]
+
+
+def test_empty_and_whitespace_texts_encode_to_empty_vectors(tiny_encoder: SplareEncoder) -> None:
+    result = tiny_encoder.encode(["", "   \n\t", "copy a file"], dense=True)
+    assert [v.nnz for v in result.sparse[:2]] == [0, 0]
+    assert result.sparse[2].nnz > 0
+    assert result.dense is not None and np.isfinite(result.dense).all()
+    assert tiny_encoder.encode([]).sparse == []
+
+
+def test_long_texts_are_truncated_and_flagged(tiny_encoder: SplareEncoder) -> None:
+    long_text = " ".join(["file"] * 200)
+    result = tiny_encoder.encode([long_text, "copy a file"])
+    assert result.truncated.tolist() == [True, False]
+    assert result.num_tokens[0] == tiny_encoder.max_length == 24
+
+
+def test_sae_width_must_match_backbone(bert_dir: Path, tmp_path: Path) -> None:
+    import json
+
+    weights = random_sae_tensors(HIDDEN * 2, D_SAE)
+    save_file({k: weights[k] for k in ("W_enc", "b_enc")}, str(tmp_path / "sae_weights.safetensors"))
+    (tmp_path / "cfg.json").write_text(
+        json.dumps({"d_in": HIDDEN * 2, "d_sae": D_SAE, "architecture": "standard", "activation_fn": "relu"})
+    )
+    with pytest.raises(CheckpointError, match="SAE reads 64-wide states but the backbone's hidden size is 32"):
+        SplareEncoder.from_components(bert_dir, tmp_path, layer=1, device="cpu")
+
+
+def test_config_errors(bert_dir: Path, tmp_path: Path) -> None:
+    sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
+    with pytest.raises(ConfigError, match="out of range"):
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=9, device="cpu")
+    with pytest.raises(ConfigError, match="document_top_k must be a positive integer"):
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=1, document_top_k=0, device="cpu")
+    encoder = SplareEncoder.from_components(bert_dir, sae_dir, layer=1, device="cpu")
+    with pytest.raises(ConfigError, match="defines no dense embedding"):
+        encoder.encode(["x"], dense=True)
+
+
+def test_fingerprint_tracks_what_changes_vectors(bert_dir: Path, tmp_path: Path) -> None:
+    sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
+    other_sae = write_saelens(tmp_path / "other", random_sae_tensors(HIDDEN, D_SAE, seed=9), "topk")
+    base = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    same = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    assert base == same
+    for changed in (
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=1, device="cpu"),
+        SplareEncoder.from_components(bert_dir, other_sae, layer=2, device="cpu"),
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=2, document_top_k=100, device="cpu"),
+    ):
+        assert changed.fingerprint["digest"] != base["digest"]
