@@ -4,8 +4,8 @@ The bare compute is what encoding cannot avoid: the backbone's forward pass up t
 SAE's layer plus the SAE encoder's matrix product over the content tokens. It is timed
 on exactly the batches the encoder runs (``SplareEncoder.iter_batches``), tokenized in
 advance. The encoder's own time covers everything (tokenizing, masking, TopK, pooling,
-pruning, conversion to SparseVector). Rounds alternate between the two so that a noisy
-neighbour slows both alike; medians are reported.
+pruning, conversion to SparseVector). The two are timed back to back on each batch, in
+alternating order, so that a noisy neighbour slows both alike.
 
     python benchmarks/encoder_speed.py --corpus data/manpages/corpus.jsonl
 
@@ -33,7 +33,7 @@ def load_texts(corpus: Path, count: int, min_tokens: int, encoder: SplareEncoder
         for line in lines:
             record = json.loads(line)
             text = " ".join(part for part in (record.get("title", ""), record.get("text", "")) if part)
-            if len(encoder.tokenizer(text)["input_ids"]) >= min_tokens:
+            if len(encoder.tokenizer(text, verbose=False)["input_ids"]) >= min_tokens:
                 texts.append(text)
             if len(texts) == count:
                 break
@@ -42,22 +42,46 @@ def load_texts(corpus: Path, count: int, min_tokens: int, encoder: SplareEncoder
     return texts
 
 
-def time_bare(encoder: SplareEncoder, texts: list[str], batch_size: int) -> float:
-    """Seconds for backbone-to-layer-L plus the SAE matmul over the encoder's batches."""
+def paired_times(
+    encoder: SplareEncoder, texts: list[str], batch_size: int, rounds: int
+) -> tuple[float, float]:
+    """Seconds for the full encoder and for the bare compute, measured batch by batch.
+
+    For each of the encoder's batches, the full pipeline (``encode_documents`` on that
+    batch's texts, tokenization included) and the bare compute (backbone to layer L
+    plus the SAE matmul, on the same batch tokenized in advance) run back to back, in
+    alternating order, so that machine noise falls on both alike.
+    """
     batches = list(encoder.iter_batches(texts, role="document", batch_size=batch_size))
-    elapsed = 0.0
-    with torch.inference_mode():
-        for batch in batches:
-            start = time.perf_counter()
-            states, _ = encoder.reader(batch.input_ids, batch.attention_mask)
-            encoder.sae.pre_activation(states[batch.content_mask])
-            elapsed += time.perf_counter() - start
-    return elapsed
+    full = bare = 0.0
+    for round_index in range(rounds):
+        for batch_index, batch in enumerate(batches):
+            batch_texts = [texts[i] for i in batch.positions]
+            full_first = (round_index + batch_index) % 2 == 0
+            for step in ("full", "bare") if full_first else ("bare", "full"):
+                start = time.perf_counter()
+                if step == "full":
+                    encoder.encode_documents(batch_texts, batch_size=batch_size)
+                    full += time.perf_counter() - start
+                else:
+                    with torch.inference_mode():
+                        states, _ = encoder.reader(batch.input_ids, batch.attention_mask)
+                        encoder.sae.pre_activation(states[batch.content_mask])
+                    bare += time.perf_counter() - start
+    return full / rounds, bare / rounds
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--corpus", type=Path, default=Path("data/manpages/corpus.jsonl"))
+    parser.add_argument(
+        "--queries-file",
+        type=Path,
+        default=Path("data/manpages/queries/en-dev.jsonl"),
+        help="JSONL with a 'text' field per query (the man-page NAME descriptions)",
+    )
     parser.add_argument("--model", default=None, help="model name or directory (default model if omitted)")
     parser.add_argument("--docs", type=int, default=128)
     parser.add_argument("--doc-tokens", type=int, default=256)
@@ -70,16 +94,11 @@ def main() -> None:
 
     encoder = SplareEncoder.from_pretrained(args.model, device=args.device, max_length=args.doc_tokens)
     docs = load_texts(args.corpus, args.docs, args.doc_tokens, encoder)
-    queries = [doc.split(".")[0][:80] for doc in docs[: args.queries]]
+    with args.queries_file.open(encoding="utf-8") as lines:
+        queries = [json.loads(line)["text"] for line, _ in zip(lines, range(args.queries), strict=False)]
 
     encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)  # warm-up
-    full_times, bare_times = [], []
-    for _ in range(args.rounds):
-        start = time.perf_counter()
-        encoder.encode_documents(docs, batch_size=args.batch_size)
-        full_times.append(time.perf_counter() - start)
-        bare_times.append(time_bare(encoder, docs, args.batch_size))
-    full, bare = statistics.median(full_times), statistics.median(bare_times)
+    full, bare = paired_times(encoder, docs, args.batch_size, args.rounds)
 
     query_tokens = [len(encoder.tokenizer(encoder.config.query_prefix + q)["input_ids"]) for q in queries]
     latencies = []

@@ -57,7 +57,7 @@ def prune_to_vectors(pooled: torch.Tensor, top_k: int | None) -> list[SparseVect
         pooled: ``(batch, d_sae)`` non-negative weights.
         top_k: Weights kept per row; ``None`` keeps every positive weight.
     """
-    batch, width = pooled.shape
+    width = pooled.shape[1]
     if top_k is None or top_k >= width:
         return [_row_to_vector(row, width) for row in pooled.cpu().numpy()]
     values, indices = torch.topk(pooled, top_k, dim=1, sorted=False)

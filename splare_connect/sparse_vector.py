@@ -54,13 +54,9 @@ class SparseVector:
         indices = np.asarray(self.indices)
         values = np.asarray(self.values)
         if indices.ndim != 1 or values.ndim != 1:
-            raise ValueError(
-                f"indices and values must be 1-D, got shapes {indices.shape} and {values.shape}"
-            )
+            raise ValueError(f"indices and values must be 1-D, got shapes {indices.shape} and {values.shape}")
         if indices.shape[0] != values.shape[0]:
-            raise ValueError(
-                f"indices and values differ in length: {indices.shape[0]} != {values.shape[0]}"
-            )
+            raise ValueError(f"indices and values differ in length: {indices.shape[0]} != {values.shape[0]}")
         if indices.size and not np.issubdtype(indices.dtype, np.integer):
             raise ValueError(f"indices must be integers, got dtype {indices.dtype}")
         if indices.size:
@@ -194,9 +190,7 @@ class SparseVector:
 
     def dot(self, other: SparseVector) -> float:
         """Inner product with another sparse vector (the score an inverted index computes)."""
-        _, mine, theirs = np.intersect1d(
-            self.indices, other.indices, assume_unique=True, return_indices=True
-        )
+        _, mine, theirs = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
         return float(np.dot(self.values[mine].astype(np.float64), other.values[theirs]))
 
     def contributions(self, other: SparseVector) -> list[tuple[int, float]]:

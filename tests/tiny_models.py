@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-WORDS = (
-    "the a of to and in is it list files directory copy move remove show print text search find "
-    "network file system user process memory disk kernel time date manual page command line "
-    "der die das und ist liste dateien verzeichnis le la les et fichiers répertoire"
+WORDS = " ".join(
+    [
+        "the a of to and in is it list files directory copy move remove show print text search",
+        "find network file system user process memory disk kernel time date manual page command",
+        "line der die das und ist liste dateien verzeichnis le la les et fichiers répertoire",
+    ]
 ).split()
 HIDDEN = 32
 N_LAYERS = 4

@@ -95,9 +95,7 @@ class Backend(Protocol):
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Delete points by their string ids (missing ids are ignored)."""
 
-    def search(
-        self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None
-    ) -> list[Hit]:
+    def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
         """Top ``k`` points by sparse dot product."""
 
     def hybrid_search(

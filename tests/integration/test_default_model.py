@@ -32,7 +32,11 @@ TRANSLATIONS = [
         "Wie kopiere ich Dateien in ein anderes Verzeichnis?",
         "ファイルを別のディレクトリにコピーするにはどうすればよいですか？",
     ],
-    ["The stock market fell sharply today.", "Der Aktienmarkt ist heute stark gefallen.", "今日、株式市場は急落しました。"],
+    [
+        "The stock market fell sharply today.",
+        "Der Aktienmarkt ist heute stark gefallen.",
+        "今日、株式市場は急落しました。",
+    ],
 ]
 
 

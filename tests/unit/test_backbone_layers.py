@@ -41,7 +41,9 @@ def test_last_layer_is_read_before_any_final_norm(backbone_dir: Path) -> None:
     inputs = _inputs(loaded.tokenizer)
     captured = {}
     blocks = find_blocks(loaded.model)[1]
-    blocks[-1].register_forward_hook(lambda _m, _i, out: captured.setdefault("out", out[0] if isinstance(out, tuple) else out))
+    blocks[-1].register_forward_hook(
+        lambda _m, _i, out: captured.setdefault("out", out[0] if isinstance(out, tuple) else out)
+    )
     with torch.no_grad():
         final = loaded.model(**inputs, output_hidden_states=True).hidden_states[-1]
         reader = LayerReader(load_backbone(backbone_dir).model, -1)

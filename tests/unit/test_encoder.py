@@ -72,7 +72,9 @@ def expected_vectors(
         encoded = loaded.tokenizer(text, return_special_tokens_mask=True, return_tensors="pt")
         with torch.no_grad():
             hidden = loaded.model(
-                input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"], output_hidden_states=True
+                input_ids=encoded["input_ids"],
+                attention_mask=encoded["attention_mask"],
+                output_hidden_states=True,
             ).hidden_states[layer + 1][0]
         content = hidden[encoded["special_tokens_mask"][0] == 0].numpy()
         acts = reference_activations(
@@ -85,7 +87,9 @@ def expected_vectors(
 def assert_matches(actual, expected: list[dict[int, float]]) -> None:  # type: ignore[no-untyped-def]
     for vector, reference in zip(actual, expected, strict=True):
         assert vector.indices.tolist() == sorted(reference)
-        np.testing.assert_allclose(vector.values, [reference[i] for i in sorted(reference)], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(
+            vector.values, [reference[i] for i in sorted(reference)], rtol=1e-4, atol=1e-5
+        )
 
 
 @pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu"])
@@ -99,7 +103,9 @@ def test_bert_encoder_matches_reference(bert_dir: Path, tmp_path: Path, activati
     )
     documents = encoder.encode_documents(TEXTS, batch_size=3)
     queries = encoder.encode_queries(TEXTS)
-    assert_matches(documents, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=20))
+    assert_matches(
+        documents, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=20)
+    )
     assert_matches(queries, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=5))
     assert all(v.dim == D_SAE and v.nnz > 0 for v in documents)
 
@@ -118,7 +124,8 @@ def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
     loaded = load_backbone(bert_dir)
     torch.manual_seed(5)
     peft_model = get_peft_model(
-        loaded.model, LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False)
+        loaded.model,
+        LoraConfig(r=4, lora_alpha=8, target_modules=["query", "value"], init_lora_weights=False),
     )
     peft_model.save_pretrained(tmp_path / "lora", safe_serialization=True)
     weights = random_sae_tensors(HIDDEN, D_SAE, seed=2)
@@ -127,7 +134,9 @@ def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
         bert_dir, sae_dir, layer=3, lora=tmp_path / "lora", document_top_k=None, device="cpu"
     )
     without = SplareEncoder.from_components(bert_dir, sae_dir, layer=3, document_top_k=None, device="cpu")
-    expected = expected_vectors(bert_dir, TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora")
+    expected = expected_vectors(
+        bert_dir, TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora"
+    )
     assert_matches(with_lora.encode_documents(TEXTS), expected)
     assert with_lora.encode_documents(TEXTS) != without.encode_documents(TEXTS)
     assert with_lora.fingerprint["digest"] != without.fingerprint["digest"]
@@ -137,7 +146,13 @@ def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
 def tiny_encoder(bert_dir: Path, tmp_path: Path) -> SplareEncoder:
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=1), "topk")
     return SplareEncoder.from_components(
-        bert_dir, sae_dir, layer=3, document_prefix="passage ", query_prefix="query ", dense_pooling="mean", device="cpu"
+        bert_dir,
+        sae_dir,
+        layer=3,
+        document_prefix="passage ",
+        query_prefix="query ",
+        dense_pooling="mean",
+        device="cpu",
     )
 
 
@@ -209,7 +224,9 @@ def test_sae_width_must_match_backbone(bert_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "cfg.json").write_text(
         json.dumps({"d_in": HIDDEN * 2, "d_sae": D_SAE, "architecture": "standard", "activation_fn": "relu"})
     )
-    with pytest.raises(CheckpointError, match="SAE reads 64-wide states but the backbone's hidden size is 32"):
+    with pytest.raises(
+        CheckpointError, match="SAE reads 64-wide states but the backbone's hidden size is 32"
+    ):
         SplareEncoder.from_components(bert_dir, tmp_path, layer=1, device="cpu")
 
 

@@ -56,8 +56,15 @@ def third_party_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         + "".join(
             f"    def {name}(self, *a, **k): return None\n"
             for name in (
-                "create_collection", "describe_collection", "list_collections", "drop_collection",
-                "upsert", "delete", "search", "hybrid_search", "close",
+                "create_collection",
+                "describe_collection",
+                "list_collections",
+                "drop_collection",
+                "upsert",
+                "delete",
+                "search",
+                "hybrid_search",
+                "close",
             )
         )
         + "def create(**options): return ToyBackend(**options)\n"

@@ -128,7 +128,9 @@ def test_sparsify(tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.nda
     np.testing.assert_allclose(encode(tmp_path, inputs), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_native_round_trip_keeps_decoder(tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.ndarray) -> None:
+def test_native_round_trip_keeps_decoder(
+    tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.ndarray
+) -> None:
     (tmp_path / "src").mkdir()
     np.savez(tmp_path / "src" / "params.npz", **weights)
     original = load_sae(tmp_path / "src")
@@ -161,8 +163,12 @@ def test_missing_and_malformed_checkpoints(tmp_path: Path) -> None:
         load_sae(bad_json)
     wrong_shape = tmp_path / "wrong_shape"
     wrong_shape.mkdir()
-    np.savez(wrong_shape / "params.npz", W_enc=np.zeros((4, 8), np.float32), b_enc=np.zeros(5, np.float32),
-             threshold=np.zeros(8, np.float32))
+    np.savez(
+        wrong_shape / "params.npz",
+        W_enc=np.zeros((4, 8), np.float32),
+        b_enc=np.zeros(5, np.float32),
+        threshold=np.zeros(8, np.float32),
+    )
     with pytest.raises(CheckpointError, match="b_enc has shape"):
         load_sae(wrong_shape)
     missing_key = tmp_path / "missing_key"
@@ -174,5 +180,17 @@ def test_missing_and_malformed_checkpoints(tmp_path: Path) -> None:
 
 def test_pickled_npz_is_refused(tmp_path: Path) -> None:
     np.savez(tmp_path / "params.npz", W_enc=np.array([{"evil": 1}], dtype=object))
-    with pytest.raises(CheckpointError, match="not a readable .npz"):
+    with pytest.raises(CheckpointError, match=r"not a readable \.npz"):
         load_sae(tmp_path)
+
+
+@pytest.mark.parametrize(("width", "k"), [(16384, 32), (4096, 64), (100, 7), (64, 4)])
+def test_grouped_topk_equals_full_topk(width: int, k: int) -> None:
+    from splare_connect.sae.model import grouped_topk
+
+    x = torch.randn(300, width, generator=torch.Generator().manual_seed(width))
+    values, indices = grouped_topk(x, k)
+    expected_values, expected_indices = torch.topk(x, k, dim=1)
+    assert torch.equal(indices.sort(dim=1).values, expected_indices.sort(dim=1).values)
+    assert torch.equal(torch.gather(x, 1, indices), values)
+    assert torch.equal(values.sort(dim=1).values, expected_values.sort(dim=1).values)
