@@ -8,7 +8,7 @@ dense vectors, plain-dict payloads); conversion happens inside the adapter.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -95,8 +95,21 @@ class Backend(Protocol):
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Delete points by their string ids (missing ids are ignored)."""
 
+    def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's string id with the named payload fields (sync reads its state this way)."""
+
+    def count(self, collection: str) -> int:
+        """Number of points stored."""
+
+    def finalize(self, collection: str) -> None:
+        """Make recent writes durable and fast to search (flush; optimise where the engine needs it)."""
+
     def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
-        """Top ``k`` points by sparse dot product."""
+        """Top ``k`` points by sparse dot product.
+
+        ``filter`` is a list of :class:`splare_connect.filters.Condition` (any backend)
+        or the backend's own filter object.
+        """
 
     def hybrid_search(
         self,
@@ -106,9 +119,21 @@ class Backend(Protocol):
         *,
         k: int = 10,
         fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        candidates: int = 100,
         filter: Any = None,
     ) -> list[Hit]:
-        """Top ``k`` points fusing sparse and dense rankings in the engine."""
+        """Top ``k`` points fusing sparse and dense rankings in the engine.
+
+        Args:
+            fusion: ``"rrf"`` (reciprocal rank fusion) or ``"dbsf"``
+                (distribution-based score fusion).
+            rrf_k: RRF's rank constant, always sent explicitly (Qdrant's default is 2,
+                most systems use 60).
+            weights: ``(sparse, dense)`` weights of the two rankings.
+            candidates: Points each side contributes before fusion.
+        """
 
     def close(self) -> None:
         """Release connections and files."""

@@ -65,6 +65,9 @@ def third_party_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
                 "search",
                 "hybrid_search",
                 "close",
+                "iter_payloads",
+                "count",
+                "finalize",
             )
         )
         + "def create(**options): return ToyBackend(**options)\n"

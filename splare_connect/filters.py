@@ -1,0 +1,79 @@
+"""A small backend-agnostic filter language for metadata fields.
+
+Python callers build :class:`Condition` objects (or pass their backend's own filter
+models); the CLI parses the same conditions from text::
+
+    lang=en             equal
+    lang!=en            not equal
+    section in 1,8      any of (comma-separated)
+    year>=2020          range: >, >=, <, <=
+
+Values that parse as integers or floats are compared as numbers, everything else as
+strings. Several conditions are combined with AND.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from splare_connect.errors import ConfigError
+
+Operator = Literal["eq", "ne", "in", "gt", "gte", "lt", "lte"]
+Scalar = str | int | float | bool
+
+_EXPRESSION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(!=|>=|<=|=|>|<|\s+in\s+)\s*(.+?)\s*$")
+_OPERATORS: dict[str, Operator] = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test on a metadata field.
+
+    Attributes:
+        key: Metadata field name (as it appears in the source records).
+        op: ``eq``, ``ne``, ``in``, ``gt``, ``gte``, ``lt`` or ``lte``.
+        value: A scalar, or a tuple of scalars for ``in``.
+    """
+
+    key: str
+    op: Operator
+    value: Scalar | tuple[Scalar, ...]
+
+    def __post_init__(self) -> None:
+        if self.op == "in" and not isinstance(self.value, tuple):
+            raise ConfigError(f"filter on {self.key!r}: 'in' needs a tuple of values")
+        if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, (int, float)):
+            raise ConfigError(f"filter on {self.key!r}: range comparisons need a number, got {self.value!r}")
+
+
+def parse_condition(expression: str) -> Condition:
+    """Parse one ``key<op>value`` expression (see the module docstring)."""
+    match = _EXPRESSION.match(expression)
+    if not match:
+        raise ConfigError(
+            f"cannot parse filter {expression!r}; expected key=value, key!=value, key>=number, "
+            "or 'key in a,b,c'"
+        )
+    key, symbol, raw = match.group(1), match.group(2).strip(), match.group(3)
+    if symbol == "in":
+        return Condition(key, "in", tuple(_scalar(part.strip()) for part in raw.split(",") if part.strip()))
+    return Condition(key, _OPERATORS[symbol], _scalar(raw))
+
+
+def parse_filters(expressions: Sequence[str]) -> list[Condition]:
+    """Parse several expressions (ANDed)."""
+    return [parse_condition(expression) for expression in expressions]
+
+
+def _scalar(raw: str) -> Scalar:
+    if raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    for convert in (int, float):
+        try:
+            return convert(raw)
+        except ValueError:
+            pass
+    return raw.strip("'\"")
