@@ -207,6 +207,11 @@ class SplareEncoder:
         """Whether the model defines a dense embedding (see ``dense_pooling``)."""
         return self.config.dense_pooling != "none"
 
+    @property
+    def dense_dim(self) -> int | None:
+        """Width of the dense embedding, or None when the model has none."""
+        return _hidden_size(self.reader.model) if self.has_dense else None
+
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32) -> list[SparseVector]:
         """Sparse vectors for queries (query prefix, ``query_top_k`` pruning)."""
         return self.encode(texts, role="query", batch_size=batch_size).sparse

@@ -98,6 +98,9 @@ class Backend(Protocol):
     def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's string id with the named payload fields (sync reads its state this way)."""
 
+    def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
+        """Stored sparse vectors by record id (missing ids are left out); used to explain scores."""
+
     def count(self, collection: str) -> int:
         """Number of points stored."""
 

@@ -68,6 +68,7 @@ def third_party_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
                 "iter_payloads",
                 "count",
                 "finalize",
+                "fetch_sparse",
             )
         )
         + "def create(**options): return ToyBackend(**options)\n"

@@ -105,5 +105,5 @@ def call_engine(action: str, function: Callable[[], T]) -> T:
         raise
     except BackendError:
         raise
-    except BaseException as exc:  # noqa: BLE001 - panics derive from BaseException
+    except BaseException as exc:
         raise BackendError(f"{action} failed: {type(exc).__name__}: {exc}") from exc

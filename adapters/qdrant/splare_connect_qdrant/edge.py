@@ -67,14 +67,19 @@ class EdgeBackend:
         folder = self._folder(spec.name)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
         vectors = (
-            {spec.dense_vector_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)}
+            {
+                spec.dense_vector_name: edge.EdgeVectorParams(
+                    size=spec.dense_dim, distance=edge.Distance.Cosine
+                )
+            }
             if spec.dense_dim
             else None
         )
         config = edge.EdgeConfig(vectors=vectors, sparse_vectors={spec.sparse_vector_name: sparse_params})
         folder.mkdir(parents=True, exist_ok=True)
         shard = call_engine(
-            f"creating collection {spec.name!r}", lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config)
+            f"creating collection {spec.name!r}",
+            lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config),
         )
         for field in (RECORD_ID_FIELD, "doc_id", *(metadata_key(f) for f in spec.indexed_fields)):
             call_engine(
@@ -124,7 +129,9 @@ class EdgeBackend:
         for record in points:
             check_vector(spec, record.id, record.sparse)
             vector: dict[str, Any] = {
-                spec.sparse_vector_name: edge.SparseVector(record.sparse.indices.tolist(), record.sparse.values.tolist())
+                spec.sparse_vector_name: edge.SparseVector(
+                    record.sparse.indices.tolist(), record.sparse.values.tolist()
+                )
             }
             if spec.dense_dim:
                 vector[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
@@ -163,7 +170,9 @@ class EdgeBackend:
         wanted = [RECORD_ID_FIELD, *fields]
         offset = None
         while True:
-            request = edge.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=wanted, with_vector=False)
+            request = edge.ScrollRequest(
+                offset=offset, limit=_SCROLL_PAGE, with_payload=wanted, with_vector=False
+            )
             records, offset = call_engine(f"scrolling {collection!r}", lambda r=request: shard.scroll(r))
             for record in records:
                 payload = dict(record.payload or {})
@@ -171,12 +180,31 @@ class EdgeBackend:
             if offset is None:
                 return
 
+    def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
+        """Stored sparse vectors by record id."""
+        spec = self._spec(collection)
+        shard = self._shard(collection)
+        records = call_engine(
+            f"retrieving from {collection!r}",
+            lambda: shard.retrieve(
+                [point_id(i) for i in ids],
+                with_payload=[RECORD_ID_FIELD],
+                with_vector=[spec.sparse_vector_name],
+            ),
+        )
+        return {
+            str(record.payload[RECORD_ID_FIELD]): _core_sparse(record.vector[spec.sparse_vector_name], spec)
+            for record in records
+        }
+
     def count(self, collection: str) -> int:
         """Number of points stored."""
         import qdrant_edge as edge
 
         shard = self._shard(collection)
-        return int(call_engine(f"counting {collection!r}", lambda: shard.count(edge.CountRequest(exact=True))))
+        return int(
+            call_engine(f"counting {collection!r}", lambda: shard.count(edge.CountRequest(exact=True)))
+        )
 
     def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
         """Top ``k`` by sparse dot product (exact)."""
@@ -209,7 +237,9 @@ class EdgeBackend:
 
         spec = self._spec(collection)
         if not spec.dense_dim:
-            raise BackendError(f"collection {collection!r} has no dense vectors; ingest with dense vectors first")
+            raise BackendError(
+                f"collection {collection!r} has no dense vectors; ingest with dense vectors first"
+            )
         edge_filter = to_edge_filter(filter)
         prefetches = [
             edge.Prefetch(
@@ -240,7 +270,9 @@ class EdgeBackend:
         hits = []
         for point in points:
             payload = dict(point.payload or {})
-            hits.append(Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload))
+            hits.append(
+                Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload)
+            )
         return hits
 
     def _spec(self, name: str) -> CollectionSpec:
@@ -270,6 +302,12 @@ def _edge_sparse(vector: SparseVector) -> Any:
     import qdrant_edge as edge
 
     return edge.SparseVector(vector.indices.tolist(), vector.values.tolist())
+
+
+def _core_sparse(vector: Any, spec: CollectionSpec) -> SparseVector:
+    return SparseVector(
+        np.asarray(vector.indices, np.uint32), np.asarray(vector.values, np.float32), spec.sparse_dim
+    )
 
 
 def _dense_list(spec: CollectionSpec, record_id: str, dense: npt.NDArray[np.float32] | None) -> list[float]:

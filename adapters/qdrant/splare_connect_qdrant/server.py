@@ -115,7 +115,10 @@ class ServerBackend:
             retry=retry_if_exception(is_retryable),
             reraise=True,
             before_sleep=lambda state: LOGGER.warning(
-                "%s: attempt %d failed (%s); retrying", action, state.attempt_number, state.outcome.exception()
+                "%s: attempt %d failed (%s); retrying",
+                action,
+                state.attempt_number,
+                state.outcome.exception(),
             ),
         )
         return call_engine(action, lambda: retrying(function))
@@ -130,17 +133,26 @@ class ServerBackend:
             check_same_collection(existing, spec)
             return
         vectors = (
-            {spec.dense_vector_name: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)}
+            {
+                spec.dense_vector_name: models.VectorParams(
+                    size=spec.dense_dim, distance=models.Distance.COSINE
+                )
+            }
             if spec.dense_dim
             else {}
         )
         sparse = {
-            spec.sparse_vector_name: models.SparseVectorParams(modifier=models.Modifier.IDF if spec.idf else None)
+            spec.sparse_vector_name: models.SparseVectorParams(
+                modifier=models.Modifier.IDF if spec.idf else None
+            )
         }
         self._call(
             f"creating collection {spec.name!r}",
             lambda: self.client.create_collection(
-                spec.name, vectors_config=vectors, sparse_vectors_config=sparse, metadata={SPEC_KEY: spec_to_dict(spec)}
+                spec.name,
+                vectors_config=vectors,
+                sparse_vectors_config=sparse,
+                metadata={SPEC_KEY: spec_to_dict(spec)},
             ),
         )
         for field in (RECORD_ID_FIELD, "doc_id", *(metadata_key(f) for f in spec.indexed_fields)):
@@ -195,11 +207,15 @@ class ServerBackend:
                 }
                 if spec.dense_dim:
                     if record.dense is None:
-                        raise BackendError(f"record {record.id!r}: collection {collection!r} needs a dense vector")
+                        raise BackendError(
+                            f"record {record.id!r}: collection {collection!r} needs a dense vector"
+                        )
                     vector[spec.dense_vector_name] = np.asarray(record.dense, np.float32).tolist()
                 structs.append(
                     models.PointStruct(
-                        id=point_id(record.id), vector=vector, payload={RECORD_ID_FIELD: record.id, **record.payload}
+                        id=point_id(record.id),
+                        vector=vector,
+                        payload={RECORD_ID_FIELD: record.id, **record.payload},
                     )
                 )
             self._call(
@@ -240,9 +256,31 @@ class ServerBackend:
             if offset is None:
                 return
 
+    def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
+        """Stored sparse vectors by record id."""
+        spec = self._spec(collection)
+        records = self._call(
+            f"retrieving from {collection!r}",
+            lambda: self.client.retrieve(
+                collection,
+                ids=[point_id(i) for i in ids],
+                with_payload=[RECORD_ID_FIELD],
+                with_vectors=[spec.sparse_vector_name],
+            ),
+        )
+        result = {}
+        for record in records:
+            stored = record.vector[spec.sparse_vector_name]
+            result[str(record.payload[RECORD_ID_FIELD])] = SparseVector(
+                np.asarray(stored.indices, np.uint32), np.asarray(stored.values, np.float32), spec.sparse_dim
+            )
+        return result
+
     def count(self, collection: str) -> int:
         """Number of points stored."""
-        return int(self._call(f"counting {collection!r}", lambda: self.client.count(collection, exact=True)).count)
+        return int(
+            self._call(f"counting {collection!r}", lambda: self.client.count(collection, exact=True)).count
+        )
 
     def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
         """Top ``k`` by sparse dot product."""
@@ -280,7 +318,9 @@ class ServerBackend:
 
         spec = self._spec(collection)
         if not spec.dense_dim:
-            raise BackendError(f"collection {collection!r} has no dense vectors; ingest with dense vectors first")
+            raise BackendError(
+                f"collection {collection!r} has no dense vectors; ingest with dense vectors first"
+            )
         client_filter = to_client_filter(filter)
         prefetch = [
             models.Prefetch(
@@ -303,7 +343,9 @@ class ServerBackend:
         )
         response = self._call(
             f"hybrid search in {collection!r}",
-            lambda: self.client.query_points(collection, prefetch=prefetch, query=fused, limit=k, with_payload=True),
+            lambda: self.client.query_points(
+                collection, prefetch=prefetch, query=fused, limit=k, with_payload=True
+            ),
         )
         return _hits(response.points)
 
@@ -322,5 +364,7 @@ def _hits(points: Sequence[Any]) -> list[Hit]:
     hits = []
     for point in points:
         payload = dict(point.payload or {})
-        hits.append(Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload))
+        hits.append(
+            Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload)
+        )
     return hits

@@ -1,0 +1,415 @@
+"""The ``splare-connect`` command line: ingest, sync, search, collections.
+
+Heavy imports (torch, transformers, database clients) happen inside the commands, so
+``splare-connect --help`` is instant. Every setting can come from an environment
+variable (shown in ``--help``); secrets such as API keys are read by the backends from
+the environment only, never from arguments.
+
+Exit status: 0 success; 1 error; 2 bad usage; 3 finished, but some records were
+skipped (each one is reported on stderr with its file and line).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+
+from splare_connect.errors import SplareError
+
+if TYPE_CHECKING:
+    from splare_connect.backends import Backend
+    from splare_connect.encoder import SplareEncoder
+    from splare_connect.sync import SyncReport
+
+EXIT_SKIPPED = 3
+
+app = typer.Typer(
+    name="splare-connect",
+    help="SAE-latent learned-sparse retrieval for Qdrant, OpenSearch and other vector databases.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+collections_app = typer.Typer(help="List, inspect and drop collections.", no_args_is_help=True)
+app.add_typer(collections_app, name="collections")
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+class HybridChoice(str, Enum):
+    rrf = "rrf"
+    dbsf = "dbsf"
+
+
+BackendOption = Annotated[
+    str, typer.Option("--backend", "-b", envvar="SPLARE_BACKEND", help="Backend name (installed adapters).")
+]
+CollectionOption = Annotated[
+    str, typer.Option("--collection", "-c", envvar="SPLARE_COLLECTION", help="Collection or index name.")
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="SPLARE_URL",
+        help="Database URL (Qdrant also reads QDRANT_URL). Without one, Qdrant runs embedded.",
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir", envvar="SPLARE_DATA_DIR", help="Where the embedded engine stores collections."
+    ),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+
+
+def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
+    from splare_connect.backends import load_backend
+
+    options: dict[str, Any] = {}
+    if url:
+        options["url"] = url
+    if data_dir is not None:
+        options["data_dir"] = data_dir
+    return load_backend(name, **options)
+
+
+def _encoder(model: str | None) -> SplareEncoder:
+    from transformers.utils import logging as transformers_logging
+
+    from splare_connect.encoder import SplareEncoder
+
+    transformers_logging.disable_progress_bar()  # the CLI shows its own progress
+    return SplareEncoder.from_pretrained(model)
+
+
+def _fail(error: Exception) -> typer.Exit:
+    stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+    return typer.Exit(1)
+
+
+def _sync(
+    source: Path,
+    *,
+    delete_missing: bool,
+    backend_name: str,
+    collection: str,
+    url: str | None,
+    data_dir: Path | None,
+    model: str | None,
+    dense: bool | None,
+    index_fields: list[str],
+    idf: bool,
+    store_text: bool,
+    shard: str,
+    batch_size: int,
+    as_json: bool,
+) -> None:
+    from splare_connect.documents import read_source
+    from splare_connect.sync import Shard, Syncer
+
+    try:
+        documents = read_source(source)
+        encoder = _encoder(model)
+        backend = _backend(backend_name, url, data_dir)
+        syncer = Syncer(
+            encoder,
+            backend,
+            collection,
+            dense=dense,
+            store_text=store_text,
+            indexed_fields=tuple(index_fields),
+            idf=idf,
+            batch_size=batch_size,
+            shard=Shard.parse(shard),
+        )
+        report = _run_with_progress(syncer, documents, delete_missing)
+        backend.close()
+    except SplareError as error:
+        raise _fail(error) from error
+    for skipped in report.skipped:
+        stderr.print(f"[yellow]skipped[/] {skipped}", highlight=False)
+    if as_json:
+        stdout.print_json(json.dumps(report.to_dict()))
+    else:
+        stdout.print(
+            f"{report.documents} documents: {report.new} new, {report.changed} changed, "
+            f"{report.unchanged} unchanged, {report.deleted_documents} deleted; "
+            f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
+            f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
+            highlight=False,
+        )
+    if report.skipped:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> SyncReport:
+    """Show a live counter on a terminal, one line per write otherwise (logs, CI)."""
+    if not sys.stderr.isatty():
+
+        def log_line(report: SyncReport) -> None:
+            print(
+                f"progress: {report.documents} documents read, {report.encoded} encoded, "
+                f"{report.chunks_written} chunks written",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        return syncer.run(documents, delete_missing=delete_missing, on_progress=log_line)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr
+    ) as bar:
+        task = bar.add_task("reading documents")
+
+        def update(report: SyncReport) -> None:
+            bar.update(
+                task,
+                description=f"{report.documents} documents read, {report.encoded} encoded, "
+                f"{report.chunks_written} chunks written",
+            )
+
+        return syncer.run(documents, delete_missing=delete_missing, on_progress=update)
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")
+    ],
+    backend: BackendOption = "qdrant",
+    collection: CollectionOption = "splare",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    dense: Annotated[
+        bool | None,
+        typer.Option(
+            "--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."
+        ),
+    ] = None,
+    index_field: Annotated[
+        list[str], typer.Option("--index-field", help="Metadata field to index for filters.")
+    ] = [],  # noqa: B006
+    idf: Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")] = False,
+    store_text: Annotated[
+        bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")
+    ] = True,
+    shard: Annotated[str, typer.Option(help="Process shard i of n (i/n), for parallel workers.")] = "0/1",
+    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    as_json: JsonOption = False,
+) -> None:
+    """Encode and store new or changed documents (re-running skips unchanged ones)."""
+    _sync(
+        source,
+        delete_missing=False,
+        backend_name=backend,
+        collection=collection,
+        url=url,
+        data_dir=data_dir,
+        model=model,
+        dense=dense,
+        index_fields=index_field,
+        idf=idf,
+        store_text=store_text,
+        shard=shard,
+        batch_size=batch_size,
+        as_json=as_json,
+    )
+
+
+@app.command()
+def sync(
+    source: Annotated[
+        Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")
+    ],
+    delete_missing: Annotated[
+        bool,
+        typer.Option("--delete-missing", help="Delete stored documents that are no longer in the source."),
+    ] = False,
+    backend: BackendOption = "qdrant",
+    collection: CollectionOption = "splare",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    dense: Annotated[bool | None, typer.Option("--dense/--no-dense")] = None,
+    index_field: Annotated[list[str], typer.Option("--index-field")] = [],  # noqa: B006
+    idf: Annotated[bool, typer.Option()] = False,
+    store_text: Annotated[bool, typer.Option("--store-text/--no-store-text")] = True,
+    shard: Annotated[str, typer.Option(help="Process shard i of n (i/n).")] = "0/1",
+    batch_size: Annotated[int, typer.Option()] = 32,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the collection match the source: upsert new/changed, optionally delete missing."""
+    _sync(
+        source,
+        delete_missing=delete_missing,
+        backend_name=backend,
+        collection=collection,
+        url=url,
+        data_dir=data_dir,
+        model=model,
+        dense=dense,
+        index_fields=index_field,
+        idf=idf,
+        store_text=store_text,
+        shard=shard,
+        batch_size=batch_size,
+        as_json=as_json,
+    )
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="The query text.")],
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = 10,
+    filter_: Annotated[
+        list[str],
+        typer.Option(
+            "--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."
+        ),
+    ] = [],  # noqa: B006
+    hybrid: Annotated[HybridChoice | None, typer.Option(help="Fuse with dense vectors: rrf or dbsf.")] = None,
+    explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
+    documents: Annotated[
+        bool, typer.Option("--documents", help="One result per document, not per chunk.")
+    ] = False,
+    backend: BackendOption = "qdrant",
+    collection: CollectionOption = "splare",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search a collection."""
+    from splare_connect.filters import parse_filters
+    from splare_connect.retriever import Retriever
+
+    try:
+        conditions = parse_filters(filter_)
+        retriever = Retriever(_encoder(model), _backend(backend, url, data_dir), collection)
+        hits = retriever.search(
+            query,
+            k=k,
+            filter=conditions,
+            hybrid=None if hybrid is None else hybrid.value,  # type: ignore[arg-type]
+            explain=explain,
+            group_by_document=documents,
+        )
+        retriever.backend.close()
+    except SplareError as error:
+        raise _fail(error) from error
+    if as_json:
+        rows = [
+            {
+                "id": h.id,
+                "doc_id": h.doc_id,
+                "score": h.score,
+                "text": h.text,
+                "metadata": dict(h.metadata),
+                **({"features": [[f, c] for f, c in h.features]} if h.features is not None else {}),
+            }
+            for h in hits
+        ]
+        stdout.print_json(json.dumps(rows, ensure_ascii=False, default=str))
+        return
+    from rich.table import Table
+
+    table = Table("#", "score", "document", "text", show_lines=False)
+    for rank, hit in enumerate(hits, start=1):
+        snippet = " ".join((hit.text or "").split())[:100]
+        if hit.features:
+            snippet += "\n[dim]features: " + ", ".join(f"{f}:{c:.2f}" for f, c in hit.features[:6]) + "[/]"
+        table.add_row(str(rank), f"{hit.score:.3f}", hit.doc_id, snippet)
+    stdout.print(table)
+
+
+@collections_app.command("list")
+def collections_list(
+    backend: BackendOption = "qdrant",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List collections."""
+    try:
+        names = _backend(backend, url, data_dir).list_collections()
+    except SplareError as error:
+        raise _fail(error) from error
+    if as_json:
+        stdout.print_json(json.dumps(names))
+    else:
+        for name in names:
+            stdout.print(name, highlight=False)
+
+
+@collections_app.command("info")
+def collections_info(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    backend: BackendOption = "qdrant",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a collection's encoder fingerprint, vectors and size."""
+    try:
+        store = _backend(backend, url, data_dir)
+        spec = store.describe_collection(name)
+        if spec is None:
+            raise _fail(SplareError(f"collection {name!r} does not exist"))
+        info = {
+            "name": name,
+            "points": store.count(name),
+            "sparse_dim": spec.sparse_dim,
+            "dense_dim": spec.dense_dim,
+            "idf": spec.idf,
+            "indexed_fields": list(spec.indexed_fields),
+            "encoder": dict(spec.fingerprint),
+        }
+    except SplareError as error:
+        raise _fail(error) from error
+    if as_json:
+        stdout.print_json(json.dumps(info))
+    else:
+        for key, value in info.items():
+            stdout.print(f"{key:15} {value}", highlight=False)
+
+
+@collections_app.command("drop")
+def collections_drop(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask for confirmation.")] = False,
+    backend: BackendOption = "qdrant",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Delete a collection and everything in it."""
+    if not yes and not typer.confirm(f"Drop collection {name!r} and all its points?"):
+        raise typer.Exit(1)
+    try:
+        store = _backend(backend, url, data_dir)
+        if store.describe_collection(name) is None:
+            raise _fail(SplareError(f"collection {name!r} does not exist"))
+        store.drop_collection(name)
+    except SplareError as error:
+        raise _fail(error) from error
+    stdout.print(f"dropped {name}", highlight=False)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,215 @@
+"""Retriever: the search API a RAG application calls, on any backend.
+
+    retriever = Retriever(encoder, load_backend("qdrant"), "docs")
+    for hit in retriever.search("how do I list files?", k=5):
+        print(hit.score, hit.doc_id, hit.text[:80])
+
+The collection's encoder fingerprint is checked once, when the retriever is made:
+querying vectors from one encoder against documents from another gives meaningless
+results without any error, so it is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from splare_connect.backends import Backend, CollectionSpec, Hit
+from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
+from splare_connect.sparse_vector import SparseVector
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from splare_connect.encoder import SplareEncoder
+
+HybridMode = Literal["rrf", "dbsf"]
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result.
+
+    Attributes:
+        id: Stored record id (``"<doc id>#<chunk>"``).
+        doc_id: The source document's id.
+        score: Engine score (dot product, or the fused score in hybrid search).
+        text: The chunk's text, when the collection stores text.
+        metadata: The document's metadata fields.
+        chunk_index: Which chunk of the document matched.
+        features: With ``explain=True``: ``(feature id, contribution)`` pairs whose
+            sum is the sparse score, largest first.
+    """
+
+    id: str
+    doc_id: str
+    score: float
+    text: str | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    chunk_index: int = 0
+    features: list[tuple[int, float]] | None = None
+
+
+class Retriever:
+    """Searches one collection with one encoder.
+
+    Args:
+        encoder: Must be the encoder the collection was built with (checked).
+        backend: Any backend holding the collection.
+        collection: Collection name.
+
+    Raises:
+        BackendError: The collection doesn't exist.
+        EncoderMismatchError: The collection was built by another encoder.
+    """
+
+    def __init__(self, encoder: SplareEncoder, backend: Backend, collection: str) -> None:
+        self.encoder = encoder
+        self.backend = backend
+        self.collection = collection
+        spec = backend.describe_collection(collection)
+        if spec is None:
+            raise BackendError(f"collection {collection!r} does not exist; ingest documents into it first")
+        _check_encoder(spec, encoder)
+        self.spec = spec
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        filter: Any = None,
+        hybrid: HybridMode | None = None,
+        weights: tuple[float, float] = (1.0, 1.0),
+        rrf_k: int = 60,
+        explain: bool = False,
+        group_by_document: bool = False,
+    ) -> list[SearchHit]:
+        """Top ``k`` chunks (or documents) for a query.
+
+        Args:
+            query: The query text.
+            k: Number of results.
+            filter: Conditions (:mod:`splare_connect.filters`) or a backend-native filter.
+            hybrid: ``"rrf"`` or ``"dbsf"`` to fuse with the dense embedding from the
+                same encoder pass; ``None`` for sparse only.
+            weights: ``(sparse, dense)`` fusion weights.
+            rrf_k: RRF rank constant (sent explicitly; Qdrant's own default is 2).
+            explain: Attach each hit's matched features and their contributions.
+            group_by_document: Return the best chunk of each document, ``k`` documents.
+        """
+        return self.search_batch(
+            [query],
+            k=k,
+            filter=filter,
+            hybrid=hybrid,
+            weights=weights,
+            rrf_k=rrf_k,
+            explain=explain,
+            group_by_document=group_by_document,
+        )[0]
+
+    def search_batch(
+        self,
+        queries: Sequence[str],
+        *,
+        k: int = 10,
+        filter: Any = None,
+        hybrid: HybridMode | None = None,
+        weights: tuple[float, float] = (1.0, 1.0),
+        rrf_k: int = 60,
+        explain: bool = False,
+        group_by_document: bool = False,
+    ) -> list[list[SearchHit]]:
+        """:meth:`search` for several queries, encoded in one batch."""
+        if k <= 0:
+            raise ConfigError(f"k must be positive, got {k}")
+        if hybrid is not None and hybrid not in ("rrf", "dbsf"):
+            raise ConfigError(f"hybrid must be 'rrf', 'dbsf' or None, got {hybrid!r}")
+        if hybrid and not self.spec.dense_dim:
+            raise ConfigError(
+                f"collection {self.collection!r} has no dense vectors, so hybrid search is unavailable"
+            )
+        encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None)
+        fetch = k * 4 if group_by_document else k
+        results = []
+        for position, sparse in enumerate(encoded.sparse):
+            dense = None if encoded.dense is None else encoded.dense[position]
+            hits = self._query(sparse, dense, fetch, filter, hybrid, weights, rrf_k)
+            if group_by_document:
+                hits = _best_per_document(hits)[:k]
+            results.append(self._to_search_hits(hits, sparse if explain else None))
+        return results
+
+    async def asearch(self, query: str, **options: Any) -> list[SearchHit]:
+        """:meth:`search` without blocking the event loop (runs in a worker thread)."""
+        return await asyncio.to_thread(self.search, query, **options)
+
+    async def asearch_batch(self, queries: Sequence[str], **options: Any) -> list[list[SearchHit]]:
+        """:meth:`search_batch` without blocking the event loop."""
+        return await asyncio.to_thread(self.search_batch, queries, **options)
+
+    def _query(
+        self,
+        sparse: SparseVector,
+        dense: npt.NDArray[np.float32] | None,
+        k: int,
+        filter: Any,
+        hybrid: HybridMode | None,
+        weights: tuple[float, float],
+        rrf_k: int,
+    ) -> list[Hit]:
+        if hybrid is None:
+            return self.backend.search(self.collection, sparse, k=k, filter=filter)
+        assert dense is not None
+        return self.backend.hybrid_search(
+            self.collection,
+            sparse,
+            dense,
+            k=k,
+            fusion=hybrid,
+            rrf_k=rrf_k,
+            weights=weights,
+            candidates=max(100, 2 * k),
+            filter=filter,
+        )
+
+    def _to_search_hits(self, hits: list[Hit], query: SparseVector | None) -> list[SearchHit]:
+        stored = self.backend.fetch_sparse(self.collection, [h.id for h in hits]) if query is not None else {}
+        results = []
+        for hit in hits:
+            payload = hit.payload
+            features = query.contributions(stored[hit.id]) if query is not None and hit.id in stored else None
+            results.append(
+                SearchHit(
+                    id=hit.id,
+                    doc_id=str(payload.get("doc_id", hit.id)),
+                    score=hit.score,
+                    text=payload.get("text"),
+                    metadata=payload.get("metadata") or {},
+                    chunk_index=int(payload.get("chunk_index", 0)),
+                    features=features,
+                )
+            )
+        return results
+
+
+def _check_encoder(spec: CollectionSpec, encoder: SplareEncoder) -> None:
+    have, want = spec.fingerprint.get("digest"), encoder.fingerprint["digest"]
+    if have != want:
+        raise EncoderMismatchError(
+            f"collection {spec.name!r} was built by encoder {spec.fingerprint.get('name')!r} (digest {have}); "
+            f"this encoder is {encoder.config.name!r} (digest {want}). Query it with the same model and settings"
+        )
+
+
+def _best_per_document(hits: list[Hit]) -> list[Hit]:
+    best: dict[str, Hit] = {}
+    for hit in hits:
+        doc_id = str(hit.payload.get("doc_id", hit.id))
+        if doc_id not in best:
+            best[doc_id] = hit
+    return list(best.values())

@@ -1,0 +1,281 @@
+"""Ingest and sync: encode only new or changed documents, and survive being killed.
+
+The backend itself is the record of what is done. Every stored chunk carries its
+document's ``doc_id``, ``content_hash`` and ``chunk_count``; a document counts as done
+only when all its chunks are present with the current hash. A run reads that state
+first, so one killed at any moment (``kill -9`` included) and started again skips the
+finished documents, redoes the unfinished ones, and — point ids being deterministic —
+never duplicates anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from splare_connect.backends import Backend, CollectionSpec, PointRecord
+from splare_connect.chunking import Chunk, chunk_document
+from splare_connect.documents import Document
+from splare_connect.errors import BadRecordError, ConfigError
+
+if TYPE_CHECKING:
+    from splare_connect.encoder import SplareEncoder
+
+LOGGER = logging.getLogger(__name__)
+STATE_FIELDS = ("doc_id", "content_hash", "chunk_count")
+
+
+@dataclass
+class SyncReport:
+    """What a sync did; ``to_dict`` gives the JSON the CLI prints."""
+
+    documents: int = 0
+    unchanged: int = 0
+    new: int = 0
+    changed: int = 0
+    chunks_written: int = 0
+    deleted_documents: int = 0
+    skipped: list[BadRecordError] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def encoded(self) -> int:
+        """Documents encoded in this run (new + changed)."""
+        return self.new + self.changed
+
+    @property
+    def documents_per_second(self) -> float:
+        """Encoded documents per second of wall time."""
+        return self.encoded / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["skipped"] = [
+            {"source": e.source, "line": e.line, "id": e.record_id, "error": str(e)} for e in self.skipped
+        ]
+        data["encoded"] = self.encoded
+        data["documents_per_second"] = round(self.documents_per_second, 3)
+        return data
+
+
+@dataclass(frozen=True)
+class Shard:
+    """``index`` of ``count``: this worker handles the documents whose id hashes to it."""
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise ConfigError(f"shard must be i/n with 0 <= i < n, got {self.index}/{self.count}")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """Parse ``"i/n"``."""
+        try:
+            index, count = (int(part) for part in text.split("/"))
+        except ValueError as exc:
+            raise ConfigError(f"shard must look like i/n (for example 0/4), got {text!r}") from exc
+        return cls(index, count)
+
+    def owns(self, doc_id: str) -> bool:
+        """Whether this shard handles ``doc_id`` (stable across runs and machines)."""
+        if self.count == 1:
+            return True
+        digest = hashlib.sha1(doc_id.encode("utf-8")).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+@dataclass
+class _Stored:
+    hashes: set[str] = field(default_factory=set)
+    records: set[str] = field(default_factory=set)
+    chunk_count: int = -1
+
+    def complete_with(self, content_hash: str) -> bool:
+        return self.hashes == {content_hash} and len(self.records) == self.chunk_count
+
+
+class Syncer:
+    """Brings a collection in line with a document source.
+
+    Args:
+        encoder: The encoder; its fingerprint is recorded in (and checked against) the
+            collection.
+        backend: Any :class:`Backend`.
+        collection: Collection name.
+        dense: Store the dense embedding too (default: when the encoder has one).
+        store_text: Keep each chunk's text in the payload (needed to show results).
+        indexed_fields: Metadata fields to index for filtering.
+        idf: Ask the engine to weight query features by IDF.
+        chunk_overlap: Tokens shared by consecutive chunks of a long document.
+        batch_size: Texts per encoder forward pass.
+        documents_per_write: Documents encoded and written together; also how much
+            work a crash can lose.
+        shard: Process only this shard of the documents (parallel workers).
+    """
+
+    def __init__(
+        self,
+        encoder: SplareEncoder,
+        backend: Backend,
+        collection: str,
+        *,
+        dense: bool | None = None,
+        store_text: bool = True,
+        indexed_fields: tuple[str, ...] = (),
+        idf: bool = False,
+        chunk_overlap: int = 64,
+        batch_size: int = 32,
+        documents_per_write: int = 64,
+        shard: Shard = Shard(),
+    ) -> None:
+        self.encoder = encoder
+        self.backend = backend
+        self.collection = collection
+        self.dense = encoder.has_dense if dense is None else dense
+        if self.dense and not encoder.has_dense:
+            raise ConfigError(f"model {encoder.config.name!r} has no dense embedding; use dense=False")
+        self.store_text = store_text
+        self.indexed_fields = indexed_fields
+        self.idf = idf
+        self.batch_size = batch_size
+        self.documents_per_write = documents_per_write
+        self.shard = shard
+        prefix_tokens = len(
+            encoder.tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"]
+        )
+        special_tokens = len(encoder.tokenizer("", add_special_tokens=True)["input_ids"])
+        self.max_chunk_tokens = encoder.max_length - prefix_tokens - special_tokens
+        self.chunk_overlap = min(chunk_overlap, self.max_chunk_tokens // 4)
+
+    def collection_spec(self) -> CollectionSpec:
+        """The spec this syncer creates (or expects to find)."""
+        return CollectionSpec(
+            name=self.collection,
+            sparse_dim=self.encoder.dim,
+            fingerprint=self.encoder.fingerprint,
+            dense_dim=self.encoder.dense_dim if self.dense else None,
+            idf=self.idf,
+            indexed_fields=self.indexed_fields,
+        )
+
+    def run(
+        self,
+        source: Iterable[Document | BadRecordError],
+        *,
+        delete_missing: bool = False,
+        on_progress: Callable[[SyncReport], None] | None = None,
+    ) -> SyncReport:
+        """Sync the collection with ``source``.
+
+        Args:
+            source: Documents (and bad-record errors, which are reported and skipped).
+            delete_missing: Delete documents stored in this shard but absent from
+                ``source``.
+            on_progress: Called after each write and at the end, for progress display.
+
+        Returns:
+            Counts of what happened; ``report.skipped`` lists the bad records.
+        """
+        started = time.perf_counter()
+        self.backend.create_collection(self.collection_spec())
+        stored = self._stored_state()
+        report = SyncReport()
+        seen: dict[str, str] = {}
+        pending: list[Document] = []
+        for item in source:
+            if isinstance(item, BadRecordError):
+                report.skipped.append(item)
+                continue
+            if not self.shard.owns(item.id):
+                continue
+            where = f"{item.source}:{item.line}" if item.line else str(item.source)
+            if item.id in seen:
+                report.skipped.append(
+                    BadRecordError(
+                        f"duplicate id {item.id!r} (first seen at {seen[item.id]})",
+                        source=item.source,
+                        line=item.line,
+                        record_id=item.id,
+                    )
+                )
+                continue
+            seen[item.id] = where
+            report.documents += 1
+            previous = stored.get(item.id)
+            if previous is not None and previous.complete_with(item.content_hash):
+                report.unchanged += 1
+                continue
+            if previous is None:
+                report.new += 1
+            else:
+                report.changed += 1
+            pending.append(item)
+            if len(pending) >= self.documents_per_write:
+                self._write(pending, stored, report)
+                pending = []
+                if on_progress:
+                    on_progress(report)
+        if pending:
+            self._write(pending, stored, report)
+        if delete_missing:
+            missing = [doc_id for doc_id in stored if doc_id not in seen and self.shard.owns(doc_id)]
+            for doc_id in missing:
+                self.backend.delete(self.collection, sorted(stored[doc_id].records))
+            report.deleted_documents = len(missing)
+        self.backend.finalize(self.collection)
+        report.seconds = time.perf_counter() - started
+        if on_progress:
+            on_progress(report)
+        return report
+
+    def _stored_state(self) -> dict[str, _Stored]:
+        state: dict[str, _Stored] = {}
+        for record_id, payload in self.backend.iter_payloads(self.collection, STATE_FIELDS):
+            doc_id = str(payload.get("doc_id", record_id))
+            entry = state.setdefault(doc_id, _Stored())
+            entry.hashes.add(str(payload.get("content_hash")))
+            entry.records.add(record_id)
+            entry.chunk_count = int(payload.get("chunk_count", -1))
+        return state
+
+    def _write(self, documents: list[Document], stored: dict[str, _Stored], report: SyncReport) -> None:
+        chunks: list[tuple[Document, Chunk]] = [
+            (document, chunk)
+            for document in documents
+            for chunk in chunk_document(
+                document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap
+            )
+        ]
+        encoded = self.encoder.encode(
+            [chunk.text for _, chunk in chunks], role="document", dense=self.dense, batch_size=self.batch_size
+        )
+        points = []
+        for position, (document, chunk) in enumerate(chunks):
+            payload: dict[str, Any] = {
+                "doc_id": document.id,
+                "chunk_index": chunk.index,
+                "chunk_count": chunk.count,
+                "content_hash": document.content_hash,
+                "metadata": dict(document.metadata),
+            }
+            if self.store_text:
+                payload["text"] = chunk.text
+            dense = None if encoded.dense is None else encoded.dense[position]
+            points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, payload))
+        self.backend.upsert(self.collection, points)
+        written = {chunk.record_id for _, chunk in chunks}
+        stale = sorted(
+            record
+            for document in documents
+            if document.id in stored
+            for record in stored[document.id].records - written
+        )
+        self.backend.delete(self.collection, stale)
+        report.chunks_written += len(points)
+        LOGGER.info("wrote %d documents (%d chunks)", len(documents), len(points))
