@@ -42,9 +42,7 @@ def load_texts(corpus: Path, count: int, min_tokens: int, encoder: SplareEncoder
     return texts
 
 
-def paired_times(
-    encoder: SplareEncoder, texts: list[str], batch_size: int, rounds: int
-) -> tuple[float, float]:
+def paired_times(encoder: SplareEncoder, texts: list[str], batch_size: int, rounds: int) -> tuple[float, float]:
     """Seconds for the full encoder and for the bare compute, measured batch by batch.
 
     For each of the encoder's batches, the full pipeline (``encode_documents`` on that
@@ -72,9 +70,7 @@ def paired_times(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("data/manpages/corpus.jsonl"))
     parser.add_argument(
         "--queries-file",

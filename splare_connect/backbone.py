@@ -117,8 +117,7 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
         if isinstance(module, nn.ModuleList) and len(module) == n_layers and n_layers > 0:
             return name, module
     raise ConfigError(
-        f"cannot find the {n_layers} transformer blocks of {type(model).__name__}; "
-        "this architecture is not supported"
+        f"cannot find the {n_layers} transformer blocks of {type(model).__name__}; this architecture is not supported"
     )
 
 

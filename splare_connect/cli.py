@@ -63,15 +63,11 @@ UrlOption = Annotated[
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option(
-        "--data-dir", envvar="SPLARE_DATA_DIR", help="Where the embedded engine stores collections."
-    ),
+    typer.Option("--data-dir", envvar="SPLARE_DATA_DIR", help="Where the embedded engine stores collections."),
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option(
-        "--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."
-    ),
+    typer.Option("--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 
@@ -171,9 +167,7 @@ def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> Syn
         return syncer.run(documents, delete_missing=delete_missing, on_progress=log_line)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr
-    ) as bar:
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr) as bar:
         task = bar.add_task("reading documents")
 
         def update(report: SyncReport) -> None:
@@ -188,9 +182,7 @@ def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> Syn
 
 @app.command()
 def ingest(
-    source: Annotated[
-        Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")
-    ],
+    source: Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")],
     backend: BackendOption = "qdrant",
     collection: CollectionOption = "splare",
     url: UrlOption = None,
@@ -198,13 +190,9 @@ def ingest(
     model: ModelOption = None,
     dense: Annotated[
         bool | None,
-        typer.Option(
-            "--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."
-        ),
+        typer.Option("--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."),
     ] = None,
-    index_field: Annotated[
-        list[str], typer.Option("--index-field", help="Metadata field to index for filters.")
-    ] = [],  # noqa: B006
+    index_field: Annotated[list[str], typer.Option("--index-field", help="Metadata field to index for filters.")] = [],  # noqa: B006
     idf: Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")] = False,
     store_text: Annotated[
         bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")
@@ -234,9 +222,7 @@ def ingest(
 
 @app.command()
 def sync(
-    source: Annotated[
-        Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")
-    ],
+    source: Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")],
     delete_missing: Annotated[
         bool,
         typer.Option("--delete-missing", help="Delete stored documents that are no longer in the source."),
@@ -279,15 +265,11 @@ def search(
     k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = 10,
     filter_: Annotated[
         list[str],
-        typer.Option(
-            "--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."
-        ),
+        typer.Option("--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."),
     ] = [],  # noqa: B006
     hybrid: Annotated[HybridChoice | None, typer.Option(help="Fuse with dense vectors: rrf or dbsf.")] = None,
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
-    documents: Annotated[
-        bool, typer.Option("--documents", help="One result per document, not per chunk.")
-    ] = False,
+    documents: Annotated[bool, typer.Option("--documents", help="One result per document, not per chunk.")] = False,
     backend: BackendOption = "qdrant",
     collection: CollectionOption = "splare",
     url: UrlOption = None,

@@ -59,9 +59,7 @@ def read_source(path: str | Path) -> Iterator[Document | BadRecordError]:
         return read_jsonl(location)
     if not location.exists():
         raise ConfigError(f"source not found: {location}")
-    raise ConfigError(
-        f"{location}: expected a .jsonl file or a directory of {', '.join(TEXT_SUFFIXES)} files"
-    )
+    raise ConfigError(f"{location}: expected a .jsonl file or a directory of {', '.join(TEXT_SUFFIXES)} files")
 
 
 def read_jsonl(path: str | Path) -> Iterator[Document | BadRecordError]:
@@ -83,9 +81,7 @@ def read_jsonl(path: str | Path) -> Iterator[Document | BadRecordError]:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
-                yield BadRecordError(
-                    f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=number
-                )
+                yield BadRecordError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=number)
                 continue
             yield document_from_record(record, source=source, line=number)
 
@@ -115,16 +111,12 @@ def read_iterable(items: Iterable[Any]) -> Iterator[Document | BadRecordError]:
 def document_from_record(record: Any, *, source: str, line: int) -> Document | BadRecordError:
     """Validate one record and turn it into a Document (or say what's wrong)."""
     if not isinstance(record, dict):
-        return BadRecordError(
-            f"expected a JSON object, got {type(record).__name__}", source=source, line=line
-        )
+        return BadRecordError(f"expected a JSON object, got {type(record).__name__}", source=source, line=line)
     raw_id = record.get("id", record.get("_id"))
     if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
         return BadRecordError("record has no id (expected 'id' or '_id')", source=source, line=line)
     if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
-        return BadRecordError(
-            f"id must be a string or integer, got {type(raw_id).__name__}", source=source, line=line
-        )
+        return BadRecordError(f"id must be a string or integer, got {type(raw_id).__name__}", source=source, line=line)
     doc_id = str(raw_id)
     text = record.get("text")
     if not isinstance(text, str):

@@ -97,9 +97,7 @@ class SplareEncoder:
                 f"the SAE reads {sae.config.d_in}-wide states but the backbone's hidden size is "
                 f"{hidden}: this SAE was not trained on this backbone"
             )
-        self.reader = LayerReader(
-            backbone.model, config.layer, keep_all_layers=config.dense_pooling != "none"
-        )
+        self.reader = LayerReader(backbone.model, config.layer, keep_all_layers=config.dense_pooling != "none")
         if sae.config.hook_layer is not None and sae.config.hook_layer != self.reader.layer:
             warnings.warn(
                 f"the SAE was trained on block {sae.config.hook_layer} but the encoder reads block "

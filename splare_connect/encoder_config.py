@@ -66,9 +66,7 @@ class EncoderConfig:
         for field_name in ("query_top_k", "document_top_k"):
             value = getattr(self, field_name)
             if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ConfigError(
-                    f"{field_name} must be a positive integer or None (no pruning), got {value!r}"
-                )
+                raise ConfigError(f"{field_name} must be a positive integer or None (no pruning), got {value!r}")
         if self.max_length is not None and self.max_length < 3:
             raise ConfigError(f"max_length must be at least 3 tokens, got {self.max_length}")
         if self.dense_pooling not in ("none", "mean", "cls"):

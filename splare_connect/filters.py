@@ -54,8 +54,7 @@ def parse_condition(expression: str) -> Condition:
     match = _EXPRESSION.match(expression)
     if not match:
         raise ConfigError(
-            f"cannot parse filter {expression!r}; expected key=value, key!=value, key>=number, "
-            "or 'key in a,b,c'"
+            f"cannot parse filter {expression!r}; expected key=value, key!=value, key>=number, or 'key in a,b,c'"
         )
     key, symbol, raw = match.group(1), match.group(2).strip(), match.group(3)
     if symbol == "in":

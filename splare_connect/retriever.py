@@ -130,9 +130,7 @@ class Retriever:
         if hybrid is not None and hybrid not in ("rrf", "dbsf"):
             raise ConfigError(f"hybrid must be 'rrf', 'dbsf' or None, got {hybrid!r}")
         if hybrid and not self.spec.dense_dim:
-            raise ConfigError(
-                f"collection {self.collection!r} has no dense vectors, so hybrid search is unavailable"
-            )
+            raise ConfigError(f"collection {self.collection!r} has no dense vectors, so hybrid search is unavailable")
         encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None)
         fetch = k * 4 if group_by_document else k
         results = []

@@ -136,9 +136,7 @@ class SparseVector:
         if index_array.ndim != 1 or value_array.ndim != 1:
             raise ValueError("indices and values must be 1-D sequences")
         if index_array.shape[0] != value_array.shape[0]:
-            raise ValueError(
-                f"indices and values differ in length: {index_array.shape[0]} != {value_array.shape[0]}"
-            )
+            raise ValueError(f"indices and values differ in length: {index_array.shape[0]} != {value_array.shape[0]}")
         if index_array.size == 0:
             return cls.empty(dim)
         if not np.issubdtype(index_array.dtype, np.integer):
@@ -195,9 +193,7 @@ class SparseVector:
 
     def contributions(self, other: SparseVector) -> list[tuple[int, float]]:
         """Per-feature terms of :meth:`dot`, largest first: why a document matched a query."""
-        shared, mine, theirs = np.intersect1d(
-            self.indices, other.indices, assume_unique=True, return_indices=True
-        )
+        shared, mine, theirs = np.intersect1d(self.indices, other.indices, assume_unique=True, return_indices=True)
         terms = self.values[mine].astype(np.float64) * other.values[theirs]
         order = np.argsort(-terms, kind="stable")
         return [(int(shared[i]), float(terms[i])) for i in order]

@@ -146,9 +146,7 @@ class Syncer:
         self.batch_size = batch_size
         self.documents_per_write = documents_per_write
         self.shard = shard
-        prefix_tokens = len(
-            encoder.tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"]
-        )
+        prefix_tokens = len(encoder.tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
         special_tokens = len(encoder.tokenizer("", add_special_tokens=True)["input_ids"])
         self.max_chunk_tokens = encoder.max_length - prefix_tokens - special_tokens
         self.chunk_overlap = min(chunk_overlap, self.max_chunk_tokens // 4)
@@ -248,9 +246,7 @@ class Syncer:
         chunks: list[tuple[Document, Chunk]] = [
             (document, chunk)
             for document in documents
-            for chunk in chunk_document(
-                document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap
-            )
+            for chunk in chunk_document(document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap)
         ]
         encoded = self.encoder.encode(
             [chunk.text for _, chunk in chunks], role="document", dense=self.dense, batch_size=self.batch_size

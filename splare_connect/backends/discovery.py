@@ -54,7 +54,5 @@ def load_backend(name: str, **options: Any) -> Backend:
     factory = installed[name].load()
     backend = factory(**options)
     if not isinstance(backend, Backend):
-        raise ConfigError(
-            f"backend {name!r} ({installed[name].value}) does not implement the Backend protocol"
-        )
+        raise ConfigError(f"backend {name!r} ({installed[name].value}) does not implement the Backend protocol")
     return backend

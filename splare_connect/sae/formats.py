@@ -78,9 +78,7 @@ def detect_sae_format(location: Path) -> str:
 
 
 def _load_splare(location: Path) -> SparseAutoencoder:
-    config = SaeConfig.from_dict(
-        _read_json(location / SAE_CONFIG_FILE), source=str(location / SAE_CONFIG_FILE)
-    )
+    config = SaeConfig.from_dict(_read_json(location / SAE_CONFIG_FILE), source=str(location / SAE_CONFIG_FILE))
     tensors = _read_safetensors(location / SAE_WEIGHTS_FILE)
     return SparseAutoencoder(
         config,
@@ -96,9 +94,7 @@ def _load_gemma_scope(location: Path) -> SparseAutoencoder:
     file = location if location.is_file() else location / "params.npz"
     try:
         with np.load(file, allow_pickle=False) as archive:
-            arrays = {
-                key: torch.from_numpy(np.asarray(archive[key], dtype=np.float32)) for key in archive.files
-            }
+            arrays = {key: torch.from_numpy(np.asarray(archive[key], dtype=np.float32)) for key in archive.files}
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{file}: not a readable .npz archive ({exc})") from exc
     W_enc = _take(arrays, "W_enc", file)

@@ -132,12 +132,8 @@ class SparseAutoencoder(nn.Module):
         self.b_enc = nn.Parameter(b_enc.detach().float().contiguous(), requires_grad=False)
         self.b_dec = nn.Parameter(b_dec.detach().float().contiguous(), requires_grad=False)
         self.threshold: torch.Tensor | None
-        self.register_buffer(
-            "threshold", None if threshold is None else threshold.detach().float().contiguous()
-        )
-        self.W_dec = (
-            None if W_dec is None else nn.Parameter(W_dec.detach().float().contiguous(), requires_grad=False)
-        )
+        self.register_buffer("threshold", None if threshold is None else threshold.detach().float().contiguous())
+        self.W_dec = None if W_dec is None else nn.Parameter(W_dec.detach().float().contiguous(), requires_grad=False)
 
     @property
     def d_sae(self) -> int:
@@ -150,9 +146,7 @@ class SparseAutoencoder(nn.Module):
             x = x * self.config.input_scale
         if self.config.apply_b_dec_to_input:
             x = x - self.b_dec
-        return torch.addmm(self.b_enc, x.reshape(-1, x.shape[-1]), self.W_enc).reshape(
-            *x.shape[:-1], self.config.d_sae
-        )
+        return torch.addmm(self.b_enc, x.reshape(-1, x.shape[-1]), self.W_enc).reshape(*x.shape[:-1], self.config.d_sae)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """Dense activations ``(..., d_sae)`` from pre-activations, per the checkpoint's rule."""
@@ -225,9 +219,7 @@ def grouped_topk(x: torch.Tensor, k: int, group: int = TOPK_GROUP) -> tuple[torc
         return torch.topk(x, k, dim=1, sorted=False)
     groups = x.view(rows, width // group, group)
     _, top_groups = torch.topk(groups.amax(dim=2), k, dim=1, sorted=False)
-    candidates = torch.gather(groups, 1, top_groups.unsqueeze(2).expand(-1, -1, group)).reshape(
-        rows, k * group
-    )
+    candidates = torch.gather(groups, 1, top_groups.unsqueeze(2).expand(-1, -1, group)).reshape(rows, k * group)
     values, positions = torch.topk(candidates, k, dim=1, sorted=False)
     indices = torch.gather(top_groups, 1, positions // group) * group + positions % group
     return values, indices

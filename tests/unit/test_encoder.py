@@ -87,9 +87,7 @@ def expected_vectors(
 def assert_matches(actual, expected: list[dict[int, float]]) -> None:  # type: ignore[no-untyped-def]
     for vector, reference in zip(actual, expected, strict=True):
         assert vector.indices.tolist() == sorted(reference)
-        np.testing.assert_allclose(
-            vector.values, [reference[i] for i in sorted(reference)], rtol=1e-4, atol=1e-5
-        )
+        np.testing.assert_allclose(vector.values, [reference[i] for i in sorted(reference)], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("activation", ["topk", "jumprelu", "relu"])
@@ -103,9 +101,7 @@ def test_bert_encoder_matches_reference(bert_dir: Path, tmp_path: Path, activati
     )
     documents = encoder.encode_documents(TEXTS, batch_size=3)
     queries = encoder.encode_queries(TEXTS)
-    assert_matches(
-        documents, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=20)
-    )
+    assert_matches(documents, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=20))
     assert_matches(queries, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=5))
     assert all(v.dim == D_SAE and v.nnz > 0 for v in documents)
 
@@ -134,9 +130,7 @@ def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
         bert_dir, sae_dir, layer=3, lora=tmp_path / "lora", document_top_k=None, device="cpu"
     )
     without = SplareEncoder.from_components(bert_dir, sae_dir, layer=3, document_top_k=None, device="cpu")
-    expected = expected_vectors(
-        bert_dir, TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora"
-    )
+    expected = expected_vectors(bert_dir, TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora")
     assert_matches(with_lora.encode_documents(TEXTS), expected)
     assert with_lora.encode_documents(TEXTS) != without.encode_documents(TEXTS)
     assert with_lora.fingerprint["digest"] != without.fingerprint["digest"]
@@ -224,9 +218,7 @@ def test_sae_width_must_match_backbone(bert_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "cfg.json").write_text(
         json.dumps({"d_in": HIDDEN * 2, "d_sae": D_SAE, "architecture": "standard", "activation_fn": "relu"})
     )
-    with pytest.raises(
-        CheckpointError, match="SAE reads 64-wide states but the backbone's hidden size is 32"
-    ):
+    with pytest.raises(CheckpointError, match="SAE reads 64-wide states but the backbone's hidden size is 32"):
         SplareEncoder.from_components(bert_dir, tmp_path, layer=1, device="cpu")
 
 

@@ -74,9 +74,7 @@ def test_llama_scope(tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.
     }
     (tmp_path / "hyperparams.json").write_text(json.dumps(hyper))
     scale = math.sqrt(D_IN) / 8.0
-    expected = reference_activations(
-        inputs, weights, activation=act_fn, k=5, threshold=0.4, input_scale=scale
-    )
+    expected = reference_activations(inputs, weights, activation=act_fn, k=5, threshold=0.4, input_scale=scale)
     np.testing.assert_allclose(encode(tmp_path, inputs), expected, rtol=1e-5, atol=1e-5)
     assert load_sae(tmp_path).config.hook_layer == 3
 
@@ -128,9 +126,7 @@ def test_sparsify(tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.nda
     np.testing.assert_allclose(encode(tmp_path, inputs), expected, rtol=1e-5, atol=1e-5)
 
 
-def test_native_round_trip_keeps_decoder(
-    tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.ndarray
-) -> None:
+def test_native_round_trip_keeps_decoder(tmp_path: Path, weights: dict[str, np.ndarray], inputs: np.ndarray) -> None:
     (tmp_path / "src").mkdir()
     np.savez(tmp_path / "src" / "params.npz", **weights)
     original = load_sae(tmp_path / "src")

@@ -67,11 +67,7 @@ class EdgeBackend:
         folder = self._folder(spec.name)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
         vectors = (
-            {
-                spec.dense_vector_name: edge.EdgeVectorParams(
-                    size=spec.dense_dim, distance=edge.Distance.Cosine
-                )
-            }
+            {spec.dense_vector_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)}
             if spec.dense_dim
             else None
         )
@@ -170,9 +166,7 @@ class EdgeBackend:
         wanted = [RECORD_ID_FIELD, *fields]
         offset = None
         while True:
-            request = edge.ScrollRequest(
-                offset=offset, limit=_SCROLL_PAGE, with_payload=wanted, with_vector=False
-            )
+            request = edge.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=wanted, with_vector=False)
             records, offset = call_engine(f"scrolling {collection!r}", lambda r=request: shard.scroll(r))
             for record in records:
                 payload = dict(record.payload or {})
@@ -202,9 +196,7 @@ class EdgeBackend:
         import qdrant_edge as edge
 
         shard = self._shard(collection)
-        return int(
-            call_engine(f"counting {collection!r}", lambda: shard.count(edge.CountRequest(exact=True)))
-        )
+        return int(call_engine(f"counting {collection!r}", lambda: shard.count(edge.CountRequest(exact=True))))
 
     def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
         """Top ``k`` by sparse dot product (exact)."""
@@ -237,9 +229,7 @@ class EdgeBackend:
 
         spec = self._spec(collection)
         if not spec.dense_dim:
-            raise BackendError(
-                f"collection {collection!r} has no dense vectors; ingest with dense vectors first"
-            )
+            raise BackendError(f"collection {collection!r} has no dense vectors; ingest with dense vectors first")
         edge_filter = to_edge_filter(filter)
         prefetches = [
             edge.Prefetch(
@@ -270,9 +260,7 @@ class EdgeBackend:
         hits = []
         for point in points:
             payload = dict(point.payload or {})
-            hits.append(
-                Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload)
-            )
+            hits.append(Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload))
         return hits
 
     def _spec(self, name: str) -> CollectionSpec:
@@ -293,7 +281,8 @@ class EdgeBackend:
     def _folder(self, name: str) -> Path:
         if not _SAFE_NAME.match(name):
             raise BackendError(
-                f"collection name {name!r} must be 1-128 letters, digits, '_', '-' or '.', starting with a letter or digit"
+                f"collection name {name!r} must be 1-128 letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit"
             )
         return self.data_dir / name
 
@@ -305,9 +294,7 @@ def _edge_sparse(vector: SparseVector) -> Any:
 
 
 def _core_sparse(vector: Any, spec: CollectionSpec) -> SparseVector:
-    return SparseVector(
-        np.asarray(vector.indices, np.uint32), np.asarray(vector.values, np.float32), spec.sparse_dim
-    )
+    return SparseVector(np.asarray(vector.indices, np.uint32), np.asarray(vector.values, np.float32), spec.sparse_dim)
 
 
 def _dense_list(spec: CollectionSpec, record_id: str, dense: npt.NDArray[np.float32] | None) -> list[float]:

@@ -62,9 +62,7 @@ def estimated_json_bytes(record: PointRecord) -> int:
     return 200 + 24 * record.sparse.nnz + dense + payload
 
 
-def batches_by_size(
-    points: Sequence[PointRecord], max_points: int, max_bytes: int
-) -> Iterator[list[PointRecord]]:
+def batches_by_size(points: Sequence[PointRecord], max_points: int, max_bytes: int) -> Iterator[list[PointRecord]]:
     """Split points into batches of at most ``max_points`` points and ~``max_bytes`` bytes."""
     batch: list[PointRecord] = []
     size = 0
@@ -133,18 +131,12 @@ class ServerBackend:
             check_same_collection(existing, spec)
             return
         vectors = (
-            {
-                spec.dense_vector_name: models.VectorParams(
-                    size=spec.dense_dim, distance=models.Distance.COSINE
-                )
-            }
+            {spec.dense_vector_name: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)}
             if spec.dense_dim
             else {}
         )
         sparse = {
-            spec.sparse_vector_name: models.SparseVectorParams(
-                modifier=models.Modifier.IDF if spec.idf else None
-            )
+            spec.sparse_vector_name: models.SparseVectorParams(modifier=models.Modifier.IDF if spec.idf else None)
         }
         self._call(
             f"creating collection {spec.name!r}",
@@ -207,9 +199,7 @@ class ServerBackend:
                 }
                 if spec.dense_dim:
                     if record.dense is None:
-                        raise BackendError(
-                            f"record {record.id!r}: collection {collection!r} needs a dense vector"
-                        )
+                        raise BackendError(f"record {record.id!r}: collection {collection!r} needs a dense vector")
                     vector[spec.dense_vector_name] = np.asarray(record.dense, np.float32).tolist()
                 structs.append(
                     models.PointStruct(
@@ -278,9 +268,7 @@ class ServerBackend:
 
     def count(self, collection: str) -> int:
         """Number of points stored."""
-        return int(
-            self._call(f"counting {collection!r}", lambda: self.client.count(collection, exact=True)).count
-        )
+        return int(self._call(f"counting {collection!r}", lambda: self.client.count(collection, exact=True)).count)
 
     def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
         """Top ``k`` by sparse dot product."""
@@ -318,9 +306,7 @@ class ServerBackend:
 
         spec = self._spec(collection)
         if not spec.dense_dim:
-            raise BackendError(
-                f"collection {collection!r} has no dense vectors; ingest with dense vectors first"
-            )
+            raise BackendError(f"collection {collection!r} has no dense vectors; ingest with dense vectors first")
         client_filter = to_client_filter(filter)
         prefetch = [
             models.Prefetch(
@@ -343,9 +329,7 @@ class ServerBackend:
         )
         response = self._call(
             f"hybrid search in {collection!r}",
-            lambda: self.client.query_points(
-                collection, prefetch=prefetch, query=fused, limit=k, with_payload=True
-            ),
+            lambda: self.client.query_points(collection, prefetch=prefetch, query=fused, limit=k, with_payload=True),
         )
         return _hits(response.points)
 
@@ -364,7 +348,5 @@ def _hits(points: Sequence[Any]) -> list[Hit]:
     hits = []
     for point in points:
         payload = dict(point.payload or {})
-        hits.append(
-            Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload)
-        )
+        hits.append(Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload))
     return hits
