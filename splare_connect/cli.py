@@ -93,7 +93,7 @@ def _encoder(model: str | None) -> SplareEncoder:
 
 
 def _fail(error: Exception) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {error}", highlight=False)
+    stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -137,7 +137,7 @@ def _sync(
     except SplareError as error:
         raise _fail(error) from error
     for skipped in report.skipped:
-        stderr.print(f"[yellow]skipped[/] {skipped}", highlight=False)
+        stderr.print(f"[yellow]skipped[/] {skipped}", highlight=False, soft_wrap=True)
     if as_json:
         stdout.print_json(json.dumps(report.to_dict()))
     else:
@@ -147,6 +147,7 @@ def _sync(
             f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
             f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
             highlight=False,
+            soft_wrap=True,
         )
     if report.skipped:
         raise typer.Exit(EXIT_SKIPPED)
@@ -395,3 +396,7 @@ def collections_drop(
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -77,7 +77,7 @@ class EdgeBackend:
             f"creating collection {spec.name!r}",
             lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config),
         )
-        for field in (RECORD_ID_FIELD, "doc_id", *(metadata_key(f) for f in spec.indexed_fields)):
+        for field in (metadata_key(f) for f in spec.indexed_fields):
             call_engine(
                 f"indexing payload field {field!r}",
                 lambda field=field: shard.update(
@@ -259,8 +259,9 @@ class EdgeBackend:
         points = call_engine(f"searching {collection!r}", lambda: shard.query(request))
         hits = []
         for point in points:
-            payload = dict(point.payload or {})
-            hits.append(Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload))
+            payload = point.payload or {}
+            record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
+            hits.append(Hit(id=str(record_id), score=point.score, payload=payload))
         return hits
 
     def _spec(self, name: str) -> CollectionSpec:

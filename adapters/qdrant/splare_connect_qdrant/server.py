@@ -147,7 +147,7 @@ class ServerBackend:
                 metadata={SPEC_KEY: spec_to_dict(spec)},
             ),
         )
-        for field in (RECORD_ID_FIELD, "doc_id", *(metadata_key(f) for f in spec.indexed_fields)):
+        for field in (metadata_key(f) for f in spec.indexed_fields):
             self._call(
                 f"indexing payload field {field!r}",
                 lambda field=field: self.client.create_payload_index(
@@ -348,5 +348,6 @@ def _hits(points: Sequence[Any]) -> list[Hit]:
     hits = []
     for point in points:
         payload = dict(point.payload or {})
-        hits.append(Hit(id=str(payload.pop(RECORD_ID_FIELD, point.id)), score=float(point.score), payload=payload))
+        record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
+        hits.append(Hit(id=str(record_id), score=float(point.score), payload=payload))
     return hits

@@ -1,0 +1,85 @@
+"""Shared fixtures: a tiny real model directory, and the real Qdrant engines."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tests.tiny_models import HIDDEN, build_bert, random_sae_tensors
+
+EXAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "examples" / "manpages.jsonl"
+
+
+def build_tiny_model_dir(directory: Path, *, sae_seed: int = 1, name: str = "tiny") -> Path:
+    """A complete splare-connect model directory: tiny BERT, TopK SAE, dense mean pooling."""
+    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.sae import SaeConfig, SparseAutoencoder
+
+    build_bert(directory / "backbone")
+    weights = random_sae_tensors(HIDDEN, 64, seed=sae_seed)
+    sae = SparseAutoencoder(
+        SaeConfig(d_in=HIDDEN, d_sae=64, activation="topk", k=6),
+        W_enc=torch.from_numpy(weights["W_enc"]),
+        b_enc=torch.from_numpy(weights["b_enc"]),
+    )
+    sae.save(directory / "sae")
+    EncoderConfig(
+        name=name,
+        backbone="backbone",
+        sae="sae",
+        layer=3,
+        query_top_k=10,
+        document_top_k=30,
+        dense_pooling="mean",
+    ).save(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def other_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_model_dir(tmp_path_factory.mktemp("other-model"), sae_seed=7, name="other")
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from splare_connect import SplareEncoder
+
+    return SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def example_records() -> list[dict]:
+    """Real man-page records from examples/manpages.jsonl."""
+    with EXAMPLE_CORPUS.open(encoding="utf-8") as lines:
+        return [json.loads(line) for line in lines]
+
+
+@pytest.fixture(params=["edge", "local-memory", "local-path"])
+def qdrant_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """Each real Qdrant engine: embedded Edge, and qdrant-client's local mode (the server API)."""
+    pytest.importorskip("splare_connect_qdrant")
+    from splare_connect.backends import load_backend
+
+    options = {
+        "edge": {"data_dir": tmp_path / "edge"},
+        "local-memory": {"location": ":memory:"},
+        "local-path": {"path": tmp_path / "local"},
+    }[request.param]
+    backend = load_backend("qdrant", **options)
+    yield backend
+    backend.close()
+
+
+def random_unit(rng: np.random.Generator, dim: int) -> np.ndarray:
+    vector = rng.normal(size=dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
