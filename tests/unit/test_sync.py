@@ -194,3 +194,17 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     third = _cli(*args, env=env)
     out, _ = third.communicate(timeout=300)
     assert json.loads(out)["unchanged"] == total
+
+
+def test_batch_and_async_search_match_single_search(qdrant_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    Syncer(tiny_encoder, qdrant_backend, "forms").run(docs(example_records[:12]))
+    retriever = Retriever(tiny_encoder, qdrant_backend, "forms")
+    queries = [example_records[2]["text"][:80], example_records[7]["text"][:80]]
+    single = [retriever.search(q, k=4) for q in queries]
+    assert retriever.search_batch(queries, k=4) == single
+    assert asyncio.run(retriever.asearch(queries[0], k=4)) == single[0]
+    assert asyncio.run(retriever.asearch_batch(queries, k=4)) == single
+    hybrid = retriever.search(queries[0], k=4, hybrid="dbsf")
+    assert len(hybrid) == 4 and {h.doc_id for h in hybrid} <= {r["id"] for r in example_records[:12]}
