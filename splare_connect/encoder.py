@@ -445,9 +445,18 @@ def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
 
 
 def _tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> bytes:
+    """What defines the tokenizer's output, minus per-call state.
+
+    A fast tokenizer's serialisation also records the truncation and padding of its
+    last call; those are dropped, or the fingerprint would change once the encoder
+    has run (and differ between an ingest process and a search process).
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is not None:
-        return backend.to_str().encode()
+        definition = json.loads(backend.to_str())
+        definition.pop("truncation", None)
+        definition.pop("padding", None)
+        return json.dumps(definition, sort_keys=True).encode()
     return json.dumps(sorted(tokenizer.get_vocab().items())).encode()
 
 

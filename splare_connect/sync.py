@@ -151,7 +151,7 @@ class Syncer:
         self.max_chunk_tokens = encoder.max_length - prefix_tokens - special_tokens
         self.chunk_overlap = min(chunk_overlap, self.max_chunk_tokens // 4)
 
-    def collection_spec(self) -> CollectionSpec:
+    def collection_spec(self, max_weight: float | None = None) -> CollectionSpec:
         """The spec this syncer creates (or expects to find)."""
         return CollectionSpec(
             name=self.collection,
@@ -160,6 +160,7 @@ class Syncer:
             dense_dim=self.encoder.dense_dim if self.dense else None,
             idf=self.idf,
             indexed_fields=self.indexed_fields,
+            max_weight=max_weight,
         )
 
     def run(
@@ -181,8 +182,14 @@ class Syncer:
             Counts of what happened; ``report.skipped`` lists the bad records.
         """
         started = time.perf_counter()
-        self.backend.create_collection(self.collection_spec())
-        stored = self._stored_state()
+        existing = self.backend.describe_collection(self.collection)
+        # A new collection is created at the first write, once the largest document
+        # weight is known (indexes that quantize weights need it); an existing one is
+        # checked now, before anything is encoded.
+        self._created = existing is not None
+        if existing is not None:
+            self.backend.create_collection(self.collection_spec(existing.max_weight))
+        stored = self._stored_state() if existing is not None else {}
         report = SyncReport()
         seen: dict[str, str] = {}
         pending: list[Document] = []
@@ -221,6 +228,8 @@ class Syncer:
                     on_progress(report)
         if pending:
             self._write(pending, stored, report)
+        if not self._created:
+            self.backend.create_collection(self.collection_spec())
         if delete_missing:
             missing = [doc_id for doc_id in stored if doc_id not in seen and self.shard.owns(doc_id)]
             for doc_id in missing:
@@ -251,6 +260,10 @@ class Syncer:
         encoded = self.encoder.encode(
             [chunk.text for _, chunk in chunks], role="document", dense=self.dense, batch_size=self.batch_size
         )
+        if not self._created:
+            weights = [float(v.values.max()) for v in encoded.sparse if v.nnz]
+            self.backend.create_collection(self.collection_spec(max(weights, default=None)))
+            self._created = True
         points = []
         for position, (document, chunk) in enumerate(chunks):
             payload: dict[str, Any] = {

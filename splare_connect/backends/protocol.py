@@ -34,6 +34,9 @@ class CollectionSpec:
         dense_vector_name: Name of the dense vector field.
         idf: Ask the engine to weight query features by inverse document frequency.
         indexed_fields: Payload fields to index for filtering.
+        max_weight: Largest document weight seen when the collection was created
+            (the sync engine fills it in); indexes that quantize weights use it as
+            their ceiling. Not compared when checking an existing collection.
     """
 
     name: str
@@ -44,6 +47,7 @@ class CollectionSpec:
     dense_vector_name: str = "dense"
     idf: bool = False
     indexed_fields: tuple[str, ...] = ()
+    max_weight: float | None = None
 
 
 @dataclass(frozen=True)

@@ -245,3 +245,11 @@ def test_fingerprint_tracks_what_changes_vectors(bert_dir: Path, tmp_path: Path)
         SplareEncoder.from_components(bert_dir, sae_dir, layer=2, document_top_k=100, device="cpu"),
     ):
         assert changed.fingerprint["digest"] != base["digest"]
+
+
+def test_fingerprint_is_stable_across_use_and_instances(bert_dir: Path, tmp_path: Path) -> None:
+    sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
+    used = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
+    used.encode_documents(TEXTS)  # the tokenizer now carries truncation state
+    fresh = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
+    assert used.fingerprint == fresh.fingerprint

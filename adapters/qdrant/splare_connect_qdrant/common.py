@@ -51,6 +51,7 @@ def spec_to_dict(spec: CollectionSpec) -> dict[str, Any]:
         "dense_vector_name": spec.dense_vector_name,
         "idf": spec.idf,
         "indexed_fields": list(spec.indexed_fields),
+        "max_weight": spec.max_weight,
     }
 
 
@@ -65,6 +66,7 @@ def spec_from_dict(name: str, data: Mapping[str, Any]) -> CollectionSpec:
         dense_vector_name=str(data.get("dense_vector_name", "dense")),
         idf=bool(data.get("idf", False)),
         indexed_fields=tuple(data.get("indexed_fields", ())),
+        max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
     )
 
 
