@@ -16,6 +16,7 @@ from splare_connect.errors import (
     ConfigError,
     EncoderMismatchError,
     MissingDependencyError,
+    PartialWriteError,
     SplareError,
 )
 from splare_connect.sparse_vector import SparseVector
@@ -36,6 +37,7 @@ __all__ = [
     "EncoderConfig",
     "EncoderMismatchError",
     "MissingDependencyError",
+    "PartialWriteError",
     "SparseVector",
     "SplareEncoder",
     "SplareError",

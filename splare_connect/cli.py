@@ -73,13 +73,25 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 
 
 def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
-    from splare_connect.backends import load_backend
+    """Load a backend, passing each location option only to factories that take it.
+
+    ``--data-dir`` (or ``$SPLARE_DATA_DIR``) means something to embedded engines only; a
+    server-only backend such as OpenSearch never sees it.
+    """
+    import inspect
+
+    from splare_connect.backends import available_backends, load_backend
 
     options: dict[str, Any] = {}
     if url:
         options["url"] = url
     if data_dir is not None:
         options["data_dir"] = data_dir
+    entry_point = available_backends().get(name)
+    if entry_point is not None and options:
+        accepted = inspect.signature(entry_point.load()).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            options = {key: value for key, value in options.items() if key in accepted}
     return load_backend(name, **options)
 
 

@@ -33,6 +33,18 @@ class BackendError(SplareError, RuntimeError):
     """A vector database refused or failed an operation."""
 
 
+class PartialWriteError(BackendError):
+    """Some records of a batch were refused while the others were written.
+
+    Attributes:
+        failures: ``(record id, reason)`` for each refused record.
+    """
+
+    def __init__(self, message: str, failures: list[tuple[str, str]]) -> None:
+        self.failures = failures
+        super().__init__(message)
+
+
 class EncoderMismatchError(SplareError, ValueError):
     """Vectors or queries from one encoder were sent to a collection built by another."""
 

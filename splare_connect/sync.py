@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.chunking import Chunk, chunk_document
 from splare_connect.documents import Document
-from splare_connect.errors import BadRecordError, ConfigError
+from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -277,8 +277,25 @@ class Syncer:
                 payload["text"] = chunk.text
             dense = None if encoded.dense is None else encoded.dense[position]
             points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, payload))
-        self.backend.upsert(self.collection, points)
-        written = {chunk.record_id for _, chunk in chunks}
+        try:
+            self.backend.upsert(self.collection, points)
+            refused: set[str] = set()
+        except PartialWriteError as error:
+            # The database refused some chunks and stored the rest: report each refused
+            # document; it stays incomplete, so the next run tries it again.
+            refused = {record_id for record_id, _ in error.failures}
+            doc_of = {chunk.record_id: (document, chunk) for document, chunk in chunks}
+            for record_id, reason in error.failures:
+                document, _ = doc_of.get(record_id, (None, None))
+                report.skipped.append(
+                    BadRecordError(
+                        f"refused by the database: {reason}",
+                        source=None if document is None else document.source,
+                        line=None if document is None else document.line,
+                        record_id=record_id,
+                    )
+                )
+        written = {chunk.record_id for _, chunk in chunks} - refused
         stale = sorted(
             record
             for document in documents
@@ -286,5 +303,5 @@ class Syncer:
             for record in stored[document.id].records - written
         )
         self.backend.delete(self.collection, stale)
-        report.chunks_written += len(points)
+        report.chunks_written += len(points) - len(refused)
         LOGGER.info("wrote %d documents (%d chunks)", len(documents), len(points))

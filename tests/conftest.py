@@ -80,6 +80,43 @@ def qdrant_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
     backend.close()
 
 
+# Indexes the shared sync scenarios create; on a live cluster only these are ever dropped.
+SCENARIO_COLLECTIONS = ("man", "chunks", "mixed", "sharded", "guarded", "forms")
+
+
+@pytest.fixture(params=["edge", "local-memory", "local-path", "opensearch"])
+def sync_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """The engines the sync scenarios run on: Qdrant's, and a live OpenSearch when OPENSEARCH_URL is set."""
+    import os
+
+    from splare_connect.backends import load_backend
+
+    if request.param == "opensearch":
+        pytest.importorskip("splare_connect_opensearch")
+        url = os.environ.get("OPENSEARCH_URL")
+        if not url:
+            pytest.skip("OPENSEARCH_URL is not set: no OpenSearch cluster to run the sync scenarios against")
+        backend = load_backend("opensearch", url=url, replicas=0)
+        for name in SCENARIO_COLLECTIONS:
+            if backend.describe_collection(name) is not None:
+                backend.drop_collection(name)
+        yield backend
+        for name in SCENARIO_COLLECTIONS:
+            if backend.describe_collection(name) is not None:
+                backend.drop_collection(name)
+        backend.close()
+        return
+    pytest.importorskip("splare_connect_qdrant")
+    options = {
+        "edge": {"data_dir": tmp_path / "edge"},
+        "local-memory": {"location": ":memory:"},
+        "local-path": {"path": tmp_path / "local"},
+    }[request.param]
+    backend = load_backend("qdrant", **options)
+    yield backend
+    backend.close()
+
+
 def random_unit(rng: np.random.Generator, dim: int) -> np.ndarray:
     vector = rng.normal(size=dim).astype(np.float32)
     return vector / np.linalg.norm(vector)

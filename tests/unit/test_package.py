@@ -36,6 +36,7 @@ def test_public_names_are_pinned() -> None:
             "EncoderConfig",
             "EncoderMismatchError",
             "MissingDependencyError",
+            "PartialWriteError",
             "SparseVector",
             "SplareEncoder",
             "SplareError",

@@ -1,4 +1,8 @@
-"""Ingest and sync on the real Qdrant engines, with a tiny real model and real man pages."""
+"""Ingest and sync scenarios with a tiny real model and real man pages.
+
+They run on the real Qdrant engines (Edge, qdrant-client's local mode) and, when
+OPENSEARCH_URL points at a cluster, on OpenSearch too.
+"""
 
 from __future__ import annotations
 
@@ -23,13 +27,13 @@ def docs(records: list[dict]) -> list[Document | BadRecordError]:
     return list(read_iterable(records))
 
 
-def test_ingest_then_resync_changes_and_deletions(qdrant_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+def test_ingest_then_resync_changes_and_deletions(sync_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     records = example_records[:30]
-    syncer = Syncer(tiny_encoder, qdrant_backend, "man", indexed_fields=("section",))
+    syncer = Syncer(tiny_encoder, sync_backend, "man", indexed_fields=("section",))
     first = syncer.run(docs(records))
     assert (first.documents, first.new, first.changed, first.unchanged) == (30, 30, 0, 0)
-    stored = dict(qdrant_backend.iter_payloads("man", ["doc_id", "chunk_count"]))
-    assert len(stored) == first.chunks_written == qdrant_backend.count("man")
+    stored = dict(sync_backend.iter_payloads("man", ["doc_id", "chunk_count"]))
+    assert len(stored) == first.chunks_written == sync_backend.count("man")
     assert {p["doc_id"] for p in stored.values()} == {r["id"] for r in records}
 
     again = syncer.run(docs(records))
@@ -41,7 +45,7 @@ def test_ingest_then_resync_changes_and_deletions(qdrant_backend, tiny_encoder, 
     del changed[5:10]
     report = syncer.run(docs(changed), delete_missing=True)
     assert (report.changed, report.unchanged, report.deleted_documents) == (2, 23, 5)
-    stored = dict(qdrant_backend.iter_payloads("man", ["doc_id", "chunk_count"]))
+    stored = dict(sync_backend.iter_payloads("man", ["doc_id", "chunk_count"]))
     by_doc: dict[str, int] = {}
     for payload in stored.values():
         by_doc[payload["doc_id"]] = by_doc.get(payload["doc_id"], 0) + 1
@@ -50,18 +54,18 @@ def test_ingest_then_resync_changes_and_deletions(qdrant_backend, tiny_encoder, 
     assert all(count == stored[f"{doc}#0"]["chunk_count"] for doc, count in by_doc.items())
 
 
-def test_long_documents_are_chunked_and_grouped(qdrant_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+def test_long_documents_are_chunked_and_grouped(sync_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     record = max(example_records[:40], key=lambda r: len(r["text"]))
-    report = Syncer(tiny_encoder, qdrant_backend, "chunks", chunk_overlap=4).run(docs([record]))
+    report = Syncer(tiny_encoder, sync_backend, "chunks", chunk_overlap=4).run(docs([record]))
     assert report.chunks_written > 3
-    retriever = Retriever(tiny_encoder, qdrant_backend, "chunks")
+    retriever = Retriever(tiny_encoder, sync_backend, "chunks")
     hits = retriever.search(record["text"][:200], k=report.chunks_written)
     assert {h.doc_id for h in hits} == {record["id"]} and len(hits) == report.chunks_written
     [best] = retriever.search(record["text"][:200], k=1, group_by_document=True)
     assert best.doc_id == record["id"] and best.text and best.text in (record["title"] + "\n" + record["text"])
 
 
-def test_bad_records_are_reported_and_skipped(tmp_path: Path, qdrant_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+def test_bad_records_are_reported_and_skipped(tmp_path: Path, sync_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     source = tmp_path / "mixed.jsonl"
     good = example_records[:4]
     lines = [
@@ -77,9 +81,9 @@ def test_bad_records_are_reported_and_skipped(tmp_path: Path, qdrant_backend, ti
         json.dumps(good[3]).encode(),
     ]
     source.write_bytes(b"\n".join(lines) + b"\n")
-    report = Syncer(tiny_encoder, qdrant_backend, "mixed").run(read_source(source))
+    report = Syncer(tiny_encoder, sync_backend, "mixed").run(read_source(source))
     assert report.new == 4
-    assert {p["doc_id"] for _, p in qdrant_backend.iter_payloads("mixed", ["doc_id"])} == {r["id"] for r in good}
+    assert {p["doc_id"] for _, p in sync_backend.iter_payloads("mixed", ["doc_id"])} == {r["id"] for r in good}
     problems = {error.line: str(error) for error in report.skipped}
     assert sorted(problems) == [2, 4, 5, 6, 9]
     assert "no id" in problems[2] and "text is a int" in problems[4] and "invalid JSON" in problems[5]
@@ -87,27 +91,27 @@ def test_bad_records_are_reported_and_skipped(tmp_path: Path, qdrant_backend, ti
     assert all(error.source == str(source) for error in report.skipped)
 
 
-def test_shards_split_the_work_without_overlap(qdrant_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+def test_shards_split_the_work_without_overlap(sync_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     records = example_records[:24]
-    reports = [Syncer(tiny_encoder, qdrant_backend, "sharded", shard=Shard(i, 3)).run(docs(records)) for i in range(3)]
+    reports = [Syncer(tiny_encoder, sync_backend, "sharded", shard=Shard(i, 3)).run(docs(records)) for i in range(3)]
     assert sum(r.new for r in reports) == 24 and all(r.new > 0 for r in reports)
-    assert {p["doc_id"] for _, p in qdrant_backend.iter_payloads("sharded", ["doc_id"])} == {r["id"] for r in records}
+    assert {p["doc_id"] for _, p in sync_backend.iter_payloads("sharded", ["doc_id"])} == {r["id"] for r in records}
     # A shard's --delete-missing only touches its own documents.
-    report = Syncer(tiny_encoder, qdrant_backend, "sharded", shard=Shard(0, 3)).run([], delete_missing=True)
+    report = Syncer(tiny_encoder, sync_backend, "sharded", shard=Shard(0, 3)).run([], delete_missing=True)
     assert report.deleted_documents == reports[0].new
-    assert len({p["doc_id"] for _, p in qdrant_backend.iter_payloads("sharded", ["doc_id"])}) == 24 - reports[0].new
+    assert len({p["doc_id"] for _, p in sync_backend.iter_payloads("sharded", ["doc_id"])}) == 24 - reports[0].new
 
 
-def test_other_encoder_is_refused(qdrant_backend, tiny_encoder, other_tiny_model_dir, example_records) -> None:  # type: ignore[no-untyped-def]
+def test_other_encoder_is_refused(sync_backend, tiny_encoder, other_tiny_model_dir, example_records) -> None:  # type: ignore[no-untyped-def]
     from splare_connect import SplareEncoder
 
-    Syncer(tiny_encoder, qdrant_backend, "guarded").run(docs(example_records[:3]))
+    Syncer(tiny_encoder, sync_backend, "guarded").run(docs(example_records[:3]))
     other = SplareEncoder.from_pretrained(other_tiny_model_dir, device="cpu")
     with pytest.raises(EncoderMismatchError, match="digest"):
-        Syncer(other, qdrant_backend, "guarded").run(docs(example_records[3:5]))
+        Syncer(other, sync_backend, "guarded").run(docs(example_records[3:5]))
     with pytest.raises(EncoderMismatchError, match="same model"):
-        Retriever(other, qdrant_backend, "guarded")
-    assert qdrant_backend.count("guarded") == sum(1 for _ in qdrant_backend.iter_payloads("guarded", []))
+        Retriever(other, sync_backend, "guarded")
+    assert sync_backend.count("guarded") == sum(1 for _ in sync_backend.iter_payloads("guarded", []))
 
 
 def test_read_jsonl_accepts_beir_layout(tmp_path: Path) -> None:
@@ -196,11 +200,11 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     assert json.loads(out)["unchanged"] == total
 
 
-def test_batch_and_async_search_match_single_search(qdrant_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+def test_batch_and_async_search_match_single_search(sync_backend, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
-    Syncer(tiny_encoder, qdrant_backend, "forms").run(docs(example_records[:12]))
-    retriever = Retriever(tiny_encoder, qdrant_backend, "forms")
+    Syncer(tiny_encoder, sync_backend, "forms").run(docs(example_records[:12]))
+    retriever = Retriever(tiny_encoder, sync_backend, "forms")
     queries = [example_records[2]["text"][:80], example_records[7]["text"][:80]]
     single = [retriever.search(q, k=4) for q in queries]
     assert retriever.search_batch(queries, k=4) == single

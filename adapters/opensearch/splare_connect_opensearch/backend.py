@@ -1,0 +1,450 @@
+"""OpenSearch behind the splare-connect Backend protocol, through opensearch-py.
+
+- Sparse vectors go into a ``rank_features`` field (exact scoring). Queries use
+  ``neural_sparse`` with ``query_tokens`` when the neural-search plugin is present
+  (2.14+), otherwise a bool/should of ``rank_feature`` clauses: the backend asks the
+  cluster once (``GET /`` and ``GET /_cat/plugins``).
+- An optional SEISMIC ``sparse_vector`` field (3.3+) serves approximate queries.
+- Hybrid search is a ``hybrid`` query (sparse + ``knn``) through a search pipeline that
+  the backend creates, idempotently, for the fusion asked for.
+- Writes use ``helpers.streaming_bulk`` capped by bytes, with per-document failures
+  collected and reported (never swallowed), 429s retried per document with backoff by
+  the helper, and whole requests retried with exponential backoff on 429, 5xx, timeouts
+  and connection errors (safe: point ids are deterministic).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord
+from splare_connect.backends.ids import record_uuid
+from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError, PartialWriteError
+from splare_connect.sparse_vector import SparseVector
+from splare_connect_opensearch import bodies
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+QueryMode = Literal["auto", "neural_sparse", "rank_feature", "ann"]
+
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_PAGE = 1000
+
+
+class BulkWriteError(PartialWriteError):
+    """Some documents of a bulk write were refused; the others were written.
+
+    Attributes:
+        failures: ``(record id, reason)`` for each refused document.
+    """
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        shown = "; ".join(f"{record}: {reason}" for record, reason in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} documents were refused by OpenSearch: {shown}{more}", failures)
+
+
+def is_retryable(error: BaseException) -> bool:
+    """429, 5xx, timeouts and connection errors are worth retrying; other errors are not."""
+    from opensearchpy.exceptions import ConnectionError as OpenSearchConnectionError
+    from opensearchpy.exceptions import TransportError
+
+    if isinstance(error, OpenSearchConnectionError):  # includes ConnectionTimeout
+        return True
+    if isinstance(error, TransportError):
+        return isinstance(error.status_code, int) and error.status_code in _RETRY_STATUS
+    return False
+
+
+def point_id(record_id: str) -> str:
+    """The document ``_id``: UUIDv5 of the record id (record ids can exceed the 512-byte limit)."""
+    return record_uuid(record_id)
+
+
+class OpenSearchBackend:
+    """Collections as OpenSearch indexes.
+
+    Args:
+        client: An ``opensearchpy.OpenSearch`` client.
+        query_mode: ``"auto"`` (ask the cluster), ``"neural_sparse"``, ``"rank_feature"``
+            (no plugin), or ``"ann"`` (the SEISMIC field; needs ``approximate``).
+        approximate: Also index a SEISMIC ``sparse_vector`` field (OpenSearch 3.3+).
+        seismic: SEISMIC method parameters (``n_postings``, ``cluster_ratio``, ...).
+        quantization_ceiling: SEISMIC weight ceiling; default: the largest document
+            weight the sync engine saw when it created the index.
+        ann_parameters: Query-time SEISMIC parameters (``top_n``, ``heap_factor``).
+        two_phase: ``(prune_ratio, expansion_rate, max_window_size)`` to run sparse
+            queries through a ``neural_sparse_two_phase_processor`` pipeline.
+        shards / replicas: Index settings.
+        max_chunk_bytes: Bulk request size cap.
+        max_attempts / backoff_seconds: Retry policy for whole requests.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        query_mode: QueryMode = "auto",
+        approximate: bool = False,
+        seismic: Mapping[str, Any] | None = None,
+        quantization_ceiling: float | None = None,
+        ann_parameters: Mapping[str, Any] | None = None,
+        two_phase: tuple[float, float, int] | None = None,
+        shards: int = 1,
+        replicas: int = 1,
+        max_chunk_bytes: int = 8 * 1024 * 1024,
+        chunk_size: int = 500,
+        max_attempts: int = 6,
+        backoff_seconds: float = 0.5,
+    ) -> None:
+        if query_mode == "ann" and not approximate:
+            raise ConfigError("query_mode='ann' searches the SEISMIC field: set approximate=True too")
+        self.client = client
+        self.query_mode = query_mode
+        self.approximate = approximate
+        self.seismic = dict(seismic or {})
+        self.quantization_ceiling = quantization_ceiling
+        self.ann_parameters = dict(ann_parameters or {})
+        self.two_phase = two_phase
+        self.shards, self.replicas = shards, replicas
+        self.max_chunk_bytes, self.chunk_size = max_chunk_bytes, chunk_size
+        self.max_attempts, self.backoff_seconds = max_attempts, backoff_seconds
+        self._specs: dict[str, CollectionSpec] = {}
+        self._capabilities: dict[str, Any] | None = None
+        self._pipelines: set[str] = set()
+
+    # ---------------------------------------------------------------- plumbing
+    def _call(self, action: str, function: Callable[[], T]) -> T:
+        from opensearchpy.exceptions import OpenSearchException
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_attempts),
+            wait=wait_exponential(multiplier=self.backoff_seconds, max=30),
+            retry=retry_if_exception(is_retryable),
+            reraise=True,
+            before_sleep=lambda state: LOGGER.warning(
+                "%s: attempt %d failed (%s); retrying", action, state.attempt_number, state.outcome.exception()
+            ),
+        )
+        try:
+            return retrying(function)
+        except BackendError:
+            raise
+        except OpenSearchException as exc:
+            raise BackendError(f"{action} failed: {_describe(exc)}") from exc
+
+    def capabilities(self) -> dict[str, Any]:
+        """The cluster's version and whether the neural-search plugin is installed (asked once)."""
+        if self._capabilities is None:
+            info = self._call("reading cluster info", self.client.info)
+            plugins = self._call("listing plugins", lambda: self.client.cat.plugins(format="json"))
+            version = tuple(int(p) for p in str(info["version"]["number"]).split("-")[0].split(".")[:3])
+            neural = any(str(p.get("component", "")).endswith("neural-search") for p in plugins)
+            self._capabilities = {"version": version, "neural_search": neural}
+        return self._capabilities
+
+    def sparse_mode(self) -> str:
+        """The sparse query form this backend sends."""
+        if self.query_mode != "auto":
+            return self.query_mode
+        capabilities = self.capabilities()
+        return (
+            "neural_sparse" if capabilities["neural_search"] and capabilities["version"] >= (2, 14) else "rank_feature"
+        )
+
+    # ------------------------------------------------------------ collections
+    def create_collection(self, spec: CollectionSpec) -> None:
+        """Create the index (mapping ``_meta`` holds the spec), or check an existing one."""
+        existing = self.describe_collection(spec.name)
+        if existing is not None:
+            _check_same(existing, spec)
+            return
+        body = bodies.index_body(
+            spec,
+            shards=self.shards,
+            replicas=self.replicas,
+            approximate=self.approximate,
+            seismic=self.seismic,
+            quantization_ceiling=self.quantization_ceiling,
+        )
+        self._call(f"creating index {spec.name!r}", lambda: self.client.indices.create(index=spec.name, body=body))
+        self._specs[spec.name] = spec
+
+    def describe_collection(self, name: str) -> CollectionSpec | None:
+        """The spec from the index mapping's ``_meta``, or None if there is no such index."""
+        if name in self._specs:
+            return self._specs[name]
+        from opensearchpy.exceptions import NotFoundError
+
+        try:
+            response = self.client.indices.get_mapping(index=name)
+        except NotFoundError:
+            return None
+        except Exception as exc:
+            raise BackendError(f"reading the mapping of {name!r} failed: {_describe(exc)}") from exc
+        mapping = next(iter(response.values()))["mappings"]
+        meta = (mapping.get("_meta") or {}).get(bodies.SPEC_META_KEY)
+        if meta is None:
+            raise BackendError(f"index {name!r} exists but was not created by splare-connect (no _meta)")
+        spec = bodies.spec_from_meta(name, meta)
+        self._specs[name] = spec
+        return spec
+
+    def list_collections(self) -> list[str]:
+        """Indexes whose mapping carries a splare-connect spec."""
+        response = self._call("listing indexes", lambda: self.client.indices.get_mapping(index="*"))
+        return sorted(
+            name
+            for name, value in response.items()
+            if bodies.SPEC_META_KEY in ((value.get("mappings") or {}).get("_meta") or {})
+        )
+
+    def drop_collection(self, name: str) -> None:
+        """Delete the index."""
+        self._specs.pop(name, None)
+        self._call(f"deleting index {name!r}", lambda: self.client.indices.delete(index=name))
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        """Bulk-index points; refused documents are reported together, after the rest are written.
+
+        Raises:
+            BulkWriteError: Some documents were refused (mapping errors, ...); the
+                others are stored.
+        """
+        spec = self._spec(collection)
+        for record in points:
+            if record.sparse.nnz and int(record.sparse.indices[-1]) >= spec.sparse_dim:
+                raise BackendError(f"record {record.id!r}: feature id outside index {collection!r}'s width")
+        actions = [
+            {
+                "_op_type": "index",
+                "_index": collection,
+                "_id": point_id(record.id),
+                "_source": bodies.document_source(
+                    spec, record.id, record.sparse, record.dense, record.payload, approximate=self.approximate
+                ),
+            }
+            for record in points
+        ]
+        self._bulk(
+            f"writing {len(actions)} documents to {collection!r}", actions, by_id={point_id(r.id): r.id for r in points}
+        )
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete points by record id (missing ones are fine)."""
+        actions = [{"_op_type": "delete", "_index": collection, "_id": point_id(i)} for i in ids]
+        if actions:
+            self._bulk(
+                f"deleting {len(actions)} documents from {collection!r}", actions, by_id={point_id(i): i for i in ids}
+            )
+
+    def _bulk(self, action: str, actions: list[dict[str, Any]], by_id: Mapping[str, str]) -> None:
+        from opensearchpy import helpers
+
+        def run() -> list[tuple[str, str]]:
+            failures = []
+            for ok, item in helpers.streaming_bulk(
+                self.client,
+                actions,
+                chunk_size=self.chunk_size,
+                max_chunk_bytes=self.max_chunk_bytes,
+                raise_on_error=False,
+                raise_on_exception=True,
+                max_retries=3,
+                initial_backoff=self.backoff_seconds,
+                max_backoff=30,
+            ):
+                if ok:
+                    continue
+                ((operation, result),) = item.items()
+                if operation == "delete" and result.get("status") == 404:
+                    continue  # deleting what isn't there is fine
+                failures.append((by_id.get(str(result.get("_id")), str(result.get("_id"))), _reason(result)))
+            return failures
+
+        failures = self._call(action, run)
+        if failures:
+            raise BulkWriteError(failures)
+
+    def finalize(self, collection: str) -> None:
+        """Refresh the index so that what was written is searchable."""
+        self._call(f"refreshing {collection!r}", lambda: self.client.indices.refresh(index=collection))
+
+    # ------------------------------------------------------------------- reads
+    def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """All points' record ids and payload fields, paged with ``search_after`` on ``record_id``."""
+        wanted = [bodies.RECORD_ID_FIELD, *fields]
+        after: list[Any] | None = None
+        while True:
+            body: dict[str, Any] = {
+                "size": _PAGE,
+                "query": {"match_all": {}},
+                "_source": wanted,
+                "sort": [{bodies.RECORD_ID_FIELD: "asc"}],
+            }
+            if after is not None:
+                body["search_after"] = after
+            response = self._call(
+                f"reading {collection!r}", lambda body=body: self.client.search(index=collection, body=body)
+            )
+            hits = response["hits"]["hits"]
+            for hit in hits:
+                source = dict(hit["_source"])
+                yield str(source.pop(bodies.RECORD_ID_FIELD)), source
+            if len(hits) < _PAGE:
+                return
+            after = hits[-1]["sort"]
+
+    def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
+        """Stored sparse vectors (from ``_source``, exact, not the 9-bit indexed values)."""
+        spec = self._spec(collection)
+        if not ids:
+            return {}
+        response = self._call(
+            f"fetching from {collection!r}",
+            lambda: self.client.mget(
+                index=collection,
+                body={"ids": [point_id(i) for i in ids]},
+                _source_includes=[bodies.RECORD_ID_FIELD, spec.sparse_vector_name],
+            ),
+        )
+        vectors = {}
+        for doc in response["docs"]:
+            if doc.get("found"):
+                source = doc["_source"]
+                weights = source.get(spec.sparse_vector_name) or {}
+                vectors[str(source[bodies.RECORD_ID_FIELD])] = SparseVector.from_pairs(
+                    {int(k): float(v) for k, v in weights.items()}, spec.sparse_dim
+                )
+        return vectors
+
+    def count(self, collection: str) -> int:
+        """Number of documents."""
+        return int(self._call(f"counting {collection!r}", lambda: self.client.count(index=collection))["count"])
+
+    def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
+        """Top ``k`` by sparse dot product (scaled, see :func:`bodies.query_tokens`)."""
+        spec = self._spec(collection)
+        clause = bodies.sparse_query(spec, query, mode=self.sparse_mode(), k=k, ann_parameters=self.ann_parameters)
+        body = bodies.search_body(bodies.with_filter(clause, filter), k)
+        params = {}
+        if self.two_phase is not None:
+            params["search_pipeline"] = self._ensure_pipeline(*bodies.two_phase_pipeline(*self.two_phase))
+        response = self._call(
+            f"searching {collection!r}", lambda: self.client.search(index=collection, body=body, params=params)
+        )
+        return _hits(response)
+
+    def hybrid_search(
+        self,
+        collection: str,
+        sparse: SparseVector,
+        dense: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        candidates: int = 100,
+        filter: Any = None,
+    ) -> list[Hit]:
+        """A ``hybrid`` query (sparse + knn) fused by a search pipeline.
+
+        ``"rrf"`` uses the ``score-ranker-processor`` (2.19+) with ``rank_constant`` set
+        explicitly; ``"dbsf"`` uses the ``normalization-processor`` with ``z_score``
+        normalization (2.19+), OpenSearch's distribution-based score normalisation.
+        """
+        spec = self._spec(collection)
+        if not spec.dense_dim:
+            raise BackendError(f"index {collection!r} has no dense field; ingest with dense vectors first")
+        if not self.capabilities()["neural_search"]:
+            raise BackendError("hybrid search needs OpenSearch's neural-search plugin, which this cluster lacks")
+        sparse_clause = bodies.sparse_query(
+            spec, sparse, mode=self.sparse_mode(), k=candidates, ann_parameters=self.ann_parameters
+        )
+        dense_clause = bodies.knn_query(spec, dense, candidates)
+        query = {
+            "hybrid": {"queries": [bodies.with_filter(sparse_clause, filter), bodies.with_filter(dense_clause, filter)]}
+        }
+        name, pipeline = (
+            bodies.rrf_pipeline(rrf_k, weights)
+            if fusion == "rrf"
+            else bodies.normalization_pipeline("z_score", weights)
+        )
+        self._ensure_pipeline(name, pipeline)
+        body = bodies.search_body(query, k)
+        response = self._call(
+            f"hybrid search in {collection!r}",
+            lambda: self.client.search(index=collection, body=body, params={"search_pipeline": name}),
+        )
+        return _hits(response)
+
+    def _ensure_pipeline(self, name: str, body: dict[str, Any]) -> str:
+        """PUT the pipeline once per backend (PUT is idempotent: same name, same body)."""
+        if name not in self._pipelines:
+            self._call(
+                f"creating search pipeline {name!r}",
+                lambda: self.client.transport.perform_request("PUT", f"/_search/pipeline/{name}", body=body),
+            )
+            self._pipelines.add(name)
+        return name
+
+    def close(self) -> None:
+        """Close the client's connections."""
+        self.client.close()
+
+    def _spec(self, name: str) -> CollectionSpec:
+        spec = self.describe_collection(name)
+        if spec is None:
+            raise BackendError(f"index {name!r} does not exist")
+        return spec
+
+
+def _check_same(existing: CollectionSpec, wanted: CollectionSpec) -> None:
+    have, want = existing.fingerprint.get("digest"), wanted.fingerprint.get("digest")
+    if have != want:
+        raise EncoderMismatchError(
+            f"index {wanted.name!r} was built by encoder {existing.fingerprint.get('name')!r} (digest {have}), "
+            f"but this encoder is {wanted.fingerprint.get('name')!r} (digest {want}); "
+            "use another index name, or delete this one and ingest again"
+        )
+    for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name"):
+        if getattr(existing, attribute) != getattr(wanted, attribute):
+            raise BackendError(
+                f"index {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "
+                f"but {getattr(wanted, attribute)!r} was asked for"
+            )
+
+
+def _hits(response: Mapping[str, Any]) -> list[Hit]:
+    hits = []
+    for hit in response["hits"]["hits"]:
+        source = dict(hit.get("_source") or {})
+        record_id = source.pop(bodies.RECORD_ID_FIELD, hit["_id"])
+        hits.append(Hit(id=str(record_id), score=float(hit["_score"]), payload=source))
+    return hits
+
+
+def _reason(result: Mapping[str, Any]) -> str:
+    error = result.get("error")
+    if isinstance(error, Mapping):
+        return f"{error.get('type')}: {error.get('reason')}"
+    return str(error or f"status {result.get('status')}")
+
+
+def _describe(exc: BaseException) -> str:
+    status = getattr(exc, "status_code", None)
+    info = getattr(exc, "info", None)
+    reason = None
+    if isinstance(info, Mapping):
+        error = info.get("error")
+        if isinstance(error, Mapping):
+            reason = f"{error.get('type')}: {error.get('reason')}"
+    return f"HTTP {status}: {reason}" if status and reason else f"{type(exc).__name__}: {exc}"
