@@ -100,6 +100,19 @@ def _looks_local(location: str) -> bool:
     return location.startswith((".", "/", "~")) or Path(location).exists()
 
 
+def window_length(tokenizer: PreTrainedTokenizerBase, model: nn.Module, cap: int | None = None) -> int:
+    """Tokens a text may have, specials included: the smallest of ``cap``, the tokenizer's
+    limit and the model's position embeddings (512 when none of them says)."""
+    limits = [cap] if cap is not None else []
+    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
+        limits.append(tokenizer_limit)
+    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if isinstance(positions, int):
+        limits.append(positions)
+    return min(limits) if limits else 512
+
+
 def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     """Find the model's stack of transformer blocks.
 

@@ -333,6 +333,126 @@ def search(
     stdout.print(table)
 
 
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
+    model: ModelOption = None,
+    query_set: Annotated[
+        list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")
+    ] = [],  # noqa: B006
+    system: Annotated[
+        list[str], typer.Option("--system", help="Systems: bm25, dense, sparse, hybrid (default: all).")
+    ] = [],  # noqa: B006
+    doc_pruning: Annotated[
+        list[int], typer.Option("--doc-pruning", help="Also score documents pruned to N weights (default 200, 100).")
+    ] = [],  # noqa: B006
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Where encoded corpora are cached (default: the model cache).")
+    ] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results as JSON here.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure nDCG@10, MRR@10 and Recall@100 against BM25, dense and hybrid."""
+    from splare_connect.evaluation import evaluate, load_beir
+    from splare_connect.models import cache_dir as model_cache
+
+    try:
+        data = load_beir(dataset, query_set or None)
+        encoder = _encoder(model)
+        result = evaluate(
+            encoder,
+            data,
+            systems=tuple(system) or ("bm25", "dense", "sparse", "hybrid"),
+            doc_pruning=tuple(doc_pruning) or (200, 100),
+            cache_dir=cache_dir or model_cache() / "eval",
+        )
+    except SplareError as error:
+        raise _fail(error) from error
+    report = result.to_dict()
+    if output is not None:
+        output.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    if as_json:
+        stdout.print_json(json.dumps(report))
+        return
+    from rich.table import Table
+
+    systems_seen = list(next(iter(result.scores.values())))
+    table = Table("system", *(f"{name}\nnDCG@10 / MRR@10 / R@100" for name in result.scores), title=result.model)
+    for name in systems_seen:
+        cells = []
+        for scores in result.scores.values():
+            m = scores.get(name, {})
+            cells.append(" / ".join(f"{m.get(k, float('nan')):.3f}" for k in ("nDCG@10", "RR@10", "R@100")))
+        table.add_row(name, *cells)
+    stdout.print(table)
+    encoding = "cached" if result.timing["corpus_from_cache"] else f"{result.timing['corpus_encode_seconds']:.0f} s"
+    stdout.print(
+        f"non-zeros: queries {result.sparsity['query_nnz_mean']:.1f}, documents "
+        f"{result.sparsity['document_nnz_mean']:.1f}; corpus encoding {encoding}; "
+        f"queries {result.timing['query_ms_mean']:.1f} ms each",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command("train")
+def train_command(
+    config: Annotated[Path, typer.Argument(help="JSON training config (see splare_connect.training.config).")],
+) -> None:
+    """Fine-tune an encoder the SPLARE way: LoRA on the backbone, SAE frozen, dense teacher."""
+    from splare_connect.training.config import TrainConfig
+    from splare_connect.training.finetune import train
+
+    def report(step: int, stats: dict[str, float]) -> None:
+        if step % 10 == 0 or step == settings.steps - 1:
+            stderr.print(
+                f"step {step + 1}/{settings.steps}: loss {stats['loss']:.4f} (kl {stats['kl']:.4f}, "
+                f"flops {stats['flops']:.4f}, dense {stats['dense']:.4f}), batch accuracy {stats['accuracy']:.2f}, "
+                f"query nnz {stats['query_nnz']:.0f}, {stats['seconds']:.0f} s",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    try:
+        settings = TrainConfig.load(config)
+        output = train(settings, on_step=report)
+    except SplareError as error:
+        raise _fail(error) from error
+    stdout.print(f"fine-tuned model written to {output}", highlight=False)
+
+
+@app.command("train-sae")
+def train_sae_command(
+    backbone: Annotated[str, typer.Argument(help="Backbone directory (or hub id where a hub is reachable).")],
+    texts: Annotated[Path, typer.Argument(help="A .jsonl file or directory of texts to collect token states from.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Model directory to write.")],
+    layer: Annotated[
+        int, typer.Option(help="Block index L (blocks.L.hook_resid_post); negative counts from the end.")
+    ] = -1,
+    latents: Annotated[int, typer.Option(help="Number of SAE latents.")] = 16384,
+    k: Annotated[int, typer.Option(help="Active latents per token (TopK).")] = 32,
+    steps: Annotated[int, typer.Option(help="Optimiser steps.")] = 5000,
+    max_tokens: Annotated[int, typer.Option(help="Token states to collect.")] = 200_000,
+) -> None:
+    """Train a TopK SAE on a backbone's token states (stage one of SAE-SPLADE)."""
+    from splare_connect.documents import Document, read_source
+    from splare_connect.training.sae_training import train_sae_model
+
+    try:
+        documents = [d.text for d in read_source(texts) if isinstance(d, Document)]
+        result = train_sae_model(
+            backbone, layer, documents, output, latents=latents, k=k, steps=steps, max_tokens=max_tokens
+        )
+    except SplareError as error:
+        raise _fail(error) from error
+    stdout.print(
+        f"SAE trained on {result.tokens} token states in {result.seconds:.0f} s: explained variance "
+        f"{result.explained_variance:.3f}, dead latents {result.dead_fraction:.1%}; model directory {result.model_dir}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 @collections_app.command("list")
 def collections_list(
     backend: BackendOption = "qdrant",

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone
+from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, window_length
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.errors import BadInputError, CheckpointError, ConfigError
 from splare_connect.pooling import pool_latents, prune_to_vectors
@@ -107,7 +107,7 @@ class SplareEncoder:
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.reader.to(self.device)
         self.sae = sae.to(self.device).eval()
-        self.max_length = _max_length(config, self.tokenizer, backbone.model)
+        self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
         self.pad_token_id = _pad_token_id(self.tokenizer)
 
     # ---------------------------------------------------------------- loading
@@ -424,17 +424,6 @@ def _hidden_size(model: torch.nn.Module) -> int:
         if isinstance(value, int):
             return value
     raise ConfigError(f"cannot tell the hidden size of {type(model).__name__}")
-
-
-def _max_length(config: EncoderConfig, tokenizer: PreTrainedTokenizerBase, model: torch.nn.Module) -> int:
-    limits = [config.max_length] if config.max_length is not None else []
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
-        limits.append(tokenizer_limit)
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int):
-        limits.append(positions)
-    return min(limits) if limits else 512
 
 
 def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -40,13 +40,15 @@ def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: tor
         chunk = tokens[start : start + SAE_TOKEN_CHUNK]
         doc_ids = rows[start : start + SAE_TOKEN_CHUNK]
         pre = sae.pre_activation(chunk)
+        # Out of place: gradients must flow through every chunk when fine-tuning, and
+        # copying the (batch, d_sae) buffer per chunk costs little.
         if sae.config.activation == "topk":
             values, features = sae.topk(pre)
             flat_ids = (doc_ids.unsqueeze(1) * sae.d_sae + features).reshape(-1)
-            pooled.view(-1).scatter_reduce_(0, flat_ids, values.reshape(-1), reduce="amax")
+            pooled = pooled.view(-1).scatter_reduce(0, flat_ids, values.reshape(-1), reduce="amax").view(batch, -1)
         else:
             acts = sae.activate(pre)
-            pooled.scatter_reduce_(0, doc_ids.unsqueeze(1).expand_as(acts), acts, reduce="amax")
+            pooled = pooled.scatter_reduce(0, doc_ids.unsqueeze(1).expand_as(acts), acts, reduce="amax")
     return torch.log1p(pooled)
 
 

@@ -218,7 +218,8 @@ def grouped_topk(x: torch.Tensor, k: int, group: int = TOPK_GROUP) -> tuple[torc
     if width % group or width // group < k:
         return torch.topk(x, k, dim=1, sorted=False)
     groups = x.view(rows, width // group, group)
-    _, top_groups = torch.topk(groups.amax(dim=2), k, dim=1, sorted=False)
+    with torch.no_grad():  # only indices come out of the group selection: keep autograd from saving x
+        _, top_groups = torch.topk(groups.amax(dim=2), k, dim=1, sorted=False)
     candidates = torch.gather(groups, 1, top_groups.unsqueeze(2).expand(-1, -1, group)).reshape(rows, k * group)
     values, positions = torch.topk(candidates, k, dim=1, sorted=False)
     indices = torch.gather(top_groups, 1, positions // group) * group + positions % group

@@ -1,0 +1,85 @@
+"""Training settings, read from a JSON file (``splare-connect train CONFIG``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from splare_connect.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to fine-tune an encoder the SPLARE way.
+
+    Args:
+        dataset: BEIR-layout directory whose ``corpus.jsonl`` holds the documents the
+            pairs point to.
+        pairs: JSONL of ``{"query", "doc_id", "lang"}`` training pairs.
+        output_dir: Where the fine-tuned model directory is written.
+        base_model: Model name or directory to start from (default model if omitted).
+        name: Name of the fine-tuned model.
+        steps: Optimiser steps.
+        batch_size: Queries per step.
+        hard_negatives: Teacher-mined negatives per query (from its top ``mine_depth``).
+        mine_depth: How deep in the teacher's ranking negatives are drawn.
+        learning_rate: AdamW learning rate for the LoRA weights.
+        lora_rank / lora_alpha / lora_dropout / lora_targets: The peft LoRA adapter.
+        teacher_temperature: Teacher scores are cosine / this.
+        lambda_query / lambda_document: FLOPS regularisation weights.
+        lambda_dense: Weight of keeping the dense embedding at the teacher's (so one
+            pass still yields a good dense vector for hybrid search).
+        max_document_tokens: Documents are truncated to this many tokens in training.
+        seed: Random seed (sampling and LoRA initialisation).
+        device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
+    """
+
+    dataset: str
+    pairs: str
+    output_dir: str
+    base_model: str | None = None
+    name: str = "splare-finetuned"
+    steps: int = 200
+    batch_size: int = 16
+    hard_negatives: int = 3
+    mine_depth: int = 30
+    learning_rate: float = 3e-4
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] = ("query", "key", "value", "dense")
+    teacher_temperature: float = 0.02
+    lambda_query: float = 1e-3
+    lambda_document: float = 3e-4
+    lambda_dense: float = 1.0
+    max_document_tokens: int = 256
+    seed: int = 13
+    device: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        """Read a JSON config; unknown keys are an error naming them."""
+        file = Path(path)
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"{file}: cannot read the training config ({exc})") from exc
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{file}: unknown settings {unknown}; valid ones are {sorted(known)}")
+        if "lora_targets" in data:
+            data["lora_targets"] = tuple(data["lora_targets"])
+        base = file.parent
+        for key in ("dataset", "pairs", "output_dir"):
+            if key in data and not Path(data[key]).is_absolute():
+                data[key] = str(base / data[key])
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["lora_targets"] = list(self.lora_targets)
+        return data

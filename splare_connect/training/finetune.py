@@ -1,0 +1,225 @@
+"""SPLARE fine-tuning: LoRA on the backbone, SAE frozen, distilled from a dense teacher.
+
+For each step: a batch of (query, relevant document) pairs, plus hard negatives that the
+teacher ranks high, plus every other document of the batch (in-batch negatives). The
+loss is
+
+    KL( softmax(teacher / T) || softmax(student) )      over each query's candidates
+  + lambda_q * FLOPS(queries) + lambda_d * FLOPS(documents)
+  + lambda_dense * (1 - cos(student dense, teacher dense))
+
+where the student score is the dot product of top-k pruned SAE-latent vectors (the
+pruning used at inference), FLOPS is ``sum_j (mean_i w_ij)^2`` (SPLADE's sparsity
+regulariser), and the teacher is the unmodified backbone's dense embedding (for the
+default model: multilingual-e5-small). The last term keeps the fine-tuned backbone's
+own dense embedding close to the teacher's, so one forward pass still yields both
+vectors for hybrid search.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+from splare_connect.errors import ConfigError
+from splare_connect.pooling import pool_latents
+from splare_connect.training.config import TrainConfig
+
+if TYPE_CHECKING:
+    from splare_connect.encoder import SplareEncoder
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingPair:
+    query: str
+    doc_index: int
+    lang: str
+
+
+def load_pairs(pairs_file: Path, doc_index: dict[str, int]) -> list[TrainingPair]:
+    """Training pairs whose document is in the corpus (others are reported and dropped)."""
+    pairs, missing = [], 0
+    with pairs_file.open(encoding="utf-8") as lines:
+        for line in lines:
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if record["doc_id"] not in doc_index:
+                missing += 1
+                continue
+            pairs.append(TrainingPair(record["query"], doc_index[record["doc_id"]], record.get("lang", "")))
+    if missing:
+        LOGGER.warning("%d training pairs point to documents outside the corpus and were dropped", missing)
+    if not pairs:
+        raise ConfigError(f"{pairs_file}: no usable training pairs")
+    return pairs
+
+
+def student_vectors(
+    encoder: SplareEncoder, texts: list[str], role: str, top_k: int | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differentiable encoding: ``(pruned sparse weights (n, d_sae), dense embeddings (n, hidden))``.
+
+    Runs exactly the encoder's batching, masking, SAE and pooling, with gradients on,
+    and keeps each row's ``top_k`` weights (gradients flow to the kept ones).
+    """
+    [batch] = list(encoder.iter_batches(texts, role=role, batch_size=len(texts)))  # type: ignore[arg-type]
+    order = torch.as_tensor(np.argsort(batch.positions), device=encoder.device)
+    states, last_hidden = encoder.reader(batch.input_ids, batch.attention_mask)
+    pooled = pool_latents(encoder.sae, states, batch.content_mask)
+    if top_k is not None and top_k < pooled.shape[1]:
+        values, indices = torch.topk(pooled, top_k, dim=1)
+        pooled = torch.zeros_like(pooled).scatter(1, indices, values)
+    mask = batch.attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+    dense = F.normalize((last_hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+    return pooled[order], dense[order]
+
+
+def flops(weights: torch.Tensor) -> torch.Tensor:
+    """SPLADE's FLOPS regulariser: ``sum_j (mean_i w_ij)^2``."""
+    return (weights.abs().mean(dim=0) ** 2).sum()
+
+
+def mine_hard_negatives(
+    query_dense: np.ndarray, doc_dense: np.ndarray, positives: list[int], depth: int
+) -> list[list[int]]:
+    """For each query, the teacher's top ``depth`` documents other than its positive."""
+    scores = query_dense @ doc_dense.T
+    top = np.argsort(-scores, axis=1)[:, : depth + 1]
+    return [[int(d) for d in row if d != positive][:depth] for row, positive in zip(top, positives, strict=True)]
+
+
+def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], None] | None = None) -> Path:
+    """Fine-tune and write a model directory (the base model's files + ``adapter/``).
+
+    Returns:
+        The output model directory, loadable with ``SplareEncoder.from_pretrained``.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.evaluation.corpus_cache import encode_corpus
+    from splare_connect.evaluation.dataset import load_beir
+    from splare_connect.models import cache_dir, resolve_model
+
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    base_dir = resolve_model(config.base_model)
+    base_config = EncoderConfig.load(base_dir)
+    if base_config.lora is not None:
+        raise ConfigError(f"{base_dir} already has a LoRA adapter; start from its base model")
+    encoder = SplareEncoder.from_pretrained(base_dir, device=config.device)
+    if not encoder.has_dense:
+        raise ConfigError("the teacher is the model's own dense embedding: the base model needs dense_pooling")
+    dataset = load_beir(config.dataset)
+    doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
+    pairs = load_pairs(Path(config.pairs), doc_index)
+
+    # Teacher: the unmodified backbone's dense embeddings, computed once.
+    corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir() / "eval")
+    assert corpus.dense is not None
+    teacher_docs = corpus.dense
+    teacher_queries = encoder.encode([p.query for p in pairs], role="query", dense=True, batch_size=64).dense
+    assert teacher_queries is not None
+    negatives = mine_hard_negatives(teacher_queries, teacher_docs, [p.doc_index for p in pairs], config.mine_depth)
+
+    peft_model = get_peft_model(
+        encoder.reader.model,
+        LoraConfig(
+            r=config.lora_rank,
+            lora_alpha=config.lora_alpha,
+            lora_dropout=config.lora_dropout,
+            target_modules=list(config.lora_targets),
+        ),
+    )
+    encoder.reader.model.train()
+    parameters = [p for p in peft_model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.steps // 10))
+    )
+    max_length = encoder.max_length
+    encoder.max_length = min(max_length, config.max_document_tokens)
+    started = time.perf_counter()
+    order = list(range(len(pairs)))
+    random.shuffle(order)
+    for step in range(config.steps):
+        chosen = [order[(step * config.batch_size + i) % len(order)] for i in range(config.batch_size)]
+        batch_pairs = [pairs[i] for i in chosen]
+        doc_ids: list[int] = []
+        for pair, index in zip(batch_pairs, chosen, strict=True):
+            for doc in [pair.doc_index, *random.sample(negatives[index], config.hard_negatives)]:
+                if doc not in doc_ids:
+                    doc_ids.append(doc)
+        query_weights, query_dense = student_vectors(
+            encoder, [p.query for p in batch_pairs], "query", encoder.config.query_top_k
+        )
+        doc_weights, doc_dense = student_vectors(
+            encoder, [dataset.doc_texts[d] for d in doc_ids], "document", encoder.config.document_top_k
+        )
+        student = query_weights @ doc_weights.T
+        teacher_q = torch.from_numpy(teacher_queries[chosen]).to(student.device)
+        teacher_d = torch.from_numpy(teacher_docs[doc_ids]).to(student.device)
+        teacher = (teacher_q @ teacher_d.T) / config.teacher_temperature
+        distill = F.kl_div(
+            F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), log_target=True, reduction="batchmean"
+        )
+        regular = config.lambda_query * flops(query_weights) + config.lambda_document * flops(doc_weights)
+        keep_dense = (1 - (query_dense * teacher_q).sum(1)).mean() + (1 - (doc_dense * teacher_d).sum(1)).mean()
+        loss = distill + regular + config.lambda_dense * keep_dense
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+        optimizer.step()
+        schedule.step()
+        with torch.no_grad():
+            positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
+            accuracy = float((student.argmax(1) == positives).float().mean())
+        stats = {
+            "loss": loss.item(),
+            "kl": distill.item(),
+            "flops": regular.item(),
+            "dense": keep_dense.item(),
+            "accuracy": accuracy,
+            "query_nnz": float((query_weights > 0).sum(1).float().mean()),
+            "seconds": time.perf_counter() - started,
+        }
+        if on_step:
+            on_step(step, stats)
+
+    encoder.max_length = max_length
+    return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
+
+
+def _save(config: TrainConfig, base_dir: Path, base_config: Any, peft_model: Any, seconds: float) -> Path:
+    """Write the model directory: links to the base weights, the adapter, the config."""
+    output = Path(config.output_dir)
+    if output.exists():
+        shutil.rmtree(output)
+    output.mkdir(parents=True)
+    peft_model.save_pretrained(output / "adapter", safe_serialization=True)
+    fine_tuned = base_config.with_overrides(
+        name=config.name,
+        backbone=str((base_dir / base_config.backbone).resolve()),
+        sae=str((base_dir / base_config.sae).resolve()),
+        lora="adapter",
+    )
+    fine_tuned.save(output)
+    (output / "training.json").write_text(
+        json.dumps({"config": config.to_dict(), "seconds": round(seconds, 1)}, indent=2) + "\n", encoding="utf-8"
+    )
+    return output
