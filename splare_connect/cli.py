@@ -70,6 +70,16 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+SourceArgument = Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")]
+DenseOption = Annotated[
+    bool | None,
+    typer.Option("--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."),
+]
+IndexFieldOption = Annotated[list[str], typer.Option("--index-field", help="Metadata field to index for filters.")]
+IdfOption = Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")]
+StoreTextOption = Annotated[bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")]
+ShardOption = Annotated[str, typer.Option(help="Process shard i of n (i/n), for parallel workers.")]
+BatchSizeOption = Annotated[int, typer.Option(help="Texts per encoder batch.")]
 
 
 def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
@@ -195,23 +205,18 @@ def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> Syn
 
 @app.command()
 def ingest(
-    source: Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")],
+    source: SourceArgument,
     backend: BackendOption = "qdrant",
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
-    dense: Annotated[
-        bool | None,
-        typer.Option("--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."),
-    ] = None,
-    index_field: Annotated[list[str], typer.Option("--index-field", help="Metadata field to index for filters.")] = [],  # noqa: B006
-    idf: Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")] = False,
-    store_text: Annotated[
-        bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")
-    ] = True,
-    shard: Annotated[str, typer.Option(help="Process shard i of n (i/n), for parallel workers.")] = "0/1",
-    batch_size: Annotated[int, typer.Option(help="Texts per encoder batch.")] = 32,
+    dense: DenseOption = None,
+    index_field: IndexFieldOption = [],  # noqa: B006
+    idf: IdfOption = False,
+    store_text: StoreTextOption = True,
+    shard: ShardOption = "0/1",
+    batch_size: BatchSizeOption = 32,
     as_json: JsonOption = False,
 ) -> None:
     """Encode and store new or changed documents (re-running skips unchanged ones)."""
@@ -235,22 +240,21 @@ def ingest(
 
 @app.command()
 def sync(
-    source: Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")],
+    source: SourceArgument,
     delete_missing: Annotated[
-        bool,
-        typer.Option("--delete-missing", help="Delete stored documents that are no longer in the source."),
+        bool, typer.Option("--delete-missing", help="Delete stored documents that are no longer in the source.")
     ] = False,
     backend: BackendOption = "qdrant",
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
-    dense: Annotated[bool | None, typer.Option("--dense/--no-dense")] = None,
-    index_field: Annotated[list[str], typer.Option("--index-field")] = [],  # noqa: B006
-    idf: Annotated[bool, typer.Option()] = False,
-    store_text: Annotated[bool, typer.Option("--store-text/--no-store-text")] = True,
-    shard: Annotated[str, typer.Option(help="Process shard i of n (i/n).")] = "0/1",
-    batch_size: Annotated[int, typer.Option()] = 32,
+    dense: DenseOption = None,
+    index_field: IndexFieldOption = [],  # noqa: B006
+    idf: IdfOption = False,
+    store_text: StoreTextOption = True,
+    shard: ShardOption = "0/1",
+    batch_size: BatchSizeOption = 32,
     as_json: JsonOption = False,
 ) -> None:
     """Make the collection match the source: upsert new/changed, optionally delete missing."""

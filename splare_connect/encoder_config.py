@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from splare_connect.config_files import read_settings
 from splare_connect.errors import CheckpointError, ConfigError
 
 CONFIG_FILE = "splare_config.json"
@@ -96,14 +97,7 @@ class EncoderConfig:
         file = Path(directory, CONFIG_FILE)
         if not file.is_file():
             raise CheckpointError(f"not a splare-connect model directory: {file} is missing")
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise CheckpointError(f"{file}: not valid JSON ({exc})") from exc
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CheckpointError(f"{file}: unknown settings {unknown}")
+        data = read_settings(file, cls, error=CheckpointError)
         try:
             return cls(**data)
         except TypeError as exc:

@@ -64,9 +64,8 @@ def example_records() -> list[dict]:
         return [json.loads(line) for line in lines]
 
 
-@pytest.fixture(params=["edge", "local-memory", "local-path"])
-def qdrant_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    """Each real Qdrant engine: embedded Edge, and qdrant-client's local mode (the server API)."""
+def open_qdrant(engine: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A real Qdrant engine: embedded Edge, or qdrant-client's local mode (the server API)."""
     pytest.importorskip("splare_connect_qdrant")
     from splare_connect.backends import load_backend
 
@@ -74,8 +73,14 @@ def qdrant_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
         "edge": {"data_dir": tmp_path / "edge"},
         "local-memory": {"location": ":memory:"},
         "local-path": {"path": tmp_path / "local"},
-    }[request.param]
-    backend = load_backend("qdrant", **options)
+    }[engine]
+    return load_backend("qdrant", **options)
+
+
+@pytest.fixture(params=["edge", "local-memory", "local-path"])
+def qdrant_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """Each real Qdrant engine."""
+    backend = open_qdrant(request.param, tmp_path)
     yield backend
     backend.close()
 
@@ -106,15 +111,32 @@ def sync_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
                 backend.drop_collection(name)
         backend.close()
         return
-    pytest.importorskip("splare_connect_qdrant")
-    options = {
-        "edge": {"data_dir": tmp_path / "edge"},
-        "local-memory": {"location": ":memory:"},
-        "local-path": {"path": tmp_path / "local"},
-    }[request.param]
-    backend = load_backend("qdrant", **options)
+    backend = open_qdrant(request.param, tmp_path)
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path, example_records: list[dict]) -> Path:
+    """A 24-document BEIR dataset with training pairs and an en-dev query set, from real man pages."""
+    root = tmp_path / "data"
+    (root / "queries").mkdir(parents=True)
+    (root / "qrels").mkdir()
+    (root / "train").mkdir()
+    records = example_records[:24]
+    with (root / "corpus.jsonl").open("w") as corpus:
+        for r in records:
+            corpus.write(json.dumps({"_id": r["id"], "title": "", "text": r["text"][:400]}) + "\n")
+    with (root / "train" / "pairs.jsonl").open("w") as pairs:
+        for r in records[:16]:
+            pairs.write(json.dumps({"query": r["title"] + " command", "lang": "en", "doc_id": r["id"]}) + "\n")
+    with (root / "queries" / "en-dev.jsonl").open("w") as queries:
+        for r in records[16:]:
+            queries.write(json.dumps({"_id": "q:" + r["id"], "text": r["title"]}) + "\n")
+    (root / "qrels" / "en-dev.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"q:{r['id']}\t{r['id']}\t1\n" for r in records[16:])
+    )
+    return root
 
 
 def random_unit(rng: np.random.Generator, dim: int) -> np.ndarray:

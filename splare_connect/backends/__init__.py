@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from splare_connect.backends.discovery import ENTRY_POINT_GROUP, available_backends, load_backend
-from splare_connect.backends.protocol import Backend, CollectionSpec, Fusion, Hit, PointRecord
+from splare_connect.backends.protocol import Backend, CollectionSpec, Fusion, Hit, PointRecord, check_compatible
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -13,5 +13,6 @@ __all__ = [
     "Hit",
     "PointRecord",
     "available_backends",
+    "check_compatible",
     "load_backend",
 ]

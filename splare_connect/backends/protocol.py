@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from splare_connect.errors import BackendError, EncoderMismatchError
 from splare_connect.sparse_vector import SparseVector
 
 Fusion = Literal["rrf", "dbsf"]
@@ -48,6 +49,57 @@ class CollectionSpec:
     idf: bool = False
     indexed_fields: tuple[str, ...] = ()
     max_weight: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, stored with the collection (Qdrant metadata, OpenSearch ``_meta``, a file)."""
+        return {
+            "sparse_dim": self.sparse_dim,
+            "dense_dim": self.dense_dim,
+            "fingerprint": dict(self.fingerprint),
+            "sparse_vector_name": self.sparse_vector_name,
+            "dense_vector_name": self.dense_vector_name,
+            "idf": self.idf,
+            "indexed_fields": list(self.indexed_fields),
+            "max_weight": self.max_weight,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> CollectionSpec:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            name=name,
+            sparse_dim=int(data["sparse_dim"]),
+            dense_dim=None if data.get("dense_dim") is None else int(data["dense_dim"]),
+            fingerprint=dict(data["fingerprint"]),
+            sparse_vector_name=str(data.get("sparse_vector_name", "splare")),
+            dense_vector_name=str(data.get("dense_vector_name", "dense")),
+            idf=bool(data.get("idf", False)),
+            indexed_fields=tuple(data.get("indexed_fields", ())),
+            max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
+        )
+
+
+def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
+    """Refuse to reuse a collection built by another encoder or with other vectors.
+
+    Raises:
+        EncoderMismatchError: The encoder fingerprints differ (mixing vector spaces
+            corrupts search silently).
+        BackendError: Vector widths, names or the IDF setting differ.
+    """
+    have, want = existing.fingerprint.get("digest"), wanted.fingerprint.get("digest")
+    if have != want:
+        raise EncoderMismatchError(
+            f"collection {wanted.name!r} was built by encoder {existing.fingerprint.get('name')!r} "
+            f"(digest {have}), but this encoder is {wanted.fingerprint.get('name')!r} (digest {want}); "
+            "use another collection name, or drop this one and ingest again"
+        )
+    for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf"):
+        if getattr(existing, attribute) != getattr(wanted, attribute):
+            raise BackendError(
+                f"collection {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "
+                f"but {getattr(wanted, attribute)!r} was asked for; drop it or use another name"
+            )
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from splare_connect.errors import ConfigError
+from splare_connect.config_files import read_settings
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,8 @@ class TrainConfig:
         lambda_dense: Weight of keeping the dense embedding at the teacher's (so one
             pass still yields a good dense vector for hybrid search).
         max_document_tokens: Documents are truncated to this many tokens in training.
+        balance_languages: Draw each batch's queries evenly across languages instead of
+            in proportion to the pairs (the cross-lingual pairs are the minority).
         seed: Random seed (sampling and LoRA initialisation).
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
@@ -55,6 +56,7 @@ class TrainConfig:
     lambda_document: float = 3e-4
     lambda_dense: float = 1.0
     max_document_tokens: int = 256
+    balance_languages: bool = False
     seed: int = 13
     device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -63,14 +65,7 @@ class TrainConfig:
     def load(cls, path: str | Path) -> TrainConfig:
         """Read a JSON config; unknown keys are an error naming them."""
         file = Path(path)
-        try:
-            data = json.loads(file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"{file}: cannot read the training config ({exc})") from exc
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{file}: unknown settings {unknown}; valid ones are {sorted(known)}")
+        data = read_settings(file, cls)
         if "lora_targets" in data:
             data["lora_targets"] = tuple(data["lora_targets"])
         base = file.parent

@@ -155,10 +155,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     max_length = encoder.max_length
     encoder.max_length = min(max_length, config.max_document_tokens)
     started = time.perf_counter()
-    order = list(range(len(pairs)))
-    random.shuffle(order)
+    next_batch = _batch_sampler(pairs, config.batch_size, config.balance_languages)
     for step in range(config.steps):
-        chosen = [order[(step * config.batch_size + i) % len(order)] for i in range(config.batch_size)]
+        chosen = next_batch()
         batch_pairs = [pairs[i] for i in chosen]
         doc_ids: list[int] = []
         for pair, index in zip(batch_pairs, chosen, strict=True):
@@ -203,6 +202,32 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
 
     encoder.max_length = max_length
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
+
+
+def _batch_sampler(pairs: list[TrainingPair], batch_size: int, balance_languages: bool) -> Callable[[], list[int]]:
+    """Returns a function giving each step's pair indices: a shuffled pass over the pairs,
+    or, balanced, languages in turn, each cycling through its own shuffled pairs."""
+    pools: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        pools.setdefault(pair.lang if balance_languages else "", []).append(index)
+    for pool in pools.values():
+        random.shuffle(pool)
+    languages = sorted(pools)
+    cursor = {lang: 0 for lang in languages}
+    turn = 0
+
+    def next_batch() -> list[int]:
+        nonlocal turn
+        chosen = []
+        for _ in range(batch_size):
+            lang = languages[turn % len(languages)]
+            turn += 1
+            pool = pools[lang]
+            chosen.append(pool[cursor[lang] % len(pool)])
+            cursor[lang] += 1
+        return chosen
+
+    return next_batch
 
 
 def _save(config: TrainConfig, base_dir: Path, base_config: Any, peft_model: Any, seconds: float) -> Path:

@@ -12,28 +12,6 @@ from splare_connect import ConfigError, SplareEncoder
 from splare_connect.training.config import TrainConfig
 
 
-@pytest.fixture
-def tiny_dataset(tmp_path: Path, example_records: list[dict]) -> Path:
-    root = tmp_path / "data"
-    (root / "queries").mkdir(parents=True)
-    (root / "qrels").mkdir()
-    (root / "train").mkdir()
-    records = example_records[:24]
-    with (root / "corpus.jsonl").open("w") as corpus:
-        for r in records:
-            corpus.write(json.dumps({"_id": r["id"], "title": "", "text": r["text"][:400]}) + "\n")
-    with (root / "train" / "pairs.jsonl").open("w") as pairs:
-        for r in records[:16]:
-            pairs.write(json.dumps({"query": r["title"] + " command", "lang": "en", "doc_id": r["id"]}) + "\n")
-    with (root / "queries" / "en-dev.jsonl").open("w") as queries:
-        for r in records[16:]:
-            queries.write(json.dumps({"_id": "q:" + r["id"], "text": r["title"]}) + "\n")
-    (root / "qrels" / "en-dev.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "".join(f"q:{r['id']}\t{r['id']}\t1\n" for r in records[16:])
-    )
-    return root
-
-
 def test_finetune_writes_a_loadable_lora_model(
     tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,3 +79,17 @@ def test_train_sae_learns_a_loadable_topk_sae(tmp_path: Path, example_records: l
         recon = encoder.sae.decode(encoder.sae.encode(states))
     residual = float(((recon - states) ** 2).sum() / ((states - states.mean(0)) ** 2).sum())
     assert np.isfinite(residual) and residual < 0.6
+
+
+def test_balanced_sampler_takes_languages_in_turn() -> None:
+    from collections import Counter
+
+    from splare_connect.training.finetune import TrainingPair, _batch_sampler
+
+    pairs = [TrainingPair(f"q{i}", i, "en") for i in range(90)] + [TrainingPair(f"d{i}", i, "de") for i in range(10)]
+    balanced = _batch_sampler(pairs, 10, balance_languages=True)
+    counts = Counter(pairs[i].lang for _ in range(5) for i in balanced())
+    assert counts == {"en": 25, "de": 25}  # German pairs are reused to keep up with English
+    plain = _batch_sampler(pairs, 10, balance_languages=False)
+    seen = [i for _ in range(10) for i in plain()]
+    assert sorted(seen) == list(range(100))  # one full shuffled pass

@@ -22,9 +22,9 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, check_compatible
 from splare_connect.backends.ids import record_uuid
-from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError, PartialWriteError
+from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_opensearch import bodies
 
@@ -163,7 +163,7 @@ class OpenSearchBackend:
         """Create the index (mapping ``_meta`` holds the spec), or check an existing one."""
         existing = self.describe_collection(spec.name)
         if existing is not None:
-            _check_same(existing, spec)
+            check_compatible(existing, spec)
             return
         body = bodies.index_body(
             spec,
@@ -405,22 +405,6 @@ class OpenSearchBackend:
         if spec is None:
             raise BackendError(f"index {name!r} does not exist")
         return spec
-
-
-def _check_same(existing: CollectionSpec, wanted: CollectionSpec) -> None:
-    have, want = existing.fingerprint.get("digest"), wanted.fingerprint.get("digest")
-    if have != want:
-        raise EncoderMismatchError(
-            f"index {wanted.name!r} was built by encoder {existing.fingerprint.get('name')!r} (digest {have}), "
-            f"but this encoder is {wanted.fingerprint.get('name')!r} (digest {want}); "
-            "use another index name, or delete this one and ingest again"
-        )
-    for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name"):
-        if getattr(existing, attribute) != getattr(wanted, attribute):
-            raise BackendError(
-                f"index {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "
-                f"but {getattr(wanted, attribute)!r} was asked for"
-            )
 
 
 def _hits(response: Mapping[str, Any]) -> list[Hit]:

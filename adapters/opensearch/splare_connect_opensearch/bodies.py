@@ -117,36 +117,13 @@ def index_body(
         }
     return {
         "settings": {"index": settings},
-        "mappings": {"_meta": {SPEC_META_KEY: _spec_meta(spec)}, "properties": properties},
-    }
-
-
-def _spec_meta(spec: CollectionSpec) -> dict[str, Any]:
-    return {
-        "sparse_dim": spec.sparse_dim,
-        "dense_dim": spec.dense_dim,
-        "fingerprint": dict(spec.fingerprint),
-        "sparse_vector_name": spec.sparse_vector_name,
-        "dense_vector_name": spec.dense_vector_name,
-        "idf": spec.idf,
-        "indexed_fields": list(spec.indexed_fields),
-        "max_weight": spec.max_weight,
+        "mappings": {"_meta": {SPEC_META_KEY: spec.to_dict()}, "properties": properties},
     }
 
 
 def spec_from_meta(name: str, meta: Mapping[str, Any]) -> CollectionSpec:
-    """Inverse of the ``_meta`` written by :func:`index_body`."""
-    return CollectionSpec(
-        name=name,
-        sparse_dim=int(meta["sparse_dim"]),
-        dense_dim=None if meta.get("dense_dim") is None else int(meta["dense_dim"]),
-        fingerprint=dict(meta["fingerprint"]),
-        sparse_vector_name=str(meta.get("sparse_vector_name", "splare")),
-        dense_vector_name=str(meta.get("dense_vector_name", "dense")),
-        idf=bool(meta.get("idf", False)),
-        indexed_fields=tuple(meta.get("indexed_fields", ())),
-        max_weight=None if meta.get("max_weight") is None else float(meta["max_weight"]),
-    )
+    """The CollectionSpec stored in an index mapping's ``_meta``."""
+    return CollectionSpec.from_dict(name, meta)
 
 
 def document_source(

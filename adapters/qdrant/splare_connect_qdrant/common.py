@@ -7,12 +7,12 @@ shards) computes the same id. The string id travels in the payload as ``record_i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from splare_connect.backends import CollectionSpec
 from splare_connect.backends.ids import RECORD_NAMESPACE, record_uuid
-from splare_connect.errors import BackendError, EncoderMismatchError
+from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 
 POINT_ID_NAMESPACE = RECORD_NAMESPACE
@@ -26,58 +26,6 @@ T = TypeVar("T")
 def point_id(record_id: str) -> str:
     """The Qdrant point id of a record id (UUIDv5, shared with every backend)."""
     return record_uuid(record_id)
-
-
-def spec_to_dict(spec: CollectionSpec) -> dict[str, Any]:
-    """JSON form of a CollectionSpec (stored with the collection)."""
-    return {
-        "sparse_dim": spec.sparse_dim,
-        "dense_dim": spec.dense_dim,
-        "fingerprint": dict(spec.fingerprint),
-        "sparse_vector_name": spec.sparse_vector_name,
-        "dense_vector_name": spec.dense_vector_name,
-        "idf": spec.idf,
-        "indexed_fields": list(spec.indexed_fields),
-        "max_weight": spec.max_weight,
-    }
-
-
-def spec_from_dict(name: str, data: Mapping[str, Any]) -> CollectionSpec:
-    """Inverse of :func:`spec_to_dict`."""
-    return CollectionSpec(
-        name=name,
-        sparse_dim=int(data["sparse_dim"]),
-        dense_dim=None if data.get("dense_dim") is None else int(data["dense_dim"]),
-        fingerprint=dict(data["fingerprint"]),
-        sparse_vector_name=str(data.get("sparse_vector_name", "splare")),
-        dense_vector_name=str(data.get("dense_vector_name", "dense")),
-        idf=bool(data.get("idf", False)),
-        indexed_fields=tuple(data.get("indexed_fields", ())),
-        max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
-    )
-
-
-def check_same_collection(existing: CollectionSpec, wanted: CollectionSpec) -> None:
-    """Refuse to reuse a collection built by another encoder or with other vectors.
-
-    Raises:
-        EncoderMismatchError: The encoder fingerprints differ (mixing vector spaces
-            corrupts search silently).
-        BackendError: Vector shapes or names differ.
-    """
-    have, want = existing.fingerprint.get("digest"), wanted.fingerprint.get("digest")
-    if have != want:
-        raise EncoderMismatchError(
-            f"collection {wanted.name!r} was built by encoder {existing.fingerprint.get('name')!r} "
-            f"(digest {have}), but this encoder is {wanted.fingerprint.get('name')!r} (digest {want}); "
-            "use another collection name, or drop this one and ingest again"
-        )
-    for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf"):
-        if getattr(existing, attribute) != getattr(wanted, attribute):
-            raise BackendError(
-                f"collection {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "
-                f"but {getattr(wanted, attribute)!r} was asked for; drop it or use another name"
-            )
 
 
 def check_vector(spec: CollectionSpec, record_id: str, vector: SparseVector) -> None:

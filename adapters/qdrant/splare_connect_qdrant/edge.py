@@ -21,19 +21,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, check_compatible
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import (
     METADATA_FIELD,
     RECORD_ID_FIELD,
     call_engine,
-    check_same_collection,
     check_vector,
     metadata_key,
     point_id,
-    spec_from_dict,
-    spec_to_dict,
 )
 from splare_connect_qdrant.filters import to_edge_filter
 
@@ -62,7 +59,7 @@ class EdgeBackend:
 
         existing = self.describe_collection(spec.name)
         if existing is not None:
-            check_same_collection(existing, spec)
+            check_compatible(existing, spec)
             return
         folder = self._folder(spec.name)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
@@ -85,7 +82,7 @@ class EdgeBackend:
                 ),
             )
         self._shards[spec.name] = shard
-        _write_json_atomically(folder / SPEC_FILE, spec_to_dict(spec))
+        _write_json_atomically(folder / SPEC_FILE, spec.to_dict())
         self._specs[spec.name] = spec
 
     def describe_collection(self, name: str) -> CollectionSpec | None:
@@ -95,7 +92,7 @@ class EdgeBackend:
         spec_file = self._folder(name) / SPEC_FILE
         if not spec_file.is_file():
             return None
-        spec = spec_from_dict(name, json.loads(spec_file.read_text(encoding="utf-8")))
+        spec = CollectionSpec.from_dict(name, json.loads(spec_file.read_text(encoding="utf-8")))
         self._specs[name] = spec
         return spec
 

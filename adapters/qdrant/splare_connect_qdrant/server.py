@@ -20,19 +20,16 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, check_compatible
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import (
     RECORD_ID_FIELD,
     SPEC_KEY,
     call_engine,
-    check_same_collection,
     check_vector,
     metadata_key,
     point_id,
-    spec_from_dict,
-    spec_to_dict,
 )
 from splare_connect_qdrant.filters import to_client_filter
 
@@ -128,7 +125,7 @@ class ServerBackend:
 
         existing = self.describe_collection(spec.name)
         if existing is not None:
-            check_same_collection(existing, spec)
+            check_compatible(existing, spec)
             return
         vectors = (
             {spec.dense_vector_name: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)}
@@ -144,7 +141,7 @@ class ServerBackend:
                 spec.name,
                 vectors_config=vectors,
                 sparse_vectors_config=sparse,
-                metadata={SPEC_KEY: spec_to_dict(spec)},
+                metadata={SPEC_KEY: spec.to_dict()},
             ),
         )
         for field in (metadata_key(f) for f in spec.indexed_fields):
@@ -168,7 +165,7 @@ class ServerBackend:
             raise BackendError(
                 f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata)"
             )
-        spec = spec_from_dict(name, stored)
+        spec = CollectionSpec.from_dict(name, stored)
         self._specs[name] = spec
         return spec
 

@@ -1,0 +1,46 @@
+"""The evaluation harness on a tiny BEIR dataset built from real man pages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from splare_connect import ConfigError
+from splare_connect.evaluation import evaluate, load_beir
+from splare_connect.evaluation.systems import Bm25, rrf
+
+
+def test_rrf_adds_reciprocal_ranks() -> None:
+    fused = rrf([{"q": {"a": 9.0, "b": 5.0}}, {"q": {"b": 0.9, "c": 0.1}}], k=60)
+    assert fused["q"]["b"] == pytest.approx(1 / 62 + 1 / 61)
+    assert fused["q"]["a"] == pytest.approx(1 / 61) and fused["q"]["c"] == pytest.approx(1 / 62)
+    assert list(fused["q"]) == ["b", "a", "c"]
+
+
+def test_bm25_finds_a_document_from_its_own_words(example_records: list[dict]) -> None:
+    texts = [r["text"] for r in example_records[:50]]
+    ids = [r["id"] for r in example_records[:50]]
+    run = Bm25(texts, ids).run([texts[7][:200]], ["q"], k=5)
+    assert next(iter(run["q"])) == ids[7]
+
+
+def test_evaluate_reports_every_system_and_caches_the_corpus(tiny_encoder, tiny_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_beir(tiny_dataset)
+    first = evaluate(tiny_encoder, dataset, cache_dir=tmp_path / "cache", doc_pruning=(10,))
+    scores = first.scores["en-dev"]
+    assert set(scores) == {"sparse", "sparse@10", "dense", "hybrid", "bm25"}
+    assert all(0.0 <= value <= 1.0 for system in scores.values() for value in system.values())
+    assert scores["bm25"]["R@100"] == 1.0  # 24 documents: everything is within the top 100
+    assert first.sparsity["document_nnz_mean@10"] <= 10 and first.timing["corpus_from_cache"] == 0.0
+    second = evaluate(tiny_encoder, dataset, cache_dir=tmp_path / "cache", doc_pruning=(10,))
+    assert second.timing["corpus_from_cache"] == 1.0 and second.scores == first.scores
+    assert json.loads(json.dumps(second.to_dict()))["model"] == "tiny"
+
+
+def test_dataset_errors_name_what_is_missing(tmp_path: Path, tiny_dataset: Path) -> None:
+    with pytest.raises(ConfigError, match=r"corpus\.jsonl is missing"):
+        load_beir(tmp_path)
+    with pytest.raises(ConfigError, match=r"no query set \['xx-dev'\]"):
+        load_beir(tiny_dataset, ["xx-dev"])
