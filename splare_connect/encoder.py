@@ -281,8 +281,11 @@ class SplareEncoder:
                 if dense_out is not None:
                     dense_out[batch.positions] = self._dense(last_hidden, batch.attention_mask)
                 advance(len(batch.positions))
+        missing = [position for position, vector in enumerate(sparse) if vector is None]
+        if missing:  # every text belongs to exactly one batch; anything else is a bug here
+            raise RuntimeError(f"internal error: texts {missing[:5]} were not encoded")
         return EncodeResult(
-            sparse=[vector for vector in sparse if vector is not None],
+            sparse=sparse,  # type: ignore[arg-type]
             dense=dense_out,
             num_tokens=num_tokens,
             truncated=truncated,

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from splare_connect.backends.discovery import ENTRY_POINT_GROUP, available_backends, load_backend
-from splare_connect.backends.protocol import Backend, CollectionSpec, Fusion, Hit, PointRecord, check_compatible
+from splare_connect.backends.protocol import (
+    Backend,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointRecord,
+    check_compatible,
+    create_or_adopt,
+)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -14,5 +22,6 @@ __all__ = [
     "PointRecord",
     "available_backends",
     "check_compatible",
+    "create_or_adopt",
     "load_backend",
 ]

@@ -8,7 +8,7 @@ dense vectors, plain-dict payloads); conversion happens inside the adapter.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -77,6 +77,38 @@ class CollectionSpec:
             indexed_fields=tuple(data.get("indexed_fields", ())),
             max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
         )
+
+
+def create_or_adopt(
+    spec: CollectionSpec,
+    describe: Callable[[str], CollectionSpec | None],
+    create: Callable[[], None],
+) -> bool:
+    """Create a collection, or adopt an existing compatible one; what every backend's
+    ``create_collection`` does.
+
+    Parallel workers (``--shard i/n``) may race to create the same collection: the
+    loser's create fails, and it adopts the winner's collection if it is compatible.
+
+    Returns:
+        True if this call created the collection.
+
+    Raises:
+        EncoderMismatchError / BackendError: The existing collection doesn't match.
+    """
+    existing = describe(spec.name)
+    if existing is not None:
+        check_compatible(existing, spec)
+        return False
+    try:
+        create()
+    except BackendError:
+        winner = describe(spec.name)
+        if winner is None:
+            raise
+        check_compatible(winner, spec)
+        return False
+    return True
 
 
 def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:

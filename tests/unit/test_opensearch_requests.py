@@ -423,3 +423,20 @@ def test_error_responses_name_type_and_reason() -> None:
     with pytest.raises(BackendError, match="HTTP 401: security_exception: missing authentication credentials"):
         backend.search("docs", SparseVector.from_pairs({1: 1.0}, 16384))
     assert json.dumps(CLUSTER_INFO)  # the canned replies are plain JSON
+
+
+def test_losing_a_creation_race_to_a_compatible_index_is_fine() -> None:
+    cluster = Cluster(index_exists=False)
+    original = cluster.__call__
+
+    def respond(request: Request) -> tuple[int, Any]:
+        if request.method == "PUT" and request.path == "/docs":  # another worker created it first
+            cluster.index_exists = True
+            error = {"type": "resource_already_exists_exception", "reason": "index [docs/abc] already exists"}
+            return 400, {"error": {"root_cause": [error], **error}, "status": 400}
+        return original(request)
+
+    backend, recorder = make_backend(cluster)
+    recorder.respond = respond
+    backend.create_collection(SPEC)  # the winner's spec (stored_meta) matches
+    assert backend.describe_collection("docs") is not None

@@ -22,7 +22,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, check_compatible
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
 from splare_connect.backends.ids import record_uuid
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.sparse_vector import SparseVector
@@ -161,10 +161,9 @@ class OpenSearchBackend:
     # ------------------------------------------------------------ collections
     def create_collection(self, spec: CollectionSpec) -> None:
         """Create the index (mapping ``_meta`` holds the spec), or check an existing one."""
-        existing = self.describe_collection(spec.name)
-        if existing is not None:
-            check_compatible(existing, spec)
-            return
+        create_or_adopt(spec, self.describe_collection, lambda: self._create(spec))
+
+    def _create(self, spec: CollectionSpec) -> None:
         body = bodies.index_body(
             spec,
             shards=self.shards,

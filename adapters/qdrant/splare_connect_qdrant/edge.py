@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, check_compatible
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import (
@@ -55,12 +55,11 @@ class EdgeBackend:
     # ------------------------------------------------------------ collections
     def create_collection(self, spec: CollectionSpec) -> None:
         """Create the collection, or check that the existing one matches ``spec``."""
+        create_or_adopt(spec, self.describe_collection, lambda: self._create(spec))
+
+    def _create(self, spec: CollectionSpec) -> None:
         import qdrant_edge as edge
 
-        existing = self.describe_collection(spec.name)
-        if existing is not None:
-            check_compatible(existing, spec)
-            return
         folder = self._folder(spec.name)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
         vectors = (

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, check_compatible
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import (
@@ -121,12 +121,11 @@ class ServerBackend:
     # ------------------------------------------------------------ collections
     def create_collection(self, spec: CollectionSpec) -> None:
         """Create the collection with its spec in metadata, or check an existing one."""
+        create_or_adopt(spec, self.describe_collection, lambda: self._create(spec))
+
+    def _create(self, spec: CollectionSpec) -> None:
         from qdrant_client import models
 
-        existing = self.describe_collection(spec.name)
-        if existing is not None:
-            check_compatible(existing, spec)
-            return
         vectors = (
             {spec.dense_vector_name: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)}
             if spec.dense_dim
