@@ -119,62 +119,6 @@ def _fail(error: Exception) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _sync(
-    source: Path,
-    *,
-    delete_missing: bool,
-    backend_name: str,
-    collection: str,
-    url: str | None,
-    data_dir: Path | None,
-    model: str | None,
-    dense: bool | None,
-    index_fields: list[str],
-    idf: bool,
-    store_text: bool,
-    shard: str,
-    batch_size: int,
-    as_json: bool,
-) -> None:
-    from splare_connect.documents import read_source
-    from splare_connect.sync import Shard, Syncer
-
-    try:
-        documents = read_source(source)
-        encoder = _encoder(model)
-        backend = _backend(backend_name, url, data_dir)
-        syncer = Syncer(
-            encoder,
-            backend,
-            collection,
-            dense=dense,
-            store_text=store_text,
-            indexed_fields=tuple(index_fields),
-            idf=idf,
-            batch_size=batch_size,
-            shard=Shard.parse(shard),
-        )
-        report = _run_with_progress(syncer, documents, delete_missing)
-        backend.close()
-    except SplareError as error:
-        raise _fail(error) from error
-    for skipped in report.skipped:
-        stderr.print(f"[yellow]skipped[/] {skipped}", highlight=False, soft_wrap=True)
-    if as_json:
-        stdout.print_json(json.dumps(report.to_dict()))
-    else:
-        stdout.print(
-            f"{report.documents} documents: {report.new} new, {report.changed} changed, "
-            f"{report.unchanged} unchanged, {report.deleted_documents} deleted; "
-            f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
-            f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
-            highlight=False,
-            soft_wrap=True,
-        )
-    if report.skipped:
-        raise typer.Exit(EXIT_SKIPPED)
-
-
 def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> SyncReport:
     """Show a live counter on a terminal, one line per write otherwise (logs, CI)."""
     if not sys.stderr.isatty():
@@ -203,42 +147,7 @@ def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> Syn
         return syncer.run(documents, delete_missing=delete_missing, on_progress=update)
 
 
-@app.command()
-def ingest(
-    source: SourceArgument,
-    backend: BackendOption = "qdrant",
-    collection: CollectionOption = "splare",
-    url: UrlOption = None,
-    data_dir: DataDirOption = None,
-    model: ModelOption = None,
-    dense: DenseOption = None,
-    index_field: IndexFieldOption = [],  # noqa: B006
-    idf: IdfOption = False,
-    store_text: StoreTextOption = True,
-    shard: ShardOption = "0/1",
-    batch_size: BatchSizeOption = 32,
-    as_json: JsonOption = False,
-) -> None:
-    """Encode and store new or changed documents (re-running skips unchanged ones)."""
-    _sync(
-        source,
-        delete_missing=False,
-        backend_name=backend,
-        collection=collection,
-        url=url,
-        data_dir=data_dir,
-        model=model,
-        dense=dense,
-        index_fields=index_field,
-        idf=idf,
-        store_text=store_text,
-        shard=shard,
-        batch_size=batch_size,
-        as_json=as_json,
-    )
-
-
-@app.command()
+@app.command("sync")
 def sync(
     source: SourceArgument,
     delete_missing: Annotated[
@@ -258,22 +167,50 @@ def sync(
     as_json: JsonOption = False,
 ) -> None:
     """Make the collection match the source: upsert new/changed, optionally delete missing."""
-    _sync(
-        source,
-        delete_missing=delete_missing,
-        backend_name=backend,
-        collection=collection,
-        url=url,
-        data_dir=data_dir,
-        model=model,
-        dense=dense,
-        index_fields=index_field,
-        idf=idf,
-        store_text=store_text,
-        shard=shard,
-        batch_size=batch_size,
-        as_json=as_json,
-    )
+    from splare_connect.documents import read_source
+    from splare_connect.sync import Shard, Syncer
+
+    try:
+        documents = read_source(source)
+        encoder = _encoder(model)
+        store = _backend(backend, url, data_dir)
+        syncer = Syncer(
+            encoder,
+            store,
+            collection,
+            dense=dense,
+            store_text=store_text,
+            indexed_fields=tuple(index_field),
+            idf=idf,
+            batch_size=batch_size,
+            shard=Shard.parse(shard),
+        )
+        report = _run_with_progress(syncer, documents, delete_missing)
+        store.close()
+    except SplareError as error:
+        raise _fail(error) from error
+    for skipped in report.skipped:
+        stderr.print(f"[yellow]skipped[/] {skipped}", highlight=False, soft_wrap=True)
+    if as_json:
+        stdout.print_json(json.dumps(report.to_dict()))
+    else:
+        stdout.print(
+            f"{report.documents} documents: {report.new} new, {report.changed} changed, "
+            f"{report.unchanged} unchanged, {report.deleted_documents} deleted; "
+            f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
+            f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.skipped:
+        raise typer.Exit(EXIT_SKIPPED)
+
+
+app.command(
+    "ingest",
+    help="Encode and store new or changed documents; re-running skips unchanged ones. "
+    "The same command as sync: add --delete-missing to also remove documents gone from the source.",
+)(sync)
 
 
 @app.command()
