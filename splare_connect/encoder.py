@@ -25,7 +25,7 @@ import torch
 from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, window_length
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.errors import BadInputError, CheckpointError, ConfigError
-from splare_connect.pooling import pool_latents, prune_to_vectors
+from splare_connect.pooling import pool_dense, pool_latents, prune_to_vectors
 from splare_connect.sae import SparseAutoencoder, load_sae
 from splare_connect.sparse_vector import SparseVector
 
@@ -279,7 +279,8 @@ class SplareEncoder:
                 num_tokens[batch.positions] = batch.attention_mask.sum(dim=1).cpu().numpy()
                 truncated[batch.positions] = batch.truncated
                 if dense_out is not None:
-                    dense_out[batch.positions] = self._dense(last_hidden, batch.attention_mask)
+                    dense = pool_dense(last_hidden, batch.attention_mask, self.config.dense_pooling)
+                    dense_out[batch.positions] = dense.cpu().numpy()
                 advance(len(batch.positions))
         missing = [position for position, vector in enumerate(sparse) if vector is None]
         if missing:  # every text belongs to exactly one batch; anything else is a bug here
@@ -352,14 +353,6 @@ class SplareEncoder:
             content_mask=torch.from_numpy(content).to(self.device),
             truncated=truncated,
         )
-
-    def _dense(self, last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> np.ndarray:
-        if self.config.dense_pooling == "cls":
-            pooled = last_hidden[:, 0].float()
-        else:
-            mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
-            pooled = ((last_hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).float()
-        return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
     # ------------------------------------------------------------ identity
     @cached_property

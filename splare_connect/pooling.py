@@ -52,6 +52,21 @@ def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: tor
     return torch.log1p(pooled)
 
 
+def pool_dense(last_hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:
+    """The model's dense embedding from the same pass, L2-normalised: ``(batch, hidden)``.
+
+    ``mode`` is ``"cls"`` (first token) or ``"mean"`` (average over non-padding tokens,
+    specials included, as e5 and sentence-transformers do). Differentiable, so the
+    fine-tuning loss uses it as is.
+    """
+    if mode == "cls":
+        pooled = last_hidden[:, 0].float()
+    else:
+        mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+        pooled = ((last_hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)).float()
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
 def prune_to_vectors(pooled: torch.Tensor, top_k: int | None) -> list[SparseVector]:
     """Keep each row's ``top_k`` largest positive weights and build SparseVectors.
 

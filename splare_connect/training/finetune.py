@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from splare_connect.errors import ConfigError
-from splare_connect.pooling import pool_latents
+from splare_connect.pooling import pool_dense, pool_latents
 from splare_connect.training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -83,8 +83,7 @@ def student_vectors(
     if top_k is not None and top_k < pooled.shape[1]:
         values, indices = torch.topk(pooled, top_k, dim=1)
         pooled = torch.zeros_like(pooled).scatter(1, indices, values)
-    mask = batch.attention_mask.unsqueeze(-1).to(last_hidden.dtype)
-    dense = F.normalize((last_hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+    dense = pool_dense(last_hidden, batch.attention_mask, encoder.config.dense_pooling)
     return pooled[order], dense[order]
 
 
