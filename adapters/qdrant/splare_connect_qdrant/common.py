@@ -7,10 +7,10 @@ shards) computes the same id. The string id travels in the payload as ``record_i
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
-from splare_connect.backends import CollectionSpec
+from splare_connect.backends import CollectionSpec, Hit
 from splare_connect.backends.ids import RECORD_NAMESPACE, record_uuid
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
@@ -56,3 +56,13 @@ def call_engine(action: str, function: Callable[[], T]) -> T:
         raise
     except BaseException as exc:
         raise BackendError(f"{action} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def to_hits(points: Sequence[Any]) -> list[Hit]:
+    """Hits from scored points of either engine (``id``, ``score``, ``payload`` attributes)."""
+    hits = []
+    for point in points:
+        payload = dict(point.payload or {})
+        record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
+        hits.append(Hit(id=str(record_id), score=float(point.score), payload=payload))
+    return hits

@@ -31,6 +31,7 @@ from splare_connect_qdrant.common import (
     check_vector,
     metadata_key,
     point_id,
+    to_hits,
 )
 from splare_connect_qdrant.filters import to_edge_filter
 
@@ -252,13 +253,7 @@ class EdgeBackend:
     # ---------------------------------------------------------------- helpers
     def _run_query(self, collection: str, request: Any) -> list[Hit]:
         shard = self._shard(collection)
-        points = call_engine(f"searching {collection!r}", lambda: shard.query(request))
-        hits = []
-        for point in points:
-            payload = point.payload or {}
-            record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
-            hits.append(Hit(id=str(record_id), score=point.score, payload=payload))
-        return hits
+        return to_hits(call_engine(f"searching {collection!r}", lambda: shard.query(request)))
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)

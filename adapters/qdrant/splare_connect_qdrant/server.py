@@ -30,6 +30,7 @@ from splare_connect_qdrant.common import (
     check_vector,
     metadata_key,
     point_id,
+    to_hits,
 )
 from splare_connect_qdrant.filters import to_client_filter
 
@@ -282,7 +283,7 @@ class ServerBackend:
                 with_payload=True,
             ),
         )
-        return _hits(response.points)
+        return to_hits(response.points)
 
     def hybrid_search(
         self,
@@ -327,7 +328,7 @@ class ServerBackend:
             f"hybrid search in {collection!r}",
             lambda: self.client.query_points(collection, prefetch=prefetch, query=fused, limit=k, with_payload=True),
         )
-        return _hits(response.points)
+        return to_hits(response.points)
 
     def close(self) -> None:
         """Close the client."""
@@ -338,12 +339,3 @@ class ServerBackend:
         if spec is None:
             raise BackendError(f"collection {name!r} does not exist")
         return spec
-
-
-def _hits(points: Sequence[Any]) -> list[Hit]:
-    hits = []
-    for point in points:
-        payload = dict(point.payload or {})
-        record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
-        hits.append(Hit(id=str(record_id), score=float(point.score), payload=payload))
-    return hits
