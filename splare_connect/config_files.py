@@ -1,4 +1,4 @@
-"""Reading JSON settings files into frozen dataclasses, naming what is wrong."""
+"""Reading JSON settings and checkpoint configs, naming what is wrong."""
 
 from __future__ import annotations
 
@@ -10,23 +10,33 @@ from typing import Any
 from splare_connect.errors import ConfigError
 
 
-def read_settings(file: Path, cls: type, *, error: type[Exception] = ConfigError) -> dict[str, Any]:
-    """The JSON object in ``file``, checked to hold only ``cls``'s field names.
+def read_json_object(file: Path, *, error: type[Exception] = ConfigError, what: str = "file") -> dict[str, Any]:
+    """The JSON object in ``file``.
 
     Raises:
-        ``error`` (ConfigError by default): the file is missing, not JSON, not an object,
-        or has keys ``cls`` doesn't know (listed with the valid ones).
+        ``error``: the file is missing (named as ``what``), not JSON, or not an object.
     """
     if not file.is_file():
-        raise error(f"{file} is missing")
+        raise error(f"missing {what}: {file}")
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{file}: not valid JSON ({exc})") from exc
     if not isinstance(data, dict):
         raise error(f"{file}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def reject_unknown_keys(cls: type, data: dict[str, Any], source: str, *, error: type[Exception] = ConfigError) -> None:
+    """Raise ``error`` naming any key of ``data`` that is not a field of dataclass ``cls``."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise error(f"{file}: unknown settings {unknown}; valid ones are {sorted(known)}")
+        raise error(f"{source}: unknown settings {unknown}; valid ones are {sorted(known)}")
+
+
+def read_settings(file: Path, cls: type, *, error: type[Exception] = ConfigError) -> dict[str, Any]:
+    """The JSON object in ``file``, checked to hold only ``cls``'s field names."""
+    data = read_json_object(file, error=error, what="settings file")
+    reject_unknown_keys(cls, data, str(file), error=error)
     return data

@@ -15,7 +15,6 @@ the loader from the files present, or from an explicit ``sae_format``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from splare_connect.config_files import read_json_object
 from splare_connect.errors import CheckpointError
 from splare_connect.sae.model import SAE_CONFIG_FILE, SAE_WEIGHTS_FILE, SaeConfig, SparseAutoencoder
 
@@ -239,15 +239,7 @@ _LOADERS: dict[str, Callable[[Path], SparseAutoencoder]] = {
 
 
 def _read_json(file: Path) -> dict[str, Any]:
-    if not file.is_file():
-        raise CheckpointError(f"missing SAE config file: {file}")
-    try:
-        data = json.loads(file.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{file}: not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(file, error=CheckpointError, what="SAE config file")
 
 
 def _read_safetensors(file: Path) -> dict[str, torch.Tensor]:

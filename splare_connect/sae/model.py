@@ -13,13 +13,14 @@ has it because SAE training and reconstruction diagnostics use it.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from splare_connect.config_files import reject_unknown_keys
 from splare_connect.errors import CheckpointError, ConfigError
 
 Activation = Literal["topk", "jumprelu", "relu"]
@@ -78,10 +79,7 @@ class SaeConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], *, source: str = "sae config") -> SaeConfig:
         """Build from a JSON object, naming unknown or missing keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise CheckpointError(f"{source}: unknown SAE config keys {unknown}")
+        reject_unknown_keys(cls, data, source, error=CheckpointError)
         try:
             return cls(**data)
         except TypeError as exc:
