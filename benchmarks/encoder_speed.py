@@ -85,10 +85,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32", help="backbone dtype (bf16: GPU runs)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
-    encoder = SplareEncoder.from_pretrained(args.model, device=args.device, max_length=args.doc_tokens)
+    dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
+    encoder = SplareEncoder.from_pretrained(
+        args.model, device=args.device, torch_dtype=dtype, max_length=args.doc_tokens
+    )
     docs = load_texts(args.corpus, args.docs, args.doc_tokens, encoder)
     with args.queries_file.open(encoding="utf-8") as lines:
         queries = [json.loads(line)["text"] for line, _ in zip(lines, range(args.queries), strict=False)]
@@ -105,7 +109,7 @@ def main() -> None:
     latencies.sort()
 
     result = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}, {args.dtype}",
         "date": time.strftime("%Y-%m-%d"),
         "model": encoder.config.name,
         "documents": len(docs),

@@ -69,6 +69,14 @@ ModelOption = Annotated[
     str | None,
     typer.Option("--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."),
 ]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        envvar="SPLARE_PRECISION",
+        help="Encoder precision: fp32, or int8 (fast CPU path; same vector space).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 SourceArgument = Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")]
 DenseOption = Annotated[
@@ -105,13 +113,13 @@ def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
     return load_backend(name, **options)
 
 
-def _encoder(model: str | None) -> SplareEncoder:
+def _encoder(model: str | None, precision: str = "fp32") -> SplareEncoder:
     from transformers.utils import logging as transformers_logging
 
     from splare_connect.encoder import SplareEncoder
 
     transformers_logging.disable_progress_bar()  # the CLI shows its own progress
-    return SplareEncoder.from_pretrained(model)
+    return SplareEncoder.from_pretrained(model, precision=precision)
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -158,6 +166,7 @@ def sync(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
+    precision: PrecisionOption = "fp32",
     dense: DenseOption = None,
     index_field: IndexFieldOption = [],  # noqa: B006
     idf: IdfOption = False,
@@ -172,7 +181,7 @@ def sync(
 
     try:
         documents = read_source(source)
-        encoder = _encoder(model)
+        encoder = _encoder(model, precision)
         store = _backend(backend, url, data_dir)
         syncer = Syncer(
             encoder,
@@ -229,6 +238,7 @@ def search(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     model: ModelOption = None,
+    precision: PrecisionOption = "fp32",
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection."""
@@ -237,7 +247,7 @@ def search(
 
     try:
         conditions = parse_filters(filter_)
-        retriever = Retriever(_encoder(model), _backend(backend, url, data_dir), collection)
+        retriever = Retriever(_encoder(model, precision), _backend(backend, url, data_dir), collection)
         hits = retriever.search(
             query,
             k=k,
@@ -278,6 +288,7 @@ def search(
 def eval_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
     model: ModelOption = None,
+    precision: PrecisionOption = "fp32",
     query_set: Annotated[
         list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")
     ] = [],  # noqa: B006
@@ -299,7 +310,7 @@ def eval_command(
 
     try:
         data = load_beir(dataset, query_set or None)
-        encoder = _encoder(model)
+        encoder = _encoder(model, precision)
         result = evaluate(
             encoder,
             data,
@@ -318,7 +329,11 @@ def eval_command(
     from rich.table import Table
 
     systems_seen = list(next(iter(result.scores.values())))
-    table = Table("system", *(f"{name}\nnDCG@10 / MRR@10 / R@100" for name in result.scores), title=result.model)
+    table = Table(
+        "system",
+        *(f"{name}\nnDCG@10 / MRR@10 / R@100" for name in result.scores),
+        title=f"{result.model} ({result.precision})",
+    )
     for name in systems_seen:
         cells = []
         for scores in result.scores.values():

@@ -26,6 +26,7 @@ from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, 
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.errors import BadInputError, CheckpointError, ConfigError
 from splare_connect.pooling import pool_dense, pool_latents, prune_to_vectors
+from splare_connect.quantization import check_precision, quantize_linear_layers
 from splare_connect.sae import SparseAutoencoder, load_sae
 from splare_connect.sparse_vector import SparseVector
 
@@ -88,6 +89,7 @@ class SplareEncoder:
         sae: SparseAutoencoder,
         *,
         device: str | torch.device | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.config = config
         self.tokenizer: PreTrainedTokenizerBase = backbone.tokenizer
@@ -105,10 +107,17 @@ class SplareEncoder:
                 stacklevel=2,
             )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.precision = check_precision(precision, self.device)
         self.reader.to(self.device)
         self.sae = sae.to(self.device).eval()
         self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
         self.pad_token_id = _pad_token_id(self.tokenizer)
+        if self.precision == "int8":
+            # The fingerprint hashes fp32 weights: take it first. int8 vectors live in the
+            # same space, so collections written at either precision stay searchable.
+            _ = self.fingerprint
+            quantize_linear_layers(self.reader.model)
+            self.sae.use_int8()
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -118,6 +127,7 @@ class SplareEncoder:
         *,
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.float32,
+        precision: str = "fp32",
         **overrides: Any,
     ) -> SplareEncoder:
         """Load a registered model by name, a model directory, or the default model.
@@ -130,13 +140,15 @@ class SplareEncoder:
                 directory holding ``splare_config.json``, or ``None``.
             device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
             torch_dtype: Backbone parameter dtype.
+            precision: ``"fp32"``, or ``"int8"`` for the fast CPU path (dynamic int8
+                matrix products; see :mod:`splare_connect.quantization`).
             **overrides: EncoderConfig fields to change (e.g. ``document_top_k=200``).
         """
         from splare_connect.models import resolve_model
 
         model_dir = resolve_model(name_or_path)
         config = EncoderConfig.load(model_dir).with_overrides(**overrides)
-        return cls.from_config(config, base_dir=model_dir, device=device, torch_dtype=torch_dtype)
+        return cls.from_config(config, base_dir=model_dir, device=device, torch_dtype=torch_dtype, precision=precision)
 
     @classmethod
     def from_config(
@@ -146,6 +158,7 @@ class SplareEncoder:
         base_dir: str | Path | None = None,
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.float32,
+        precision: str = "fp32",
     ) -> SplareEncoder:
         """Load the backbone, LoRA adapter and SAE that ``config`` names.
 
@@ -158,7 +171,7 @@ class SplareEncoder:
             torch_dtype=torch_dtype,
         )
         sae = load_sae(_resolve(config.sae, base_dir), config.sae_format)  # type: ignore[arg-type]
-        return cls(config, backbone, sae, device=device)
+        return cls(config, backbone, sae, device=device, precision=precision)
 
     @classmethod
     def from_components(
@@ -171,6 +184,7 @@ class SplareEncoder:
         lora: str | Path | None = None,
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.float32,
+        precision: str = "fp32",
         **settings: Any,
     ) -> SplareEncoder:
         """Assemble an encoder from a backbone, an SAE checkpoint and a layer.
@@ -192,7 +206,7 @@ class SplareEncoder:
             lora=None if lora is None else str(lora),
             **settings,
         )
-        return cls.from_config(config, device=device, torch_dtype=torch_dtype)
+        return cls.from_config(config, device=device, torch_dtype=torch_dtype, precision=precision)
 
     # --------------------------------------------------------------- encoding
     @property
@@ -394,7 +408,7 @@ class SplareEncoder:
     def __repr__(self) -> str:
         return (
             f"SplareEncoder(name={self.config.name!r}, layer={self.reader.layer}, "
-            f"latents={self.dim}, device={self.device.type})"
+            f"latents={self.dim}, device={self.device.type}, precision={self.precision})"
         )
 
 

@@ -35,6 +35,7 @@ class EvaluationResult:
 
     model: str
     fingerprint: dict[str, Any]
+    precision: str = "fp32"
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # set -> system -> metric
     sparsity: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
@@ -43,6 +44,7 @@ class EvaluationResult:
         return {
             "model": self.model,
             "fingerprint": self.fingerprint,
+            "precision": self.precision,
             "scores": self.scores,
             "sparsity": self.sparsity,
             "timing": self.timing,
@@ -64,7 +66,9 @@ def evaluate(
     except ImportError as exc:
         raise MissingDependencyError("evaluation needs ir-measures: pip install ir-measures") from exc
     metrics = [ir_measures.parse_measure(name) for name in METRIC_NAMES]
-    result = EvaluationResult(model=encoder.config.name, fingerprint=dict(encoder.fingerprint))
+    result = EvaluationResult(
+        model=encoder.config.name, fingerprint=dict(encoder.fingerprint), precision=encoder.precision
+    )
     corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir, batch_size=batch_size)
     result.timing["corpus_encode_seconds"] = corpus.seconds
     result.timing["corpus_from_cache"] = float(corpus.from_cache)

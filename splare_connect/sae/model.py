@@ -132,6 +132,7 @@ class SparseAutoencoder(nn.Module):
         self.threshold: torch.Tensor | None
         self.register_buffer("threshold", None if threshold is None else threshold.detach().float().contiguous())
         self.W_dec = None if W_dec is None else nn.Parameter(W_dec.detach().float().contiguous(), requires_grad=False)
+        self.int8_encoder: nn.Module | None = None
 
     @property
     def d_sae(self) -> int:
@@ -144,7 +145,18 @@ class SparseAutoencoder(nn.Module):
             x = x * self.config.input_scale
         if self.config.apply_b_dec_to_input:
             x = x - self.b_dec
+        if self.int8_encoder is not None:
+            return self.int8_encoder(x)
         return torch.addmm(self.b_enc, x.reshape(-1, x.shape[-1]), self.W_enc).reshape(*x.shape[:-1], self.config.d_sae)
+
+    def use_int8(self) -> None:
+        """Run the encoder product as a dynamic int8 layer from now on (CPU fast path).
+
+        The fp32 ``W_enc`` stays (checkpoints, fingerprints and training read it).
+        """
+        from splare_connect.quantization import QuantizedSaeEncoder
+
+        self.int8_encoder = QuantizedSaeEncoder(self)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """Dense activations ``(..., d_sae)`` from pre-activations, per the checkpoint's rule."""

@@ -1,0 +1,125 @@
+"""The fast CPU path against fp32: documents/s, ms per query, and how far the vectors move.
+
+Two encoders of the same model are loaded side by side, fp32 and int8 (dynamic int8
+matrix products, ``precision="int8"``). Each of the encoder's document batches and each
+query is encoded by both, back to back and in alternating order, so that a noisy
+neighbour slows both alike; the headline is the ratio of the two times.
+
+Vector agreement is measured on the same texts: the share of fp32's top-10 features
+that int8 keeps, and the cosine of the two weight vectors. Retrieval quality is measured
+by the evaluation (``splare-connect eval --precision int8``), see BENCHMARKS.md.
+
+    python benchmarks/fast_path.py --docs 192 --queries 300 --json .bench/fast_path.json
+
+Not a test: no figure is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from splare_connect import SparseVector, SplareEncoder
+
+
+def load_documents(corpus: Path, count: int) -> list[str]:
+    """The first ``count`` corpus documents (title + text), as the evaluation reads them."""
+    texts = []
+    with corpus.open(encoding="utf-8") as lines:
+        for line in lines:
+            record = json.loads(line)
+            texts.append("\n".join(part for part in (record.get("title", ""), record["text"]) if part))
+            if len(texts) == count:
+                break
+    return texts
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def agreement(reference: list[SparseVector], other: list[SparseVector]) -> dict[str, float]:
+    """Mean top-10 feature overlap and cosine between two encodings of the same texts."""
+    overlaps, cosines = [], []
+    for a, b in zip(reference, other, strict=True):
+        top_a = set(a.top_k(10).indices.tolist())
+        top_b = set(b.top_k(10).indices.tolist())
+        overlaps.append(len(top_a & top_b) / max(1, len(top_a)))
+        norm = float(np.linalg.norm(a.values) * np.linalg.norm(b.values))
+        cosines.append(a.dot(b) / norm if norm else 0.0)
+    return {"top10_overlap": float(np.mean(overlaps)), "cosine": float(np.mean(cosines))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("data/manpages/corpus.jsonl"))
+    parser.add_argument("--queries-file", type=Path, default=Path("data/manpages/queries/en-dev.jsonl"))
+    parser.add_argument("--model", default=None, help="model name or directory (default model if omitted)")
+    parser.add_argument("--docs", type=int, default=192)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    encoders = {
+        "fp32": SplareEncoder.from_pretrained(args.model, device="cpu"),
+        "int8": SplareEncoder.from_pretrained(args.model, device="cpu", precision="int8"),
+    }
+    docs = load_documents(args.corpus, args.docs)
+    with args.queries_file.open(encoding="utf-8") as lines:
+        queries = [json.loads(line)["text"] for line, _ in zip(lines, range(args.queries), strict=False)]
+    for encoder in encoders.values():  # warm-up
+        encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)
+        encoder.encode_queries(queries[:8])
+
+    doc_seconds = dict.fromkeys(encoders, 0.0)
+    doc_vectors: dict[str, list[SparseVector]] = {name: [] for name in encoders}
+    batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
+    for index, batch in enumerate(batches):
+        for name in list(encoders)[:: 1 if index % 2 == 0 else -1]:
+            start = time.perf_counter()
+            doc_vectors[name].extend(encoders[name].encode_documents(batch, batch_size=args.batch_size))
+            doc_seconds[name] += time.perf_counter() - start
+
+    query_ms: dict[str, list[float]] = {name: [] for name in encoders}
+    query_vectors: dict[str, list[SparseVector]] = {name: [] for name in encoders}
+    for index, query in enumerate(queries):
+        for name in list(encoders)[:: 1 if index % 2 == 0 else -1]:
+            start = time.perf_counter()
+            query_vectors[name].append(encoders[name].encode_query(query))
+            query_ms[name].append((time.perf_counter() - start) * 1000)
+
+    result: dict[str, object] = {
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "date": time.strftime("%Y-%m-%d"),
+        "model": encoders["fp32"].config.name,
+        "documents": len(docs),
+        "queries": len(queries),
+    }
+    for name in encoders:
+        result[f"{name}_documents_per_second"] = len(docs) / doc_seconds[name]
+        result[f"{name}_query_ms_p50"] = statistics.median(query_ms[name])
+        result[f"{name}_query_ms_p99"] = percentile(query_ms[name], 0.99)
+    result["document_throughput_ratio_int8_over_fp32"] = doc_seconds["fp32"] / doc_seconds["int8"]
+    result["query_time_ratio_fp32_over_int8"] = sum(query_ms["fp32"]) / sum(query_ms["int8"])
+    for kind, vectors in (("document", doc_vectors), ("query", query_vectors)):
+        for measure, value in agreement(vectors["fp32"], vectors["int8"]).items():
+            result[f"{kind}_{measure}"] = value
+    width = max(map(len, result))
+    for key, value in result.items():
+        shown = f"{value:.3f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The int8 fast CPU path on a tiny real model: same vector space, int8 kernels, clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from splare_connect import ConfigError, SplareEncoder
+from splare_connect.evaluation.corpus_cache import encode_corpus
+
+TEXTS = [
+    "list the files in the directory",
+    "copy a file to the network disk",
+    "liste die dateien im verzeichnis",
+    "show the kernel memory and process time",
+]
+
+
+@pytest.fixture(scope="module")
+def int8_encoder(tiny_model_dir: Path) -> SplareEncoder:
+    return SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", precision="int8")
+
+
+def test_int8_runs_the_linear_layers_and_the_sae_as_int8_kernels(int8_encoder: SplareEncoder) -> None:
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+
+    kinds = {type(module) for module in int8_encoder.reader.model.modules()}
+    assert DynamicInt8Linear in kinds
+    assert torch.nn.Linear not in kinds
+    assert isinstance(int8_encoder.sae.int8_encoder.linear, DynamicInt8Linear)
+    assert "precision=int8" in repr(int8_encoder)
+
+
+def test_int8_vectors_stay_close_to_fp32(tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder) -> None:
+    for fp32, int8 in zip(tiny_encoder.encode_documents(TEXTS), int8_encoder.encode_documents(TEXTS), strict=True):
+        cosine = fp32.dot(int8) / (np.linalg.norm(fp32.values) * np.linalg.norm(int8.values))
+        assert cosine > 0.95
+        shared = set(fp32.top_k(5).indices.tolist()) & set(int8.top_k(5).indices.tolist())
+        assert len(shared) >= 3
+    fp32_dense = tiny_encoder.encode(TEXTS, dense=True).dense
+    int8_dense = int8_encoder.encode(TEXTS, dense=True).dense
+    assert np.min(np.sum(fp32_dense * int8_dense, axis=1)) > 0.98
+
+
+def test_int8_keeps_the_fp32_fingerprint(tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder) -> None:
+    """Same vector space: a collection written at one precision is searchable at the other."""
+    assert int8_encoder.fingerprint == tiny_encoder.fingerprint
+
+
+def test_the_eval_cache_keeps_precisions_apart(
+    tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder, tmp_path: Path
+) -> None:
+    ids = [f"d{i}" for i in range(len(TEXTS))]
+    encode_corpus(tiny_encoder, ids, TEXTS, tmp_path)
+    assert not encode_corpus(int8_encoder, ids, TEXTS, tmp_path).from_cache
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    assert encode_corpus(int8_encoder, ids, TEXTS, tmp_path).from_cache
+
+
+def test_bad_precision_is_refused_with_the_choices(tiny_model_dir: Path) -> None:
+    with pytest.raises(ConfigError, match=r"precision must be one of .*'int4'"):
+        SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", precision="int4")
+
+
+def test_int8_is_a_cpu_path(tiny_model_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="CPU path"):
+        SplareEncoder.from_pretrained(tiny_model_dir, device="cuda", precision="int8")
