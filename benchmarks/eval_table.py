@@ -1,6 +1,6 @@
 """Render ``splare-connect eval -o`` JSON files as markdown tables (for README / BENCHMARKS).
 
-    python benchmarks/eval_table.py .bench/eval_zeroshot.json .bench/eval_finetuned.json
+python benchmarks/eval_table.py .bench/eval_zeroshot.json .bench/eval_finetuned.json
 """
 
 from __future__ import annotations
