@@ -10,6 +10,9 @@ document and ~40 per query, log-normal weights. For each collection size:
 - search: top-10 per query, adapter ``search`` against raw ``shard.query``; p50/p99 of
   each and the ratio of means. Queries alternate between the two so noise hits both.
 
+Then ingest through qdrant-client (in-memory local mode, the code path a Qdrant server
+gets), adapter against raw ``client.upsert``, ``--client-size`` documents.
+
     python benchmarks/qdrant_speed.py --sizes 10000 100000 --json .bench/qdrant_speed.json
 
 Not a test: no figure is asserted.
@@ -125,10 +128,53 @@ def bench_size(size: int, queries: list[SparseVector], rng: np.random.Generator,
     }
 
 
+def bench_client_ingest(size: int, rng: np.random.Generator) -> dict:
+    """Ingest through qdrant-client (in-memory local mode, the server code path's engine):
+    the adapter's ``ServerBackend.upsert`` against raw ``client.upsert`` of PointStructs."""
+    from qdrant_client import QdrantClient, models
+
+    from splare_connect_qdrant import create_backend
+
+    documents = synthetic_vectors(size, 300, rng)
+    records = [PointRecord(f"doc-{i}#0", v, None, {"doc_id": f"doc-{i}"}) for i, v in enumerate(documents)]
+
+    client = QdrantClient(":memory:")
+    start = time.perf_counter()
+    client.create_collection("raw", vectors_config={}, sparse_vectors_config={"splare": models.SparseVectorParams()})
+    for first in range(0, size, BATCH):
+        points = [
+            models.PointStruct(
+                id=i,
+                vector={"splare": models.SparseVector(indices=v.indices.tolist(), values=v.values.tolist())},
+                payload={"doc_id": f"doc-{i}"},
+            )
+            for i, v in enumerate(documents[first : first + BATCH], start=first)
+        ]
+        client.upsert("raw", points)
+    raw_seconds = time.perf_counter() - start
+    client.close()
+
+    backend = create_backend(location=":memory:")
+    start = time.perf_counter()
+    backend.create_collection(CollectionSpec("adapter", sparse_dim=LATENTS, fingerprint={"name": "synthetic"}))
+    for first in range(0, size, BATCH):
+        backend.upsert("adapter", records[first : first + BATCH])
+    backend.finalize("adapter")
+    adapter_seconds = time.perf_counter() - start
+    backend.close()
+    return {
+        "documents": size,
+        "client_raw_ingest_docs_per_s": size / raw_seconds,
+        "client_adapter_ingest_docs_per_s": size / adapter_seconds,
+        "client_ingest_overhead_ratio": adapter_seconds / raw_seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--client-size", type=int, default=10_000, help="documents for the qdrant-client run (0: skip)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -147,11 +193,19 @@ def main() -> None:
                 f"ratio {row['search_overhead_ratio']:.2f} | {row['adapter_disk_mb']:.0f} MB",
                 flush=True,
             )
-    if args.json:
-        args.json.write_text(
-            json.dumps({"machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "results": results}, indent=2)
-            + "\n"
+    client = bench_client_ingest(args.client_size, rng) if args.client_size else None
+    if client:
+        print(
+            f"{client['documents']:>8} docs | qdrant-client local mode ingest "
+            f"raw {client['client_raw_ingest_docs_per_s']:8.0f}/s "
+            f"adapter {client['client_adapter_ingest_docs_per_s']:8.0f}/s "
+            f"ratio {client['client_ingest_overhead_ratio']:.2f}",
+            flush=True,
         )
+    if args.json:
+        report = {"machine": platform.machine(), "date": time.strftime("%Y-%m-%d"), "results": results}
+        report["client"] = client
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
