@@ -33,6 +33,14 @@ class TrainConfig:
         max_document_tokens: Documents are truncated to this many tokens in training.
         balance_languages: Draw each batch's queries evenly across languages instead of
             in proportion to the pairs (the cross-lingual pairs are the minority).
+        parallel_languages: Languages whose Debian message catalogs add parallel text
+            (English message / translation pairs, see ``training.parallel_text``); empty: none.
+        parallel_locale_dir: Where the catalogs live.
+        parallel_pairs_per_language: Catalog pairs drawn (at random) per language.
+        parallel_batch_size: Parallel pairs per step, beside the query batch.
+        lambda_parallel: Weight of the parallel-text loss: each translation, encoded as a
+            query, should score the batch's English messages as the teacher scores the
+            English original against them.
         seed: Random seed (sampling and LoRA initialisation).
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
@@ -57,6 +65,11 @@ class TrainConfig:
     lambda_dense: float = 1.0
     max_document_tokens: int = 256
     balance_languages: bool = False
+    parallel_languages: tuple[str, ...] = ()
+    parallel_locale_dir: str = "/usr/share/locale"
+    parallel_pairs_per_language: int = 2000
+    parallel_batch_size: int = 16
+    lambda_parallel: float = 1.0
     seed: int = 13
     device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -66,8 +79,9 @@ class TrainConfig:
         """Read a JSON config; unknown keys are an error naming them."""
         file = Path(path)
         data = read_settings(file, cls)
-        if "lora_targets" in data:
-            data["lora_targets"] = tuple(data["lora_targets"])
+        for key in ("lora_targets", "parallel_languages"):
+            if key in data:
+                data[key] = tuple(data[key])
         base = file.parent
         for key in ("dataset", "pairs", "output_dir"):
             if key in data and not Path(data[key]).is_absolute():
@@ -77,4 +91,5 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["lora_targets"] = list(self.lora_targets)
+        data["parallel_languages"] = list(self.parallel_languages)
         return data

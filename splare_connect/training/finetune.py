@@ -7,13 +7,17 @@ loss is
     KL( softmax(teacher / T) || softmax(student) )      over each query's candidates
   + lambda_q * FLOPS(queries) + lambda_d * FLOPS(documents)
   + lambda_dense * (1 - cos(student dense, teacher dense))
+  + lambda_parallel * KL over a batch of parallel text (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
 pruning used at inference), FLOPS is ``sum_j (mean_i w_ij)^2`` (SPLADE's sparsity
 regulariser), and the teacher is the unmodified backbone's dense embedding (for the
 default model: multilingual-e5-small). The last term keeps the fine-tuned backbone's
 own dense embedding close to the teacher's, so one forward pass still yields both
-vectors for hybrid search.
+vectors for hybrid search. The parallel-text term (Debian's message catalogs, see
+``parallel_text``) is translation distillation: a translated message, encoded as a
+query, should rank the batch's English messages as the teacher ranks them for the
+English original, which teaches other languages to use English's features.
 """
 
 from __future__ import annotations
@@ -92,6 +96,70 @@ def flops(weights: torch.Tensor) -> torch.Tensor:
     return (weights.abs().mean(dim=0) ** 2).sum()
 
 
+def distillation(student: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """``KL(softmax(teacher) || softmax(student))`` over each row's candidates, batch mean."""
+    return F.kl_div(
+        F.log_softmax(student, dim=1), F.log_softmax(teacher_logits, dim=1), log_target=True, reduction="batchmean"
+    )
+
+
+@dataclass(frozen=True)
+class ParallelSet:
+    """Catalog pairs with the teacher's dense embeddings of their English side."""
+
+    translations: list[str]
+    english: list[str]
+    langs: list[str]
+    teacher_as_query: torch.Tensor
+    teacher_as_document: torch.Tensor
+
+
+def load_parallel_set(encoder: SplareEncoder, config: TrainConfig, exclude: list[str]) -> ParallelSet | None:
+    """Draw the configured catalog pairs and embed their English side with the (frozen) teacher."""
+    from splare_connect.training.parallel_text import read_message_catalogs
+
+    if not config.parallel_languages:
+        return None
+    pairs = read_message_catalogs(
+        config.parallel_languages, locale_dir=Path(config.parallel_locale_dir), exclude=exclude
+    )
+    by_lang: dict[str, list[Any]] = {}
+    for pair in pairs:
+        by_lang.setdefault(pair.lang, []).append(pair)
+    drawn = [
+        pair
+        for lang in sorted(by_lang)
+        for pair in random.sample(by_lang[lang], min(config.parallel_pairs_per_language, len(by_lang[lang])))
+    ]
+    if not drawn:
+        raise ConfigError(f"no message catalogs for {list(config.parallel_languages)} in {config.parallel_locale_dir}")
+    english = [pair.english for pair in drawn]
+    as_query = encoder.encode(english, role="query", dense=True, batch_size=64).dense
+    as_document = encoder.encode(english, role="document", dense=True, batch_size=64).dense
+    assert as_query is not None and as_document is not None
+    LOGGER.info("parallel text: %d catalog pairs (%s)", len(drawn), ", ".join(sorted(by_lang)))
+    return ParallelSet(
+        translations=[pair.translation for pair in drawn],
+        english=english,
+        langs=[pair.lang for pair in drawn],
+        teacher_as_query=torch.from_numpy(as_query).to(encoder.device),
+        teacher_as_document=torch.from_numpy(as_document).to(encoder.device),
+    )
+
+
+def parallel_loss(encoder: SplareEncoder, parallel: ParallelSet, chosen: list[int], temperature: float) -> torch.Tensor:
+    """Each translation, as a query, should rank the batch's English messages (as documents)
+    the way the teacher ranks them for the English original."""
+    query_weights, _ = student_vectors(
+        encoder, [parallel.translations[i] for i in chosen], "query", encoder.config.query_top_k
+    )
+    doc_weights, _ = student_vectors(
+        encoder, [parallel.english[i] for i in chosen], "document", encoder.config.document_top_k
+    )
+    teacher = parallel.teacher_as_query[chosen] @ parallel.teacher_as_document[chosen].T / temperature
+    return distillation(query_weights @ doc_weights.T, teacher)
+
+
 def mine_hard_negatives(
     query_dense: np.ndarray, doc_dense: np.ndarray, positives: list[int], depth: int
 ) -> list[list[int]]:
@@ -135,6 +203,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     teacher_queries = encoder.encode([p.query for p in pairs], role="query", dense=True, batch_size=64).dense
     assert teacher_queries is not None
     negatives = mine_hard_negatives(teacher_queries, teacher_docs, [p.doc_index for p in pairs], config.mine_depth)
+    evaluation_queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
+    parallel = load_parallel_set(encoder, config, exclude=evaluation_queries)
 
     peft_model = get_peft_model(
         encoder.reader.model,
@@ -155,6 +225,11 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     encoder.max_length = min(max_length, config.max_document_tokens)
     started = time.perf_counter()
     next_batch = _batch_sampler(pairs, config.batch_size, config.balance_languages)
+    next_parallel = (
+        _batch_sampler([TrainingPair("", 0, lang) for lang in parallel.langs], config.parallel_batch_size, True)
+        if parallel is not None
+        else None
+    )
     for step in range(config.steps):
         chosen = next_batch()
         batch_pairs = [pairs[i] for i in chosen]
@@ -173,12 +248,14 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         teacher_q = torch.from_numpy(teacher_queries[chosen]).to(student.device)
         teacher_d = torch.from_numpy(teacher_docs[doc_ids]).to(student.device)
         teacher = (teacher_q @ teacher_d.T) / config.teacher_temperature
-        distill = F.kl_div(
-            F.log_softmax(student, dim=1), F.log_softmax(teacher, dim=1), log_target=True, reduction="batchmean"
-        )
+        distill = distillation(student, teacher)
         regular = config.lambda_query * flops(query_weights) + config.lambda_document * flops(doc_weights)
         keep_dense = (1 - (query_dense * teacher_q).sum(1)).mean() + (1 - (doc_dense * teacher_d).sum(1)).mean()
         loss = distill + regular + config.lambda_dense * keep_dense
+        aligned = torch.zeros((), device=student.device)
+        if parallel is not None and next_parallel is not None:
+            aligned = parallel_loss(encoder, parallel, next_parallel(), config.teacher_temperature)
+            loss = loss + config.lambda_parallel * aligned
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -192,6 +269,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             "kl": distill.item(),
             "flops": regular.item(),
             "dense": keep_dense.item(),
+            "parallel": aligned.item(),
             "accuracy": accuracy,
             "query_nnz": float((query_weights > 0).sum(1).float().mean()),
             "seconds": time.perf_counter() - started,
