@@ -68,3 +68,30 @@ def test_bad_precision_is_refused_with_the_choices(tiny_model_dir: Path) -> None
 def test_int8_is_a_cpu_path(tiny_model_dir: Path) -> None:
     with pytest.raises(ConfigError, match="CPU path"):
         SplareEncoder.from_pretrained(tiny_model_dir, device="cuda", precision="int8")
+
+
+def test_the_fast_path_runs_a_trace_with_the_eager_outputs(int8_encoder: SplareEncoder) -> None:
+    traced = int8_encoder._run_reader
+    assert isinstance(traced, torch.jit.ScriptModule)
+    for batch in int8_encoder.iter_batches([*TEXTS, "a much longer text " * 9], role="document", batch_size=3):
+        with torch.inference_mode():
+            expected, got = (
+                int8_encoder.reader(batch.input_ids, batch.attention_mask),
+                traced(batch.input_ids, batch.attention_mask),
+            )
+        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True))
+
+
+class ShapeDependentReader(torch.nn.Module):
+    """Branches in Python on the sequence length: a trace would freeze one branch."""
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        states = ids.float().unsqueeze(-1) * (2.0 if ids.shape[1] > 10 else 3.0)
+        return states, states * mask.unsqueeze(-1)
+
+
+def test_a_trace_that_disagrees_with_eager_mode_is_dropped() -> None:
+    from splare_connect.quantization import trace_reader
+
+    with pytest.warns(UserWarning, match="stays in eager mode"):
+        assert trace_reader(ShapeDependentReader(), vocab_size=100) is None
