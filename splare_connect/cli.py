@@ -74,7 +74,7 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         envvar="SPLARE_PRECISION",
-        help="Encoder precision: fp32, or int8 (fast CPU path; same vector space).",
+        help="Encoder precision: fp32, or int8 (fast CPU path; a collection keeps the precision it was ingested with).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -363,7 +363,8 @@ def train_command(
         if step % 10 == 0 or step == settings.steps - 1:
             stderr.print(
                 f"step {step + 1}/{settings.steps}: loss {stats['loss']:.4f} (kl {stats['kl']:.4f}, "
-                f"flops {stats['flops']:.4f}, dense {stats['dense']:.4f}), batch accuracy {stats['accuracy']:.2f}, "
+                f"flops {stats['flops']:.4f}, dense {stats['dense']:.4f}, parallel {stats['parallel']:.4f}), "
+                f"batch accuracy {stats['accuracy']:.2f}, "
                 f"query nnz {stats['query_nnz']:.0f}, {stats['seconds']:.0f} s",
                 highlight=False,
                 soft_wrap=True,

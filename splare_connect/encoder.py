@@ -113,8 +113,7 @@ class SplareEncoder:
         self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
         self.pad_token_id = _pad_token_id(self.tokenizer)
         if self.precision == "int8":
-            # The fingerprint hashes fp32 weights: take it first. int8 vectors live in the
-            # same space, so collections written at either precision stay searchable.
+            # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
             quantize_linear_layers(self.reader.model)
             self.sae.use_int8()
@@ -390,6 +389,11 @@ class SplareEncoder:
         }
         settings["layer"] = self.reader.layer
         settings["max_length"] = self.max_length
+        if self.precision != "fp32":
+            # int8 vectors differ enough to cost retrieval quality when mixed with fp32 ones
+            # (int8 queries on fp32 documents: English nDCG@10 0.590 against 0.618 all-int8
+            # and 0.635 all-fp32), so a collection is tied to one precision.
+            settings["precision"] = self.precision
         digest.update(json.dumps(settings, sort_keys=True).encode())
         digest.update(_tokenizer_identity(self.tokenizer))
         for name, tensor in sorted(self.reader.model.state_dict().items()):
@@ -401,7 +405,7 @@ class SplareEncoder:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update(self.sae.config.to_json().encode())
-        return {
+        identity: dict[str, Any] = {
             "name": self.config.name,
             "layer": self.reader.layer,
             "sae_width": self.dim,
@@ -409,6 +413,9 @@ class SplareEncoder:
             "document_top_k": self.config.document_top_k,
             "digest": digest.hexdigest()[:32],
         }
+        if self.precision != "fp32":
+            identity["precision"] = self.precision
+        return identity
 
     def __repr__(self) -> str:
         return (

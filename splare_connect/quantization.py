@@ -7,10 +7,12 @@ runs as an int8 GEMM (fbgemm/oneDNN) and reads a quarter of the memory. Attentio
 scores, softmax, norms, pooling and TopK stay fp32. The backbone then runs as a trace
 (:func:`trace_reader`), which removes the Python overhead that dominates short queries.
 
-The quantized encoder writes into the same vector space as the fp32 one (same features,
-weights within a few percent), so its vectors can be searched against fp32 ones; what
-that costs in retrieval quality is measured by ``benchmarks/encoder_speed.py`` and the
-evaluation (see BENCHMARKS.md). It stays a CPU path: on CUDA, use bf16 instead.
+The quantized encoder uses the same features, but the SAE's per-token TopK turns small
+numeric changes into different feature choices (cosine to fp32 about 0.8), and int8 queries
+on fp32 documents retrieve worse than either precision alone. So an int8 encoder has its
+own fingerprint, and a collection is written and searched at one precision. Speed and
+quality are measured by ``benchmarks/fast_path.py`` and the evaluation (see BENCHMARKS.md).
+It stays a CPU path: on CUDA, use bf16 instead.
 
 Uses PyTorch's own ``quantize_dynamic`` (``torch.ao.quantization``), the maintained
 eager-mode path shipped with torch; nothing is written to disk.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from splare_connect.backends import Backend, CollectionSpec, Hit
+from splare_connect.backends.protocol import describe_encoder
 from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
 from splare_connect.sparse_vector import SparseVector
 
@@ -199,8 +200,9 @@ def _check_encoder(spec: CollectionSpec, encoder: SplareEncoder) -> None:
     have, want = spec.fingerprint.get("digest"), encoder.fingerprint["digest"]
     if have != want:
         raise EncoderMismatchError(
-            f"collection {spec.name!r} was built by encoder {spec.fingerprint.get('name')!r} (digest {have}); "
-            f"this encoder is {encoder.config.name!r} (digest {want}). Query it with the same model and settings"
+            f"collection {spec.name!r} was built by encoder {describe_encoder(spec.fingerprint)}; "
+            f"this encoder is {describe_encoder(encoder.fingerprint)}. "
+            "Query it with the same model, settings and precision"
         )
 
 

@@ -111,6 +111,12 @@ def create_or_adopt(
     return True
 
 
+def describe_encoder(fingerprint: Mapping[str, Any]) -> str:
+    """``'name' (digest …)``, with the precision when it is not fp32, for error messages."""
+    precision = f" at {fingerprint['precision']}" if fingerprint.get("precision") else ""
+    return f"{fingerprint.get('name')!r}{precision} (digest {fingerprint.get('digest')})"
+
+
 def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
     """Refuse to reuse a collection built by another encoder or with other vectors.
 
@@ -122,8 +128,8 @@ def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
     have, want = existing.fingerprint.get("digest"), wanted.fingerprint.get("digest")
     if have != want:
         raise EncoderMismatchError(
-            f"collection {wanted.name!r} was built by encoder {existing.fingerprint.get('name')!r} "
-            f"(digest {have}), but this encoder is {wanted.fingerprint.get('name')!r} (digest {want}); "
+            f"collection {wanted.name!r} was built by encoder {describe_encoder(existing.fingerprint)}, "
+            f"but this encoder is {describe_encoder(wanted.fingerprint)}; "
             "use another collection name, or drop this one and ingest again"
         )
     for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf"):

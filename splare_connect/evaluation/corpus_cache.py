@@ -1,4 +1,4 @@
-"""Encoded corpora cached on disk, keyed by corpus content, encoder fingerprint and precision.
+"""Encoded corpora cached on disk, keyed by corpus content and encoder fingerprint.
 
 Encoding a corpus is the slow part of an evaluation; a re-run with the same encoder
 and the same documents loads the vectors instead. Files are ``.npz`` read with
@@ -46,9 +46,7 @@ def encode_corpus(
     """Encode documents (sparse + dense when the model has one), or load them from the cache."""
     file = None
     if cache_dir is not None:
-        # int8 vectors share the fp32 fingerprint (same space) but differ slightly: cache apart.
-        identity = encoder.fingerprint["digest"] + ("" if encoder.precision == "fp32" else f"/{encoder.precision}")
-        file = cache_dir / f"{corpus_key(doc_ids, doc_texts, identity)}.npz"
+        file = cache_dir / f"{corpus_key(doc_ids, doc_texts, encoder.fingerprint['digest'])}.npz"
         if file.is_file():
             with np.load(file, allow_pickle=False) as stored:
                 return EncodedCorpus(_unpack(stored, encoder.dim), stored.get("dense"), 0.0, True)

@@ -45,9 +45,27 @@ def test_int8_vectors_stay_close_to_fp32(tiny_encoder: SplareEncoder, int8_encod
     assert np.min(np.sum(fp32_dense * int8_dense, axis=1)) > 0.98
 
 
-def test_int8_keeps_the_fp32_fingerprint(tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder) -> None:
-    """Same vector space: a collection written at one precision is searchable at the other."""
-    assert int8_encoder.fingerprint == tiny_encoder.fingerprint
+def test_int8_has_its_own_fingerprint(tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder) -> None:
+    """Mixing int8 queries with fp32 documents costs quality, so collections are tied to one precision."""
+    assert int8_encoder.fingerprint["digest"] != tiny_encoder.fingerprint["digest"]
+    assert int8_encoder.fingerprint["precision"] == "int8"
+    assert "precision" not in tiny_encoder.fingerprint  # fp32 fingerprints are as before
+
+
+def test_an_fp32_collection_refuses_int8_queries_by_name(
+    tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder, tmp_path: Path
+) -> None:
+    from splare_connect import EncoderMismatchError
+    from splare_connect.documents import read_iterable
+    from splare_connect.retriever import Retriever
+    from splare_connect.sync import Syncer
+    from splare_connect_qdrant import EdgeBackend
+
+    backend = EdgeBackend(tmp_path / "edge")
+    Syncer(tiny_encoder, backend, "docs").run(read_iterable({"id": f"d{i}", "text": t} for i, t in enumerate(TEXTS)))
+    with pytest.raises(EncoderMismatchError, match=r"'tiny' at int8 \(digest"):
+        Retriever(int8_encoder, backend, "docs")
+    backend.close()
 
 
 def test_the_eval_cache_keeps_precisions_apart(
