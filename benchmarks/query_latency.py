@@ -1,10 +1,11 @@
 """End-to-end query latency on embedded Qdrant Edge: encode the query, search top-10, return hits.
 
-The whole man-page corpus is put into an Edge collection (document vectors from the
-evaluation's encoded-corpus cache, so a repeated run does not re-encode; the first run
-encodes once), with the document text in the payload as ``splare-connect ingest`` stores
-it. Then every dev query (all languages) goes through ``Retriever.search(query, k=10)``
-once per precision, the precisions alternating query by query.
+For each precision, the whole man-page corpus is put into its own Edge collection, encoded
+at that precision (document vectors from the evaluation's encoded-corpus cache, so a
+repeated run does not re-encode; the first run encodes once), with the document text in
+the payload as ``splare-connect ingest`` stores it. Then every dev query (all languages)
+goes through ``Retriever.search(query, k=10)`` once per precision, against the collection
+of its precision, the precisions alternating query by query.
 
 Peak memory: the process's peak RSS is read after loading, after serving, and (with
 ``--encode-docs N``) after encoding N documents; run one precision per process for a
@@ -29,8 +30,8 @@ from pathlib import Path
 import torch
 
 from splare_connect import SplareEncoder
-from splare_connect.backends import CollectionSpec, PointRecord
-from splare_connect.evaluation import load_beir
+from splare_connect.backends import Backend, CollectionSpec, PointRecord
+from splare_connect.evaluation import BeirDataset, load_beir
 from splare_connect.evaluation.corpus_cache import encode_corpus
 from splare_connect.models import cache_dir
 from splare_connect.retriever import Retriever
@@ -46,23 +47,17 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def build_collection(encoder: SplareEncoder, dataset_dir: Path, workdir: Path) -> tuple[object, list[str]]:
-    """An Edge collection with the whole corpus, and the dev queries of every language."""
-    from splare_connect_qdrant import EdgeBackend
-
-    dataset = load_beir(dataset_dir)
+def build_collection(encoder: SplareEncoder, backend: Backend, name: str, dataset: BeirDataset) -> None:
+    """Put the whole corpus, encoded by ``encoder`` (or read from the evaluation cache), into ``name``."""
     corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir() / "eval")
-    backend = EdgeBackend(workdir)
-    backend.create_collection(CollectionSpec("manpages", sparse_dim=encoder.dim, fingerprint=encoder.fingerprint))
+    backend.create_collection(CollectionSpec(name, sparse_dim=encoder.dim, fingerprint=encoder.fingerprint))
     records = [
         PointRecord(f"{doc_id}#0", vector, None, {"doc_id": doc_id, "text": text})
         for doc_id, text, vector in zip(dataset.doc_ids, dataset.doc_texts, corpus.sparse, strict=True)
     ]
     for start in range(0, len(records), 256):
-        backend.upsert("manpages", records[start : start + 256])
-    backend.finalize("manpages")
-    queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
-    return backend, queries
+        backend.upsert(name, records[start : start + 256])
+    backend.finalize(name)
 
 
 def main() -> None:
@@ -83,12 +78,18 @@ def main() -> None:
         name: SplareEncoder.from_pretrained(args.model, device="cpu", precision=name) for name in args.precision
     }
     result["peak_rss_mb_after_loading"] = peak_rss_mb()
+    from splare_connect_qdrant import EdgeBackend
+
+    dataset = load_beir(args.dataset)
+    queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
+    queries = queries[: args.queries] if args.queries else queries
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as workdir:
-        backend, queries = build_collection(encoders[args.precision[0]], args.dataset, Path(workdir))
-        queries = queries[: args.queries] if args.queries else queries
-        result["documents"] = backend.count("manpages")
+        backend = EdgeBackend(Path(workdir))
+        for name, encoder in encoders.items():  # a collection is searched at the precision it was ingested with
+            build_collection(encoder, backend, f"manpages-{name}", dataset)
+        result["documents"] = backend.count(f"manpages-{args.precision[0]}")
         result["queries"] = len(queries)
-        retrievers = {name: Retriever(encoder, backend, "manpages") for name, encoder in encoders.items()}
+        retrievers = {name: Retriever(encoder, backend, f"manpages-{name}") for name, encoder in encoders.items()}
         for retriever in retrievers.values():  # warm-up
             retriever.search(queries[0], k=10)
         latencies: dict[str, list[float]] = {name: [] for name in retrievers}
@@ -104,7 +105,6 @@ def main() -> None:
         result[f"{name}_query_ms_p99"] = percentile(values, 0.99)
         result[f"{name}_query_ms_mean"] = statistics.mean(values)
     if args.encode_docs:
-        dataset = load_beir(args.dataset)
         for encoder in encoders.values():
             encoder.encode_documents(dataset.doc_texts[: args.encode_docs], batch_size=32)
         result["peak_rss_mb_after_encoding"] = peak_rss_mb()
