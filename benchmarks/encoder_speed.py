@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import percentile, print_and_save
 
 from splare_connect import SplareEncoder
 
@@ -106,7 +107,6 @@ def main() -> None:
         start = time.perf_counter()
         encoder.encode_query(query)
         latencies.append((time.perf_counter() - start) * 1000)
-    latencies.sort()
 
     result = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, device {args.device}, {args.dtype}",
@@ -121,14 +121,9 @@ def main() -> None:
         "queries": len(queries),
         "mean_query_tokens": statistics.mean(query_tokens),
         "query_ms_p50": statistics.median(latencies),
-        "query_ms_p99": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "query_ms_p99": percentile(latencies, 0.99),
     }
-    width = max(map(len, result))
-    for key, value in result.items():
-        shown = f"{value:.3f}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_and_save(result, args.json)
 
 
 if __name__ == "__main__":

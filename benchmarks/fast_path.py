@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from report import percentile, print_and_save
 
 from splare_connect import SparseVector, SplareEncoder
 
@@ -39,11 +40,6 @@ def load_documents(corpus: Path, count: int) -> list[str]:
             if len(texts) == count:
                 break
     return texts
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def agreement(reference: list[SparseVector], other: list[SparseVector]) -> dict[str, float]:
@@ -113,12 +109,7 @@ def main() -> None:
     for kind, vectors in (("document", doc_vectors), ("query", query_vectors)):
         for measure, value in agreement(vectors["fp32"], vectors["int8"]).items():
             result[f"{kind}_{measure}"] = value
-    width = max(map(len, result))
-    for key, value in result.items():
-        shown = f"{value:.3f}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_and_save(result, args.json)
 
 
 if __name__ == "__main__":

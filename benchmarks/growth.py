@@ -26,7 +26,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from qdrant_speed import BATCH, LATENTS, percentile, synthetic_vectors
+from qdrant_speed import BATCH, LATENTS, synthetic_vectors
+from report import percentile
 from scipy import sparse
 
 from splare_connect import SparseVector

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from report import percentile
 
 from splare_connect import SparseVector
 from splare_connect.backends import CollectionSpec, PointRecord
@@ -49,11 +50,6 @@ def synthetic_vectors(count: int, nnz: int, rng: np.random.Generator) -> list[Sp
         ids = np.unique(row)[:nnz]
         vectors.append(SparseVector(ids, rng.lognormal(-0.5, 0.6, ids.size).astype(np.float32), LATENTS))
     return vectors
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def bench_size(size: int, queries: list[SparseVector], rng: np.random.Generator, workdir: Path) -> dict:

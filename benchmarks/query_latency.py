@@ -19,7 +19,6 @@ Not a test: no figure is asserted.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import resource
 import statistics
@@ -28,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import percentile, print_and_save
 
 from splare_connect import SplareEncoder
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
@@ -40,11 +40,6 @@ from splare_connect.retriever import Retriever
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def build_collection(encoder: SplareEncoder, backend: Backend, name: str, dataset: BeirDataset) -> None:
@@ -108,12 +103,7 @@ def main() -> None:
         for encoder in encoders.values():
             encoder.encode_documents(dataset.doc_texts[: args.encode_docs], batch_size=32)
         result["peak_rss_mb_after_encoding"] = peak_rss_mb()
-    width = max(map(len, result))
-    for key, value in result.items():
-        shown = f"{value:.2f}" if isinstance(value, float) else value
-        print(f"{key:<{width}}  {shown}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_and_save(result, args.json, digits=2)
 
 
 if __name__ == "__main__":

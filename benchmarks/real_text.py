@@ -26,7 +26,7 @@ from pathlib import Path
 
 import ir_measures
 import qdrant_edge as edge
-from qdrant_speed import percentile
+from report import percentile
 
 from splare_connect import SplareEncoder
 from splare_connect.evaluation import load_beir

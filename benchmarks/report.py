@@ -1,0 +1,23 @@
+"""What the benchmark scripts share: percentiles, and printing a result as a table plus JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) by rank: the value at position ``int(q * n)`` once sorted."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def print_and_save(result: Mapping[str, object], json_file: Path | None, *, digits: int = 3) -> None:
+    """Print ``key  value`` lines (floats to ``digits`` places) and write the JSON if asked."""
+    width = max(map(len, result))
+    for key, value in result.items():
+        shown = f"{value:.{digits}f}" if isinstance(value, float) else value
+        print(f"{key:<{width}}  {shown}")
+    if json_file:
+        json_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
