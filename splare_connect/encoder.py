@@ -112,14 +112,13 @@ class SplareEncoder:
         self.sae = sae.to(self.device).eval()
         self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
         self.pad_token_id = _pad_token_id(self.tokenizer)
+        # What encode() runs: the reader, or on the fast path its trace (same outputs, less Python).
+        self._run_reader: torch.nn.Module = self.reader
         if self.precision == "int8":
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
             quantize_linear_layers(self.reader.model)
             self.sae.use_int8()
-        # What encode() runs: the reader, or on the fast path its trace (same outputs, less Python).
-        self._run_reader: torch.nn.Module = self.reader
-        if self.precision == "int8":
             vocab_size = int(getattr(backbone.model.config, "vocab_size", 0) or len(self.tokenizer))
             self._run_reader = trace_reader(self.reader, vocab_size) or self.reader
 
@@ -389,11 +388,12 @@ class SplareEncoder:
         }
         settings["layer"] = self.reader.layer
         settings["max_length"] = self.max_length
-        if self.precision != "fp32":
-            # int8 vectors differ enough to cost retrieval quality when mixed with fp32 ones
-            # (int8 queries on fp32 documents: English nDCG@10 0.590 against 0.618 all-int8
-            # and 0.635 all-fp32), so a collection is tied to one precision.
-            settings["precision"] = self.precision
+        # int8 vectors differ enough to cost retrieval quality when mixed with fp32 ones
+        # (int8 queries on fp32 documents: English nDCG@10 0.590 against 0.618 all-int8 and
+        # 0.635 all-fp32), so a collection is tied to one precision. fp32 adds nothing, so
+        # fingerprints from before precisions existed stay valid.
+        precision = {} if self.precision == "fp32" else {"precision": self.precision}
+        settings.update(precision)
         digest.update(json.dumps(settings, sort_keys=True).encode())
         digest.update(_tokenizer_identity(self.tokenizer))
         for name, tensor in sorted(self.reader.model.state_dict().items()):
@@ -405,17 +405,15 @@ class SplareEncoder:
                 digest.update(name.encode())
                 digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         digest.update(self.sae.config.to_json().encode())
-        identity: dict[str, Any] = {
+        return {
             "name": self.config.name,
             "layer": self.reader.layer,
             "sae_width": self.dim,
             "query_top_k": self.config.query_top_k,
             "document_top_k": self.config.document_top_k,
             "digest": digest.hexdigest()[:32],
+            **precision,
         }
-        if self.precision != "fp32":
-            identity["precision"] = self.precision
-        return identity
 
     def __repr__(self) -> str:
         return (

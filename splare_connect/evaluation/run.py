@@ -35,10 +35,14 @@ class EvaluationResult:
 
     model: str
     fingerprint: dict[str, Any]
-    precision: str = "fp32"
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # set -> system -> metric
     sparsity: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def precision(self) -> str:
+        """The encoder's precision, as its fingerprint records it (fp32 records none)."""
+        return str(self.fingerprint.get("precision", "fp32"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -66,9 +70,7 @@ def evaluate(
     except ImportError as exc:
         raise MissingDependencyError("evaluation needs ir-measures: pip install ir-measures") from exc
     metrics = [ir_measures.parse_measure(name) for name in METRIC_NAMES]
-    result = EvaluationResult(
-        model=encoder.config.name, fingerprint=dict(encoder.fingerprint), precision=encoder.precision
-    )
+    result = EvaluationResult(model=encoder.config.name, fingerprint=dict(encoder.fingerprint))
     corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir, batch_size=batch_size)
     result.timing["corpus_encode_seconds"] = corpus.seconds
     result.timing["corpus_from_cache"] = float(corpus.from_cache)
