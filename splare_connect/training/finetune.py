@@ -116,14 +116,14 @@ class ParallelSet:
 
 def load_parallel_set(encoder: SplareEncoder, config: TrainConfig, exclude: list[str]) -> ParallelSet | None:
     """Draw the configured catalog pairs and embed their English side with the (frozen) teacher."""
-    from splare_connect.training.parallel_text import read_message_catalogs
+    from splare_connect.training.parallel_text import ParallelPair, read_message_catalogs
 
     if not config.parallel_languages:
         return None
     pairs = read_message_catalogs(
         config.parallel_languages, locale_dir=Path(config.parallel_locale_dir), exclude=exclude
     )
-    by_lang: dict[str, list[Any]] = {}
+    by_lang: dict[str, list[ParallelPair]] = {}
     for pair in pairs:
         by_lang.setdefault(pair.lang, []).append(pair)
     drawn = [
@@ -224,12 +224,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     max_length = encoder.max_length
     encoder.max_length = min(max_length, config.max_document_tokens)
     started = time.perf_counter()
-    next_batch = _batch_sampler(pairs, config.batch_size, config.balance_languages)
-    next_parallel = (
-        _batch_sampler([TrainingPair("", 0, lang) for lang in parallel.langs], config.parallel_batch_size, True)
-        if parallel is not None
-        else None
-    )
+    next_batch = _batch_sampler([p.lang for p in pairs], config.batch_size, config.balance_languages)
+    next_parallel = _batch_sampler(parallel.langs, config.parallel_batch_size, True) if parallel else None
     for step in range(config.steps):
         chosen = next_batch()
         batch_pairs = [pairs[i] for i in chosen]
@@ -281,12 +277,13 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
 
 
-def _batch_sampler(pairs: list[TrainingPair], batch_size: int, balance_languages: bool) -> Callable[[], list[int]]:
-    """Returns a function giving each step's pair indices: a shuffled pass over the pairs,
-    or, balanced, languages in turn, each cycling through its own shuffled pairs."""
+def _batch_sampler(languages: list[str], batch_size: int, balance_languages: bool) -> Callable[[], list[int]]:
+    """Returns a function giving each step's item indices (``languages[i]`` is item i's
+    language): a shuffled pass over the items, or, balanced, languages in turn, each
+    cycling through its own shuffled items."""
     pools: dict[str, list[int]] = {}
-    for index, pair in enumerate(pairs):
-        pools.setdefault(pair.lang if balance_languages else "", []).append(index)
+    for index, lang in enumerate(languages):
+        pools.setdefault(lang if balance_languages else "", []).append(index)
     for pool in pools.values():
         random.shuffle(pool)
     languages = sorted(pools)

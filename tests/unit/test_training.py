@@ -87,9 +87,9 @@ def test_balanced_sampler_takes_languages_in_turn() -> None:
     from splare_connect.training.finetune import TrainingPair, _batch_sampler
 
     pairs = [TrainingPair(f"q{i}", i, "en") for i in range(90)] + [TrainingPair(f"d{i}", i, "de") for i in range(10)]
-    balanced = _batch_sampler(pairs, 10, balance_languages=True)
+    balanced = _batch_sampler([p.lang for p in pairs], 10, balance_languages=True)
     counts = Counter(pairs[i].lang for _ in range(5) for i in balanced())
     assert counts == {"en": 25, "de": 25}  # German pairs are reused to keep up with English
-    plain = _batch_sampler(pairs, 10, balance_languages=False)
+    plain = _batch_sampler([p.lang for p in pairs], 10, balance_languages=False)
     seen = [i for _ in range(10) for i in plain()]
     assert sorted(seen) == list(range(100))  # one full shuffled pass
