@@ -22,6 +22,13 @@ WORDS = " ".join(
 ).split()
 HIDDEN = 32
 N_LAYERS = 4
+# Texts in the tiny vocabulary (English, German), for tests that encode a few.
+SAMPLE_TEXTS = [
+    "list the files in the directory",
+    "copy a file to the network disk",
+    "liste die dateien im verzeichnis",
+    "show the kernel memory and process time",
+]
 
 
 def build_tokenizer(directory: Path, *, decoder_style: bool = False) -> None:

@@ -13,6 +13,7 @@ from splare_connect import BadInputError, CheckpointError, ConfigError, SplareEn
 from splare_connect.backbone import load_backbone
 from tests.tiny_models import (
     HIDDEN,
+    SAMPLE_TEXTS,
     build_bert,
     build_llama,
     random_sae_tensors,
@@ -21,12 +22,6 @@ from tests.tiny_models import (
 )
 
 D_SAE = 64
-TEXTS = [
-    "list the files in the directory",
-    "copy a file to the network disk",
-    "liste die dateien im verzeichnis",
-    "show the kernel memory and process time",
-]
 
 
 @pytest.fixture(scope="module")
@@ -99,10 +94,10 @@ def test_bert_encoder_matches_reference(bert_dir: Path, tmp_path: Path, activati
     encoder = SplareEncoder.from_components(
         bert_dir, sae_dir, layer=layer, query_top_k=5, document_top_k=20, device="cpu"
     )
-    documents = encoder.encode_documents(TEXTS, batch_size=3)
-    queries = encoder.encode_queries(TEXTS)
-    assert_matches(documents, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=20))
-    assert_matches(queries, expected_vectors(bert_dir, TEXTS, layer, weights, activation=activation, top_k=5))
+    documents = encoder.encode_documents(SAMPLE_TEXTS, batch_size=3)
+    queries = encoder.encode_queries(SAMPLE_TEXTS)
+    assert_matches(documents, expected_vectors(bert_dir, SAMPLE_TEXTS, layer, weights, activation=activation, top_k=20))
+    assert_matches(queries, expected_vectors(bert_dir, SAMPLE_TEXTS, layer, weights, activation=activation, top_k=5))
     assert all(v.dim == D_SAE and v.nnz > 0 for v in documents)
 
 
@@ -110,8 +105,8 @@ def test_decoder_backbone_with_bos_only(llama_dir: Path, tmp_path: Path) -> None
     weights = random_sae_tensors(HIDDEN, D_SAE, seed=11)
     sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
     encoder = SplareEncoder.from_components(llama_dir, sae_dir, layer=2, document_top_k=None, device="cpu")
-    expected = expected_vectors(llama_dir, TEXTS, 2, weights, activation="topk", top_k=None)
-    assert_matches(encoder.encode_documents(TEXTS), expected)
+    expected = expected_vectors(llama_dir, SAMPLE_TEXTS, 2, weights, activation="topk", top_k=None)
+    assert_matches(encoder.encode_documents(SAMPLE_TEXTS), expected)
 
 
 def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
@@ -130,9 +125,11 @@ def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
         bert_dir, sae_dir, layer=3, lora=tmp_path / "lora", document_top_k=None, device="cpu"
     )
     without = SplareEncoder.from_components(bert_dir, sae_dir, layer=3, document_top_k=None, device="cpu")
-    expected = expected_vectors(bert_dir, TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora")
-    assert_matches(with_lora.encode_documents(TEXTS), expected)
-    assert with_lora.encode_documents(TEXTS) != without.encode_documents(TEXTS)
+    expected = expected_vectors(
+        bert_dir, SAMPLE_TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora"
+    )
+    assert_matches(with_lora.encode_documents(SAMPLE_TEXTS), expected)
+    assert with_lora.encode_documents(SAMPLE_TEXTS) != without.encode_documents(SAMPLE_TEXTS)
     assert with_lora.fingerprint["digest"] != without.fingerprint["digest"]
 
 
@@ -171,16 +168,16 @@ def _loaded(encoder: SplareEncoder):  # type: ignore[no-untyped-def]
 
 
 def test_dense_from_same_pass_and_batch_invariance(tiny_encoder: SplareEncoder) -> None:
-    one_by_one = [tiny_encoder.encode([t], dense=True) for t in TEXTS]
-    together = tiny_encoder.encode(TEXTS, dense=True, batch_size=4)
-    assert together.dense is not None and together.dense.shape == (len(TEXTS), HIDDEN)
+    one_by_one = [tiny_encoder.encode([t], dense=True) for t in SAMPLE_TEXTS]
+    together = tiny_encoder.encode(SAMPLE_TEXTS, dense=True, batch_size=4)
+    assert together.dense is not None and together.dense.shape == (len(SAMPLE_TEXTS), HIDDEN)
     np.testing.assert_allclose(np.linalg.norm(together.dense, axis=1), 1.0, rtol=1e-5)
     for i, single in enumerate(one_by_one):
         assert single.dense is not None
         np.testing.assert_allclose(single.dense[0], together.dense[i], atol=1e-5)
         assert single.sparse[0].indices.tolist() == together.sparse[i].indices.tolist()
         np.testing.assert_allclose(single.sparse[0].values, together.sparse[i].values, rtol=1e-4)
-    again = tiny_encoder.encode(TEXTS, dense=True, batch_size=4)
+    again = tiny_encoder.encode(SAMPLE_TEXTS, dense=True, batch_size=4)
     assert again.sparse == together.sparse  # deterministic
 
 
@@ -250,6 +247,6 @@ def test_fingerprint_tracks_what_changes_vectors(bert_dir: Path, tmp_path: Path)
 def test_fingerprint_is_stable_across_use_and_instances(bert_dir: Path, tmp_path: Path) -> None:
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
     used = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
-    used.encode_documents(TEXTS)  # the tokenizer now carries truncation state
+    used.encode_documents(SAMPLE_TEXTS)  # the tokenizer now carries truncation state
     fresh = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
     assert used.fingerprint == fresh.fingerprint

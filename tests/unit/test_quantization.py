@@ -10,13 +10,7 @@ import torch
 
 from splare_connect import ConfigError, SplareEncoder
 from splare_connect.evaluation.corpus_cache import encode_corpus
-
-TEXTS = [
-    "list the files in the directory",
-    "copy a file to the network disk",
-    "liste die dateien im verzeichnis",
-    "show the kernel memory and process time",
-]
+from tests.tiny_models import SAMPLE_TEXTS
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +29,15 @@ def test_int8_runs_the_linear_layers_and_the_sae_as_int8_kernels(int8_encoder: S
 
 
 def test_int8_vectors_stay_close_to_fp32(tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder) -> None:
-    for fp32, int8 in zip(tiny_encoder.encode_documents(TEXTS), int8_encoder.encode_documents(TEXTS), strict=True):
+    for fp32, int8 in zip(
+        tiny_encoder.encode_documents(SAMPLE_TEXTS), int8_encoder.encode_documents(SAMPLE_TEXTS), strict=True
+    ):
         cosine = fp32.dot(int8) / (np.linalg.norm(fp32.values) * np.linalg.norm(int8.values))
         assert cosine > 0.95
         shared = set(fp32.top_k(5).indices.tolist()) & set(int8.top_k(5).indices.tolist())
         assert len(shared) >= 3
-    fp32_dense = tiny_encoder.encode(TEXTS, dense=True).dense
-    int8_dense = int8_encoder.encode(TEXTS, dense=True).dense
+    fp32_dense = tiny_encoder.encode(SAMPLE_TEXTS, dense=True).dense
+    int8_dense = int8_encoder.encode(SAMPLE_TEXTS, dense=True).dense
     assert np.min(np.sum(fp32_dense * int8_dense, axis=1)) > 0.98
 
 
@@ -62,7 +58,9 @@ def test_an_fp32_collection_refuses_int8_queries_by_name(
     from splare_connect_qdrant import EdgeBackend
 
     backend = EdgeBackend(tmp_path / "edge")
-    Syncer(tiny_encoder, backend, "docs").run(read_iterable({"id": f"d{i}", "text": t} for i, t in enumerate(TEXTS)))
+    Syncer(tiny_encoder, backend, "docs").run(
+        read_iterable({"id": f"d{i}", "text": t} for i, t in enumerate(SAMPLE_TEXTS))
+    )
     with pytest.raises(EncoderMismatchError, match=r"'tiny' at int8 \(digest"):
         Retriever(int8_encoder, backend, "docs")
     backend.close()
@@ -71,11 +69,11 @@ def test_an_fp32_collection_refuses_int8_queries_by_name(
 def test_the_eval_cache_keeps_precisions_apart(
     tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder, tmp_path: Path
 ) -> None:
-    ids = [f"d{i}" for i in range(len(TEXTS))]
-    encode_corpus(tiny_encoder, ids, TEXTS, tmp_path)
-    assert not encode_corpus(int8_encoder, ids, TEXTS, tmp_path).from_cache
+    ids = [f"d{i}" for i in range(len(SAMPLE_TEXTS))]
+    encode_corpus(tiny_encoder, ids, SAMPLE_TEXTS, tmp_path)
+    assert not encode_corpus(int8_encoder, ids, SAMPLE_TEXTS, tmp_path).from_cache
     assert len(list(tmp_path.glob("*.npz"))) == 2
-    assert encode_corpus(int8_encoder, ids, TEXTS, tmp_path).from_cache
+    assert encode_corpus(int8_encoder, ids, SAMPLE_TEXTS, tmp_path).from_cache
 
 
 def test_bad_precision_is_refused_with_the_choices(tiny_model_dir: Path) -> None:
@@ -91,7 +89,7 @@ def test_int8_is_a_cpu_path(tiny_model_dir: Path) -> None:
 def test_the_fast_path_runs_a_trace_with_the_eager_outputs(int8_encoder: SplareEncoder) -> None:
     traced = int8_encoder._run_reader
     assert isinstance(traced, torch.jit.ScriptModule)
-    for batch in int8_encoder.iter_batches([*TEXTS, "a much longer text " * 9], role="document", batch_size=3):
+    for batch in int8_encoder.iter_batches([*SAMPLE_TEXTS, "a much longer text " * 9], role="document", batch_size=3):
         with torch.inference_mode():
             expected, got = (
                 int8_encoder.reader(batch.input_ids, batch.attention_mask),
