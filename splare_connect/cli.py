@@ -301,6 +301,13 @@ def eval_command(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Where encoded corpora are cached (default: the model cache).")
     ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="Another model (name or directory) whose sparse and dense runs join the table as "
+            "baseline-sparse / baseline-dense, e.g. the zero-shot model a fine-tune started from."
+        ),
+    ] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the results as JSON here.")] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -317,6 +324,7 @@ def eval_command(
             systems=tuple(system) or ("bm25", "dense", "sparse", "hybrid"),
             doc_pruning=tuple(doc_pruning) or (200, 100),
             cache_dir=cache_dir or model_cache() / "eval",
+            baseline=None if baseline is None else _encoder(baseline, precision),
         )
     except SplareError as error:
         raise _fail(error) from error
@@ -332,7 +340,8 @@ def eval_command(
     table = Table(
         "system",
         *(f"{name}\nnDCG@10 / MRR@10 / R@100" for name in result.scores),
-        title=f"{result.model} ({result.precision})",
+        title=f"{result.model} ({result.precision})"
+        + (f", baseline {result.baseline['model']}" if result.baseline else ""),
     )
     for name in systems_seen:
         cells = []
@@ -363,7 +372,8 @@ def train_command(
         if step % 10 == 0 or step == settings.steps - 1:
             stderr.print(
                 f"step {step + 1}/{settings.steps}: loss {stats['loss']:.4f} (kl {stats['kl']:.4f}, "
-                f"flops {stats['flops']:.4f}, dense {stats['dense']:.4f}, parallel {stats['parallel']:.4f}), "
+                f"flops {stats['flops']:.4f}, dense {stats['dense']:.4f}, parallel {stats['parallel']:.4f}, "
+                f"labels {stats['labels']:.4f}), "
                 f"batch accuracy {stats['accuracy']:.2f}, "
                 f"query nnz {stats['query_nnz']:.0f}, {stats['seconds']:.0f} s",
                 highlight=False,

@@ -3,8 +3,9 @@
 Systems: ``sparse`` (the SAE encoder, documents pruned to the model's
 ``document_top_k``), ``sparse@N`` for stronger document pruning (top ``N`` of the same
 vectors: identical to encoding with ``document_top_k=N``), ``dense`` (the same
-backbone's dense embedding, from the same forward pass), ``bm25``, and ``hybrid``
-(RRF, k=60, of sparse and dense). Metrics come from ir-measures: nDCG@10, MRR@10
+backbone's dense embedding, from the same forward pass), ``bm25``, ``hybrid``
+(RRF, k=60, of sparse and dense), and, with a baseline encoder, ``baseline-sparse`` and
+``baseline-dense``. Metrics come from ir-measures: nDCG@10, MRR@10
 (``RR@10``) and Recall@100.
 """
 
@@ -38,6 +39,7 @@ class EvaluationResult:
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)  # set -> system -> metric
     sparsity: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
+    baseline: dict[str, Any] | None = None  # the compared encoder's name and fingerprint, if any
 
     @property
     def precision(self) -> str:
@@ -52,7 +54,51 @@ class EvaluationResult:
             "scores": self.scores,
             "sparsity": self.sparsity,
             "timing": self.timing,
+            "baseline": self.baseline,
         }
+
+
+class _EncodedCorpus:
+    """One encoder's side of a run: its corpus vectors (cached on disk), and per query set
+    its sparse runs (every document pruning), dense run and RRF hybrid."""
+
+    def __init__(
+        self,
+        encoder: SplareEncoder,
+        dataset: BeirDataset,
+        doc_pruning: tuple[int, ...],
+        cache_dir: Path | None,
+        batch_size: int,
+    ) -> None:
+        self.encoder = encoder
+        self.doc_ids = dataset.doc_ids
+        self.batch_size = batch_size
+        self.corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir, batch_size=batch_size)
+        self.doc_matrices = {"sparse": sparse_matrix(self.corpus.sparse, encoder.dim)}
+        for top_k in doc_pruning:
+            pruned = [vector.top_k(top_k) for vector in self.corpus.sparse]
+            self.doc_matrices[f"sparse@{top_k}"] = sparse_matrix(pruned, encoder.dim)
+        self.query_nnz: list[int] = []
+        self.query_seconds = 0.0
+
+    def runs(self, texts: list[str], query_ids: list[str], systems: tuple[str, ...]) -> dict[str, Run]:
+        """This encoder's runs for one query set, limited to ``systems``."""
+        start = time.perf_counter()
+        encoded = self.encoder.encode(texts, role="query", dense=self.encoder.has_dense, batch_size=self.batch_size)
+        self.query_seconds += time.perf_counter() - start
+        self.query_nnz.extend(vector.nnz for vector in encoded.sparse)
+        runs: dict[str, Run] = {}
+        if "sparse" in systems:
+            for name, matrix in self.doc_matrices.items():
+                runs[name] = sparse_run(matrix, encoded.sparse, query_ids, self.doc_ids, self.encoder.dim, DEPTH)
+        dense = None
+        if self.corpus.dense is not None and encoded.dense is not None and {"dense", "hybrid"} & set(systems):
+            dense = dense_run(self.corpus.dense, encoded.dense, query_ids, self.doc_ids, DEPTH)
+        if dense is not None and "dense" in systems:
+            runs["dense"] = dense
+        if dense is not None and "hybrid" in systems and "sparse" in runs:
+            runs["hybrid"] = rrf([runs["sparse"], dense], k=60, depth=DEPTH)
+        return runs
 
 
 def evaluate(
@@ -63,43 +109,38 @@ def evaluate(
     doc_pruning: tuple[int, ...] = (200, 100),
     cache_dir: Path | None = None,
     batch_size: int = 32,
+    baseline: SplareEncoder | None = None,
 ) -> EvaluationResult:
-    """Evaluate ``encoder`` (and the baselines) on every query set of ``dataset``."""
+    """Evaluate ``encoder`` (and the baselines) on every query set of ``dataset``.
+
+    ``baseline``, another encoder (for a fine-tuned model: the model it started from),
+    adds its ``sparse`` and ``dense`` runs to the same table as ``baseline-sparse`` and
+    ``baseline-dense``: one run then holds everything a fine-tune is judged against,
+    its teacher included.
+    """
     try:
         import ir_measures
     except ImportError as exc:
         raise MissingDependencyError("evaluation needs ir-measures: pip install ir-measures") from exc
     metrics = [ir_measures.parse_measure(name) for name in METRIC_NAMES]
     result = EvaluationResult(model=encoder.config.name, fingerprint=dict(encoder.fingerprint))
-    corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir, batch_size=batch_size)
-    result.timing["corpus_encode_seconds"] = corpus.seconds
-    result.timing["corpus_from_cache"] = float(corpus.from_cache)
-    result.sparsity["document_nnz_mean"] = float(np.mean([v.nnz for v in corpus.sparse]))
-    doc_matrices = {"sparse": sparse_matrix(corpus.sparse, encoder.dim)}
+    model = _EncodedCorpus(encoder, dataset, doc_pruning, cache_dir, batch_size)
+    compared = _EncodedCorpus(baseline, dataset, (), cache_dir, batch_size) if baseline is not None else None
+    if baseline is not None:
+        result.baseline = {"model": baseline.config.name, "fingerprint": dict(baseline.fingerprint)}
+    result.timing["corpus_encode_seconds"] = model.corpus.seconds
+    result.timing["corpus_from_cache"] = float(model.corpus.from_cache)
+    result.sparsity["document_nnz_mean"] = float(np.mean([v.nnz for v in model.corpus.sparse]))
     for top_k in doc_pruning:
-        doc_matrices[f"sparse@{top_k}"] = sparse_matrix([v.top_k(top_k) for v in corpus.sparse], encoder.dim)
-        result.sparsity[f"document_nnz_mean@{top_k}"] = float(np.mean([min(v.nnz, top_k) for v in corpus.sparse]))
+        result.sparsity[f"document_nnz_mean@{top_k}"] = float(np.mean([min(v.nnz, top_k) for v in model.corpus.sparse]))
     bm25 = Bm25(dataset.doc_texts, dataset.doc_ids) if "bm25" in systems else None
-    query_nnz, query_seconds, query_count = [], 0.0, 0
     for query_set in dataset.query_sets:
         query_ids = list(query_set.queries)
         texts = [query_set.queries[q] for q in query_ids]
-        start = time.perf_counter()
-        encoded = encoder.encode(texts, role="query", dense=encoder.has_dense, batch_size=batch_size)
-        query_seconds += time.perf_counter() - start
-        query_count += len(texts)
-        query_nnz.extend(v.nnz for v in encoded.sparse)
-        runs: dict[str, Run] = {}
-        for name, matrix in doc_matrices.items():
-            if "sparse" in systems:
-                runs[name] = sparse_run(matrix, encoded.sparse, query_ids, dataset.doc_ids, encoder.dim, DEPTH)
-        dense = None
-        if corpus.dense is not None and encoded.dense is not None and {"dense", "hybrid"} & set(systems):
-            dense = dense_run(corpus.dense, encoded.dense, query_ids, dataset.doc_ids, DEPTH)
-        if dense is not None and "dense" in systems:
-            runs["dense"] = dense
-        if dense is not None and "hybrid" in systems and "sparse" in runs:
-            runs["hybrid"] = rrf([runs["sparse"], dense], k=60, depth=DEPTH)
+        runs = model.runs(texts, query_ids, systems)
+        if compared is not None:
+            for name, run in compared.runs(texts, query_ids, ("sparse", "dense")).items():
+                runs[f"baseline-{name}"] = run
         if bm25 is not None:
             runs["bm25"] = bm25.run(texts, query_ids, DEPTH)
         qrels = [ir_measures.Qrel(q, d, rel) for q, docs in query_set.qrels.items() for d, rel in docs.items()]
@@ -108,8 +149,8 @@ def evaluate(
             scored = [ir_measures.ScoredDoc(q, d, s) for q, docs in run.items() for d, s in docs.items()]
             aggregate = ir_measures.calc_aggregate(metrics, qrels, scored)
             result.scores[query_set.name][name] = {str(m): float(aggregate.get(m, 0.0)) for m in metrics}
-    result.sparsity["query_nnz_mean"] = float(np.mean(query_nnz)) if query_nnz else 0.0
-    result.timing["query_ms_mean"] = 1000 * query_seconds / max(query_count, 1)
-    if corpus.seconds:
-        result.timing["documents_per_second"] = len(dataset.doc_ids) / corpus.seconds
+    result.sparsity["query_nnz_mean"] = float(np.mean(model.query_nnz)) if model.query_nnz else 0.0
+    result.timing["query_ms_mean"] = 1000 * model.query_seconds / max(len(model.query_nnz), 1)
+    if model.corpus.seconds:
+        result.timing["documents_per_second"] = len(dataset.doc_ids) / model.corpus.seconds
     return result

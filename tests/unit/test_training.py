@@ -93,3 +93,44 @@ def test_balanced_sampler_takes_languages_in_turn() -> None:
     plain = _batch_sampler([p.lang for p in pairs], 10, balance_languages=False)
     seen = [i for _ in range(10) for i in plain()]
     assert sorted(seen) == list(range(100))  # one full shuffled pass
+
+
+def test_label_loss_adds_the_cross_entropy_of_the_relevant_document(
+    tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from splare_connect.training.finetune import train
+
+    monkeypatch.setenv("SPLARE_CONNECT_CACHE", str(tmp_path / "cache"))
+    first_steps: list[dict[str, float]] = []
+    for weight in (0.0, 2.0):
+        config = TrainConfig(
+            dataset=str(tiny_dataset),
+            pairs=str(tiny_dataset / "train" / "pairs.jsonl"),
+            output_dir=str(tmp_path / f"tuned-{weight}"),
+            base_model=str(tiny_model_dir),
+            steps=1,
+            batch_size=4,
+            hard_negatives=1,
+            mine_depth=3,
+            lambda_labels=weight,
+        )
+        train(config, on_step=lambda step, stats: first_steps.append(stats))
+    without, with_labels = first_steps
+    # Same seed, same batch, same starting weights: the only difference is the weighted label term.
+    assert with_labels["labels"] == pytest.approx(without["labels"]) and with_labels["labels"] > 0
+    assert with_labels["loss"] - without["loss"] == pytest.approx(2.0 * with_labels["labels"], rel=1e-4)
+
+
+def test_training_pairs_that_repeat_an_evaluation_query_are_left_out(tmp_path: Path) -> None:
+    from splare_connect.training.finetune import load_pairs
+
+    pairs_file = tmp_path / "pairs.jsonl"
+    records = [
+        {"query": "print lines that match patterns", "doc_id": "man1/egrep.1", "lang": "en"},  # dev asks this of grep
+        {"query": "list directory contents", "doc_id": "man1/ls.1", "lang": "en"},
+        {"query": "a page outside the corpus", "doc_id": "man1/gone.1", "lang": "en"},
+    ]
+    pairs_file.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    doc_index = {"man1/egrep.1": 0, "man1/ls.1": 1}
+    pairs = load_pairs(pairs_file, doc_index, exclude=["Print  lines that MATCH patterns"])
+    assert [(pair.query, pair.doc_index) for pair in pairs] == [("list directory contents", 1)]
