@@ -34,6 +34,10 @@ class TrainConfig:
         max_document_tokens: Documents are truncated to this many tokens in training.
         balance_languages: Draw each batch's queries evenly across languages instead of
             in proportion to the pairs (the cross-lingual pairs are the minority).
+        language_sampling_exponent: Between the two: each query's language is drawn with
+            probability proportional to (pairs in that language) ** exponent; 1 is
+            proportional, 0 even, 0.5 in between (English 46 % of the man-page pairs instead
+            of 73 % or 20 %). Overrides ``balance_languages``; ``None``: off.
         parallel_languages: Languages whose Debian message catalogs add parallel text
             (English message / translation pairs, see ``training.parallel_text``); empty: none.
         parallel_locale_dir: Where the catalogs live.
@@ -70,6 +74,7 @@ class TrainConfig:
     lambda_dense: float = 1.0
     max_document_tokens: int = 256
     balance_languages: bool = False
+    language_sampling_exponent: float | None = None
     parallel_languages: tuple[str, ...] = ()
     parallel_locale_dir: str = "/usr/share/locale"
     parallel_pairs_per_language: int = 2000

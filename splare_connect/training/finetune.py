@@ -239,7 +239,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     max_length = encoder.max_length
     encoder.max_length = min(max_length, config.max_document_tokens)
     started = time.perf_counter()
-    next_batch = _batch_sampler([p.lang for p in pairs], config.batch_size, config.balance_languages)
+    next_batch = _batch_sampler(
+        [p.lang for p in pairs], config.batch_size, config.balance_languages, config.language_sampling_exponent
+    )
     next_parallel = _batch_sampler(parallel.langs, config.parallel_batch_size, True) if parallel else None
     for step in range(config.steps):
         chosen = next_batch()
@@ -294,16 +296,21 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
 
 
-def _batch_sampler(languages: list[str], batch_size: int, balance_languages: bool) -> Callable[[], list[int]]:
+def _batch_sampler(
+    languages: list[str], batch_size: int, balance_languages: bool, sampling_exponent: float | None = None
+) -> Callable[[], list[int]]:
     """Returns a function giving each step's item indices (``languages[i]`` is item i's
-    language): a shuffled pass over the items, or, balanced, languages in turn, each
-    cycling through its own shuffled items."""
+    language): a shuffled pass over the items; or, balanced, languages in turn; or, with
+    ``sampling_exponent``, each item's language drawn with probability proportional to
+    (items in that language) ** exponent. Per language, items cycle through a shuffled pool."""
+    by_language = balance_languages or sampling_exponent is not None
     pools: dict[str, list[int]] = {}
     for index, lang in enumerate(languages):
-        pools.setdefault(lang if balance_languages else "", []).append(index)
+        pools.setdefault(lang if by_language else "", []).append(index)
     for pool in pools.values():
         random.shuffle(pool)
     languages = sorted(pools)
+    weights = [len(pools[lang]) ** (sampling_exponent or 0.0) for lang in languages]
     cursor = {lang: 0 for lang in languages}
     turn = 0
 
@@ -311,7 +318,10 @@ def _batch_sampler(languages: list[str], batch_size: int, balance_languages: boo
         nonlocal turn
         chosen = []
         for _ in range(batch_size):
-            lang = languages[turn % len(languages)]
+            if sampling_exponent is None:
+                lang = languages[turn % len(languages)]
+            else:
+                [lang] = random.choices(languages, weights)
             turn += 1
             pool = pools[lang]
             chosen.append(pool[cursor[lang] % len(pool)])

@@ -95,6 +95,19 @@ def test_balanced_sampler_takes_languages_in_turn() -> None:
     assert sorted(seen) == list(range(100))  # one full shuffled pass
 
 
+@pytest.mark.parametrize(("exponent", "english_share"), [(1.0, 0.9), (0.5, 0.75), (0.0, 0.5)])
+def test_sampling_exponent_moves_between_proportional_and_even(exponent: float, english_share: float) -> None:
+    import random
+
+    from splare_connect.training.finetune import _batch_sampler
+
+    random.seed(3)
+    languages = ["en"] * 90 + ["de"] * 10  # weights 90**a : 10**a, so English gets 0.9, 0.75, 0.5
+    sample = _batch_sampler(languages, 100, balance_languages=False, sampling_exponent=exponent)
+    drawn = [languages[i] for _ in range(40) for i in sample()]
+    assert drawn.count("en") / len(drawn) == pytest.approx(english_share, abs=0.03)
+
+
 def test_label_loss_adds_the_cross_entropy_of_the_relevant_document(
     tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
