@@ -40,7 +40,7 @@ import torch.nn.functional as F  # noqa: N812
 from splare_connect.errors import ConfigError
 from splare_connect.pooling import pool_dense, pool_latents
 from splare_connect.training.config import TrainConfig
-from splare_connect.training.parallel_text import normalize
+from splare_connect.training.parallel_text import ParallelPair, normalize, read_message_catalogs
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -130,8 +130,6 @@ class ParallelSet:
 
 def load_parallel_set(encoder: SplareEncoder, config: TrainConfig, exclude: list[str]) -> ParallelSet | None:
     """Draw the configured catalog pairs and embed their English side with the (frozen) teacher."""
-    from splare_connect.training.parallel_text import ParallelPair, read_message_catalogs
-
     if not config.parallel_languages:
         return None
     pairs = read_message_catalogs(
