@@ -89,3 +89,33 @@ def test_batches_respect_count_and_bytes() -> None:
     assert sum(len(b) for b in by_bytes) == 100 and len(by_bytes) >= 10
     by_count = list(batches_by_size(points, max_points=7, max_bytes=10**9))
     assert [len(b) for b in by_count] == [7] * 14 + [2]
+
+
+def test_rate_limits_are_retried_and_malformed_replies_are_not() -> None:
+    from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
+
+    from splare_connect_qdrant.server import retry_after
+
+    limited = ResourceExhaustedResponse("Too many requests", 3)
+    assert is_retryable(limited) and retry_after(limited) == 3.0
+    # a 429 whose Retry-After qdrant-client can't read as whole seconds
+    fractional = QdrantException("Retry-After header value is not a valid integer: 1.5")
+    assert is_retryable(fractional) and retry_after(fractional) == 1.5
+    unreadable = ResponseHandlingException(ValueError("1 validation error for ParsingModel"))  # a 200 with a bad body
+    assert not is_retryable(unreadable) and not is_retryable(QdrantException("something else"))
+    headers = httpx.Headers({"Retry-After": "2"})
+    assert retry_after(UnexpectedResponse(status_code=429, reason_phrase="x", content=b"", headers=headers)) == 2.0
+    assert retry_after(http_error(503)) is None
+
+
+def test_retries_stop_at_the_deadline_with_a_clear_message() -> None:
+    backend = ServerBackend(QdrantClient(location=":memory:"), backoff_seconds=0.2, max_attempts=50, retry_deadline=0.5)
+    calls = []
+
+    def always_busy() -> None:
+        calls.append(1)
+        raise http_error(503)
+
+    with pytest.raises(BackendError, match=r"upsert failed: gave up after 2 attempts .*retry deadline of 0.5 s"):
+        backend._call("upsert", always_busy)
+    assert len(calls) == 2  # slept 0.2 s; a 0.4 s sleep would end past 0.5 s

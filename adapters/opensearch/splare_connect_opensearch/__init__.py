@@ -6,7 +6,9 @@ Credentials come from the environment only, never from arguments or logs:
 - ``OPENSEARCH_USERNAME`` and ``OPENSEARCH_PASSWORD``: HTTP basic auth;
 - ``OPENSEARCH_API_KEY``: sent as ``Authorization: ApiKey <key>``.
 
-TLS certificates are verified by default; ``verify_certs=False`` must be asked for
+A URL carrying ``user:password@`` is refused (opensearch-py would silently turn it into
+basic auth, and the password would sit in shell history and tracebacks). TLS
+certificates are verified by default; ``verify_certs=False`` must be asked for
 explicitly and logs a warning.
 """
 
@@ -16,13 +18,17 @@ import logging
 import os
 from typing import Any
 
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
+from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
+from splare_connect.redaction import install_log_redaction
 from splare_connect_opensearch.backend import BulkWriteError, OpenSearchBackend
 
 __all__ = ["BulkWriteError", "OpenSearchBackend", "create_backend"]
 
 LOGGER = logging.getLogger(__name__)
 URL_ENV = "OPENSEARCH_URL"
+_CREDENTIALS_HINT = "set OPENSEARCH_USERNAME and OPENSEARCH_PASSWORD (or OPENSEARCH_API_KEY) instead"
 
 
 def create_backend(
@@ -30,46 +36,65 @@ def create_backend(
     url: str | None = None,
     verify_certs: bool = True,
     ca_certs: str | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     client: Any = None,
     **options: Any,
 ) -> OpenSearchBackend:
     """Create the OpenSearch backend.
 
     Args:
-        url: Cluster URL; defaults to ``$OPENSEARCH_URL``.
+        url: Cluster URL; defaults to ``$OPENSEARCH_URL``. A URL carrying
+            ``user:password@`` is refused: credentials come from the environment.
         verify_certs: Verify TLS certificates (turning it off is logged as a warning).
         ca_certs: CA bundle for a private certificate authority.
-        timeout: Request timeout in seconds.
+        timeout: Seconds each request may take (connecting, or waiting between bytes of
+            the reply) before it fails and is retried. None: 30 s.
+        retry_deadline: Seconds after a request's first try past which it is not retried
+            (and no retry sleep ends later). None: 120 s.
         client: An existing ``opensearchpy.OpenSearch`` client to use instead.
-        **options: Passed to :class:`OpenSearchBackend`.
+        **options: Passed to :class:`OpenSearchBackend` (``max_attempts``,
+            ``backoff_seconds``, query and index options).
 
     Raises:
-        ConfigError: No URL (and no client) was given.
+        ConfigError: No URL (and no client), a malformed URL (named, credentials
+            masked), or a non-positive timeout or deadline.
     """
+    options["retry_deadline"] = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
     if client is None:
-        from opensearchpy import OpenSearch
-
-        url = url or os.environ.get(URL_ENV)
-        if not url:
-            raise ConfigError(f"OpenSearch needs a URL: pass --url or set {URL_ENV}")
-        if not verify_certs:
-            LOGGER.warning("TLS certificate verification is OFF for %s: traffic can be intercepted", url)
-        kwargs: dict[str, Any] = {
-            "hosts": [url],
-            "verify_certs": verify_certs,
-            "ssl_show_warn": verify_certs,
-            "timeout": timeout,
-            "retry_on_timeout": False,  # retries (with backoff) are the backend's job
-            "max_retries": 0,
-        }
-        if ca_certs:
-            kwargs["ca_certs"] = ca_certs
-        user, password = os.environ.get("OPENSEARCH_USERNAME"), os.environ.get("OPENSEARCH_PASSWORD")
-        api_key = os.environ.get("OPENSEARCH_API_KEY")
-        if user and password:
-            kwargs["http_auth"] = (user, password)
-        elif api_key:
-            kwargs["headers"] = {"Authorization": f"ApiKey {api_key}"}
-        client = OpenSearch(**kwargs)
+        client = _client(url, verify_certs, ca_certs, check_seconds("timeout", timeout, DEFAULT_TIMEOUT))
     return OpenSearchBackend(client, **options)
+
+
+def _client(url: str | None, verify_certs: bool, ca_certs: str | None, timeout: float) -> Any:
+    """An opensearch-py client with credentials from the environment and no retries of its own."""
+    from opensearchpy import OpenSearch
+
+    from splare_connect_opensearch.connection import RetryAfterConnection
+
+    from_env = not url and bool(os.environ.get(URL_ENV))
+    url = url or os.environ.get(URL_ENV)
+    if not url:
+        raise ConfigError(f"OpenSearch needs a URL: pass --url or set {URL_ENV}")
+    url = check_url(url, env_name=URL_ENV if from_env else None, credentials_hint=_CREDENTIALS_HINT)
+    install_log_redaction("opensearch", "opensearchpy.trace")  # opensearch-py logs error bodies at DEBUG
+    if not verify_certs:
+        LOGGER.warning("TLS certificate verification is OFF for %s: traffic can be intercepted", url)
+    kwargs: dict[str, Any] = {
+        "hosts": [url],
+        "connection_class": RetryAfterConnection,
+        "verify_certs": verify_certs,
+        "ssl_show_warn": verify_certs,
+        "timeout": timeout,
+        "retry_on_timeout": False,  # retries (with backoff) are the backend's job
+        "max_retries": 0,
+    }
+    if ca_certs:
+        kwargs["ca_certs"] = ca_certs
+    user, password = os.environ.get("OPENSEARCH_USERNAME"), os.environ.get("OPENSEARCH_PASSWORD")
+    api_key = os.environ.get("OPENSEARCH_API_KEY")
+    if user and password:
+        kwargs["http_auth"] = (user, password)
+    elif api_key:
+        kwargs["headers"] = {"Authorization": f"ApiKey {api_key}"}
+    return OpenSearch(**kwargs)

@@ -9,8 +9,13 @@
   the backend creates, idempotently, for the fusion asked for.
 - Writes use ``helpers.streaming_bulk`` capped by bytes, with per-document failures
   collected and reported (never swallowed), 429s retried per document with backoff by
-  the helper, and whole requests retried with exponential backoff on 429, 5xx, timeouts
-  and connection errors (safe: point ids are deterministic).
+  the helper, and whole requests retried on 429, 5xx, timeouts and connection errors
+  (safe: point ids are deterministic) by :func:`splare_connect.backends.retrying.retry_call`:
+  after the server's ``Retry-After`` when a 429 carries one (see
+  :mod:`splare_connect_opensearch.connection`), with exponential backoff otherwise,
+  within ``max_attempts`` tries and a ``retry_deadline``.
+- Error messages are one line and redacted: an error body may echo the request's
+  ``Authorization`` header.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
 from splare_connect.backends.ids import record_uuid
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, check_seconds, retry_call
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
+from splare_connect.redaction import safe_message
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_opensearch import bodies
 
@@ -61,6 +68,19 @@ def is_retryable(error: BaseException) -> bool:
     return False
 
 
+def retry_after(error: BaseException) -> float | None:
+    """Seconds a 429 asked to wait, when the connection could read ``Retry-After`` (else None: backoff)."""
+    seconds = getattr(error, "retry_after_s", None)
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def describe(error: BaseException) -> str:
+    """A short description of a request failure for retry warnings and give-up errors."""
+    status = getattr(error, "status_code", None)
+    text = _describe(error)
+    return f"rate limited ({text})" if status == 429 else text
+
+
 def point_id(record_id: str) -> str:
     """The document ``_id``: UUIDv5 of the record id (record ids can exceed the 512-byte limit)."""
     return record_uuid(record_id)
@@ -82,7 +102,10 @@ class OpenSearchBackend:
             queries through a ``neural_sparse_two_phase_processor`` pipeline.
         shards / replicas: Index settings.
         max_chunk_bytes: Bulk request size cap.
-        max_attempts / backoff_seconds: Retry policy for whole requests.
+        max_attempts / backoff_seconds: Retry policy for whole requests (a 429's
+            ``Retry-After`` replaces the backoff, capped at 60 s).
+        retry_deadline: Seconds after a request's first try past which it is not
+            retried (None: 120 s). Worst case per request: about this plus one timeout.
     """
 
     def __init__(
@@ -101,6 +124,7 @@ class OpenSearchBackend:
         chunk_size: int = 500,
         max_attempts: int = 6,
         backoff_seconds: float = 0.5,
+        retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     ) -> None:
         if query_mode == "ann" and not approximate:
             raise ConfigError("query_mode='ann' searches the SEISMIC field: set approximate=True too")
@@ -114,30 +138,35 @@ class OpenSearchBackend:
         self.shards, self.replicas = shards, replicas
         self.max_chunk_bytes, self.chunk_size = max_chunk_bytes, chunk_size
         self.max_attempts, self.backoff_seconds = max_attempts, backoff_seconds
+        self.retry_deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
         self._specs: dict[str, CollectionSpec] = {}
         self._capabilities: dict[str, Any] | None = None
         self._pipelines: set[str] = set()
 
     # ---------------------------------------------------------------- plumbing
     def _call(self, action: str, function: Callable[[], T]) -> T:
+        """Run a request under the retry policy; failures become one-line, redacted BackendErrors."""
         from opensearchpy.exceptions import OpenSearchException
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential(multiplier=self.backoff_seconds, max=30),
-            retry=retry_if_exception(is_retryable),
-            reraise=True,
-            before_sleep=lambda state: LOGGER.warning(
-                "%s: attempt %d failed (%s); retrying", action, state.attempt_number, state.outcome.exception()
-            ),
-        )
         try:
-            return retrying(function)
+            result = retry_call(
+                action,
+                function,
+                is_retryable=is_retryable,
+                retry_after=retry_after,
+                describe=describe,
+                max_attempts=self.max_attempts,
+                backoff_seconds=self.backoff_seconds,
+                deadline=self.retry_deadline,
+                logger=LOGGER,
+            )
         except BackendError:
             raise
         except OpenSearchException as exc:
-            raise BackendError(f"{action} failed: {_describe(exc)}") from exc
+            raise BackendError(safe_message(f"{action} failed: {_describe(exc)}")) from exc
+        if isinstance(result, str):  # a text/plain reply: not OpenSearch, or a proxy's error page
+            raise BackendError(safe_message(f"{action} failed: the reply is not JSON: {result}", limit=300))
+        return result
 
     def capabilities(self) -> dict[str, Any]:
         """The cluster's version and whether the neural-search plugin is installed (asked once)."""
@@ -181,12 +210,15 @@ class OpenSearchBackend:
             return self._specs[name]
         from opensearchpy.exceptions import NotFoundError
 
-        try:
-            response = self.client.indices.get_mapping(index=name)
-        except NotFoundError:
+        def get_mapping() -> Any:
+            try:
+                return self.client.indices.get_mapping(index=name)
+            except NotFoundError:
+                return None
+
+        response = self._call(f"reading the mapping of {name!r}", get_mapping)
+        if response is None:
             return None
-        except Exception as exc:
-            raise BackendError(f"reading the mapping of {name!r} failed: {_describe(exc)}") from exc
         mapping = next(iter(response.values()))["mappings"]
         meta = (mapping.get("_meta") or {}).get(bodies.SPEC_META_KEY)
         if meta is None:

@@ -13,10 +13,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
 
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
+from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
 from splare_connect_qdrant.edge import EdgeBackend
 from splare_connect_qdrant.server import ServerBackend
@@ -25,6 +28,7 @@ __all__ = ["EdgeBackend", "ServerBackend", "create_backend"]
 
 API_KEY_ENV = "QDRANT_API_KEY"
 URL_ENV = "QDRANT_URL"
+_CREDENTIALS_HINT = f"Qdrant has no user/password: put the API key in ${API_KEY_ENV}"
 
 
 def create_backend(
@@ -33,23 +37,30 @@ def create_backend(
     data_dir: str | Path | None = None,
     location: str | None = None,
     path: str | Path | None = None,
-    timeout: float = 30.0,
+    timeout: float | None = DEFAULT_TIMEOUT,
+    retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     **options: Any,
 ) -> EdgeBackend | ServerBackend:
     """Create the Qdrant backend for the given location.
 
     Args:
         url: Qdrant server URL; defaults to ``$QDRANT_URL``. The API key comes from
-            ``$QDRANT_API_KEY``.
+            ``$QDRANT_API_KEY``; a URL carrying ``user:password@`` is refused.
         data_dir: Directory for embedded Edge collections (no URL).
         location: ``":memory:"`` for qdrant-client's in-memory local mode.
         path: Directory for qdrant-client's on-disk local mode.
-        timeout: Request timeout for a server, in seconds.
-        **options: Passed to :class:`ServerBackend` (batch sizes, retries).
+        timeout: Seconds each server request may take (connecting, sending, or waiting
+            between bytes of the reply) before it fails and is retried. None: 30 s.
+        retry_deadline: Seconds after a request's first try past which it is not retried
+            (and no retry sleep ends later). None: 120 s. Ignored by the embedded engine.
+        **options: Passed to :class:`ServerBackend` (batch sizes, ``max_attempts``,
+            ``backoff_seconds``).
 
     Raises:
-        ConfigError: Conflicting locations were given.
+        ConfigError: Conflicting locations, a malformed URL (named, credentials
+            masked), or a non-positive timeout or deadline.
     """
+    from_env = not url and bool(os.environ.get(URL_ENV))
     url = url or os.environ.get(URL_ENV) or None
     chosen = [name for name, value in (("url", url), ("location", location), ("path", path)) if value]
     if len(chosen) > 1:
@@ -58,12 +69,28 @@ def create_backend(
         raise ConfigError(f"data_dir is for the embedded engine; it can't be combined with {chosen[0]}")
     if not chosen:
         return EdgeBackend(data_dir or "./splare-data")
+    seconds = check_seconds("timeout", timeout, DEFAULT_TIMEOUT)
+    options["retry_deadline"] = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
+    if url:
+        url = check_url(url, env_name=URL_ENV if from_env else None, credentials_hint=_CREDENTIALS_HINT)
+        return ServerBackend(_server_client(url, seconds), **options)
     from qdrant_client import QdrantClient
 
-    if url:
-        client = QdrantClient(url=url, api_key=os.environ.get(API_KEY_ENV) or None, timeout=int(timeout))
-    elif location:
-        client = QdrantClient(location=location)
-    else:
-        client = QdrantClient(path=str(path))
+    client = QdrantClient(location=location) if location else QdrantClient(path=str(path))
     return ServerBackend(client, **options)
+
+
+def _server_client(url: str, timeout: float) -> Any:
+    """A qdrant-client for a server whose every HTTP request is bounded by ``timeout`` seconds.
+
+    qdrant-client rounds its timeout up to whole seconds; the underlying httpx client is
+    then given the exact value, so ``timeout=0.5`` means half a second.
+    """
+    import httpx
+    from qdrant_client import QdrantClient
+
+    client = QdrantClient(url=url, api_key=os.environ.get(API_KEY_ENV) or None, timeout=math.ceil(timeout))
+    http = getattr(getattr(getattr(client._client, "openapi_client", None), "client", None), "_client", None)
+    if isinstance(http, httpx.Client):
+        http.timeout = httpx.Timeout(timeout)
+    return client

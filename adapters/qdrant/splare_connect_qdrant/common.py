@@ -46,8 +46,11 @@ def call_engine(action: str, function: Callable[[], T]) -> T:
     """Run an engine call; turn anything it raises, Rust panics included, into BackendError.
 
     Qdrant Edge reports some bad input with ``pyo3_runtime.PanicException``, a
-    ``BaseException`` that ``except Exception`` doesn't catch.
+    ``BaseException`` that ``except Exception`` doesn't catch. The message is one line
+    and redacted: a server's error body may span lines and echo the ``api-key`` header.
     """
+    from splare_connect.redaction import safe_message
+
     try:
         return function()
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
@@ -55,7 +58,7 @@ def call_engine(action: str, function: Callable[[], T]) -> T:
     except BackendError:
         raise
     except BaseException as exc:
-        raise BackendError(f"{action} failed: {type(exc).__name__}: {exc}") from exc
+        raise BackendError(safe_message(f"{action} failed: {type(exc).__name__}: {exc}")) from exc
 
 
 def to_hits(points: Sequence[Any]) -> list[Hit]:

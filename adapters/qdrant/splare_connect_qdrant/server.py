@@ -1,10 +1,12 @@
 """A Qdrant server (or qdrant-client's local mode) through qdrant-client.
 
 Writes are split into batches capped by count and by estimated JSON size (a server
-refuses bodies over 32 MB by default; a 300-non-zero point is ~7.6 KB) and retried
-with exponential backoff on timeouts, connection errors, 429 and 5xx (qdrant-client's
-own retries don't back off). The CollectionSpec is stored in the collection's
-``metadata`` (Qdrant 1.16+).
+refuses bodies over 32 MB by default; a 300-non-zero point is ~7.6 KB). Every request
+is retried on timeouts, connection errors, 429 and 5xx by
+:func:`splare_connect.backends.retrying.retry_call`: after the server's ``Retry-After``
+on a 429 (qdrant-client raises ``ResourceExhaustedResponse`` for those), with
+exponential backoff otherwise, within ``max_attempts`` tries and a ``retry_deadline``.
+The CollectionSpec is stored in the collection's ``metadata`` (Qdrant 1.16+).
 
 qdrant-client's local mode (``location=":memory:"`` or ``path=...``) implements the
 same API in Python; the tests use it for this code path, since no server runs there.
@@ -21,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, check_seconds, parse_retry_after, retry_call
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import (
@@ -41,16 +44,71 @@ DEFAULT_BATCH_POINTS = 256
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
 _SCROLL_PAGE = 1000
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+_BAD_RETRY_AFTER = "Retry-After header value is not a valid integer: "  # qdrant-client's message for a 429
+
+
+def _is_transport_failure(error: BaseException) -> bool:
+    """A timeout or a dropped connection: the request may succeed if sent again."""
+    import httpx
+
+    return isinstance(error, (httpx.TransportError, TimeoutError, ConnectionError))
 
 
 def is_retryable(error: BaseException) -> bool:
-    """Timeouts, dropped connections, 429 and 5xx are worth retrying; 4xx are not."""
-    import httpx
+    """Timeouts, dropped connections, 429 and 5xx are worth retrying; 4xx and bad replies are not.
+
+    qdrant-client reports a 429 carrying ``Retry-After`` as ``ResourceExhaustedResponse``
+    (or, when that header is not an integer, as a ``QdrantException`` saying so), other
+    statuses as ``UnexpectedResponse``, and wraps both transport failures and
+    unparseable 200 replies in ``ResponseHandlingException``: only the former are
+    transient, a malformed reply would come back the same.
+    """
+    from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
     from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
+    if isinstance(error, ResourceExhaustedResponse):
+        return True
+    if isinstance(error, QdrantException):
+        return _BAD_RETRY_AFTER in str(error)
     if isinstance(error, UnexpectedResponse):
         return error.status_code in _RETRY_STATUS
-    return isinstance(error, (ResponseHandlingException, httpx.TransportError, TimeoutError, ConnectionError))
+    if isinstance(error, ResponseHandlingException):
+        return _is_transport_failure(error.source)
+    return _is_transport_failure(error)
+
+
+def retry_after(error: BaseException) -> float | None:
+    """Seconds a 429 asked to wait: ``ResourceExhaustedResponse.retry_after_s`` or the header.
+
+    qdrant-client only understands whole seconds; for "1.5" or an HTTP date it raises
+    a ``QdrantException`` quoting the value, which is read from its message.
+    """
+    from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    if isinstance(error, ResourceExhaustedResponse):
+        return float(error.retry_after_s)
+    if isinstance(error, UnexpectedResponse) and error.status_code == 429:
+        return parse_retry_after(error.headers.get("retry-after"))
+    if isinstance(error, QdrantException) and _BAD_RETRY_AFTER in str(error):
+        return parse_retry_after(str(error).split(_BAD_RETRY_AFTER, 1)[1])
+    return None
+
+
+def describe(error: BaseException) -> str:
+    """A short description of a request failure for retry warnings and give-up errors."""
+    from qdrant_client.common.client_exceptions import ResourceExhaustedResponse
+    from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
+
+    if isinstance(error, ResourceExhaustedResponse):
+        return f"rate limited (HTTP 429, Retry-After: {error.retry_after_s} s): {error}"
+    if isinstance(error, UnexpectedResponse):
+        limited = "rate limited, " if error.status_code == 429 else ""
+        body = error.content[:200].decode("utf-8", "replace")
+        return f"{limited}HTTP {error.status_code} {error.reason_phrase}: {body}"
+    if isinstance(error, ResponseHandlingException):
+        error = error.source
+    return f"{type(error).__name__}: {error}"
 
 
 def estimated_json_bytes(record: PointRecord) -> int:
@@ -83,7 +141,10 @@ class ServerBackend:
         max_batch_points: Points per upsert request.
         max_batch_bytes: Estimated JSON bytes per upsert request.
         max_attempts: Tries per request before giving up.
-        backoff_seconds: First retry delay; doubles each time (capped at 30 s).
+        backoff_seconds: First retry delay; doubles each time (capped at 30 s). A 429's
+            ``Retry-After`` replaces it (capped at 60 s).
+        retry_deadline: Seconds after a request's first try past which it is not
+            retried (None: 120 s). Worst case per request: about this plus one timeout.
     """
 
     def __init__(
@@ -94,30 +155,32 @@ class ServerBackend:
         max_batch_bytes: int = DEFAULT_BATCH_BYTES,
         max_attempts: int = 6,
         backoff_seconds: float = 0.5,
+        retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     ) -> None:
         self.client = client
         self.max_batch_points = max_batch_points
         self.max_batch_bytes = max_batch_bytes
         self.max_attempts = max_attempts
         self.backoff_seconds = backoff_seconds
+        self.retry_deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
         self._specs: dict[str, CollectionSpec] = {}
 
     def _call(self, action: str, function: Callable[[], T]) -> T:
-        from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
-
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=wait_exponential(multiplier=self.backoff_seconds, max=30),
-            retry=retry_if_exception(is_retryable),
-            reraise=True,
-            before_sleep=lambda state: LOGGER.warning(
-                "%s: attempt %d failed (%s); retrying",
+        """Run a request under the retry policy; any failure becomes a one-line, redacted BackendError."""
+        return call_engine(
+            action,
+            lambda: retry_call(
                 action,
-                state.attempt_number,
-                state.outcome.exception(),
+                function,
+                is_retryable=is_retryable,
+                retry_after=retry_after,
+                describe=describe,
+                max_attempts=self.max_attempts,
+                backoff_seconds=self.backoff_seconds,
+                deadline=self.retry_deadline,
+                logger=LOGGER,
             ),
         )
-        return call_engine(action, lambda: retrying(function))
 
     # ------------------------------------------------------------ collections
     def create_collection(self, spec: CollectionSpec) -> None:

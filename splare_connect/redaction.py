@@ -1,0 +1,123 @@
+"""Keep secrets out of error messages and logs.
+
+Servers echo requests back in error bodies (headers included), client libraries put
+URLs in exception texts, and users paste ``http://user:password@host`` into ``--url``.
+Every message splare-connect makes from such text goes through :func:`redact` first:
+it masks URL userinfo, the values of credential-looking fields (``api-key``,
+``Authorization``, ``password``, ``token``, ``secret`` ...) in header, JSON, Python-repr
+and query-string forms, and any literal value of the credential environment variables
+this project reads. Over-masking a harmless value is an acceptable price; leaking a key
+is not.
+
+Importing this module is cheap (``re``, ``os``, ``base64``, ``logging`` only).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import re
+from urllib.parse import quote
+
+__all__ = ["MASK", "SECRET_ENV_VARS", "RedactingFilter", "install_log_redaction", "one_line", "redact", "safe_message"]
+
+MASK = "***"
+# Environment variables whose values are secrets: masked literally wherever they appear.
+SECRET_ENV_VARS = ("QDRANT_API_KEY", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY")
+_MIN_LITERAL = 4  # shorter values would mask ordinary text ("a", "ok") all over a message
+
+# scheme://userinfo@ : everything up to the last "@" of the authority (passwords may hold "@").
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#\"'<>]*@")
+
+# A credential-looking key, optionally quoted (or backslash-quoted: JSON inside JSON, bytes reprs),
+# then ":" or "=", then an optional quote, an optional auth scheme, and the value.
+_SECRET_FIELD = re.compile(
+    r"""
+    (?P<key>
+        (?<![\w-])[\w.-]*?
+        (?:api[-_]?key|authorization|password|passwd|pwd|secret|token|cookie|credentials?)
+        (?:\\*["'])?\s*[:=]\s*
+    )
+    (?P<quote>\\*["'])?
+    (?P<scheme>(?:basic|bearer|apikey|api-key|token|digest|negotiate)\s+)?
+    (?P<value>(?(quote)[^"'\\\r\n]*|[^\s,;&"'<>{}\[\]\\]+))
+    """,
+    re.IGNORECASE | re.VERBOSE,
+)
+
+
+def _secret_literals() -> list[str]:
+    """The credential values currently in the environment, in every form they may be sent in."""
+    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
+    user, password = os.environ.get("OPENSEARCH_USERNAME", ""), os.environ.get("OPENSEARCH_PASSWORD", "")
+    if user and password:  # what HTTP basic auth puts on the wire
+        values.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
+    literals = set()
+    for value in values:
+        if len(value) >= _MIN_LITERAL:
+            literals.update({value, quote(value, safe=""), repr(value)[1:-1]})
+    return sorted((v for v in literals if len(v) >= _MIN_LITERAL), key=len, reverse=True)
+
+
+def _mask_field(match: re.Match[str]) -> str:
+    """Keep the key, quote and auth scheme (useful when debugging), mask the value."""
+    if not match.group("value"):
+        return match.group(0)
+    return f"{match.group('key')}{match.group('quote') or ''}{match.group('scheme') or ''}{MASK}"
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials masked as ``***``.
+
+    Masks URL userinfo (``https://user:pw@host`` -> ``https://***@host``), values of
+    ``api-key``, ``x-api-key``, ``Authorization`` (Basic, Bearer, ApiKey ...),
+    ``password``, ``passwd``, ``token``, ``secret`` and similar fields, and every
+    non-empty value (4+ characters) of ``QDRANT_API_KEY``, ``OPENSEARCH_PASSWORD`` and
+    ``OPENSEARCH_API_KEY``.
+    """
+    for literal in _secret_literals():
+        text = text.replace(literal, MASK)
+    text = _URL_USERINFO.sub(lambda m: f"{m.group('scheme')}{MASK}@", text)
+    return _SECRET_FIELD.sub(_mask_field, text)
+
+
+def one_line(text: str, limit: int = 600) -> str:
+    """Collapse whitespace (error bodies and pydantic errors span lines) and cap the length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def safe_message(text: str, limit: int = 600) -> str:
+    """A redacted, one-line version of ``text``, fit for an error message or a log line."""
+    return one_line(redact(text), limit)
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts records of third-party loggers that print request URLs and bodies.
+
+    opensearch-py logs whole responses at DEBUG (an error body may echo the
+    ``Authorization`` header); this filter formats the record, redacts it, and stores the
+    result so that handlers print the masked text, traceback included.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record in place; never drops it."""
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: leave it to logging's own error handling
+            return True
+        record.msg, record.args = redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        elif record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        return True
+
+
+def install_log_redaction(*logger_names: str) -> None:
+    """Attach one :class:`RedactingFilter` to each named logger (idempotent)."""
+    for name in logger_names:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())
