@@ -6,15 +6,24 @@ validates little (duplicate sparse indices are mis-scored, NaN is stored), so on
 validated :class:`SparseVector` objects reach it, and every call is wrapped so a
 Rust panic surfaces as :class:`BackendError`. Edge has no background optimiser:
 :meth:`finalize` runs it after an ingest.
+
+Edge is in-process, so one process at a time may open a collection: opening a shard
+or dropping a collection takes the collection's :class:`CollectionLock` until
+:meth:`EdgeBackend.close` (parallel writers and readers need a Qdrant server). Every
+filesystem failure and damaged ``collection.json`` is reported as a one-line
+:class:`BackendError` naming the path, never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import secrets
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +43,13 @@ from splare_connect_qdrant.common import (
     to_hits,
 )
 from splare_connect_qdrant.filters import to_edge_filter
+from splare_connect_qdrant.lock import CollectionLock, in_use_message
 
 SPEC_FILE = "collection.json"
 SHARD_DIR = "shard"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _SCROLL_PAGE = 1000
+_WAL_BUSY = "WouldBlock"  # Edge's error when another process (not taking our lock) has the shard open
 
 
 class EdgeBackend:
@@ -50,7 +61,11 @@ class EdgeBackend:
 
     def __init__(self, data_dir: str | Path = "./splare-data") -> None:
         self.data_dir = Path(data_dir)
+        # Checked now, not at the first write: a command then fails before loading a model.
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise BackendError(f"data directory {self.data_dir}: is a file, not a directory")
         self._shards: dict[str, Any] = {}
+        self._locks: dict[str, CollectionLock] = {}
         self._specs: dict[str, CollectionSpec] = {}
 
     # ------------------------------------------------------------ collections
@@ -62,6 +77,8 @@ class EdgeBackend:
         import qdrant_edge as edge
 
         folder = self._folder(spec.name)
+        with _on_disk(f"creating collection {spec.name!r}"):
+            folder.mkdir(parents=True, exist_ok=True)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
         vectors = (
             {spec.dense_vector_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)}
@@ -69,8 +86,8 @@ class EdgeBackend:
             else None
         )
         config = edge.EdgeConfig(vectors=vectors, sparse_vectors={spec.sparse_vector_name: sparse_params})
-        folder.mkdir(parents=True, exist_ok=True)
-        shard = call_engine(
+        shard = self._open(
+            spec.name,
             f"creating collection {spec.name!r}",
             lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config),
         )
@@ -81,36 +98,52 @@ class EdgeBackend:
                     edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
                 ),
             )
-        self._shards[spec.name] = shard
-        _write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+        with _on_disk(f"creating collection {spec.name!r}"):
+            _write_json_atomically(folder / SPEC_FILE, spec.to_dict())
         self._specs[spec.name] = spec
 
     def describe_collection(self, name: str) -> CollectionSpec | None:
-        """The stored spec, or None when the collection doesn't exist."""
+        """The stored spec, or None when the collection doesn't exist (no lock: the file is replaced atomically)."""
         if name in self._specs:
             return self._specs[name]
         spec_file = self._folder(name) / SPEC_FILE
         if not spec_file.is_file():
             return None
-        spec = CollectionSpec.from_dict(name, json.loads(spec_file.read_text(encoding="utf-8")))
+        with _on_disk(f"reading collection {name!r}"):
+            raw = spec_file.read_bytes()
+        spec = _parse_spec(spec_file, name, raw)
         self._specs[name] = spec
         return spec
 
     def list_collections(self) -> list[str]:
-        """Collections under the data directory."""
+        """Collections under the data directory (names a drop is still deleting are hidden)."""
         if not self.data_dir.is_dir():
             return []
-        return sorted(p.name for p in self.data_dir.iterdir() if (p / SPEC_FILE).is_file())
+        with _on_disk(f"listing collections in {self.data_dir}"):
+            return sorted(
+                p.name for p in self.data_dir.iterdir() if _SAFE_NAME.match(p.name) and (p / SPEC_FILE).is_file()
+            )
 
     def drop_collection(self, name: str) -> None:
-        """Close and delete a collection's files."""
-        shard = self._shards.pop(name, None)
-        if shard is not None:
-            call_engine(f"closing {name!r}", shard.close)
-        self._specs.pop(name, None)
+        """Close and delete a collection's files; refused while another process has it open.
+
+        The directory is first renamed to a hidden name, so other processes see the whole
+        collection or none of it, even if the deletion is interrupted.
+        """
         folder = self._folder(name)
-        if folder.exists():
-            shutil.rmtree(folder)
+        self._close_one(name)
+        self._specs.pop(name, None)
+        with _on_disk(f"dropping collection {name!r}"):
+            if not folder.exists():
+                return
+            lock = CollectionLock(folder, name)
+            lock.acquire(dropping=True)
+            try:
+                doomed = folder.with_name(f".{name}.dropping-{secrets.token_hex(6)}")
+                os.replace(folder, doomed)
+                shutil.rmtree(doomed)
+            finally:
+                lock.release()
 
     # ------------------------------------------------------------------ writes
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
@@ -245,10 +278,9 @@ class EdgeBackend:
         return self._run_query(collection, request)
 
     def close(self) -> None:
-        """Flush and close every open shard."""
-        shards, self._shards = self._shards, {}
-        for name, shard in shards.items():
-            call_engine(f"closing {name!r}", shard.close)
+        """Flush and close every open shard, releasing its collection to other processes."""
+        for name in list(self._shards):
+            self._close_one(name)
 
     # ---------------------------------------------------------------- helpers
     def _run_query(self, collection: str, request: Any) -> list[Hit]:
@@ -267,8 +299,35 @@ class EdgeBackend:
         if name not in self._shards:
             self._spec(name)
             path = str(self._folder(name) / SHARD_DIR)
-            self._shards[name] = call_engine(f"opening {name!r}", lambda: edge.EdgeShard.load(path))
+            self._open(name, f"opening {name!r}", lambda: edge.EdgeShard.load(path))
         return self._shards[name]
+
+    def _open(self, name: str, action: str, open_shard: Callable[[], Any]) -> Any:
+        """Lock the collection, then create or load its shard; both are kept until :meth:`_close_one`."""
+        lock = CollectionLock(self._folder(name), name)
+        with _on_disk(action):
+            lock.acquire()
+        try:
+            shard = call_engine(action, open_shard)
+        except BackendError as exc:
+            lock.release()
+            if _WAL_BUSY in str(exc):  # a process that doesn't take our lock (older version, Windows)
+                raise BackendError(in_use_message(name, None)) from exc
+            raise
+        self._shards[name] = shard
+        self._locks[name] = lock
+        return shard
+
+    def _close_one(self, name: str) -> None:
+        """Close one collection's shard if open, and release its lock even if closing fails."""
+        shard = self._shards.pop(name, None)
+        lock = self._locks.pop(name, None)
+        try:
+            if shard is not None:
+                call_engine(f"closing {name!r}", shard.close)
+        finally:
+            if lock is not None:
+                lock.release()
 
     def _folder(self, name: str) -> Path:
         if not _SAFE_NAME.match(name):
@@ -298,6 +357,53 @@ def _dense_list(spec: CollectionSpec, record_id: str, dense: npt.NDArray[np.floa
             f"record {record_id!r}: dense vector must be {spec.dense_dim} finite floats, got shape {array.shape}"
         )
     return array.tolist()
+
+
+def _parse_spec(spec_file: Path, name: str, raw: bytes) -> CollectionSpec:
+    """The CollectionSpec in ``collection.json``, or a one-line error saying what is wrong with it."""
+    problem: str
+    if not raw.strip():
+        problem = "empty file"
+    else:
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text: byte {exc.start}"
+        except json.JSONDecodeError as exc:
+            problem = f"invalid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        else:
+            if not isinstance(data, dict):
+                problem = f"a JSON {type(data).__name__}, not an object"
+            else:
+                try:
+                    return CollectionSpec.from_dict(name, data)
+                except KeyError as exc:
+                    problem = f"no {exc.args[0]!r} field"
+                except (TypeError, ValueError) as exc:
+                    problem = f"bad field value: {exc}"
+    raise BackendError(f"{spec_file}: damaged collection description ({problem}); restore it or drop the collection")
+
+
+@contextmanager
+def _on_disk(action: str) -> Iterator[None]:
+    """Report a failed filesystem call as one line naming the path and the problem, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        raise BackendError(f"{action} failed: {_disk_problem(exc)}") from exc
+
+
+def _disk_problem(exc: OSError) -> str:
+    """``path: problem`` for an OSError, naming the regular file that stands where a directory should be."""
+    path = Path(exc.filename) if exc.filename else None
+    if path is not None and exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            return f"{path}: " + ("is" if blocker == path else f"{blocker} is") + " a file, not a directory"
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        reason += " (the embedded engine needs a writable data directory, even to search)"
+    return f"{path}: {reason}" if path is not None else reason
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
