@@ -6,12 +6,15 @@ variable (shown in ``--help``); secrets such as API keys are read by the backend
 the environment only, never from arguments.
 
 Exit status: 0 success; 1 error; 2 bad usage; 3 finished, but some records were
-skipped (each one is reported on stderr with its file and line).
+skipped (each one is reported on stderr with its file and line) or a deletion was
+refused. Errors are one line on stderr, secrets redacted; ``SPLARE_DEBUG=1`` adds the
+traceback of an unexpected one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -19,8 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from splare_connect.errors import SplareError
+from splare_connect.record_rules import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
     from splare_connect.backends import Backend
@@ -78,7 +83,29 @@ PrecisionOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
-SourceArgument = Annotated[Path, typer.Argument(help="A .jsonl file (id/_id, text, ...) or a directory of text files.")]
+SourceArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="A .jsonl file (id/_id, text, ...), a .json array of such records, or a directory of text files."
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        envvar="SPLARE_TIMEOUT",
+        min=0.1,
+        help="Seconds to wait for each request to a database server (default 30).",
+    ),
+]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let the model's backbone run Python code shipped in its directory. Only for models you trust; "
+        "a model directory can never turn this on by itself.",
+    ),
+]
 DenseOption = Annotated[
     bool | None,
     typer.Option("--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."),
@@ -90,11 +117,12 @@ ShardOption = Annotated[str, typer.Option(help="Process shard i of n (i/n), for 
 BatchSizeOption = Annotated[int, typer.Option(help="Texts per encoder batch.")]
 
 
-def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
+def _backend(name: str, url: str | None, data_dir: Path | None, timeout: float | None = None) -> Backend:
     """Load a backend, passing each location option only to factories that take it.
 
     ``--data-dir`` (or ``$SPLARE_DATA_DIR``) means something to embedded engines only; a
-    server-only backend such as OpenSearch never sees it.
+    server-only backend such as OpenSearch never sees it. Commands call this before
+    loading the model, so a wrong backend, URL or data directory is reported at once.
     """
     import inspect
 
@@ -105,6 +133,8 @@ def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
         options["url"] = url
     if data_dir is not None:
         options["data_dir"] = data_dir
+    if timeout is not None:
+        options["timeout"] = timeout
     entry_point = available_backends().get(name)
     if entry_point is not None and options:
         accepted = inspect.signature(entry_point.load()).parameters
@@ -113,21 +143,28 @@ def _backend(name: str, url: str | None, data_dir: Path | None) -> Backend:
     return load_backend(name, **options)
 
 
-def _encoder(model: str | None, precision: str = "fp32") -> SplareEncoder:
+def _encoder(model: str | None, precision: str = "fp32", trust_remote_code: bool = False) -> SplareEncoder:
     from transformers.utils import logging as transformers_logging
 
     from splare_connect.encoder import SplareEncoder
 
     transformers_logging.disable_progress_bar()  # the CLI shows its own progress
-    return SplareEncoder.from_pretrained(model, precision=precision)
+    return SplareEncoder.from_pretrained(model, precision=precision, trust_remote_code=trust_remote_code)
 
 
 def _fail(error: Exception) -> typer.Exit:
-    stderr.print(f"[bold red]error:[/] {error}", highlight=False, soft_wrap=True)
+    _print_error(str(error))
     return typer.Exit(1)
 
 
-def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> SyncReport:
+def _print_error(message: str) -> None:
+    """One line on stderr: secrets redacted, markup in the message shown as text."""
+    from splare_connect.redaction import redact
+
+    stderr.print("[bold red]error:[/]", escape(redact(message)), highlight=False, soft_wrap=True)
+
+
+def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool, force_delete: bool) -> SyncReport:
     """Show a live counter on a terminal, one line per write otherwise (logs, CI)."""
     if not sys.stderr.isatty():
 
@@ -139,7 +176,7 @@ def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> Syn
                 flush=True,
             )
 
-        return syncer.run(documents, delete_missing=delete_missing, on_progress=log_line)
+        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=log_line)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr) as bar:
@@ -152,54 +189,93 @@ def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool) -> Syn
                 f"{report.chunks_written} chunks written",
             )
 
-        return syncer.run(documents, delete_missing=delete_missing, on_progress=update)
+        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=update)
 
 
 @app.command("sync")
 def sync(
     source: SourceArgument,
     delete_missing: Annotated[
-        bool, typer.Option("--delete-missing", help="Delete stored documents that are no longer in the source.")
+        bool,
+        typer.Option(
+            "--delete-missing",
+            help="Delete stored documents that are no longer in the source (never those whose record was skipped).",
+        ),
+    ] = False,
+    force_delete: Annotated[
+        bool,
+        typer.Option(
+            "--force-delete",
+            help="With --delete-missing: delete even when some records could not be read, "
+            "or when more than half of the stored documents would go.",
+        ),
     ] = False,
     backend: BackendOption = "qdrant",
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
     model: ModelOption = None,
     precision: PrecisionOption = "fp32",
+    trust_remote_code: TrustRemoteCodeOption = False,
     dense: DenseOption = None,
     index_field: IndexFieldOption = [],  # noqa: B006
     idf: IdfOption = False,
     store_text: StoreTextOption = True,
     shard: ShardOption = "0/1",
     batch_size: BatchSizeOption = 32,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", min=1, help="Longest record text in characters; longer ones are skipped.")
+    ] = DEFAULT_LIMITS.max_text_chars,
+    include_hidden: Annotated[
+        bool,
+        typer.Option("--include-hidden", help="Directory sources: also read hidden files and folders (.git, ...)."),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Make the collection match the source: upsert new/changed, optionally delete missing."""
+    from dataclasses import replace
+
     from splare_connect.documents import read_source
     from splare_connect.sync import Shard, Syncer
 
+    left_out: list[str] = []
     try:
-        documents = read_source(source)
-        encoder = _encoder(model, precision)
-        store = _backend(backend, url, data_dir)
-        syncer = Syncer(
-            encoder,
-            store,
-            collection,
-            dense=dense,
-            store_text=store_text,
-            indexed_fields=tuple(index_field),
-            idf=idf,
-            batch_size=batch_size,
-            shard=Shard.parse(shard),
+        shard_spec = Shard.parse(shard)
+        documents = read_source(
+            source, include_hidden=include_hidden, on_skip=lambda path, why: left_out.append(f"{path} ({why})")
         )
-        report = _run_with_progress(syncer, documents, delete_missing)
-        store.close()
+        store = _backend(backend, url, data_dir, timeout)
+        try:
+            store.describe_collection(collection)  # reach the database before the model loads (seconds)
+            syncer = Syncer(
+                _encoder(model, precision, trust_remote_code),
+                store,
+                collection,
+                dense=dense,
+                store_text=store_text,
+                indexed_fields=tuple(index_field),
+                idf=idf,
+                batch_size=batch_size,
+                shard=shard_spec,
+                limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
+            )
+            report = _run_with_progress(syncer, documents, delete_missing, force_delete)
+        finally:
+            store.close()
     except SplareError as error:
         raise _fail(error) from error
+    if left_out:
+        stderr.print(
+            f"[yellow]not read[/] {len(left_out)} files:",
+            escape("; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")),
+            highlight=False,
+            soft_wrap=True,
+        )
     for skipped in report.skipped:
-        stderr.print(f"[yellow]skipped[/] {skipped}", highlight=False, soft_wrap=True)
+        stderr.print("[yellow]skipped[/]", escape(str(skipped)), highlight=False, soft_wrap=True)
+    if report.deletion_refused:
+        stderr.print("[yellow]warning:[/]", escape(report.deletion_refused), highlight=False, soft_wrap=True)
     if as_json:
         stdout.print_json(json.dumps(report.to_dict()))
     else:
@@ -211,7 +287,7 @@ def sync(
             highlight=False,
             soft_wrap=True,
         )
-    if report.skipped:
+    if report.skipped or report.deletion_refused:
         raise typer.Exit(EXIT_SKIPPED)
 
 
@@ -237,8 +313,10 @@ def search(
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
     model: ModelOption = None,
     precision: PrecisionOption = "fp32",
+    trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
 ) -> None:
     """Search a collection."""
@@ -247,16 +325,21 @@ def search(
 
     try:
         conditions = parse_filters(filter_)
-        retriever = Retriever(_encoder(model, precision), _backend(backend, url, data_dir), collection)
-        hits = retriever.search(
-            query,
-            k=k,
-            filter=conditions,
-            hybrid=None if hybrid is None else hybrid.value,  # type: ignore[arg-type]
-            explain=explain,
-            group_by_document=documents,
-        )
-        retriever.backend.close()
+        store = _backend(backend, url, data_dir, timeout)
+        try:
+            if store.describe_collection(collection) is None:
+                raise SplareError(f"collection {collection!r} does not exist")
+            retriever = Retriever(_encoder(model, precision, trust_remote_code), store, collection)
+            hits = retriever.search(
+                query,
+                k=k,
+                filter=conditions,
+                hybrid=None if hybrid is None else hybrid.value,  # type: ignore[arg-type]
+                explain=explain,
+                group_by_document=documents,
+            )
+        finally:
+            store.close()
     except SplareError as error:
         raise _fail(error) from error
     if as_json:
@@ -289,6 +372,7 @@ def eval_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
     model: ModelOption = None,
     precision: PrecisionOption = "fp32",
+    trust_remote_code: TrustRemoteCodeOption = False,
     query_set: Annotated[
         list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")
     ] = [],  # noqa: B006
@@ -317,14 +401,14 @@ def eval_command(
 
     try:
         data = load_beir(dataset, query_set or None)
-        encoder = _encoder(model, precision)
+        encoder = _encoder(model, precision, trust_remote_code)
         result = evaluate(
             encoder,
             data,
             systems=tuple(system) or ("bm25", "dense", "sparse", "hybrid"),
             doc_pruning=tuple(doc_pruning) or (200, 100),
             cache_dir=cache_dir or model_cache() / "eval",
-            baseline=None if baseline is None else _encoder(baseline, precision),
+            baseline=None if baseline is None else _encoder(baseline, precision, trust_remote_code),
         )
     except SplareError as error:
         raise _fail(error) from error
@@ -425,18 +509,23 @@ def collections_list(
     backend: BackendOption = "qdrant",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """List collections."""
     try:
-        names = _backend(backend, url, data_dir).list_collections()
+        store = _backend(backend, url, data_dir, timeout)
+        try:
+            names = store.list_collections()
+        finally:
+            store.close()
     except SplareError as error:
         raise _fail(error) from error
     if as_json:
         stdout.print_json(json.dumps(names))
     else:
         for name in names:
-            stdout.print(name, highlight=False)
+            stdout.print(name, highlight=False, markup=False)
 
 
 @collections_app.command("info")
@@ -445,30 +534,34 @@ def collections_info(
     backend: BackendOption = "qdrant",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Show a collection's encoder fingerprint, vectors and size."""
     try:
-        store = _backend(backend, url, data_dir)
-        spec = store.describe_collection(name)
-        if spec is None:
-            raise _fail(SplareError(f"collection {name!r} does not exist"))
-        info = {
-            "name": name,
-            "points": store.count(name),
-            "sparse_dim": spec.sparse_dim,
-            "dense_dim": spec.dense_dim,
-            "idf": spec.idf,
-            "indexed_fields": list(spec.indexed_fields),
-            "encoder": dict(spec.fingerprint),
-        }
+        store = _backend(backend, url, data_dir, timeout)
+        try:
+            spec = store.describe_collection(name)
+            if spec is None:
+                raise SplareError(f"collection {name!r} does not exist")
+            info = {
+                "name": name,
+                "points": store.count(name),
+                "sparse_dim": spec.sparse_dim,
+                "dense_dim": spec.dense_dim,
+                "idf": spec.idf,
+                "indexed_fields": list(spec.indexed_fields),
+                "encoder": dict(spec.fingerprint),
+            }
+        finally:
+            store.close()
     except SplareError as error:
         raise _fail(error) from error
     if as_json:
         stdout.print_json(json.dumps(info))
     else:
         for key, value in info.items():
-            stdout.print(f"{key:15} {value}", highlight=False)
+            stdout.print(f"{key:15} {value}", highlight=False, markup=False)
 
 
 @collections_app.command("drop")
@@ -478,23 +571,38 @@ def collections_drop(
     backend: BackendOption = "qdrant",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
 ) -> None:
-    """Delete a collection and everything in it."""
+    """Delete a collection and everything in it (refused while another process uses an embedded one)."""
     if not yes and not typer.confirm(f"Drop collection {name!r} and all its points?"):
         raise typer.Exit(1)
     try:
-        store = _backend(backend, url, data_dir)
-        if store.describe_collection(name) is None:
-            raise _fail(SplareError(f"collection {name!r} does not exist"))
-        store.drop_collection(name)
+        store = _backend(backend, url, data_dir, timeout)
+        try:
+            # Listed, not described: a collection whose description is damaged can still be dropped.
+            if name not in store.list_collections():
+                raise SplareError(f"collection {name!r} does not exist")
+            store.drop_collection(name)
+        finally:
+            store.close()
     except SplareError as error:
         raise _fail(error) from error
-    stdout.print(f"dropped {name}", highlight=False)
+    stdout.print(f"dropped {name}", highlight=False, markup=False)
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: any error the commands did not expect is still one line.
+
+    A traceback helps a developer, not a user, and its text may hold a secret (a URL
+    with a password, a server's echo of request headers); ``SPLARE_DEBUG=1`` shows it.
+    """
+    try:
+        app()
+    except Exception as error:  # the last line of defence, by design
+        if os.environ.get("SPLARE_DEBUG"):
+            raise
+        _print_error(f"{type(error).__name__}: {error} (SPLARE_DEBUG=1 shows the traceback)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from splare_connect.errors import BadRecordError, ConfigError
+from splare_connect.record_rules import INT64_MAX, INT64_MIN
 
+LOGGER = logging.getLogger(__name__)
 TEXT_SUFFIXES = (".txt", ".md", ".markdown", ".rst", ".text")
+# Left out of directory sources with hidden files, unless asked for (some are not hidden by name).
+VCS_FOLDERS = frozenset({".git", ".hg", ".svn", ".bzr", "_darcs", "CVS"})
 
 
 @dataclass(frozen=True)
@@ -46,20 +52,34 @@ class Document:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
-def read_source(path: str | Path) -> Iterator[Document | BadRecordError]:
-    """Read a JSONL file or a directory of text/markdown files.
+def read_source(
+    path: str | Path,
+    *,
+    include_hidden: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Iterator[Document | BadRecordError]:
+    """Read a JSONL file, a ``.json`` file holding an array of records, or a directory of text files.
+
+    Args:
+        path: The file or directory.
+        include_hidden: For a directory: also read hidden files and folders (names starting
+            with ``.``, such as ``.git``), which are left out by default.
+        on_skip: For a directory: called with ``(relative path, reason)`` for each file
+            left out (hidden, or a link leading outside the directory).
 
     Raises:
-        ConfigError: The path doesn't exist or is neither a ``.jsonl`` file nor a directory.
+        ConfigError: The path doesn't exist or is neither a ``.jsonl``/``.json`` file nor a directory.
     """
     location = Path(path)
     if location.is_dir():
-        return read_directory(location)
-    if location.is_file() and location.suffix in (".jsonl", ".ndjson", ".json"):
+        return read_directory(location, include_hidden=include_hidden, on_skip=on_skip)
+    if location.is_file() and location.suffix in (".jsonl", ".ndjson"):
         return read_jsonl(location)
+    if location.is_file() and location.suffix == ".json":
+        return read_json(location)
     if not location.exists():
         raise ConfigError(f"source not found: {location}")
-    raise ConfigError(f"{location}: expected a .jsonl file or a directory of {', '.join(TEXT_SUFFIXES)} files")
+    raise ConfigError(f"{location}: expected a .jsonl or .json file or a directory of {', '.join(TEXT_SUFFIXES)} files")
 
 
 def read_jsonl(path: str | Path) -> Iterator[Document | BadRecordError]:
@@ -79,24 +99,169 @@ def read_jsonl(path: str | Path) -> Iterator[Document | BadRecordError]:
                 yield BadRecordError(f"invalid UTF-8 at byte {exc.start}", source=source, line=number)
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield BadRecordError(f"invalid JSON: {exc.msg} (column {exc.colno})", source=source, line=number)
+                record = parse_json(line)
+            except ValueError as exc:
+                yield BadRecordError(str(exc), source=source, line=number)
                 continue
             yield document_from_record(record, source=source, line=number)
 
 
-def read_directory(path: str | Path) -> Iterator[Document | BadRecordError]:
-    """Documents from text/markdown files under a directory; the id is the relative path."""
-    root = Path(path)
-    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES):
-        relative = file.relative_to(root).as_posix()
+def read_json(path: str | Path) -> Iterator[Document | BadRecordError]:
+    """Documents from a ``.json`` file: an array of records, or JSONL under a ``.json`` name.
+
+    A pretty-printed array spans many lines, none of which is a record by itself; it is
+    read as one value, and each record is reported by the line where it starts.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        yield BadRecordError(f"invalid UTF-8 at byte {exc.start}", source=source)
+        return
+    start = len(text) - len(text.lstrip())
+    if not text.startswith("[", start):
+        yield from read_jsonl(path)
+        return
+    yield from _read_array(text, start + 1, source)
+
+
+def _read_array(text: str, position: int, source: str) -> Iterator[Document | BadRecordError]:
+    """Walk a JSON array item by item, so each record gets its own line number and errors."""
+    decoder = json.JSONDecoder(parse_constant=_refuse_constant)
+    line, counted_to = 1, 0
+
+    def line_at(offset: int) -> int:
+        nonlocal line, counted_to
+        line += text.count("\n", counted_to, offset)
+        counted_to = offset
+        return line
+
+    position = _skip_space(text, position)
+    if text.startswith("]", position):
+        return
+    while True:
+        where = line_at(position)
         try:
-            text = file.read_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield BadRecordError(f"invalid UTF-8 at byte {exc.start}", source=str(file), record_id=relative)
+            record, position = decoder.raw_decode(text, position)
+        except RecursionError:
+            yield BadRecordError(_too_deep(), source=source, line=where)
+            return
+        except ValueError as exc:
+            yield BadRecordError(f"{_json_error(exc)}; the rest of the array cannot be read", source=source, line=where)
+            return
+        yield document_from_record(record, source=source, line=where)
+        position = _skip_space(text, position)
+        if text.startswith(",", position):
+            position = _skip_space(text, position + 1)
             continue
-        yield Document(id=relative, text=text, metadata={"path": relative}, source=str(file))
+        if text.startswith("]", position) and not text[position + 1 :].strip():
+            return
+        yield BadRecordError(
+            "invalid JSON: expected ',' or the end of the array; the rest cannot be read",
+            source=source,
+            line=line_at(position),
+        )
+        return
+
+
+def _skip_space(text: str, position: int) -> int:
+    while position < len(text) and text[position] in " \t\r\n":
+        position += 1
+    return position
+
+
+def parse_json(line: str) -> Any:
+    """``json.loads`` for untrusted input: every failure is a ValueError with a one-line message.
+
+    NaN and Infinity (which Python's json accepts, but JSON does not) are refused; a value
+    nested deeper than Python's recursion limit is reported instead of raising RecursionError.
+    """
+    try:
+        return json.loads(line, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ValueError(_too_deep()) from None
+    except ValueError as exc:
+        raise ValueError(_json_error(exc)) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def _json_error(error: ValueError) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        where = f"column {error.colno}" if error.lineno == 1 else f"line {error.lineno}, column {error.colno}"
+        return f"invalid JSON: {error.msg} ({where})"
+    return f"invalid JSON: {error}"
+
+
+def _too_deep() -> str:
+    return "invalid JSON: nested too deeply to read"
+
+
+def read_directory(
+    path: str | Path,
+    *,
+    include_hidden: bool = False,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Iterator[Document | BadRecordError]:
+    """Documents from text/markdown files under a directory; the id is the relative path.
+
+    The walk stays inside the directory: a link leading outside it is not read (its
+    target's content would become searchable), and linked folders are not followed.
+    Hidden files and folders (``.git``, ``.env`` ...) and version-control folders are
+    left out unless ``include_hidden``. Each file left out is passed to ``on_skip`` as
+    ``(relative path, reason)`` and logged.
+    """
+    root = Path(path)
+    real_root = root.resolve()
+
+    def skip(relative: str, reason: str) -> None:
+        LOGGER.info("not reading %s: %s", relative, reason)
+        if on_skip is not None:
+            on_skip(relative, reason)
+
+    readable: list[tuple[str, Path]] = []
+    for folder, subfolders, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        kept = []
+        for name in sorted(subfolders):
+            relative = (here / name).relative_to(root).as_posix()
+            if not include_hidden and _is_hidden(name):
+                skip(relative + "/", "hidden or version-control folder (--include-hidden reads it)")
+            elif (here / name).is_symlink():
+                skip(relative + "/", "linked folder, not followed")
+            else:
+                kept.append(name)
+        subfolders[:] = kept
+        for name in sorted(files):
+            file = here / name
+            relative = file.relative_to(root).as_posix()
+            if file.suffix.lower() not in TEXT_SUFFIXES:
+                continue
+            if not include_hidden and _is_hidden(name):
+                skip(relative, "hidden file (--include-hidden reads it)")
+                continue
+            if file.is_symlink() and not file.resolve().is_relative_to(real_root):
+                skip(relative, "link to a file outside the directory")
+                continue
+            readable.append((relative, file))
+    for relative, file in sorted(readable):
+        yield _read_text_file(file, relative)
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".") or name in VCS_FOLDERS
+
+
+def _read_text_file(file: Path, relative: str) -> Document | BadRecordError:
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return BadRecordError(f"invalid UTF-8 at byte {exc.start}", source=str(file), record_id=relative)
+    except OSError as exc:
+        return BadRecordError(f"cannot read: {exc.strerror}", source=str(file), record_id=relative)
+    return Document(id=relative, text=text, metadata={"path": relative}, source=str(file))
 
 
 def read_iterable(items: Iterable[Any]) -> Iterator[Document | BadRecordError]:
@@ -117,6 +282,8 @@ def document_from_record(record: Any, *, source: str, line: int) -> Document | B
         return BadRecordError("record has no id (expected 'id' or '_id')", source=source, line=line)
     if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
         return BadRecordError(f"id must be a string or integer, got {type(raw_id).__name__}", source=source, line=line)
+    if isinstance(raw_id, int) and not INT64_MIN <= raw_id <= INT64_MAX:
+        return BadRecordError("id is an integer outside the signed 64-bit range", source=source, line=line)
     doc_id = str(raw_id)
     text = record.get("text")
     if not isinstance(text, str):

@@ -70,4 +70,7 @@ class BadRecordError(SplareError, ValueError):
         self.line = line
         self.record_id = record_id
         where = ":".join(str(part) for part in (source, line) if part is not None)
-        super().__init__(f"{where}: {message}" if where else message)
+        text = f"{where}: {message}" if where else message
+        # File names and messages can carry undecodable bytes (surrogate escapes); escape
+        # them so the error can always be printed and logged.
+        super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))

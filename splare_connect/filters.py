@@ -45,6 +45,8 @@ class Condition:
     def __post_init__(self) -> None:
         if self.op == "in" and not isinstance(self.value, tuple):
             raise ConfigError(f"filter on {self.key!r}: 'in' needs a tuple of values")
+        if self.op == "in" and not self.value:
+            raise ConfigError(f"filter on {self.key!r}: 'in' needs at least one value, as in 'key in a,b'")
         if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, (int, float)):
             raise ConfigError(f"filter on {self.key!r}: range comparisons need a number, got {self.value!r}")
 

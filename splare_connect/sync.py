@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Set
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.chunking import Chunk, chunk_document
 from splare_connect.documents import Document
 from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError
+from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem, id_problem
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -40,6 +41,7 @@ class SyncReport:
     chunks_written: int = 0
     deleted_documents: int = 0
     skipped: list[BadRecordError] = field(default_factory=list)
+    deletion_refused: str | None = None
     seconds: float = 0.0
 
     @property
@@ -86,7 +88,7 @@ class Shard:
         """Whether this shard handles ``doc_id`` (stable across runs and machines)."""
         if self.count == 1:
             return True
-        digest = hashlib.sha1(doc_id.encode("utf-8")).digest()
+        digest = hashlib.sha1(doc_id.encode("utf-8", "surrogatepass")).digest()
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
@@ -116,7 +118,13 @@ class Syncer:
         batch_size: Texts per encoder forward pass.
         documents_per_write: Documents encoded and written together; also how much
             work a crash can lose.
+        chunks_per_write: Chunks encoded and written together at most (a write holds
+            fewer documents when they are long), which bounds memory per write.
         shard: Process only this shard of the documents (parallel workers).
+        limits: What one record may hold (:class:`RecordLimits`); records beyond them
+            are skipped and reported.
+        max_delete_fraction: Share of the stored documents that ``delete_missing`` may
+            remove in one run without ``force_delete``.
     """
 
     def __init__(
@@ -132,7 +140,10 @@ class Syncer:
         chunk_overlap: int = 64,
         batch_size: int = 32,
         documents_per_write: int = 64,
+        chunks_per_write: int = 256,
         shard: Shard = Shard(),
+        limits: RecordLimits = DEFAULT_LIMITS,
+        max_delete_fraction: float = 0.5,
     ) -> None:
         self.encoder = encoder
         self.backend = backend
@@ -145,7 +156,10 @@ class Syncer:
         self.idf = idf
         self.batch_size = batch_size
         self.documents_per_write = documents_per_write
+        self.chunks_per_write = chunks_per_write
         self.shard = shard
+        self.limits = limits
+        self.max_delete_fraction = max_delete_fraction
         prefix_tokens = len(encoder.tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
         special_tokens = len(encoder.tokenizer("", add_special_tokens=True)["input_ids"])
         self.max_chunk_tokens = encoder.max_length - prefix_tokens - special_tokens
@@ -168,6 +182,7 @@ class Syncer:
         source: Iterable[Document | BadRecordError],
         *,
         delete_missing: bool = False,
+        force_delete: bool = False,
         on_progress: Callable[[SyncReport], None] | None = None,
     ) -> SyncReport:
         """Sync the collection with ``source``.
@@ -175,7 +190,11 @@ class Syncer:
         Args:
             source: Documents (and bad-record errors, which are reported and skipped).
             delete_missing: Delete documents stored in this shard but absent from
-                ``source``.
+                ``source``. A document whose record is skipped as bad is not absent: it
+                is kept. Deleting is refused (``report.deletion_refused`` says why) when
+                some records could not be read at all, so that their ids are unknown,
+                or when more than ``max_delete_fraction`` of the stored documents would go.
+            force_delete: Delete the missing documents even then.
             on_progress: Called after each write and at the end, for progress display.
 
         Returns:
@@ -192,25 +211,20 @@ class Syncer:
         stored = self._stored_state() if existing is not None else {}
         report = SyncReport()
         seen: dict[str, str] = {}
-        pending: list[Document] = []
+        kept: set[str] = set()  # ids of skipped records: present in the source, so never "missing"
+        pending: list[tuple[Document, list[Chunk]]] = []
         for item in source:
-            if isinstance(item, BadRecordError):
-                report.skipped.append(item)
+            error = item if isinstance(item, BadRecordError) else self._problem(item, seen)
+            if error is not None:
+                if error.record_id is not None:
+                    kept.add(error.record_id)
+                if error.record_id is None or self.shard.owns(error.record_id):
+                    report.skipped.append(error)
                 continue
+            assert isinstance(item, Document)
             if not self.shard.owns(item.id):
                 continue
-            where = f"{item.source}:{item.line}" if item.line else str(item.source)
-            if item.id in seen:
-                report.skipped.append(
-                    BadRecordError(
-                        f"duplicate id {item.id!r} (first seen at {seen[item.id]})",
-                        source=item.source,
-                        line=item.line,
-                        record_id=item.id,
-                    )
-                )
-                continue
-            seen[item.id] = where
+            seen[item.id] = f"{item.source}:{item.line}" if item.line else str(item.source)
             report.documents += 1
             previous = stored.get(item.id)
             if previous is not None and previous.complete_with(item.content_hash):
@@ -220,8 +234,8 @@ class Syncer:
                 report.new += 1
             else:
                 report.changed += 1
-            pending.append(item)
-            if len(pending) >= self.documents_per_write:
+            pending.append((item, self._chunks(item)))
+            if len(pending) >= self.documents_per_write or sum(len(c) for _, c in pending) >= self.chunks_per_write:
                 self._write(pending, stored, report)
                 pending = []
                 if on_progress:
@@ -231,15 +245,54 @@ class Syncer:
         if not self._created:
             self.backend.create_collection(self.collection_spec())
         if delete_missing:
-            missing = [doc_id for doc_id in stored if doc_id not in seen and self.shard.owns(doc_id)]
-            for doc_id in missing:
-                self.backend.delete(self.collection, sorted(stored[doc_id].records))
-            report.deleted_documents = len(missing)
+            self._delete_missing(stored, seen.keys() | kept, report, force_delete)
         self.backend.finalize(self.collection)
         report.seconds = time.perf_counter() - started
         if on_progress:
             on_progress(report)
         return report
+
+    def _problem(self, document: Document, seen: dict[str, str]) -> BadRecordError | None:
+        """Why this document can't be ingested (a broken record rule, a duplicate id), if it can't."""
+        where = {"source": document.source, "line": document.line}
+        problem = id_problem(document.id, self.limits)
+        if problem is not None:
+            return BadRecordError(problem, **where)
+        problem = content_problem(document.text, document.metadata, self.limits)
+        if problem is None and document.id in seen:
+            problem = f"duplicate id {document.id!r} (first seen at {seen[document.id]})"
+        return None if problem is None else BadRecordError(problem, record_id=document.id, **where)
+
+    def _delete_missing(self, stored: dict[str, _Stored], present: Set[str], report: SyncReport, force: bool) -> None:
+        owned = [doc_id for doc_id in stored if self.shard.owns(doc_id)]
+        missing = [doc_id for doc_id in owned if doc_id not in present]
+        if not missing:
+            return
+        unreadable = sum(1 for error in report.skipped if error.record_id is None)
+        refusal = None
+        if unreadable and not force:
+            refusal = (
+                f"not deleting the {len(missing)} stored documents missing from the source: {unreadable} "
+                "records could not be read, and a missing document cannot be told from an unreadable one; "
+                "fix those records, or insist with --force-delete (force_delete=True)"
+            )
+        elif len(missing) > self.max_delete_fraction * len(owned) and not force:
+            refusal = (
+                f"not deleting the {len(missing)} stored documents missing from the source: that is "
+                f"{len(missing) / len(owned):.0%} of the {len(owned)} stored, more than the "
+                f"{self.max_delete_fraction:.0%} allowed; check the source, or insist with --force-delete "
+                "(force_delete=True)"
+            )
+        if refusal is not None:
+            LOGGER.warning(refusal)
+            report.deletion_refused = refusal
+            return
+        for doc_id in missing:
+            self.backend.delete(self.collection, sorted(stored[doc_id].records))
+        report.deleted_documents = len(missing)
+
+    def _chunks(self, document: Document) -> list[Chunk]:
+        return chunk_document(document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap)
 
     def _stored_state(self) -> dict[str, _Stored]:
         state: dict[str, _Stored] = {}
@@ -251,12 +304,11 @@ class Syncer:
             entry.chunk_count = int(payload.get("chunk_count", -1))
         return state
 
-    def _write(self, documents: list[Document], stored: dict[str, _Stored], report: SyncReport) -> None:
-        chunks: list[tuple[Document, Chunk]] = [
-            (document, chunk)
-            for document in documents
-            for chunk in chunk_document(document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap)
-        ]
+    def _write(
+        self, pending: list[tuple[Document, list[Chunk]]], stored: dict[str, _Stored], report: SyncReport
+    ) -> None:
+        documents = [document for document, _ in pending]
+        chunks = [(document, chunk) for document, document_chunks in pending for chunk in document_chunks]
         encoded = self.encoder.encode(
             [chunk.text for _, chunk in chunks], role="document", dense=self.dense, batch_size=self.batch_size
         )

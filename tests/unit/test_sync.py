@@ -96,8 +96,14 @@ def test_shards_split_the_work_without_overlap(sync_backend, tiny_encoder, examp
     reports = [Syncer(tiny_encoder, sync_backend, "sharded", shard=Shard(i, 3)).run(docs(records)) for i in range(3)]
     assert sum(r.new for r in reports) == 24 and all(r.new > 0 for r in reports)
     assert {p["doc_id"] for _, p in sync_backend.iter_payloads("sharded", ["doc_id"])} == {r["id"] for r in records}
+    # An empty source would delete all of shard 0's documents: refused unless insisted on.
+    refused = Syncer(tiny_encoder, sync_backend, "sharded", shard=Shard(0, 3)).run([], delete_missing=True)
+    assert refused.deleted_documents == 0 and "100% of the" in (refused.deletion_refused or "")
+    assert len({p["doc_id"] for _, p in sync_backend.iter_payloads("sharded", ["doc_id"])}) == 24
     # A shard's --delete-missing only touches its own documents.
-    report = Syncer(tiny_encoder, sync_backend, "sharded", shard=Shard(0, 3)).run([], delete_missing=True)
+    report = Syncer(tiny_encoder, sync_backend, "sharded", shard=Shard(0, 3)).run(
+        [], delete_missing=True, force_delete=True
+    )
     assert report.deleted_documents == reports[0].new
     assert len({p["doc_id"] for _, p in sync_backend.iter_payloads("sharded", ["doc_id"])}) == 24 - reports[0].new
 
@@ -154,7 +160,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     """kill -9 an ingest mid-run, run it again: exact counts, finished work not redone."""
     from splare_connect_qdrant import create_backend
 
-    records = example_records  # 307 documents: five writes of 64
+    records = example_records  # 307 documents: several writes of at most 64 documents or 256 chunks
     source = tmp_path / "corpus.jsonl"
     source.write_text("".join(json.dumps(r) + "\n" for r in records))
     env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
@@ -165,7 +171,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     assert victim.stderr is not None
     for line in victim.stderr:
         progress_lines += line.startswith("progress:")
-        if progress_lines == 1:  # the first write (64 documents) has landed; four are to come
+        if progress_lines == 1:  # the first write has landed; more are to come
             break
     victim.send_signal(signal.SIGKILL)
     victim.wait(timeout=30)
@@ -183,7 +189,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     total = len(records)
     assert report["documents"] == total
     assert report["new"] + report["changed"] + report["unchanged"] == total
-    assert report["unchanged"] >= 64 and report["encoded"] == total - report["unchanged"]
+    assert report["unchanged"] == len(done_before) and report["encoded"] == total - report["unchanged"]
 
     final = create_backend(data_dir=tmp_path / "data")
     payloads = dict(final.iter_payloads("crash", ["doc_id", "chunk_count"]))
@@ -207,8 +213,19 @@ def test_batch_and_async_search_match_single_search(sync_backend, tiny_encoder, 
     retriever = Retriever(tiny_encoder, sync_backend, "forms")
     queries = [example_records[2]["text"][:80], example_records[7]["text"][:80]]
     single = [retriever.search(q, k=4) for q in queries]
-    assert retriever.search_batch(queries, k=4) == single
+    # Queries encoded in one padded batch differ from one-by-one encoding in the last
+    # float bits (other matrix shapes), so scores are compared to float32 precision.
+    assert_same_hits(retriever.search_batch(queries, k=4), single)
     assert asyncio.run(retriever.asearch(queries[0], k=4)) == single[0]
-    assert asyncio.run(retriever.asearch_batch(queries, k=4)) == single
+    assert_same_hits(asyncio.run(retriever.asearch_batch(queries, k=4)), single)
     hybrid = retriever.search(queries[0], k=4, hybrid="dbsf")
     assert len(hybrid) == 4 and {h.doc_id for h in hybrid} <= {r["id"] for r in example_records[:12]}
+
+
+def assert_same_hits(batches: list[list], expected: list[list]) -> None:
+    """Same hits in the same order, scores equal up to float32 rounding."""
+    assert [[h.id for h in hits] for hits in batches] == [[h.id for h in hits] for hits in expected]
+    for hits, wanted in zip(batches, expected, strict=True):
+        for hit, other in zip(hits, wanted, strict=True):
+            assert hit.score == pytest.approx(other.score, rel=1e-5)
+            assert (hit.text, dict(hit.metadata)) == (other.text, dict(other.metadata))

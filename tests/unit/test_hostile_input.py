@@ -1,0 +1,288 @@
+"""Regression tests for what hostile testing found on the ingest path (issue 12).
+
+Each runs the real embedded engine (Qdrant Edge) and a tiny real model. A collection
+counts as readable when a fresh backend (a new process would do the same) can open,
+count, scroll and search it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from splare_connect import BadRecordError, ConfigError
+from splare_connect.documents import Document, read_iterable, read_source
+from splare_connect.filters import parse_filters
+from splare_connect.record_rules import RecordLimits
+from splare_connect.retriever import Retriever
+from splare_connect.sync import Syncer
+
+pytest.importorskip("splare_connect_qdrant")
+from splare_connect_qdrant import create_backend
+
+
+def nested(levels: int) -> dict:
+    value: dict = {"v": 1}
+    for _ in range(levels):
+        value = {"n": value}
+    return value
+
+
+def write_lines(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8", errors="surrogatepass")
+    return path
+
+
+def assert_readable(data_dir: Path, collection: str, tiny_encoder, expected_docs: set[str]) -> None:  # type: ignore[no-untyped-def]
+    """A fresh backend opens the collection, counts, scrolls and searches it."""
+    backend = create_backend(data_dir=data_dir)
+    try:
+        docs = {payload["doc_id"] for _, payload in backend.iter_payloads(collection, ["doc_id"])}
+        assert docs == expected_docs
+        assert backend.count(collection) >= len(expected_docs)
+        if expected_docs:
+            assert Retriever(tiny_encoder, backend, collection).search("copy files", k=3)
+    finally:
+        backend.close()
+
+
+def ingest(tiny_encoder, data_dir: Path, collection: str, source, **run_options):  # type: ignore[no-untyped-def]
+    backend = create_backend(data_dir=data_dir)
+    try:
+        return Syncer(tiny_encoder, backend, collection).run(source, **run_options)
+    finally:
+        backend.close()
+
+
+# ------------------------------------------------------------------ defect 1
+def test_deeply_nested_metadata_is_skipped_and_the_collection_stays_readable(
+    tmp_path: Path, tiny_encoder, example_records
+) -> None:  # type: ignore[no-untyped-def]
+    good = example_records[:3]
+    healthy = write_lines(tmp_path / "good.jsonl", [json.dumps(r) for r in good])
+    ingest(tiny_encoder, tmp_path / "d", "c", read_source(healthy))
+    # One deep line added to a healthy collection used to make all of it unreadable.
+    source = write_lines(
+        tmp_path / "nest.jsonl",
+        [*(json.dumps(r) for r in good), json.dumps({"id": "deep", "text": "hi", "meta": nested(130)})],
+    )
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_source(source))
+    [error] = report.skipped
+    assert error.line == 4 and error.record_id == "deep" and "nested more than 32 levels" in str(error)
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for r in good})
+
+
+def test_metadata_at_the_depth_limit_lands(tmp_path: Path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    limits = RecordLimits()
+    records = [{"id": "deep-ok", "text": "copy files", "meta": nested(limits.max_depth - 2)}]
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    assert report.skipped == [] and report.new == 1
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {"deep-ok"})
+
+
+# ------------------------------------------------------------------ defect 4
+HOSTILE_LINES = {
+    "nan": '{"id": "b", "text": "x", "s": NaN}',
+    "infinity": '{"id": "c", "text": "x", "s": -Infinity}',
+    "overflow float": '{"id": "d", "text": "x", "s": 1e400}',
+    "huge int": '{"id": "e", "text": "x", "s": 123456789012345678901234567890}',
+    "very long int": '{"id": "f", "text": "x", "s": ' + "9" * 5000 + "}",
+    "surrogate text": '{"id": "g", "text": "bad \\ud800 text"}',
+    "surrogate id": '{"id": "\\udfff", "text": "x"}',
+    "surrogate key": '{"id": "h", "text": "x", "m": {"\\ud800": 1}}',
+    "surrogate value": '{"id": "i", "text": "x", "m": ["ok", "\\udc00"]}',
+    "100k levels": '{"id": "j", "text": "x", "m": ' + "[" * 100_000 + "]" * 100_000 + "}",
+}
+
+
+def test_each_bad_value_costs_only_its_own_record(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    good = example_records[:2]
+    lines = [json.dumps(good[0]), *HOSTILE_LINES.values(), json.dumps(good[1])]
+    report = ingest(tiny_encoder, tmp_path / "d", "n", read_source(write_lines(tmp_path / "n.jsonl", lines)))
+    assert report.new == 2
+    assert sorted(error.line for error in report.skipped) == list(range(2, 2 + len(HOSTILE_LINES)))
+    messages = {name: str(error) for name, error in zip(HOSTILE_LINES, report.skipped, strict=True)}
+    assert "NaN is not valid JSON" in messages["nan"] and "-Infinity" in messages["infinity"]
+    assert "not a finite number" in messages["overflow float"]
+    assert "signed 64-bit" in messages["huge int"] and "invalid JSON" in messages["very long int"]
+    assert all("lone surrogate" in messages[name] for name in HOSTILE_LINES if name.startswith("surrogate"))
+    assert "nested" in messages["100k levels"]
+    assert_readable(tmp_path / "d", "n", tiny_encoder, {r["id"] for r in good})
+
+
+def test_python_objects_are_checked_like_json(tmp_path: Path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    import datetime
+
+    records = [
+        {"id": "ok", "text": "copy files"},
+        Document(id="nan", text="x", metadata={"score": float("nan")}),
+        Document(id="date", text="x", metadata={"when": datetime.date(2026, 1, 1)}),
+        Document(id="key", text="x", metadata={1: "int key"}),  # type: ignore[dict-item]
+        Document(id="big", text="y" * 50, metadata={}),
+    ]
+    backend = create_backend(data_dir=tmp_path / "d")
+    try:
+        report = Syncer(tiny_encoder, backend, "py", limits=RecordLimits(max_text_chars=40)).run(read_iterable(records))
+    finally:
+        backend.close()
+    problems = {error.record_id: str(error) for error in report.skipped}
+    assert report.new == 1 and set(problems) == {"nan", "date", "key", "big"}
+    assert "metadata.score is nan" in problems["nan"] and "metadata.when is a date" in problems["date"]
+    assert "int key" in problems["key"] and "over the limit of 40" in problems["big"]
+
+
+# ------------------------------------------------------------------ defect 3
+def test_delete_missing_keeps_documents_whose_record_is_now_bad(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    records = example_records[:6]
+    ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    now_bad = [dict(r) for r in records]
+    now_bad[2]["text"] = None
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(now_bad[:5]), delete_missing=True)
+    assert report.deleted_documents == 1 and [e.record_id for e in report.skipped] == [records[2]["id"]]
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for r in records[:5]})
+
+
+def test_a_pretty_printed_json_array_is_read_as_one(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    records = example_records[:8]
+    ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    array = tmp_path / "a.json"
+    array.write_text(json.dumps(records, indent=2), encoding="utf-8")
+    items = list(read_source(array))
+    assert [d.id for d in items if isinstance(d, Document)] == [r["id"] for r in records]
+    assert items[0].line == 2 and items[1].line > items[0].line  # type: ignore[union-attr]
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_source(array), delete_missing=True)
+    assert (report.unchanged, report.deleted_documents, report.skipped) == (8, 0, [])
+
+
+def test_broken_json_array_reports_where_and_deletes_nothing(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    records = example_records[:8]
+    ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    text = json.dumps(records[:3], indent=2)[:-2] + ",\n  {broken\n]"
+    (tmp_path / "b.json").write_text(text, encoding="utf-8")
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_source(tmp_path / "b.json"), delete_missing=True)
+    [error] = report.skipped
+    assert error.line == text[: text.index("{broken")].count("\n") + 1 and "rest of the array" in str(error)
+    assert report.deleted_documents == 0 and "could not be read" in (report.deletion_refused or "")
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for r in records})
+
+
+def test_unreadable_source_refuses_to_delete_unless_forced(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    records = example_records[:10]
+    ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    mangled = write_lines(tmp_path / "m.jsonl", [json.dumps(r)[:-3] for r in records[:7]] + [json.dumps(records[9])])
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_source(mangled), delete_missing=True)
+    assert report.deleted_documents == 0 and "7 records could not be read" in (report.deletion_refused or "")
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for r in records})
+    forced = ingest(tiny_encoder, tmp_path / "d", "c", read_source(mangled), delete_missing=True, force_delete=True)
+    assert forced.deleted_documents == 9
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {records[9]["id"]})
+
+
+def test_deleting_most_of_a_collection_needs_insisting(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    records = example_records[:10]
+    ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records[:4]), delete_missing=True)
+    assert report.deleted_documents == 0 and "60% of the 10 stored" in (report.deletion_refused or "")
+    allowed = ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records[:6]), delete_missing=True)
+    assert allowed.deleted_documents == 4 and allowed.deletion_refused is None
+
+
+# ------------------------------------------------------------------ defect 9
+def test_directory_sources_stay_inside_and_skip_hidden_files(tmp_path: Path) -> None:
+    outside = tmp_path / "secret.txt"
+    outside.write_text("private key material")
+    root = tmp_path / "docs"
+    (root / ".git").mkdir(parents=True)
+    (root / ".git" / "description.txt").write_text("git internals")
+    (root / "CVS").mkdir()
+    (root / "CVS" / "entries.txt").write_text("cvs internals")
+    (root / ".env.md").write_text("TOKEN=abc")
+    (root / "guide.md").write_text("# Guide")
+    (root / "inside.txt").write_text("inside")
+    (root / "alias.txt").symlink_to(root / "inside.txt")
+    (root / "leak.txt").symlink_to(outside)
+    (root / "linked").symlink_to(tmp_path, target_is_directory=True)
+    left_out: dict[str, str] = {}
+    items = list(read_source(root, on_skip=lambda path, why: left_out.setdefault(path, why)))
+    assert [d.id for d in items if isinstance(d, Document)] == ["alias.txt", "guide.md", "inside.txt"]
+    assert "private key material" not in {d.text for d in items if isinstance(d, Document)}
+    assert set(left_out) == {".git/", "CVS/", ".env.md", "leak.txt", "linked/"}
+    assert "outside the directory" in left_out["leak.txt"] and "not followed" in left_out["linked/"]
+    everything = [d.id for d in read_source(root, include_hidden=True) if isinstance(d, Document)]
+    assert everything == [".env.md", ".git/description.txt", "CVS/entries.txt", "alias.txt", "guide.md", "inside.txt"]
+
+
+# ----------------------------------------------------------------- defect 10
+def test_writes_are_bounded_by_chunks(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    """A long record no longer drags a whole group of documents into one huge write."""
+    backend = create_backend(data_dir=tmp_path / "d")
+    sizes: list[int] = []
+    upsert = backend.upsert
+    backend.upsert = lambda collection, points: (sizes.append(len(points)), upsert(collection, points))[1]  # type: ignore[method-assign]
+    try:
+        syncer = Syncer(tiny_encoder, backend, "c", chunks_per_write=20, chunk_overlap=4)
+        report = syncer.run(read_iterable(example_records[:30]))
+    finally:
+        backend.close()
+    longest = max(len(syncer._chunks(d)) for d in read_iterable(example_records[:30]))  # type: ignore[arg-type]
+    assert sum(sizes) == report.chunks_written and len(sizes) > 1
+    assert max(sizes) < 20 + longest
+
+
+def test_empty_in_filter_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="at least one value"):
+        parse_filters(["section in ,"])
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "splare_connect.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def test_cli_reproductions_end_in_one_line_errors(tmp_path: Path, tiny_model_dir: Path, example_records) -> None:  # type: ignore[no-untyped-def]
+    """The issue's reproductions, through the CLI: exit codes, one-line errors, no traceback."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPLARE_", "QDRANT_"))}
+    env["SPLARE_MODEL"] = str(tiny_model_dir)
+    deep = {"id": "deep", "text": "hi", "meta": nested(130)}
+    write_lines(tmp_path / "nest.jsonl", [json.dumps(example_records[0]), json.dumps(deep)])
+    ingested = run_cli("ingest", "nest.jsonl", "-c", "c", "--data-dir", "d", env=env, cwd=tmp_path)
+    assert ingested.returncode == 3 and "nest.jsonl:2: metadata.meta" in ingested.stderr
+    info = run_cli("collections", "info", "c", "--data-dir", "d", "--json", env=env, cwd=tmp_path)
+    assert info.returncode == 0 and json.loads(info.stdout)["points"] >= 1
+
+    # Arguments are checked before the model loads: a model that doesn't exist is never reached.
+    no_model = {**env, "SPLARE_MODEL": str(tmp_path / "no-such-model")}
+    for args, message in (
+        (("--backend", "nosuch"), "no backend named 'nosuch'"),
+        (("--shard", "3/2"), "shard must be i/n"),
+        (("--url", "http://127.0.0.1:99999"), "port"),
+        (("--data-dir", "nest.jsonl"), "nest.jsonl"),
+    ):
+        result = run_cli("ingest", "nest.jsonl", "-c", "c", *args, env=no_model, cwd=tmp_path)
+        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr and "no-such-model" not in result.stderr
+    bad_filter = run_cli("search", "hi", "-c", "c", "-f", "section in ,", env=no_model, cwd=tmp_path)
+    assert bad_filter.returncode == 1 and "at least one value" in bad_filter.stderr
+
+
+def test_bad_records_with_markup_are_printed_as_text(tmp_path: Path, tiny_model_dir: Path) -> None:
+    env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "d")}
+    write_lines(tmp_path / "m.jsonl", ['{"id": "[/]", "text": "one"}', '{"id": "[/]", "text": "two"}'])
+    result = run_cli("ingest", "m.jsonl", "-c", "c", env=env, cwd=tmp_path)
+    assert result.returncode == 3 and "m.jsonl:2: duplicate id '[/]'" in result.stderr, result.stderr
+
+
+def test_bad_record_messages_survive_undecodable_file_names(tmp_path: Path) -> None:
+    error = BadRecordError("invalid UTF-8 at byte 0", source=os.fsdecode(b"/tmp/caf\xe9.txt"))
+    assert str(error).encode("utf-8") and "caf\\udce9" in str(error)
