@@ -17,6 +17,7 @@ from splare_connect.errors import (
     EncoderMismatchError,
     MissingDependencyError,
     PartialWriteError,
+    RecordsRejectedError,
     SplareError,
 )
 from splare_connect.sparse_vector import SparseVector
@@ -38,6 +39,7 @@ __all__ = [
     "EncoderMismatchError",
     "MissingDependencyError",
     "PartialWriteError",
+    "RecordsRejectedError",
     "SparseVector",
     "SplareEncoder",
     "SplareError",

@@ -45,6 +45,11 @@ class PartialWriteError(BackendError):
         super().__init__(message)
 
 
+class RecordsRejectedError(BackendError):
+    """The database refused the data of a write, not the connection: the same records
+    would be refused again, so the sync engine writes them apart to find the bad ones."""
+
+
 class EncoderMismatchError(SplareError, ValueError):
     """Vectors or queries from one encoder were sent to a collection built by another."""
 

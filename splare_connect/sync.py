@@ -13,14 +13,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.chunking import Chunk, chunk_document
 from splare_connect.documents import Document
-from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError
+from splare_connect.errors import BackendError, BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem, id_problem
 
 if TYPE_CHECKING:
@@ -316,7 +316,7 @@ class Syncer:
             weights = [float(v.values.max()) for v in encoded.sparse if v.nnz]
             self.backend.create_collection(self.collection_spec(max(weights, default=None)))
             self._created = True
-        points = []
+        points: list[PointRecord] = []
         for position, (document, chunk) in enumerate(chunks):
             payload: dict[str, Any] = {
                 "doc_id": document.id,
@@ -329,31 +329,59 @@ class Syncer:
                 payload["text"] = chunk.text
             dense = None if encoded.dense is None else encoded.dense[position]
             points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, payload))
-        try:
-            self.backend.upsert(self.collection, points)
-            refused: set[str] = set()
-        except PartialWriteError as error:
-            # The database refused some chunks and stored the rest: report each refused
-            # document; it stays incomplete, so the next run tries it again.
-            refused = {record_id for record_id, _ in error.failures}
-            doc_of = {chunk.record_id: (document, chunk) for document, chunk in chunks}
-            for record_id, reason in error.failures:
-                document, _ = doc_of.get(record_id, (None, None))
-                report.skipped.append(
-                    BadRecordError(
-                        f"refused by the database: {reason}",
-                        source=None if document is None else document.source,
-                        line=None if document is None else document.line,
-                        record_id=record_id,
-                    )
+        groups = [points[start : start + len(document_chunks)] for start, document_chunks in _spans(pending)]
+        failures = self._upsert(groups)
+        if failures and len(failures) == len(points) and len(groups) > 1:
+            raise BackendError(f"the database refused every document of a write: {failures[0][1]}")
+        # Refused documents stay incomplete, so the next run tries them again; their
+        # stored chunks are kept as they are rather than lose the previous version.
+        refused = {record_id for record_id, _ in failures}
+        doc_of = {chunk.record_id: document for document, chunk in chunks}
+        for record_id, reason in failures:
+            document = doc_of.get(record_id)
+            report.skipped.append(
+                BadRecordError(
+                    f"refused by the database: {reason}",
+                    source=None if document is None else document.source,
+                    line=None if document is None else document.line,
+                    record_id=record_id,
                 )
+            )
+        damaged = {doc_of[record_id].id for record_id in refused if record_id in doc_of}
         written = {chunk.record_id for _, chunk in chunks} - refused
         stale = sorted(
             record
             for document in documents
-            if document.id in stored
+            if document.id in stored and document.id not in damaged
             for record in stored[document.id].records - written
         )
         self.backend.delete(self.collection, stale)
         report.chunks_written += len(points) - len(refused)
         LOGGER.info("wrote %d documents (%d chunks)", len(documents), len(points))
+
+    def _upsert(self, groups: list[list[PointRecord]]) -> list[tuple[str, str]]:
+        """Write one group of points per document; return ``(record id, reason)`` for each refused point.
+
+        When the database refuses a write's data (:class:`RecordsRejectedError`), the
+        documents are written apart by halving, so one bad document costs a few more
+        writes and the others land. A partial write reports its own refused points.
+        """
+        points = [point for group in groups for point in group]
+        try:
+            self.backend.upsert(self.collection, points)
+        except PartialWriteError as error:
+            return list(error.failures)
+        except RecordsRejectedError as error:
+            if len(groups) == 1:
+                return [(point.id, str(error)) for point in points]
+            middle = len(groups) // 2
+            return self._upsert(groups[:middle]) + self._upsert(groups[middle:])
+        return []
+
+
+def _spans(pending: list[tuple[Document, list[Chunk]]]) -> Iterator[tuple[int, list[Chunk]]]:
+    """Each document's chunks with the position of its first one in the flat list of the write."""
+    start = 0
+    for _, chunks in pending:
+        yield start, chunks
+        start += len(chunks)

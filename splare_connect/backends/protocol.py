@@ -184,7 +184,14 @@ class Backend(Protocol):
         """Delete a collection and everything in it."""
 
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
-        """Insert or replace points (same id: replaced, never duplicated)."""
+        """Insert or replace points (same id: replaced, never duplicated).
+
+        Raises:
+            PartialWriteError: Some points were refused and the others stored.
+            RecordsRejectedError: The database refused the points' data (not the
+                connection); the sync engine then writes the documents apart to find
+                the refused ones.
+        """
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Delete points by their string ids (missing ids are ignored)."""

@@ -286,3 +286,71 @@ def test_bad_records_with_markup_are_printed_as_text(tmp_path: Path, tiny_model_
 def test_bad_record_messages_survive_undecodable_file_names(tmp_path: Path) -> None:
     error = BadRecordError("invalid UTF-8 at byte 0", source=os.fsdecode(b"/tmp/caf\xe9.txt"))
     assert str(error).encode("utf-8") and "caf\\udce9" in str(error)
+
+
+# ------------------------------------------------------- refused by the database
+def test_edge_refusing_a_payload_is_a_records_rejected_error(tmp_path: Path) -> None:
+    """The real engine's own refusal (a NaN in a payload that skipped the record rules)."""
+    import numpy as np
+
+    from splare_connect import RecordsRejectedError, SparseVector
+    from splare_connect.backends import CollectionSpec, PointRecord
+
+    backend = create_backend(data_dir=tmp_path / "d")
+    try:
+        backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
+        vector = SparseVector(np.array([1], np.uint32), np.array([0.5], np.float32), 8)
+        with pytest.raises(RecordsRejectedError, match="upserting 1 points"):
+            backend.upsert("c", [PointRecord("bad", vector, None, {"score": float("nan")})])
+        backend.upsert("c", [PointRecord("good", vector, None, {"score": 1.0})])
+        assert backend.count("c") == 1
+    finally:
+        backend.close()
+
+
+def test_documents_the_database_refuses_are_found_and_the_others_land(
+    tmp_path: Path, tiny_encoder, example_records
+) -> None:  # type: ignore[no-untyped-def]
+    """A database rule the record rules can't know (here: no 'poison' field) costs only its documents."""
+    from splare_connect import RecordsRejectedError
+    from splare_connect_qdrant.edge import EdgeBackend
+
+    class StrictEdge(EdgeBackend):
+        writes = 0
+
+        def upsert(self, collection, points):  # type: ignore[no-untyped-def]
+            StrictEdge.writes += 1
+            if any("poison" in point.payload["metadata"] for point in points):
+                raise RecordsRejectedError("upserting failed: field 'poison' is not allowed")
+            super().upsert(collection, points)
+
+    records = [dict(r) for r in example_records[:16]]
+    records[3]["poison"] = records[11]["poison"] = True
+    backend = StrictEdge(tmp_path / "d")
+    try:
+        report = Syncer(tiny_encoder, backend, "c", documents_per_write=16, chunks_per_write=10_000).run(
+            read_iterable(records)
+        )
+    finally:
+        backend.close()
+    refused = {error.record_id.split("#")[0] for error in report.skipped if error.record_id}
+    assert refused == {records[3]["id"], records[11]["id"]}
+    assert all("refused by the database" in str(error) and error.line for error in report.skipped)
+    assert StrictEdge.writes <= 1 + 2 * 2 * 4  # halving: a few writes per refused document, not one per document
+    assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for i, r in enumerate(records) if i not in (3, 11)})
+
+
+def test_a_database_refusing_everything_stops_the_run(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    from splare_connect import BackendError, RecordsRejectedError
+    from splare_connect_qdrant.edge import EdgeBackend
+
+    class RefusingEdge(EdgeBackend):
+        def upsert(self, collection, points):  # type: ignore[no-untyped-def]
+            raise RecordsRejectedError("upserting failed: payload too large")
+
+    backend = RefusingEdge(tmp_path / "d")
+    try:
+        with pytest.raises(BackendError, match=r"refused every document of a write: .*payload too large"):
+            Syncer(tiny_encoder, backend, "c").run(read_iterable(example_records[:4]))
+    finally:
+        backend.close()

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from splare_connect.backends import CollectionSpec, Hit
 from splare_connect.backends.ids import RECORD_NAMESPACE, record_uuid
-from splare_connect.errors import BackendError
+from splare_connect.errors import BackendError, RecordsRejectedError
 from splare_connect.sparse_vector import SparseVector
 
 POINT_ID_NAMESPACE = RECORD_NAMESPACE
@@ -42,12 +42,16 @@ def metadata_key(key: str) -> str:
     return f"{METADATA_FIELD}.{key}"
 
 
-def call_engine(action: str, function: Callable[[], T]) -> T:
+def call_engine(
+    action: str, function: Callable[[], T], *, rejects_data: Callable[[BaseException], bool] | None = None
+) -> T:
     """Run an engine call; turn anything it raises, Rust panics included, into BackendError.
 
     Qdrant Edge reports some bad input with ``pyo3_runtime.PanicException``, a
     ``BaseException`` that ``except Exception`` doesn't catch. The message is one line
     and redacted: a server's error body may span lines and echo the ``api-key`` header.
+    Writes pass ``rejects_data``: errors it accepts mean the engine refused the records
+    themselves and become :class:`RecordsRejectedError`.
     """
     from splare_connect.redaction import safe_message
 
@@ -58,7 +62,10 @@ def call_engine(action: str, function: Callable[[], T]) -> T:
     except BackendError:
         raise
     except BaseException as exc:
-        raise BackendError(safe_message(f"{action} failed: {type(exc).__name__}: {exc}")) from exc
+        message = safe_message(f"{action} failed: {type(exc).__name__}: {exc}")
+        if rejects_data is not None and rejects_data(exc):
+            raise RecordsRejectedError(message) from exc
+        raise BackendError(message) from exc
 
 
 def to_hits(points: Sequence[Any]) -> list[Hit]:

@@ -151,24 +151,34 @@ class EdgeBackend:
         import qdrant_edge as edge
 
         spec = self._spec(collection)
-        edge_points = []
+        if not points:
+            return
         for record in points:
             check_vector(spec, record.id, record.sparse)
-            vector: dict[str, Any] = {
-                spec.sparse_vector_name: edge.SparseVector(
-                    record.sparse.indices.tolist(), record.sparse.values.tolist()
-                )
-            }
-            if spec.dense_dim:
-                vector[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
-            payload = {RECORD_ID_FIELD: record.id, **record.payload}
-            edge_points.append(edge.Point(point_id(record.id), vector, payload))
-        if edge_points:
-            shard = self._shard(collection)
-            call_engine(
-                f"upserting {len(edge_points)} points into {collection!r}",
-                lambda: shard.update(edge.UpdateOperation.upsert_points(edge_points)),
-            )
+        shard = self._shard(collection)
+
+        def write() -> None:
+            # Building the points converts payloads to the engine's types, which can refuse them too.
+            edge_points = [self._edge_point(spec, record) for record in points]
+            shard.update(edge.UpdateOperation.upsert_points(edge_points))
+
+        # Anything but an I/O failure here is the engine refusing the data (TypeError, a panic ...).
+        call_engine(
+            f"upserting {len(points)} points into {collection!r}",
+            write,
+            rejects_data=lambda error: not isinstance(error, OSError),
+        )
+
+    @staticmethod
+    def _edge_point(spec: CollectionSpec, record: PointRecord) -> Any:
+        import qdrant_edge as edge
+
+        vector: dict[str, Any] = {
+            spec.sparse_vector_name: edge.SparseVector(record.sparse.indices.tolist(), record.sparse.values.tolist())
+        }
+        if spec.dense_dim:
+            vector[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
+        return edge.Point(point_id(record.id), vector, {RECORD_ID_FIELD: record.id, **record.payload})
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Delete points by record id."""

@@ -165,7 +165,9 @@ class ServerBackend:
         self.retry_deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
         self._specs: dict[str, CollectionSpec] = {}
 
-    def _call(self, action: str, function: Callable[[], T]) -> T:
+    def _call(
+        self, action: str, function: Callable[[], T], *, rejects_data: Callable[[BaseException], bool] | None = None
+    ) -> T:
         """Run a request under the retry policy; any failure becomes a one-line, redacted BackendError."""
         return call_engine(
             action,
@@ -180,6 +182,7 @@ class ServerBackend:
                 deadline=self.retry_deadline,
                 logger=LOGGER,
             ),
+            rejects_data=rejects_data,
         )
 
     # ------------------------------------------------------------ collections
@@ -249,28 +252,18 @@ class ServerBackend:
 
         spec = self._spec(collection)
         for batch in batches_by_size(points, self.max_batch_points, self.max_batch_bytes):
-            structs = []
             for record in batch:
                 check_vector(spec, record.id, record.sparse)
-                vector: dict[str, Any] = {
-                    spec.sparse_vector_name: models.SparseVector(
-                        indices=record.sparse.indices.tolist(), values=record.sparse.values.tolist()
-                    )
-                }
-                if spec.dense_dim:
-                    if record.dense is None:
-                        raise BackendError(f"record {record.id!r}: collection {collection!r} needs a dense vector")
-                    vector[spec.dense_vector_name] = np.asarray(record.dense, np.float32).tolist()
-                structs.append(
-                    models.PointStruct(
-                        id=point_id(record.id),
-                        vector=vector,
-                        payload={RECORD_ID_FIELD: record.id, **record.payload},
-                    )
-                )
+            # Building the structs validates the payloads (pydantic), which can refuse them.
+            structs = call_engine(
+                f"preparing {len(batch)} points for {collection!r}",
+                lambda batch=batch: [_point_struct(spec, record, models) for record in batch],
+                rejects_data=lambda error: True,
+            )
             self._call(
                 f"upserting {len(structs)} points into {collection!r}",
                 lambda structs=structs: self.client.upsert(collection, points=structs, wait=True),
+                rejects_data=_refuses_data,
             )
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
@@ -402,3 +395,25 @@ class ServerBackend:
         if spec is None:
             raise BackendError(f"collection {name!r} does not exist")
         return spec
+
+
+def _point_struct(spec: CollectionSpec, record: PointRecord, models: Any) -> Any:
+    vector: dict[str, Any] = {
+        spec.sparse_vector_name: models.SparseVector(
+            indices=record.sparse.indices.tolist(), values=record.sparse.values.tolist()
+        )
+    }
+    if spec.dense_dim:
+        if record.dense is None:
+            raise BackendError(f"record {record.id!r}: collection {spec.name!r} needs a dense vector")
+        vector[spec.dense_vector_name] = np.asarray(record.dense, np.float32).tolist()
+    return models.PointStruct(
+        id=point_id(record.id), vector=vector, payload={RECORD_ID_FIELD: record.id, **record.payload}
+    )
+
+
+def _refuses_data(error: BaseException) -> bool:
+    """A 400, 413 or 422 answer to a write: the server refused these records (their size or content)."""
+    from qdrant_client.http.exceptions import UnexpectedResponse
+
+    return isinstance(error, UnexpectedResponse) and error.status_code in (400, 413, 422)
