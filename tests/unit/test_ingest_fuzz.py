@@ -19,6 +19,8 @@ import itertools
 import json
 import math
 import os
+from collections import Counter
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -145,6 +147,15 @@ def same_json(got: object, want: object) -> bool:
 
 
 _collections = itertools.count()
+TALLY: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_tally() -> Iterator[None]:
+    """With ``-s``, the campaign's figures: files, lines, and what became of them."""
+    yield
+    if TALLY:
+        print(f"\nfuzz tally: {dict(TALLY)}")
 
 
 @settings(
@@ -177,8 +188,10 @@ def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_
     finally:
         fresh.close()
 
+    TALLY.update(files=1, lines=len(lines), well_formed=len(valid), skipped=len(report.skipped), stored=len(stored))
     for number, line in enumerate(lines, start=1):
         if not line.strip():
+            TALLY["blank"] += 1
             continue  # blank lines are not records
         if number in valid:
             record = valid[number]
@@ -186,6 +199,7 @@ def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_
             assert same_json(stored[record["id"]], {k: v for k, v in record.items() if k not in ("id", "text")})
         elif number not in reported:
             assert parsed_id(line) in stored, f"line {number} was neither stored nor reported: {line[:80]!r}"
+            TALLY["hostile_but_stored"] += 1
 
 
 def test_fuzz_strategies_produce_both_kinds() -> None:
