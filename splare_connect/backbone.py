@@ -45,7 +45,7 @@ def load_backbone(
 
     Weights are read from safetensors only (``use_safetensors=True``), so no pickle
     from a checkpoint is ever executed; ``trust_remote_code`` stays off unless the
-    caller turns it on.
+    caller turns it on (nothing read from a model directory can).
 
     Args:
         name_or_path: Local directory or model-hub id.
@@ -54,7 +54,8 @@ def load_backbone(
         torch_dtype: Parameter dtype.
 
     Raises:
-        CheckpointError: The model or adapter can't be found or read.
+        CheckpointError: The model or adapter can't be found or read, or the model needs
+            its own code and ``trust_remote_code`` is off.
     """
     from transformers import AutoModel, AutoTokenizer
 
@@ -70,12 +71,23 @@ def load_backbone(
             dtype=torch_dtype,
         )
     except (OSError, ValueError, KeyError) as exc:
+        if not trust_remote_code and "trust_remote_code" in str(exc):
+            raise CheckpointError(_remote_code_refused(location)) from exc
         raise CheckpointError(f"cannot load backbone {location!r}: {exc}") from exc
     if lora is not None:
         model = _merge_lora(model, Path(lora))
     model.eval()
     model.requires_grad_(False)
     return LoadedBackbone(model=model, tokenizer=tokenizer)
+
+
+def _remote_code_refused(location: str) -> str:
+    """The error for a backbone that only loads by running its own code, which was not allowed."""
+    return (
+        f"backbone {location!r} needs to run Python code shipped with it (an auto_map in its config.json), "
+        "and remote code is off. Inspect that code first; to run it, pass trust_remote_code=True "
+        "(CLI: --trust-remote-code). A setting in the model directory cannot allow it."
+    )
 
 
 def _merge_lora(model: PreTrainedModel, adapter_dir: Path) -> PreTrainedModel:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ Role = Literal["query", "document"]
 # Texts tokenized together before being sorted by length into batches: bounds memory
 # while keeping padding low (length-bucketed batches).
 _TOKENIZE_CHUNK_BATCHES = 16
+
+# Unicode categories that print nothing besides whitespace: control (Cc) and format (Cf:
+# zero-width space, BOM, bidi marks, soft hyphen). A text made only of these is blank.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class SplareEncoder:
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.float32,
         precision: str = "fp32",
+        trust_remote_code: bool = False,
         **overrides: Any,
     ) -> SplareEncoder:
         """Load a registered model by name, a model directory, or the default model.
@@ -145,13 +151,23 @@ class SplareEncoder:
             torch_dtype: Backbone parameter dtype.
             precision: ``"fp32"``, or ``"int8"`` for the fast CPU path (dynamic int8
                 matrix products; see :mod:`splare_connect.quantization`).
+            trust_remote_code: Let the backbone run Python code shipped in its directory
+                (``auto_map`` in its ``config.json``). Only the caller can allow this: a
+                model directory cannot, whatever its files say.
             **overrides: EncoderConfig fields to change (e.g. ``document_top_k=200``).
         """
         from splare_connect.models import resolve_model
 
         model_dir = resolve_model(name_or_path)
         config = EncoderConfig.load(model_dir).with_overrides(**overrides)
-        return cls.from_config(config, base_dir=model_dir, device=device, torch_dtype=torch_dtype, precision=precision)
+        return cls.from_config(
+            config,
+            base_dir=model_dir,
+            device=device,
+            torch_dtype=torch_dtype,
+            precision=precision,
+            trust_remote_code=trust_remote_code,
+        )
 
     @classmethod
     def from_config(
@@ -162,15 +178,17 @@ class SplareEncoder:
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.float32,
         precision: str = "fp32",
+        trust_remote_code: bool = False,
     ) -> SplareEncoder:
         """Load the backbone, LoRA adapter and SAE that ``config`` names.
 
-        Relative paths in ``config`` are resolved against ``base_dir``.
+        Relative paths in ``config`` are resolved against ``base_dir``. Remote code runs
+        only with ``trust_remote_code=True`` (see :meth:`from_pretrained`).
         """
         backbone = load_backbone(
             _resolve(config.backbone, base_dir),
             lora=None if config.lora is None else _resolve(config.lora, base_dir),
-            trust_remote_code=config.trust_remote_code,
+            trust_remote_code=trust_remote_code,
             torch_dtype=torch_dtype,
         )
         sae = load_sae(_resolve(config.sae, base_dir), config.sae_format)  # type: ignore[arg-type]
@@ -188,6 +206,7 @@ class SplareEncoder:
         device: str | torch.device | None = None,
         torch_dtype: torch.dtype = torch.float32,
         precision: str = "fp32",
+        trust_remote_code: bool = False,
         **settings: Any,
     ) -> SplareEncoder:
         """Assemble an encoder from a backbone, an SAE checkpoint and a layer.
@@ -198,6 +217,7 @@ class SplareEncoder:
             layer: Block index the SAE reads (``blocks.L.hook_resid_post``).
             sae_format: SAE format, or ``"auto"``.
             lora: peft LoRA adapter directory merged into the backbone.
+            trust_remote_code: Let the backbone run Python code shipped with it.
             **settings: Other :class:`EncoderConfig` fields.
         """
         config = EncoderConfig(
@@ -209,7 +229,9 @@ class SplareEncoder:
             lora=None if lora is None else str(lora),
             **settings,
         )
-        return cls.from_config(config, device=device, torch_dtype=torch_dtype, precision=precision)
+        return cls.from_config(
+            config, device=device, torch_dtype=torch_dtype, precision=precision, trust_remote_code=trust_remote_code
+        )
 
     # --------------------------------------------------------------- encoding
     @property
@@ -254,8 +276,9 @@ class SplareEncoder:
 
         Texts longer than ``max_length`` tokens are truncated (``result.truncated``
         says which); split long documents into chunks before encoding to keep all of
-        them. An empty or whitespace-only text has no content token and encodes to an
-        empty vector (``nnz == 0``).
+        them. A blank text (empty, or only whitespace and invisible format characters
+        such as a zero-width space) has no content token and encodes to an empty vector
+        (``nnz == 0``); its dense embedding is still defined.
 
         Args:
             texts: A list (or other sequence) of strings; a bare ``str`` is refused
@@ -323,7 +346,9 @@ class SplareEncoder:
         prefix_chars = 0 if self.config.pool_prefix_tokens else len(prefix.rstrip())
         chunk_size = batch_size * _TOKENIZE_CHUNK_BATCHES
         for chunk_start in range(0, len(texts), chunk_size):
-            chunk = [prefix + text for text in texts[chunk_start : chunk_start + chunk_size]]
+            originals = texts[chunk_start : chunk_start + chunk_size]
+            chunk = [prefix + text for text in originals]
+            has_text = [_has_visible_text(text) for text in originals]
             encoded = self.tokenizer(
                 chunk,
                 truncation=True,
@@ -335,12 +360,13 @@ class SplareEncoder:
             by_length = sorted(range(len(chunk)), key=lambda i: len(encoded["input_ids"][i]))
             for start in range(0, len(by_length), batch_size):
                 members = by_length[start : start + batch_size]
-                yield self._make_batch(encoded, chunk, members, chunk_start, prefix_chars)
+                yield self._make_batch(encoded, chunk, has_text, members, chunk_start, prefix_chars)
 
     def _make_batch(
         self,
         encoded: Any,
         chunk: list[str],
+        has_text: list[bool],
         members: list[int],
         chunk_start: int,
         prefix_chars: int,
@@ -356,10 +382,13 @@ class SplareEncoder:
             offsets = np.asarray(encoded["offset_mapping"][i], np.int64).reshape(-1, 2)
             input_ids[row, : len(ids)] = ids
             attention[row, : len(ids)] = 1
-            is_content = ~special & (offsets[:, 0] >= prefix_chars)
-            if self.config.pool_special_tokens:
-                is_content = offsets[:, 0] >= prefix_chars
-            content[row, : len(ids)] = is_content
+            content[row, : len(ids)] = _content_tokens(
+                special,
+                offsets,
+                prefix_chars,
+                pool_special_tokens=self.config.pool_special_tokens,
+                has_text=has_text[i],
+            )
             text_end = len(chunk[i].rstrip())
             real_ends = offsets[~special, 1]
             truncated.append(bool(real_ends.size) and int(real_ends.max()) < text_end)
@@ -384,7 +413,7 @@ class SplareEncoder:
         settings = {
             key: value
             for key, value in self.config.to_dict().items()
-            if key not in ("name", "backbone", "sae", "lora", "sae_format", "trust_remote_code")
+            if key not in ("name", "backbone", "sae", "lora", "sae_format")
         }
         settings["layer"] = self.reader.layer
         settings["max_length"] = self.max_length
@@ -435,6 +464,41 @@ def _validate_texts(texts: Sequence[str]) -> list[str]:
         if not isinstance(item, str):
             raise BadInputError(f"texts[{index}] is a {type(item).__name__}, not a str: {item!r:.80}")
     return items
+
+
+def _has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a character that prints: not whitespace, control or format.
+
+    SentencePiece tokenizers turn a blank text into a word-boundary token (``"▁"``, over
+    the prefix's trailing space or over the blanks), and that one token has k SAE
+    latents (32 for the default model's TopK SAE): the "empty" vector would match every
+    query. ``str.strip`` skips leading and trailing whitespace in C, so for ordinary
+    text this looks at one character.
+    """
+    return any(not (char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES) for char in text.strip())
+
+
+def _content_tokens(
+    special: npt.NDArray[np.bool_],
+    offsets: npt.NDArray[np.int64],
+    prefix_chars: int,
+    *,
+    pool_special_tokens: bool,
+    has_text: bool,
+) -> npt.NDArray[np.bool_]:
+    """Which tokens of one text may add features.
+
+    Tokens from the end of the prefix's last visible character on (the prefix's own
+    tokens only with ``prefix_chars=0``), specials only if ``pool_special_tokens``; and
+    none at all when the text is blank, whatever the tokenizer made of it. Whitespace
+    tokens inside or after real text keep counting: excluding them too would change
+    ordinary vectors (a trailing ``"▁"``; the ``"▁"`` before CJK words), and so every
+    fingerprint and stored collection.
+    """
+    if not has_text:
+        return np.zeros(len(special), np.bool_)
+    after_prefix = offsets[:, 0] >= prefix_chars
+    return after_prefix if pool_special_tokens else ~special & after_prefix
 
 
 def _hidden_size(model: torch.nn.Module) -> int:

@@ -8,16 +8,21 @@ vectors from different encoders are never mixed.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from splare_connect.config_files import read_settings
+from splare_connect.config_files import read_json_object, reject_unknown_keys
 from splare_connect.errors import CheckpointError, ConfigError
 
 CONFIG_FILE = "splare_config.json"
 
 DensePooling = Literal["none", "mean", "cls"]
+
+# Read from old config files but never obeyed: whether a backbone may run its own Python
+# code is the caller's choice at load time, never a file's inside the thing being loaded.
+RETIRED_REMOTE_CODE_KEY = "trust_remote_code"
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,9 @@ class EncoderConfig:
             ``None`` uses the tokenizer's limit.
         dense_pooling: Dense embedding from the same forward pass: ``"mean"``
             (e5, sentence-transformers), ``"cls"``, or ``"none"``.
-        trust_remote_code: Allow model code shipped with the backbone to run.
+
+    Whether the backbone may run code shipped with it is not a setting here: it is the
+    ``trust_remote_code`` argument of :meth:`SplareEncoder.from_pretrained`.
     """
 
     name: str
@@ -61,7 +68,6 @@ class EncoderConfig:
     pool_special_tokens: bool = False
     max_length: int | None = None
     dense_pooling: DensePooling = "none"
-    trust_remote_code: bool = False
 
     def __post_init__(self) -> None:
         for field_name in ("query_top_k", "document_top_k"):
@@ -93,12 +99,38 @@ class EncoderConfig:
 
     @classmethod
     def load(cls, directory: str | Path) -> EncoderConfig:
-        """Read ``splare_config.json`` from a model directory."""
+        """Read ``splare_config.json`` from a model directory.
+
+        A ``trust_remote_code`` key (earlier versions wrote ``false`` into every file) is
+        dropped: silently when false, with a warning otherwise.
+        """
         file = Path(directory, CONFIG_FILE)
         if not file.is_file():
             raise CheckpointError(f"not a splare-connect model directory: {file} is missing")
-        data = read_settings(file, cls, error=CheckpointError)
+        data = read_json_object(file, error=CheckpointError, what="settings file")
+        _drop_remote_code_key(data, file)
+        reject_unknown_keys(cls, data, str(file), error=CheckpointError)
         try:
             return cls(**data)
         except TypeError as exc:
             raise CheckpointError(f"{file}: {exc}") from exc
+
+
+def _drop_remote_code_key(data: dict[str, Any], file: Path) -> None:
+    """Remove the retired ``trust_remote_code`` key, warning if it asked for remote code.
+
+    A file that could switch remote code on would let whoever supplies a model directory
+    run Python on ``splare-connect search --model DIR``; the warning says how the user can
+    allow it deliberately.
+    """
+    if RETIRED_REMOTE_CODE_KEY not in data:
+        return
+    value = data.pop(RETIRED_REMOTE_CODE_KEY)
+    if value is not False:
+        warnings.warn(
+            f'{file}: ignoring "{RETIRED_REMOTE_CODE_KEY}": {json.dumps(value)}; a model directory cannot '
+            "turn on remote code. To let this backbone run the Python code shipped with it, pass "
+            "trust_remote_code=True when loading (CLI: --trust-remote-code), and only for a model you trust.",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -31,16 +31,30 @@ SAMPLE_TEXTS = [
 ]
 
 
-def build_tokenizer(directory: Path, *, decoder_style: bool = False) -> None:
-    """A lowercase word-level tokenizer over WORDS, saved as a transformers fast tokenizer."""
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+WORD_BOUNDARY = "\u2581"  # SentencePiece's "▁"
+
+
+def build_tokenizer(directory: Path, *, decoder_style: bool = False, sentencepiece: bool = False) -> None:
+    """A lowercase tokenizer over WORDS, saved as a transformers fast tokenizer.
+
+    Word-level by default: whitespace never becomes a token. ``sentencepiece=True`` makes
+    it behave like XLM-R's SentencePiece (the default model's tokenizer): pieces start
+    with ``"▁"``, and a blank, or a space before an unknown piece, becomes a lone ``"▁"``.
+    """
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
-    vocab = {token: i for i, token in enumerate(specials + list(dict.fromkeys(WORDS)))}
-    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    words = list(dict.fromkeys(WORDS))
+    vocab = {token: i for i, token in enumerate(SPECIALS + words)}
+    if sentencepiece:
+        pieces = [(token, 0.0) for token in SPECIALS] + [(WORD_BOUNDARY, -2.0)]
+        tokenizer = Tokenizer(models.Unigram([*pieces, *((WORD_BOUNDARY + w, -1.0) for w in words)], unk_id=1))
+        tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement=WORD_BOUNDARY, prepend_scheme="always")
+    else:
+        tokenizer = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+        tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.normalizer = normalizers.Lowercase()
-    tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     if decoder_style:  # BOS only, like Llama
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS] $A", special_tokens=[("[CLS]", vocab["[CLS]"])]
@@ -60,17 +74,17 @@ def build_tokenizer(directory: Path, *, decoder_style: bool = False) -> None:
     ).save_pretrained(directory)
 
 
-def vocab_size() -> int:
-    return 4 + len(dict.fromkeys(WORDS))
+def vocab_size(*, sentencepiece: bool = False) -> int:
+    return len(SPECIALS) + len(dict.fromkeys(WORDS)) + int(sentencepiece)
 
 
-def build_bert(directory: Path, seed: int = 0) -> Path:
-    """A 4-block random BERT with hidden size 32."""
+def build_bert(directory: Path, seed: int = 0, *, sentencepiece: bool = False) -> Path:
+    """A 4-block random BERT with hidden size 32 (``sentencepiece``: see :func:`build_tokenizer`)."""
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
     config = BertConfig(
-        vocab_size=vocab_size(),
+        vocab_size=vocab_size(sentencepiece=sentencepiece),
         hidden_size=HIDDEN,
         num_hidden_layers=N_LAYERS,
         num_attention_heads=4,
@@ -78,7 +92,7 @@ def build_bert(directory: Path, seed: int = 0) -> Path:
         max_position_embeddings=64,
     )
     BertModel(config).eval().save_pretrained(directory, safe_serialization=True)
-    build_tokenizer(directory)
+    build_tokenizer(directory, sentencepiece=sentencepiece)
     return directory
 
 

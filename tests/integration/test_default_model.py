@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from splare_connect import SplareEncoder
+from splare_connect import SparseVector, SplareEncoder
 from splare_connect.models.registry import DEFAULT_MODEL, ZERO_SHOT_MODEL
 
 pytestmark = pytest.mark.default_model
@@ -111,3 +111,46 @@ def test_translations_share_top_features(encoder: SplareEncoder) -> None:
                 # ... and each translation scores its own sentence above every unrelated one.
                 unrelated = max(group[i].dot(other[j]) for h, other in enumerate(groups) if h != g)
                 assert group[i].dot(group[j]) > 3 * unrelated
+
+
+BLANK_TEXTS = ["", " ", "\n\t ", "\u3000", "\u200b"]
+
+
+def test_blank_texts_encode_to_empty_vectors(encoder: SplareEncoder) -> None:
+    # XLM-R's tokenizer makes a lone "▁" of "passage: " + "" (over the prefix's trailing
+    # space); its 32 TopK latents used to make every blank text match every query.
+    assert (
+        encoder.encode_queries(BLANK_TEXTS)
+        == encoder.encode_documents(BLANK_TEXTS)
+        == [SparseVector.empty(encoder.dim)] * len(BLANK_TEXTS)
+    )
+    for role in ("query", "document"):
+        dense = encoder.encode(BLANK_TEXTS, role=role, dense=True).dense
+        assert dense is not None and np.isfinite(dense).all()
+        np.testing.assert_allclose(np.linalg.norm(dense, axis=1), 1.0, rtol=1e-5)
+
+
+def test_real_text_keeps_its_whitespace_tokens(encoder: SplareEncoder) -> None:
+    """Excluding blank texts changed no vector of real text (so the fingerprint stays).
+
+    The "▁" tokens of real text (trailing whitespace, before CJK words) still count: the
+    vectors equal the pooling of every non-special token after the prefix.
+    """
+    import torch
+
+    from splare_connect.pooling import pool_latents, prune_to_vectors
+
+    texts = ["hello", "  hello  ", "list directory contents\n", "ディレクトリ内のファイル", SENTENCES[6]]
+    for role, prefix, top_k in (("query", "query: ", 40), ("document", "passage: ", 400)):
+        vectors = encoder.encode(texts, role=role, batch_size=1).sparse
+        assert all(v.nnz == 40 if role == "query" else v.nnz > 32 for v in vectors), [v.nnz for v in vectors]
+        for text, vector in zip(texts, vectors, strict=True):
+            tokens = encoder.tokenizer(
+                prefix + text, return_special_tokens_mask=True, return_offsets_mapping=True, return_tensors="pt"
+            )
+            content = (tokens["special_tokens_mask"] == 0) & (tokens["offset_mapping"][..., 0] >= len(prefix.rstrip()))
+            with torch.inference_mode():
+                states, _ = encoder.reader(tokens["input_ids"], tokens["attention_mask"])
+                [reference] = prune_to_vectors(pool_latents(encoder.sae, states, content), top_k)
+            assert vector.indices.tolist() == reference.indices.tolist(), (role, text)
+            np.testing.assert_allclose(vector.values, reference.values, rtol=1e-5, atol=1e-6)

@@ -30,6 +30,12 @@ def bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def sentencepiece_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny BERT whose tokenizer makes ``"▁"`` tokens of blanks, like the default model's."""
+    return build_bert(tmp_path_factory.mktemp("bert-sentencepiece"), sentencepiece=True)
+
+
+@pytest.fixture(scope="module")
 def llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_llama(tmp_path_factory.mktemp("llama"))
 
@@ -198,6 +204,49 @@ def test_empty_and_whitespace_texts_encode_to_empty_vectors(tiny_encoder: Splare
     assert result.sparse[2].nnz > 0
     assert result.dense is not None and np.isfinite(result.dense).all()
     assert tiny_encoder.encode([]).sparse == []
+
+
+BLANK_TEXTS = ["", " ", "   \n\t", "\u3000", "\u200b\ufeff"]
+# Real text whose whitespace also makes "▁" tokens (trailing, leading, before an unknown piece).
+TEXTS_WITH_BLANK_TOKENS = ["list the files ", "  copy a file\n", "liste die dateien", "ディ files"]
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"query_prefix": "query: ", "document_prefix": "passage: "},
+        {},
+        {"query_prefix": "query: ", "document_prefix": "passage: ", "pool_prefix_tokens": True},
+        {"pool_special_tokens": True},
+    ],
+    ids=["e5-prefixes", "no-prefix", "pooled-prefix", "pooled-specials"],
+)
+def test_blank_texts_have_no_features_whatever_their_tokens(
+    sentencepiece_bert_dir: Path, tmp_path: Path, settings: dict
+) -> None:
+    weights = random_sae_tensors(HIDDEN, D_SAE, seed=4)
+    sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
+    encoder = SplareEncoder.from_components(
+        sentencepiece_bert_dir, sae_dir, layer=3, document_top_k=None, dense_pooling="mean", device="cpu", **settings
+    )
+    # The tokenizer does make non-special tokens of blanks: "▁" over the prefix's trailing
+    # space, "▁" per blank, [UNK] for the ideographic and zero-width spaces.
+    blank_tokens = encoder.tokenizer(settings.get("document_prefix", "") + "   \n\t", return_special_tokens_mask=True)
+    assert sum(1 - flag for flag in blank_tokens["special_tokens_mask"]) > 1
+    for role in ("query", "document"):
+        result = encoder.encode([*BLANK_TEXTS, *TEXTS_WITH_BLANK_TOKENS], role=role, dense=True, batch_size=4)
+        assert [v.nnz for v in result.sparse[: len(BLANK_TEXTS)]] == [0] * len(BLANK_TEXTS), role
+        assert all(v.nnz > 0 for v in result.sparse[len(BLANK_TEXTS) :])
+        assert result.dense is not None and np.isfinite(result.dense).all()
+        np.testing.assert_allclose(np.linalg.norm(result.dense, axis=1), 1.0, rtol=1e-5)
+    # Real text keeps every token it had, its "▁" tokens included: vectors (and so
+    # fingerprints and stored collections) are what they were before blanks were excluded.
+    if not settings:
+        document_vectors = encoder.encode_documents([*BLANK_TEXTS, *TEXTS_WITH_BLANK_TOKENS], batch_size=3)
+        expected = expected_vectors(
+            sentencepiece_bert_dir, TEXTS_WITH_BLANK_TOKENS, 3, weights, activation="topk", top_k=None
+        )
+        assert_matches(document_vectors[len(BLANK_TEXTS) :], expected)
 
 
 def test_long_texts_are_truncated_and_flagged(tiny_encoder: SplareEncoder) -> None:
