@@ -152,6 +152,18 @@ def _encoder(model: str | None, precision: str = "fp32", trust_remote_code: bool
     return SplareEncoder.from_pretrained(model, precision=precision, trust_remote_code=trust_remote_code)
 
 
+def _open_early(store: Backend, collection: str, *, must_exist: bool) -> None:
+    """Reach the database and open the collection before the model loads (seconds).
+
+    A missing collection, an unreachable server, or an embedded collection another
+    process is using is then reported at once, not after the model has loaded.
+    """
+    if store.describe_collection(collection) is not None:
+        store.count(collection)
+    elif must_exist:
+        raise SplareError(f"collection {collection!r} does not exist")
+
+
 def _fail(error: Exception) -> typer.Exit:
     _print_error(str(error))
     return typer.Exit(1)
@@ -247,7 +259,7 @@ def sync(
         )
         store = _backend(backend, url, data_dir, timeout)
         try:
-            store.describe_collection(collection)  # reach the database before the model loads (seconds)
+            _open_early(store, collection, must_exist=False)
             syncer = Syncer(
                 _encoder(model, precision, trust_remote_code),
                 store,
@@ -327,8 +339,7 @@ def search(
         conditions = parse_filters(filter_)
         store = _backend(backend, url, data_dir, timeout)
         try:
-            if store.describe_collection(collection) is None:
-                raise SplareError(f"collection {collection!r} does not exist")
+            _open_early(store, collection, must_exist=True)
             retriever = Retriever(_encoder(model, precision, trust_remote_code), store, collection)
             hits = retriever.search(
                 query,

@@ -254,3 +254,19 @@ def test_a_read_only_data_dir_is_one_line_naming_it(tmp_path: Path) -> None:
         f"BackendError creating collection 'c' failed: {data_dir / 'c'}: Read-only file system "
         "(the embedded engine needs a writable data directory, even to search)"
     ], result.stderr
+
+
+def test_cli_commands_on_a_held_collection_fail_before_loading_a_model(tmp_path: Path) -> None:
+    """search and ingest open the collection first: the error comes at once, not after the model loads."""
+    import os
+
+    env = {**os.environ, "SPLARE_MODEL": str(tmp_path / "no-such-model"), "SPLARE_DATA_DIR": str(tmp_path)}
+    source = tmp_path / "docs.jsonl"
+    source.write_text('{"id": "a", "text": "hello"}\n')
+    with held(tmp_path) as holder:
+        for args in (("search", "hi", "-c", "c"), ("ingest", str(source), "-c", "c")):
+            result = subprocess.run(
+                [sys.executable, "-m", "splare_connect.cli", *args], capture_output=True, text=True, env=env, timeout=60
+            )
+            assert result.returncode == 1 and f"in use by another process (pid {holder.pid})" in result.stderr
+            assert "no-such-model" not in result.stderr and "Traceback" not in result.stderr

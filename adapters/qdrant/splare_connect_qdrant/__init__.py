@@ -28,7 +28,7 @@ __all__ = ["EdgeBackend", "ServerBackend", "create_backend"]
 
 API_KEY_ENV = "QDRANT_API_KEY"
 URL_ENV = "QDRANT_URL"
-_CREDENTIALS_HINT = f"Qdrant has no user/password: put the API key in ${API_KEY_ENV}"
+_CREDENTIALS_HINT = f"Qdrant takes an API key, not a user and password; put it in ${API_KEY_ENV}"
 
 
 def create_backend(
