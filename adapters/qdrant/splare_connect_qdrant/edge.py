@@ -31,7 +31,8 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
-from splare_connect.errors import BackendError
+from splare_connect.errors import BackendError, RecordsRejectedError
+from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import (
     METADATA_FIELD,
@@ -46,6 +47,9 @@ from splare_connect_qdrant.filters import to_edge_filter
 from splare_connect_qdrant.lock import CollectionLock, in_use_message
 
 SPEC_FILE = "collection.json"
+# Payload nesting Edge is allowed to get: it fails to read its own log at ~125 levels;
+# the sync engine's record rules allow 32 levels of metadata, well within this.
+MAX_PAYLOAD_DEPTH = 64
 SHARD_DIR = "shard"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _SCROLL_PAGE = 1000
@@ -89,17 +93,25 @@ class EdgeBackend:
         shard = self._open(
             spec.name,
             f"creating collection {spec.name!r}",
-            lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config),
+            lambda: edge.EdgeShard.create(_leftover_cleared(folder / SHARD_DIR), config),
         )
-        for field in (metadata_key(f) for f in spec.indexed_fields):
-            call_engine(
-                f"indexing payload field {field!r}",
-                lambda field=field: shard.update(
-                    edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
-                ),
-            )
-        with _on_disk(f"creating collection {spec.name!r}"):
-            _write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+        try:
+            for field in (metadata_key(f) for f in spec.indexed_fields):
+                call_engine(
+                    f"indexing payload field {field!r}",
+                    lambda field=field: shard.update(
+                        edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
+                    ),
+                )
+            with _on_disk(f"creating collection {spec.name!r}"):
+                _write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+        except BackendError:
+            # Without its description the shard is unreachable (not listed, not droppable)
+            # and blocks the name: remove it, under the lock we still hold.
+            shard_dir = folder / SHARD_DIR
+            self._close_one(spec.name)
+            shutil.rmtree(shard_dir, ignore_errors=True)
+            raise
         self._specs[spec.name] = spec
 
     def describe_collection(self, name: str) -> CollectionSpec | None:
@@ -155,6 +167,11 @@ class EdgeBackend:
             return
         for record in points:
             check_vector(spec, record.id, record.sparse)
+            # Edge stores deeper payloads, then cannot read its own write-ahead log again
+            # (~125 levels): the whole collection would be lost. Refused here, whoever calls.
+            problem = json_value_problem(record.payload, "payload", MAX_PAYLOAD_DEPTH)
+            if problem is not None:
+                raise RecordsRejectedError(f"record {record.id!r}: {problem}")
         shard = self._shard(collection)
 
         def write() -> None:
@@ -162,12 +179,7 @@ class EdgeBackend:
             edge_points = [self._edge_point(spec, record) for record in points]
             shard.update(edge.UpdateOperation.upsert_points(edge_points))
 
-        # Anything but an I/O failure here is the engine refusing the data (TypeError, a panic ...).
-        call_engine(
-            f"upserting {len(points)} points into {collection!r}",
-            write,
-            rejects_data=lambda error: not isinstance(error, OSError),
-        )
+        call_engine(f"upserting {len(points)} points into {collection!r}", write, rejects_data=_refuses_data)
 
     @staticmethod
     def _edge_point(spec: CollectionSpec, record: PointRecord) -> Any:
@@ -414,6 +426,22 @@ def _disk_problem(exc: OSError) -> str:
     if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         reason += " (the embedded engine needs a writable data directory, even to search)"
     return f"{path}: {reason}" if path is not None else reason
+
+
+def _refuses_data(error: BaseException) -> bool:
+    """What Edge raises for data it won't take: a conversion error, or a panic on odd input."""
+    return isinstance(error, (TypeError, ValueError, OverflowError)) or type(error).__name__ == "PanicException"
+
+
+def _leftover_cleared(shard_dir: Path) -> str:
+    """The shard path, emptied of what a create killed before writing the description left.
+
+    Called with the collection's lock held and no ``collection.json`` present, so no
+    process can be using that shard: it was never a usable collection.
+    """
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    return str(shard_dir)
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
