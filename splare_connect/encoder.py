@@ -27,7 +27,7 @@ from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, 
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.errors import BadInputError, CheckpointError, ConfigError
 from splare_connect.pooling import pool_dense, pool_latents, prune_to_vectors
-from splare_connect.quantization import check_precision, quantize_linear_layers, trace_reader
+from splare_connect.quantization import check_precision, quantize_linear_layers, quantize_sae, trace_reader
 from splare_connect.sae import SparseAutoencoder, load_sae
 from splare_connect.sparse_vector import SparseVector
 
@@ -123,7 +123,7 @@ class SplareEncoder:
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
             quantize_linear_layers(self.reader.model)
-            self.sae.use_int8()
+            quantize_sae(self.sae)
             vocab_size = int(getattr(backbone.model.config, "vocab_size", 0) or len(self.tokenizer))
             self._run_reader = trace_reader(self.reader, vocab_size) or self.reader
 
