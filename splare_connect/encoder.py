@@ -4,6 +4,12 @@ One forward pass per batch: tokenize -> backbone up to layer L -> SAE encoder on
 content token -> max-pool ``log1p`` over tokens -> keep the top-k weights. When the
 model defines a dense embedding (e5: mean of the last layer), it is pooled from the
 same pass, so hybrid ingestion costs one encode.
+
+The model is :meth:`SplareEncoder.forward` (batch in, pooled weights and dense
+embedding out, differentiable); :meth:`SplareEncoder.encode` runs it under
+``torch.inference_mode()`` and prunes, fine-tuning runs it with gradients, and the
+benchmarks time it. This module holds the class and its constructors; the other jobs
+(input checks, batching, fingerprint, progress) are in :mod:`splare_connect.encoding`.
 """
 
 from __future__ import annotations
@@ -291,15 +297,13 @@ class SplareEncoder:
         truncated = np.zeros(len(items), np.bool_)
         with progress(len(items), show_progress, batch_size) as advance, torch.inference_mode():
             for batch in self.iter_batches(items, role=role, batch_size=batch_size):
-                states, last_hidden = self._run_reader(batch.input_ids, batch.attention_mask)
-                pooled = pool_latents(self.sae, states, batch.content_mask)
+                pooled, batch_dense = self.forward(batch)
                 for position, vector in zip(batch.positions, prune_to_vectors(pooled, top_k), strict=True):
                     sparse[position] = vector
                 num_tokens[batch.positions] = batch.attention_mask.sum(dim=1).cpu().numpy()
                 truncated[batch.positions] = batch.truncated
-                if dense_out is not None:
-                    dense = pool_dense(last_hidden, batch.attention_mask, self.config.dense_pooling)
-                    dense_out[batch.positions] = dense.cpu().numpy()
+                if dense_out is not None and batch_dense is not None:
+                    dense_out[batch.positions] = batch_dense.cpu().numpy()
                 advance(len(batch.positions))
         missing = [position for position, vector in enumerate(sparse) if vector is None]
         if missing:  # every text belongs to exactly one batch; anything else is a bug here
@@ -311,20 +315,75 @@ class SplareEncoder:
             truncated=truncated,
         )
 
+    def forward(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model: one batch's pooled SAE weights and dense embedding, from one pass.
+
+        Runs the backbone to the SAE's layer (on the int8 path, its trace), the SAE on
+        every content token, and the max-pool of ``log1p``; when the model defines a
+        dense embedding, pools it from the same pass. Nothing is pruned and nothing
+        leaves torch, so the same call serves every caller: :meth:`encode` runs it under
+        ``torch.inference_mode()`` and prunes with
+        :func:`~splare_connect.pooling.prune_to_vectors`; fine-tuning runs it with
+        gradients (LoRA on the backbone) and prunes with
+        :func:`~splare_connect.pooling.top_k_weights`; benchmarks time it.
+
+        Args:
+            batch: A batch from :meth:`iter_batches`.
+
+        Returns:
+            ``(pooled, dense)``: ``pooled`` is ``(batch, d_sae)`` float32
+            ``log1p(max_t relu(z_t))`` over content tokens (zero rows for blank texts),
+            before pruning; ``dense`` is ``(batch, hidden)`` L2-normalised float32, or
+            ``None`` when the model has no dense embedding. Rows follow the batch, not
+            the caller's text order (``batch.positions`` maps them back).
+
+        Example:
+            >>> [batch] = encoder.iter_batches(["list files"], role="query")  # doctest: +SKIP
+            >>> pooled, dense = encoder.forward(batch)                         # doctest: +SKIP
+            >>> pooled.shape == (1, encoder.dim)                               # doctest: +SKIP
+            True
+        """
+        states, last_hidden = self._run_reader(batch.input_ids, batch.attention_mask)
+        pooled = pool_latents(self.sae, states, batch.content_mask)
+        if not self.has_dense:
+            return pooled, None
+        return pooled, pool_dense(last_hidden, batch.attention_mask, self.config.dense_pooling)
+
     def iter_batches(
-        self, texts: Sequence[str], *, role: Role = "document", batch_size: int = 32
+        self,
+        texts: Sequence[str],
+        *,
+        role: Role = "document",
+        batch_size: int = 32,
+        max_length: int | None = None,
     ) -> Iterator[EncoderBatch]:
         """Tokenize texts into padded, length-bucketed batches (what :meth:`encode` runs).
 
         Texts are tokenized a few hundred at a time and sorted by length within each
-        group, so batches carry little padding. Benchmarks and training use this to
-        run exactly the encoder's batches.
+        group, so batches carry little padding. Training and benchmarks feed these
+        batches to :meth:`forward`, so they run exactly the encoder's batches.
+
+        Args:
+            texts: The texts, without prefix.
+            role: ``"query"`` or ``"document"``: picks the prefix.
+            batch_size: Texts per batch.
+            max_length: A shorter token window for this call (fine-tuning cuts long
+                documents to save time); ``None`` uses the encoder's ``max_length``,
+                which also caps any value given. The encoder itself is not changed.
+
+        Raises:
+            BadInputError: As :meth:`encode`.
+            ConfigError: A bad ``role``, ``batch_size`` or ``max_length``.
         """
+        check_role(role)
+        check_batch_size(batch_size)
+        if max_length is not None and max_length < 3:  # as EncoderConfig.max_length: specials need room
+            raise ConfigError(f"max_length must be at least 3 tokens, got {max_length}")
         return iter_batches(
             self.tokenizer,
             validate_texts(texts),
             prefix=self.config.query_prefix if role == "query" else self.config.document_prefix,
-            max_length=self.max_length,
+            max_length=self.max_length if max_length is None else min(self.max_length, max_length),
             batch_size=batch_size,
             pad_token_id=self.pad_token_id,
             pool_prefix_tokens=self.config.pool_prefix_tokens,
