@@ -65,7 +65,9 @@ class SplareEncoder:
     """Encodes text into sparse vectors over an SAE's latent features.
 
     Build one with :meth:`from_pretrained` (a registered name, a model directory, or
-    nothing for the default model) or :meth:`from_components`.
+    nothing for the default model) or :meth:`from_components`. :meth:`encode` and its
+    shorthands turn texts into vectors; :meth:`iter_batches` and :meth:`forward` are the
+    two steps it runs, for callers that need the tensors (fine-tuning, benchmarks).
 
     Example:
         >>> encoder = SplareEncoder.from_pretrained()            # doctest: +SKIP
@@ -104,7 +106,7 @@ class SplareEncoder:
         self.sae = sae.to(self.device).eval()
         self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
         self.pad_token_id = pad_token_id(self.tokenizer)
-        # What encode() runs: the reader, or on the fast path its trace (same outputs, less Python).
+        # What forward() runs: the reader, or on the fast path its trace (same outputs, less Python).
         self._run_reader: torch.nn.Module = self.reader
         if self.precision == "int8":
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
