@@ -21,8 +21,11 @@ class CheckpointError(SplareError, ValueError):
     """A model, SAE or adapter checkpoint is missing, malformed or of an unknown format."""
 
 
-class BadInputError(SplareError, TypeError):
-    """An input item has the wrong type (for example a non-string text); the message names its position."""
+class BadInputError(SplareError, TypeError, ValueError):
+    """An input has the wrong type or value (a non-string text, a NaN weight); the message names which.
+
+    It is both a ``TypeError`` and a ``ValueError``, so code catching either keeps working.
+    """
 
 
 class MissingDependencyError(SplareError, ImportError):

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.errors import ConfigError
+from splare_connect.errors import BadInputError, ConfigError
 
 _UINT32_LIMIT = 2**32
 
@@ -38,7 +38,7 @@ class SparseVector:
         dim: Width of the feature space (the SAE's number of latents), if known.
 
     Raises:
-        ValueError: If any invariant is broken; the message says which entry.
+        BadInputError: If any invariant is broken; the message says which entry.
 
     Example:
         >>> v = SparseVector.from_pairs({7: 0.5, 3: 1.25}, dim=16)
@@ -54,22 +54,22 @@ class SparseVector:
         indices = np.asarray(self.indices)
         values = np.asarray(self.values)
         if indices.ndim != 1 or values.ndim != 1:
-            raise ValueError(f"indices and values must be 1-D, got shapes {indices.shape} and {values.shape}")
+            raise BadInputError(f"indices and values must be 1-D, got shapes {indices.shape} and {values.shape}")
         if indices.shape[0] != values.shape[0]:
-            raise ValueError(f"indices and values differ in length: {indices.shape[0]} != {values.shape[0]}")
+            raise BadInputError(f"indices and values differ in length: {indices.shape[0]} != {values.shape[0]}")
         if indices.size and not np.issubdtype(indices.dtype, np.integer):
-            raise ValueError(f"indices must be integers, got dtype {indices.dtype}")
+            raise BadInputError(f"indices must be integers, got dtype {indices.dtype}")
         if indices.size:
             low, high = int(indices.min()), int(indices.max())
             if low < 0 or high >= _UINT32_LIMIT:
                 bad = low if low < 0 else high
-                raise ValueError(f"index {bad} is outside the uint32 range [0, 2**32)")
+                raise BadInputError(f"index {bad} is outside the uint32 range [0, 2**32)")
             if self.dim is not None and high >= self.dim:
-                raise ValueError(f"index {high} is outside the vector's dimension {self.dim}")
+                raise BadInputError(f"index {high} is outside the vector's dimension {self.dim}")
             steps = np.diff(indices.astype(np.int64))
             if steps.size and steps.min() <= 0:
                 position = int(np.argmax(steps <= 0))
-                raise ValueError(
+                raise BadInputError(
                     "indices must be strictly increasing (sorted, no duplicates); "
                     f"entry {position + 1} ({int(indices[position + 1])}) follows {int(indices[position])}"
                 )
@@ -78,12 +78,12 @@ class SparseVector:
             finite_positive = np.isfinite(values32) & (values32 > 0)
             if not finite_positive.all():
                 position = int(np.argmin(finite_positive))
-                raise ValueError(
+                raise BadInputError(
                     f"values must be finite and > 0; entry {position} "
                     f"(index {int(indices[position])}) is {float(values[position])!r}"
                 )
         if self.dim is not None and self.dim <= 0:
-            raise ValueError(f"dim must be positive, got {self.dim}")
+            raise BadInputError(f"dim must be positive, got {self.dim}")
         frozen_indices = indices.astype(np.uint32, copy=True)
         frozen_values = values32.copy()
         frozen_indices.flags.writeable = False
@@ -128,27 +128,29 @@ class SparseVector:
                 SPLADE-style encoders), ``"sum"``, or ``"error"`` to refuse them.
 
         Raises:
-            ValueError: Lengths differ, a weight is NaN/infinite/negative, an id is out
+            BadInputError: Lengths differ, a weight is NaN/infinite/negative, an id is out
                 of range, or ``duplicates="error"`` and an id repeats.
         """
         index_array = _as_array(indices)
         value_array = _as_array(values).astype(np.float64)
         if index_array.ndim != 1 or value_array.ndim != 1:
-            raise ValueError("indices and values must be 1-D sequences")
+            raise BadInputError("indices and values must be 1-D sequences")
         if index_array.shape[0] != value_array.shape[0]:
-            raise ValueError(f"indices and values differ in length: {index_array.shape[0]} != {value_array.shape[0]}")
+            raise BadInputError(
+                f"indices and values differ in length: {index_array.shape[0]} != {value_array.shape[0]}"
+            )
         if index_array.size == 0:
             return cls.empty(dim)
         if not np.issubdtype(index_array.dtype, np.integer):
             rounded = index_array.astype(np.float64)
             if not np.all(np.isfinite(rounded)) or not np.all(rounded == np.round(rounded)):
-                raise ValueError("indices must be whole numbers")
+                raise BadInputError("indices must be whole numbers")
             index_array = rounded.astype(np.int64)
         index_array = index_array.astype(np.int64)
         bad_value = ~np.isfinite(value_array) | (value_array < 0)
         if bad_value.any():
             position = int(np.argmax(bad_value))
-            raise ValueError(
+            raise BadInputError(
                 f"weight for index {int(index_array[position])} is {float(value_array[position])!r}; "
                 "weights must be finite and >= 0"
             )
@@ -158,7 +160,7 @@ class SparseVector:
         if unique.size != index_array.size:
             if duplicates == "error":
                 counts = np.bincount(inverse)
-                raise ValueError(f"index {int(unique[np.argmax(counts > 1)])} appears more than once")
+                raise BadInputError(f"index {int(unique[np.argmax(counts > 1)])} appears more than once")
             merged = np.zeros(unique.size, dtype=np.float64)
             if duplicates == "sum":
                 np.add.at(merged, inverse, value_array)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,10 @@ class TrainConfig:
         lambda_dense: Weight of keeping the dense embedding at the teacher's (so one
             pass still yields a good dense vector for hybrid search).
         max_document_tokens: Documents are truncated to this many tokens in training.
-        balance_languages: Draw each batch's queries evenly across languages instead of
-            in proportion to the pairs (the cross-lingual pairs are the minority).
-        language_sampling_exponent: Between the two: each query's language is drawn with
-            probability proportional to (pairs in that language) ** exponent; 1 is
-            proportional, 0 even, 0.5 in between (English 46 % of the man-page pairs instead
-            of 73 % or 20 %). Overrides ``balance_languages``; ``None``: off.
+        language_sampling_exponent: Each query's language is drawn with probability
+            proportional to (pairs in that language) ** exponent; 1 is proportional, 0 even,
+            0.5 in between (English 46 % of the man-page pairs instead of 73 % or 20 %).
+            ``None``: a shuffled pass over the pairs, languages as they come.
         parallel_languages: Languages whose Debian message catalogs add parallel text
             (English message / translation pairs, see ``training.parallel_text``); empty: none.
         parallel_locale_dir: Where the catalogs live.
@@ -73,7 +71,6 @@ class TrainConfig:
     lambda_document: float = 3e-4
     lambda_dense: float = 1.0
     max_document_tokens: int = 256
-    balance_languages: bool = False
     language_sampling_exponent: float | None = None
     parallel_languages: tuple[str, ...] = ()
     parallel_locale_dir: str = "/usr/share/locale"
@@ -83,7 +80,6 @@ class TrainConfig:
     lambda_labels: float = 0.0
     seed: int = 13
     device: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | Path) -> TrainConfig:

@@ -256,9 +256,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     )
     window = config.max_document_tokens  # per call: the encoder's own max_length is left as it is
     started = time.perf_counter()
-    next_batch = _batch_sampler(
-        [p.lang for p in pairs], config.batch_size, config.balance_languages, config.language_sampling_exponent
-    )
+    next_batch = _batch_sampler([p.lang for p in pairs], config.batch_size, config.language_sampling_exponent)
     next_parallel = _batch_sampler(parallel.langs, config.parallel_batch_size, True) if parallel else None
     for step in range(config.steps):
         chosen = next_batch()
@@ -314,13 +312,13 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
 
 
 def _batch_sampler(
-    languages: list[str], batch_size: int, balance_languages: bool, sampling_exponent: float | None = None
+    languages: list[str], batch_size: int, sampling_exponent: float | None = None
 ) -> Callable[[], list[int]]:
     """Returns a function giving each step's item indices (``languages[i]`` is item i's
-    language): a shuffled pass over the items; or, balanced, languages in turn; or, with
-    ``sampling_exponent``, each item's language drawn with probability proportional to
-    (items in that language) ** exponent. Per language, items cycle through a shuffled pool."""
-    by_language = balance_languages or sampling_exponent is not None
+    language): a shuffled pass over the items; or, with ``sampling_exponent``, each item's
+    language drawn with probability proportional to (items in that language) ** exponent.
+    Per language, items cycle through a shuffled pool."""
+    by_language = sampling_exponent is not None
     pools: dict[str, list[int]] = {}
     for index, lang in enumerate(languages):
         pools.setdefault(lang if by_language else "", []).append(index)
@@ -336,7 +334,7 @@ def _batch_sampler(
         chosen = []
         for _ in range(batch_size):
             if sampling_exponent is None:
-                lang = languages[turn % len(languages)]
+                lang = languages[turn % len(languages)]  # the one pool of a shuffled pass
             else:
                 [lang] = random.choices(languages, weights)
             turn += 1

@@ -81,16 +81,11 @@ def test_train_sae_learns_a_loadable_topk_sae(tmp_path: Path, example_records: l
     assert np.isfinite(residual) and residual < 0.6
 
 
-def test_balanced_sampler_takes_languages_in_turn() -> None:
-    from collections import Counter
-
+def test_plain_sampler_is_one_shuffled_pass() -> None:
     from splare_connect.training.finetune import TrainingPair, _batch_sampler
 
     pairs = [TrainingPair(f"q{i}", i, "en") for i in range(90)] + [TrainingPair(f"d{i}", i, "de") for i in range(10)]
-    balanced = _batch_sampler([p.lang for p in pairs], 10, balance_languages=True)
-    counts = Counter(pairs[i].lang for _ in range(5) for i in balanced())
-    assert counts == {"en": 25, "de": 25}  # German pairs are reused to keep up with English
-    plain = _batch_sampler([p.lang for p in pairs], 10, balance_languages=False)
+    plain = _batch_sampler([p.lang for p in pairs], 10)
     seen = [i for _ in range(10) for i in plain()]
     assert sorted(seen) == list(range(100))  # one full shuffled pass
 
@@ -103,7 +98,7 @@ def test_sampling_exponent_moves_between_proportional_and_even(exponent: float, 
 
     random.seed(3)
     languages = ["en"] * 90 + ["de"] * 10  # weights 90**a : 10**a, so English gets 0.9, 0.75, 0.5
-    sample = _batch_sampler(languages, 100, balance_languages=False, sampling_exponent=exponent)
+    sample = _batch_sampler(languages, 100, sampling_exponent=exponent)
     drawn = [languages[i] for _ in range(40) for i in sample()]
     assert drawn.count("en") / len(drawn) == pytest.approx(english_share, abs=0.03)
 
