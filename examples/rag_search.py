@@ -14,11 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from splare_connect import SplareEncoder
-from splare_connect.backends import load_backend
-from splare_connect.documents import read_iterable
-from splare_connect.retriever import Retriever
-from splare_connect.sync import Syncer
+from splare_connect import Retriever, SplareEncoder, Syncer, load_backend, read_iterable
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS = [

@@ -23,8 +23,13 @@ from splare_connect.errors import (
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
+    from splare_connect.backends import load_backend
+    from splare_connect.documents import read_iterable, read_source
     from splare_connect.encoder import EncodeResult, SplareEncoder
     from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.filters import Condition
+    from splare_connect.retriever import Retriever, SearchHit
+    from splare_connect.sync import Syncer
 
 __version__ = "0.1.0"
 
@@ -33,6 +38,7 @@ __all__ = [
     "BadInputError",
     "BadRecordError",
     "CheckpointError",
+    "Condition",
     "ConfigError",
     "EncodeResult",
     "EncoderConfig",
@@ -40,16 +46,30 @@ __all__ = [
     "MissingDependencyError",
     "PartialWriteError",
     "RecordsRejectedError",
+    "Retriever",
+    "SearchHit",
     "SparseVector",
     "SplareEncoder",
     "SplareError",
+    "Syncer",
     "__version__",
+    "load_backend",
+    "read_iterable",
+    "read_source",
 ]
 
+# What a RAG application needs, in one import, loaded on first use (torch comes with the encoder).
 _LAZY = {
     "SplareEncoder": "splare_connect.encoder",
     "EncodeResult": "splare_connect.encoder",
     "EncoderConfig": "splare_connect.encoder_config",
+    "Retriever": "splare_connect.retriever",
+    "SearchHit": "splare_connect.retriever",
+    "Syncer": "splare_connect.sync",
+    "load_backend": "splare_connect.backends",
+    "read_source": "splare_connect.documents",
+    "read_iterable": "splare_connect.documents",
+    "Condition": "splare_connect.filters",
 }
 
 

@@ -33,6 +33,7 @@ def test_public_names_are_pinned() -> None:
             "BadInputError",
             "BadRecordError",
             "CheckpointError",
+            "Condition",
             "ConfigError",
             "EncodeResult",
             "EncoderConfig",
@@ -40,10 +41,16 @@ def test_public_names_are_pinned() -> None:
             "MissingDependencyError",
             "PartialWriteError",
             "RecordsRejectedError",
+            "Retriever",
+            "SearchHit",
             "SparseVector",
             "SplareEncoder",
             "SplareError",
+            "Syncer",
             "__version__",
+            "load_backend",
+            "read_iterable",
+            "read_source",
         ]
     )
     for name in splare_connect.__all__:
