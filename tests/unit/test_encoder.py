@@ -342,3 +342,26 @@ def test_fingerprint_is_stable_across_use_and_instances(bert_dir: Path, tmp_path
     used.encode_documents(SAMPLE_TEXTS)  # the tokenizer now carries truncation state
     fresh = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
     assert used.fingerprint == fresh.fingerprint
+
+
+def test_loading_prints_no_library_noise(bert_dir: Path, tmp_path: Path) -> None:
+    """No progress bars or peft's deprecation warning from our own loading, in a fresh process."""
+    import subprocess
+    import sys
+
+    from peft import LoraConfig, get_peft_model
+
+    peft_model = get_peft_model(load_backbone(bert_dir).model, LoraConfig(r=2, target_modules=["query"]))
+    peft_model.save_pretrained(tmp_path / "lora", safe_serialization=True)
+    write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=3), "topk")
+    code = (
+        "import warnings; warnings.simplefilter('always')\n"
+        "from splare_connect import SplareEncoder\n"
+        f"SplareEncoder.from_components({str(bert_dir)!r}, {str(tmp_path / 'sae')!r}, layer=3, "
+        f"lora={str(tmp_path / 'lora')!r}, device='cpu').encode_documents(['hello'])\n"
+        "import warnings; warnings.warn('the user still sees this', UserWarning)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "Loading weights" not in result.stderr and "is_gradient_checkpointing" not in result.stderr
+    assert "the user still sees this" in result.stderr
