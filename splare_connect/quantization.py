@@ -21,27 +21,27 @@ eager-mode path shipped with torch; nothing is written to disk.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from splare_connect.choices import Precision
 from splare_connect.errors import ConfigError
 
 if TYPE_CHECKING:
     from splare_connect.sae.model import SparseAutoencoder
 
-Precision = Literal["fp32", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("fp32", "int8")
 
-
-def check_precision(precision: str, device: torch.device) -> Precision:
-    """Validate a precision name for a device; int8 is a CPU path."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "int8" and device.type != "cpu":
+def check_precision(precision: str | Precision, device: torch.device) -> str:
+    """Validate a precision for a device (int8 is a CPU path); returns its plain name."""
+    try:
+        chosen = Precision(precision)
+    except ValueError:
+        raise ConfigError(f"precision must be one of {[p.value for p in Precision]}, got {precision!r}") from None
+    if chosen is Precision.INT8 and device.type != "cpu":
         raise ConfigError(f"precision 'int8' is a CPU path; on {device.type} use torch_dtype=torch.bfloat16")
-    return precision  # type: ignore[return-value]
+    return chosen.value
 
 
 def quantize_linear_layers(model: nn.Module) -> nn.Module:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from splare_connect.backends import Backend, CollectionSpec, Hit
-from splare_connect.backends.protocol import describe_encoder
-from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
+from splare_connect.backends import Backend, Hit
+from splare_connect.backends.protocol import check_same_encoder
+from splare_connect.choices import Fusion
+from splare_connect.errors import BackendError, ConfigError
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ if TYPE_CHECKING:
     import numpy.typing as npt
 
     from splare_connect.encoder import SplareEncoder
-
-HybridMode = Literal["rrf", "dbsf"]
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,12 @@ class Retriever:
         spec = backend.describe_collection(collection)
         if spec is None:
             raise BackendError(f"collection {collection!r} does not exist; ingest documents into it first")
-        _check_encoder(spec, encoder)
+        check_same_encoder(
+            collection,
+            spec.fingerprint,
+            encoder.fingerprint,
+            remedy="query it with the same model, settings and precision",
+        )
         self.spec = spec
 
     def search(
@@ -83,7 +87,7 @@ class Retriever:
         *,
         k: int = 10,
         filter: Any = None,
-        hybrid: HybridMode | None = None,
+        hybrid: Fusion | str | None = None,
         weights: tuple[float, float] = (1.0, 1.0),
         rrf_k: int = 60,
         explain: bool = False,
@@ -119,7 +123,7 @@ class Retriever:
         *,
         k: int = 10,
         filter: Any = None,
-        hybrid: HybridMode | None = None,
+        hybrid: Fusion | str | None = None,
         weights: tuple[float, float] = (1.0, 1.0),
         rrf_k: int = 60,
         explain: bool = False,
@@ -128,8 +132,8 @@ class Retriever:
         """:meth:`search` for several queries, encoded in one batch."""
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
-        if hybrid is not None and hybrid not in ("rrf", "dbsf"):
-            raise ConfigError(f"hybrid must be 'rrf', 'dbsf' or None, got {hybrid!r}")
+        if hybrid is not None and hybrid not in tuple(Fusion):
+            raise ConfigError(f"hybrid must be one of {[f.value for f in Fusion]} or None, got {hybrid!r}")
         if hybrid and not self.spec.dense_dim:
             raise ConfigError(f"collection {self.collection!r} has no dense vectors, so hybrid search is unavailable")
         encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None)
@@ -157,7 +161,7 @@ class Retriever:
         dense: npt.NDArray[np.float32] | None,
         k: int,
         filter: Any,
-        hybrid: HybridMode | None,
+        hybrid: Fusion | str | None,
         weights: tuple[float, float],
         rrf_k: int,
     ) -> list[Hit]:
@@ -196,16 +200,6 @@ class Retriever:
                 )
             )
         return results
-
-
-def _check_encoder(spec: CollectionSpec, encoder: SplareEncoder) -> None:
-    have, want = spec.fingerprint.get("digest"), encoder.fingerprint["digest"]
-    if have != want:
-        raise EncoderMismatchError(
-            f"collection {spec.name!r} was built by encoder {describe_encoder(spec.fingerprint)}; "
-            f"this encoder is {describe_encoder(encoder.fingerprint)}. "
-            "Query it with the same model, settings and precision"
-        )
 
 
 def _best_per_document(hits: list[Hit]) -> list[Hit]:

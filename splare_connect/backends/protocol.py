@@ -11,15 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
+from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
 from splare_connect.sparse_vector import SparseVector
-
-Fusion = Literal["rrf", "dbsf"]
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,21 @@ def describe_encoder(fingerprint: Mapping[str, Any]) -> str:
     return f"{fingerprint.get('name')!r}{precision} (digest {fingerprint.get('digest')})"
 
 
+def check_same_encoder(collection: str, stored: Mapping[str, Any], current: Mapping[str, Any], *, remedy: str) -> None:
+    """Refuse an encoder whose fingerprint differs from the one a collection was built with.
+
+    Mixing vector spaces corrupts search silently, for writes and queries alike.
+
+    Raises:
+        EncoderMismatchError: Naming both encoders and ``remedy``.
+    """
+    if stored.get("digest") != current.get("digest"):
+        raise EncoderMismatchError(
+            f"collection {collection!r} was built by encoder {describe_encoder(stored)}, "
+            f"but this encoder is {describe_encoder(current)}; {remedy}"
+        )
+
+
 def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
     """Refuse to reuse a collection built by another encoder or with other vectors.
 
@@ -147,13 +161,12 @@ def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
             corrupts search silently).
         BackendError: Vector widths, names or the IDF setting differ.
     """
-    have, want = existing.fingerprint.get("digest"), wanted.fingerprint.get("digest")
-    if have != want:
-        raise EncoderMismatchError(
-            f"collection {wanted.name!r} was built by encoder {describe_encoder(existing.fingerprint)}, "
-            f"but this encoder is {describe_encoder(wanted.fingerprint)}; "
-            "use another collection name, or drop this one and ingest again"
-        )
+    check_same_encoder(
+        wanted.name,
+        existing.fingerprint,
+        wanted.fingerprint,
+        remedy="use another collection name, or drop this one and ingest again",
+    )
     for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf"):
         if getattr(existing, attribute) != getattr(wanted, attribute):
             raise BackendError(

@@ -6,7 +6,6 @@ Heavy imports (torch, transformers, database clients) happen inside the function
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from splare_connect.choices import Precision
 from splare_connect.errors import SplareError
 
 if TYPE_CHECKING:
@@ -24,11 +24,6 @@ EXIT_SKIPPED = 3
 
 stdout = Console()
 stderr = Console(stderr=True)
-
-
-class HybridChoice(str, Enum):
-    rrf = "rrf"
-    dbsf = "dbsf"
 
 
 BackendOption = Annotated[
@@ -54,7 +49,7 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."),
 ]
 PrecisionOption = Annotated[
-    str,
+    Precision,
     typer.Option(
         "--precision",
         envvar="SPLARE_PRECISION",
@@ -122,7 +117,9 @@ def open_backend(name: str, url: str | None, data_dir: Path | None, timeout: flo
     return load_backend(name, **options)
 
 
-def load_encoder(model: str | None, precision: str = "fp32", trust_remote_code: bool = False) -> SplareEncoder:
+def load_encoder(
+    model: str | None, precision: Precision | str = Precision.FP32, trust_remote_code: bool = False
+) -> SplareEncoder:
     from transformers.utils import logging as transformers_logging
 
     from splare_connect.encoder import SplareEncoder

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from splare_connect.choices import EvalSystem, Precision
 from splare_connect.cli.common import (
     JsonOption,
     ModelOption,
@@ -23,14 +24,12 @@ from splare_connect.errors import SplareError
 def eval_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
     model: ModelOption = None,
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = Precision.FP32,
     trust_remote_code: TrustRemoteCodeOption = False,
     query_set: Annotated[
         list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")
     ] = [],  # noqa: B006
-    system: Annotated[
-        list[str], typer.Option("--system", help="Systems: bm25, dense, sparse, hybrid (default: all).")
-    ] = [],  # noqa: B006
+    system: Annotated[list[EvalSystem], typer.Option("--system", help="Systems to score (default: all).")] = [],  # noqa: B006
     doc_pruning: Annotated[
         list[int], typer.Option("--doc-pruning", help="Also score documents pruned to N weights (default 200, 100).")
     ] = [],  # noqa: B006
@@ -57,7 +56,7 @@ def eval_command(
         result = evaluate(
             encoder,
             data,
-            systems=tuple(system) or ("bm25", "dense", "sparse", "hybrid"),
+            systems=tuple(s.value for s in system) or tuple(s.value for s in EvalSystem),
             doc_pruning=tuple(doc_pruning) or (200, 100),
             cache_dir=cache_dir or model_cache() / "eval",
             baseline=None if baseline is None else load_encoder(baseline, precision, trust_remote_code),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from splare_connect.choices import Precision
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
     BackendOption,
@@ -92,7 +93,7 @@ def sync(
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
     model: ModelOption = None,
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = Precision.FP32,
     trust_remote_code: TrustRemoteCodeOption = False,
     dense: DenseOption = None,
     index_field: IndexFieldOption = [],  # noqa: B006

@@ -8,11 +8,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from splare_connect.choices import Fusion, Precision
 from splare_connect.cli.common import (
     BackendOption,
     CollectionOption,
     DataDirOption,
-    HybridChoice,
     JsonOption,
     ModelOption,
     PrecisionOption,
@@ -35,7 +35,7 @@ def search(
         list[str],
         typer.Option("--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."),
     ] = [],  # noqa: B006
-    hybrid: Annotated[HybridChoice | None, typer.Option(help="Fuse with dense vectors: rrf or dbsf.")] = None,
+    hybrid: Annotated[Fusion | None, typer.Option(help="Fuse with dense vectors: rrf or dbsf.")] = None,
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
     documents: Annotated[bool, typer.Option("--documents", help="One result per document, not per chunk.")] = False,
     backend: BackendOption = "qdrant",
@@ -44,7 +44,7 @@ def search(
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
     model: ModelOption = None,
-    precision: PrecisionOption = "fp32",
+    precision: PrecisionOption = Precision.FP32,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -64,7 +64,7 @@ def search(
                 query,
                 k=k,
                 filter=conditions,
-                hybrid=None if hybrid is None else hybrid.value,  # type: ignore[arg-type]
+                hybrid=hybrid,
                 explain=explain,
                 group_by_document=documents,
             )

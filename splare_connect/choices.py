@@ -1,0 +1,40 @@
+"""The named choices shared by the library, the backends and the CLI, one type each.
+
+They are ``str`` enums: a member equals its value (``Fusion.RRF == "rrf"``), so plain
+strings keep working everywhere, and Typer shows the values as the CLI's choices. This
+module imports nothing heavy, so the CLI can use it for ``--help``.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class _Choice(str, Enum):
+    """A str enum that prints as its value (``str(Fusion.RRF) == "rrf"``)."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class Fusion(_Choice):
+    """How hybrid search fuses the sparse and dense rankings in the engine."""
+
+    RRF = "rrf"  # reciprocal rank fusion, k sent explicitly
+    DBSF = "dbsf"  # distribution-based score fusion
+
+
+class Precision(_Choice):
+    """Encoder precision: fp32, or int8 (the fast CPU path; a collection keeps its precision)."""
+
+    FP32 = "fp32"
+    INT8 = "int8"
+
+
+class EvalSystem(_Choice):
+    """A retrieval system ``splare-connect eval`` scores."""
+
+    BM25 = "bm25"
+    DENSE = "dense"
+    SPARSE = "sparse"
+    HYBRID = "hybrid"
