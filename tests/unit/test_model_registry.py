@@ -34,7 +34,7 @@ def registered(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(registry.CACHE_ENV, str(tmp_path / "cache"))
     adapters = tmp_path / "package-adapters"
     save_lora(tiny_model_dir, adapters / "tiny-tuned", seed=0)
-    monkeypatch.setattr(packaged_adapter, "ADAPTERS_DIR", adapters)
+    monkeypatch.setattr(packaged_adapter, "LORA_DIR", adapters)
     base = registry.ModelDescription("tiny-base", "tiny base", build=lambda t: shutil.copytree(tiny_model_dir, t))
     tuned = registry.ModelDescription(
         "tiny-tuned",
