@@ -202,12 +202,3 @@ def test_backend_selection_and_bad_names(tmp_path: Path, monkeypatch: pytest.Mon
         create_backend(url="http://localhost:6333", path=tmp_path)
     with pytest.raises(BackendError, match="collection name"):
         create_backend(data_dir=tmp_path).describe_collection("../escape")
-
-
-def test_point_ids_are_uuid5_of_record_ids() -> None:
-    import uuid
-
-    from splare_connect_qdrant.common import POINT_ID_NAMESPACE, point_id
-
-    for record_id in ("doc-1#0", "ünïcode/päth.md#12", "", "x" * 1000):
-        assert point_id(record_id) == str(uuid.uuid5(POINT_ID_NAMESPACE, record_id))

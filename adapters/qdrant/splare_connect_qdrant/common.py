@@ -1,8 +1,7 @@
-"""What both Qdrant engines share: point ids, the stored spec, payload keys, errors.
+"""What both Qdrant engines share: turning engine failures into one-line errors, and reading hits.
 
-Point ids are UUIDv5 of the record's string id, so writing the same record twice
-replaces it instead of duplicating it, and every writer (resumed runs, parallel
-shards) computes the same id. The string id travels in the payload as ``record_id``.
+The stored-record schema (payload keys, the spec key, point ids) is the core's:
+:mod:`splare_connect.backends.schema`.
 """
 
 from __future__ import annotations
@@ -11,21 +10,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from splare_connect.backends import CollectionSpec, Hit
-from splare_connect.backends.ids import RECORD_NAMESPACE, record_uuid
+from splare_connect.backends.schema import pop_record_id
 from splare_connect.errors import BackendError, RecordsRejectedError
 from splare_connect.sparse_vector import SparseVector
 
-POINT_ID_NAMESPACE = RECORD_NAMESPACE
-SPEC_KEY = "splare_connect"
-RECORD_ID_FIELD = "record_id"
-METADATA_FIELD = "metadata"
-
 T = TypeVar("T")
-
-
-def point_id(record_id: str) -> str:
-    """The Qdrant point id of a record id (UUIDv5, shared with every backend)."""
-    return record_uuid(record_id)
 
 
 def check_vector(spec: CollectionSpec, record_id: str, vector: SparseVector) -> None:
@@ -35,11 +24,6 @@ def check_vector(spec: CollectionSpec, record_id: str, vector: SparseVector) -> 
             f"record {record_id!r}: feature id {int(vector.indices[-1])} is outside collection "
             f"{spec.name!r}'s width {spec.sparse_dim}"
         )
-
-
-def metadata_key(key: str) -> str:
-    """Payload path of a metadata field (metadata lives under one key to avoid clashes)."""
-    return f"{METADATA_FIELD}.{key}"
 
 
 def call_engine(
@@ -73,6 +57,6 @@ def to_hits(points: Sequence[Any]) -> list[Hit]:
     hits = []
     for point in points:
         payload = dict(point.payload or {})
-        record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
-        hits.append(Hit(id=str(record_id), score=float(point.score), payload=payload))
+        record_id = pop_record_id(payload, default=str(point.id))
+        hits.append(Hit(id=record_id, score=float(point.score), payload=payload))
     return hits

@@ -31,17 +31,10 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
+from splare_connect.backends.schema import RECORD_ID, metadata_path, point_id, stored_payload
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
-from splare_connect_qdrant.common import (
-    METADATA_FIELD,
-    RECORD_ID_FIELD,
-    call_engine,
-    check_vector,
-    metadata_key,
-    point_id,
-    to_hits,
-)
+from splare_connect_qdrant.common import call_engine, check_vector, to_hits
 from splare_connect_qdrant.filters import to_edge_filter
 from splare_connect_qdrant.lock import CollectionLock, in_use_message
 
@@ -91,7 +84,7 @@ class EdgeBackend:
             f"creating collection {spec.name!r}",
             lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config),
         )
-        for field in (metadata_key(f) for f in spec.indexed_fields):
+        for field in (metadata_path(f) for f in spec.indexed_fields):
             call_engine(
                 f"indexing payload field {field!r}",
                 lambda field=field: shard.update(
@@ -178,7 +171,7 @@ class EdgeBackend:
         }
         if spec.dense_dim:
             vector[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
-        return edge.Point(point_id(record.id), vector, {RECORD_ID_FIELD: record.id, **record.payload})
+        return edge.Point(point_id(record.id), vector, stored_payload(record.id, record.payload))
 
     def delete(self, collection: str, ids: Sequence[str]) -> None:
         """Delete points by record id."""
@@ -203,14 +196,14 @@ class EdgeBackend:
         import qdrant_edge as edge
 
         shard = self._shard(collection)
-        wanted = [RECORD_ID_FIELD, *fields]
+        wanted = [RECORD_ID, *fields]
         offset = None
         while True:
             request = edge.ScrollRequest(offset=offset, limit=_SCROLL_PAGE, with_payload=wanted, with_vector=False)
             records, offset = call_engine(f"scrolling {collection!r}", lambda r=request: shard.scroll(r))
             for record in records:
                 payload = dict(record.payload or {})
-                yield str(payload.pop(RECORD_ID_FIELD)), payload
+                yield str(payload.pop(RECORD_ID)), payload
             if offset is None:
                 return
 
@@ -222,12 +215,12 @@ class EdgeBackend:
             f"retrieving from {collection!r}",
             lambda: shard.retrieve(
                 [point_id(i) for i in ids],
-                with_payload=[RECORD_ID_FIELD],
+                with_payload=[RECORD_ID],
                 with_vector=[spec.sparse_vector_name],
             ),
         )
         return {
-            str(record.payload[RECORD_ID_FIELD]): _core_sparse(record.vector[spec.sparse_vector_name], spec)
+            str(record.payload[RECORD_ID]): _core_sparse(record.vector[spec.sparse_vector_name], spec)
             for record in records
         }
 
@@ -422,4 +415,4 @@ def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-__all__ = ["METADATA_FIELD", "EdgeBackend"]
+__all__ = ["EdgeBackend"]

@@ -16,9 +16,9 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from splare_connect.backends.schema import metadata_path
 from splare_connect.errors import ConfigError
 from splare_connect.filters import Condition, Scalar
-from splare_connect_qdrant.common import metadata_key
 
 _INTEGER = re.compile(r"^-?\d+$")
 
@@ -70,7 +70,7 @@ class _Builder:
         must: list[Any] = []
         must_not: list[Any] = []
         for condition in conditions:
-            key = metadata_key(condition.key)
+            key = metadata_path(condition.key)
             if condition.op in ("eq", "ne", "in"):
                 values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
                 (must_not if condition.op == "ne" else must).append(self.equals_any(key, values))

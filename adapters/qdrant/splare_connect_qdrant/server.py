@@ -24,17 +24,10 @@ import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, check_seconds, parse_retry_after, retry_call
+from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, metadata_path, point_id, stored_payload
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
-from splare_connect_qdrant.common import (
-    RECORD_ID_FIELD,
-    SPEC_KEY,
-    call_engine,
-    check_vector,
-    metadata_key,
-    point_id,
-    to_hits,
-)
+from splare_connect_qdrant.common import call_engine, check_vector, to_hits
 from splare_connect_qdrant.filters import to_client_filter
 
 LOGGER = logging.getLogger(__name__)
@@ -210,7 +203,7 @@ class ServerBackend:
                 metadata={SPEC_KEY: spec.to_dict()},
             ),
         )
-        for field in (metadata_key(f) for f in spec.indexed_fields):
+        for field in (metadata_path(f) for f in spec.indexed_fields):
             self._call(
                 f"indexing payload field {field!r}",
                 lambda field=field: self.client.create_payload_index(
@@ -284,7 +277,7 @@ class ServerBackend:
     # ------------------------------------------------------------------- reads
     def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """Every point's record id with the named payload fields."""
-        wanted = [RECORD_ID_FIELD, *fields]
+        wanted = [RECORD_ID, *fields]
         offset = None
         while True:
             records, offset = self._call(
@@ -295,7 +288,7 @@ class ServerBackend:
             )
             for record in records:
                 payload = dict(record.payload or {})
-                yield str(payload.pop(RECORD_ID_FIELD)), payload
+                yield str(payload.pop(RECORD_ID)), payload
             if offset is None:
                 return
 
@@ -307,14 +300,14 @@ class ServerBackend:
             lambda: self.client.retrieve(
                 collection,
                 ids=[point_id(i) for i in ids],
-                with_payload=[RECORD_ID_FIELD],
+                with_payload=[RECORD_ID],
                 with_vectors=[spec.sparse_vector_name],
             ),
         )
         result = {}
         for record in records:
             stored = record.vector[spec.sparse_vector_name]
-            result[str(record.payload[RECORD_ID_FIELD])] = SparseVector(
+            result[str(record.payload[RECORD_ID])] = SparseVector(
                 np.asarray(stored.indices, np.uint32), np.asarray(stored.values, np.float32), spec.sparse_dim
             )
         return result
@@ -407,9 +400,7 @@ def _point_struct(spec: CollectionSpec, record: PointRecord, models: Any) -> Any
         if record.dense is None:
             raise BackendError(f"record {record.id!r}: collection {spec.name!r} needs a dense vector")
         vector[spec.dense_vector_name] = np.asarray(record.dense, np.float32).tolist()
-    return models.PointStruct(
-        id=point_id(record.id), vector=vector, payload={RECORD_ID_FIELD: record.id, **record.payload}
-    )
+    return models.PointStruct(id=point_id(record.id), vector=vector, payload=stored_payload(record.id, record.payload))
 
 
 def _refuses_data(error: BaseException) -> bool:
