@@ -193,11 +193,12 @@ def test_edge_collections_persist_across_processes_and_reopen(tmp_path: Path) ->
 
 def test_backend_selection_and_bad_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from splare_connect import ConfigError
-    from splare_connect_qdrant import EdgeBackend, ServerBackend, create_backend
+    from splare_connect_qdrant import ClientDriver, EdgeDriver, QdrantBackend, create_backend
 
     monkeypatch.delenv("QDRANT_URL", raising=False)
-    assert isinstance(create_backend(data_dir=tmp_path), EdgeBackend)
-    assert isinstance(create_backend(location=":memory:"), ServerBackend)
+    embedded, local = create_backend(data_dir=tmp_path), create_backend(location=":memory:")
+    assert isinstance(embedded, QdrantBackend) and isinstance(embedded.driver, EdgeDriver)
+    assert isinstance(local, QdrantBackend) and isinstance(local.driver, ClientDriver)
     with pytest.raises(ConfigError, match="only one of"):
         create_backend(url="http://localhost:6333", path=tmp_path)
     with pytest.raises(BackendError, match="collection name"):

@@ -1,29 +1,13 @@
-"""What both Qdrant engines share: turning engine failures into one-line errors, and reading hits.
-
-The stored-record schema (payload keys, the spec key, point ids) is the core's:
-:mod:`splare_connect.backends.schema`.
-"""
+"""What both Qdrant drivers share: every engine call ends as one line, never a traceback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-from splare_connect.backends import CollectionSpec, Hit
-from splare_connect.backends.schema import pop_record_id
 from splare_connect.errors import BackendError, RecordsRejectedError
-from splare_connect.sparse_vector import SparseVector
 
 T = TypeVar("T")
-
-
-def check_vector(spec: CollectionSpec, record_id: str, vector: SparseVector) -> None:
-    """Refuse a vector whose ids lie outside the collection's latent width."""
-    if vector.nnz and int(vector.indices[-1]) >= spec.sparse_dim:
-        raise BackendError(
-            f"record {record_id!r}: feature id {int(vector.indices[-1])} is outside collection "
-            f"{spec.name!r}'s width {spec.sparse_dim}"
-        )
 
 
 def call_engine(
@@ -50,13 +34,3 @@ def call_engine(
         if rejects_data is not None and rejects_data(exc):
             raise RecordsRejectedError(message) from exc
         raise BackendError(message) from exc
-
-
-def to_hits(points: Sequence[Any]) -> list[Hit]:
-    """Hits from scored points of either engine (``id``, ``score``, ``payload`` attributes)."""
-    hits = []
-    for point in points:
-        payload = dict(point.payload or {})
-        record_id = pop_record_id(payload, default=str(point.id))
-        hits.append(Hit(id=record_id, score=float(point.score), payload=payload))
-    return hits
