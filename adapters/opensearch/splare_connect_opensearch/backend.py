@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
-from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, check_seconds, retry_call
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.redaction import safe_message
@@ -79,6 +79,9 @@ def describe(error: BaseException) -> str:
     status = getattr(error, "status_code", None)
     text = _describe(error)
     return f"rate limited ({text})" if status == 429 else text
+
+
+OPENSEARCH_ERRORS = ErrorRules(is_retryable, retry_after, describe)
 
 
 class OpenSearchBackend:
@@ -132,11 +135,15 @@ class OpenSearchBackend:
         self.two_phase = two_phase
         self.shards, self.replicas = shards, replicas
         self.max_chunk_bytes, self.chunk_size = max_chunk_bytes, chunk_size
-        self.max_attempts, self.backoff_seconds = max_attempts, backoff_seconds
-        self.retry_deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
+        self.retry = RetryPolicy(OPENSEARCH_ERRORS, max_attempts, backoff_seconds, retry_deadline, LOGGER)
         self._specs: dict[str, CollectionSpec] = {}
         self._capabilities: dict[str, Any] | None = None
         self._pipelines: set[str] = set()
+
+    @property
+    def retry_deadline(self) -> float | None:
+        """Seconds after a request's first try past which it is not retried."""
+        return self.retry.deadline
 
     # ---------------------------------------------------------------- plumbing
     def _call(self, action: str, function: Callable[[], T]) -> T:
@@ -144,17 +151,7 @@ class OpenSearchBackend:
         from opensearchpy.exceptions import OpenSearchException
 
         try:
-            result = retry_call(
-                action,
-                function,
-                is_retryable=is_retryable,
-                retry_after=retry_after,
-                describe=describe,
-                max_attempts=self.max_attempts,
-                backoff_seconds=self.backoff_seconds,
-                deadline=self.retry_deadline,
-                logger=LOGGER,
-            )
+            result = self.retry.call(action, function)
         except BackendError:
             raise
         except OpenSearchException as exc:
@@ -282,7 +279,7 @@ class OpenSearchBackend:
                 raise_on_error=False,
                 raise_on_exception=True,
                 max_retries=3,
-                initial_backoff=self.backoff_seconds,
+                initial_backoff=self.retry.backoff_seconds,
                 max_backoff=30,
             ):
                 if ok:

@@ -18,11 +18,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from splare_connect.backends import CollectionSpec
-from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, check_seconds, retry_call
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, RetryPolicy
 from splare_connect.backends.schema import SPEC_KEY
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
-from splare_connect_qdrant.client_retry import describe, is_retryable, refuses_data, retry_after
+from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
 from splare_connect_qdrant.common import call_engine
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
 from splare_connect_qdrant.filters import FilterClasses, build_filter
@@ -54,29 +54,18 @@ class ClientDriver:
         retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     ) -> None:
         self.client = client
-        self.max_attempts = max_attempts
-        self.backoff_seconds = backoff_seconds
-        self.retry_deadline: float | None = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
+        self.retry = RetryPolicy(QDRANT_ERRORS, max_attempts, backoff_seconds, retry_deadline, LOGGER)
+
+    @property
+    def retry_deadline(self) -> float | None:
+        """Seconds after a request's first try past which it is not retried."""
+        return self.retry.deadline
 
     def call(
         self, action: str, function: Callable[[], T], *, rejects_data: Callable[[BaseException], bool] | None = None
     ) -> T:
         """Run a request under the retry policy; any failure becomes a one-line, redacted BackendError."""
-        return call_engine(
-            action,
-            lambda: retry_call(
-                action,
-                function,
-                is_retryable=is_retryable,
-                retry_after=retry_after,
-                describe=describe,
-                max_attempts=self.max_attempts,
-                backoff_seconds=self.backoff_seconds,
-                deadline=self.retry_deadline,
-                logger=LOGGER,
-            ),
-            rejects_data=rejects_data,
-        )
+        return call_engine(action, lambda: self.retry.call(action, function), rejects_data=rejects_data)
 
     # ------------------------------------------------------------ collections
     def read_spec(self, name: str) -> CollectionSpec | None:

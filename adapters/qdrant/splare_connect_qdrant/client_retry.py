@@ -10,7 +10,7 @@ questions for qdrant-client.
 
 from __future__ import annotations
 
-from splare_connect.backends.retrying import parse_retry_after
+from splare_connect.backends.retrying import ErrorRules, parse_retry_after
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _BAD_RETRY_AFTER = "Retry-After header value is not a valid integer: "  # qdrant-client's message for a 429
@@ -75,6 +75,9 @@ def describe(error: BaseException) -> str:
     if isinstance(error, ResponseHandlingException):
         error = error.source
     return f"{type(error).__name__}: {error}"
+
+
+QDRANT_ERRORS = ErrorRules(is_retryable, retry_after, describe)
 
 
 def refuses_data(error: BaseException) -> bool:
