@@ -241,8 +241,7 @@ class OpenSearchBackend:
         """
         spec = self._spec(collection)
         for record in points:
-            if record.sparse.nnz and int(record.sparse.indices[-1]) >= spec.sparse_dim:
-                raise BackendError(f"record {record.id!r}: feature id outside index {collection!r}'s width")
+            spec.check_width(record.id, record.sparse)
         actions = [
             {
                 "_op_type": "index",

@@ -189,13 +189,8 @@ class QdrantBackend:
 
 def _engine_point(spec: CollectionSpec, record: PointRecord) -> EnginePoint:
     """A record as stored, once its vectors are known to fit the collection."""
-    sparse = record.sparse
-    if sparse.nnz and int(sparse.indices[-1]) >= spec.sparse_dim:
-        raise BackendError(
-            f"record {record.id!r}: feature id {int(sparse.indices[-1])} is outside collection "
-            f"{spec.name!r}'s width {spec.sparse_dim}"
-        )
-    vectors: dict[str, SparseVector | list[float]] = {spec.sparse_vector_name: sparse}
+    spec.check_width(record.id, record.sparse)
+    vectors: dict[str, SparseVector | list[float]] = {spec.sparse_vector_name: record.sparse}
     if spec.dense_dim:
         vectors[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
     return EnginePoint(point_id(record.id), vectors, stored_payload(record.id, record.payload))
