@@ -28,7 +28,7 @@ from splare_connect.errors import SplareError
 from splare_connect.record_rules import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
-    from splare_connect.backends import Backend
+    from splare_connect.backends import Backend, CollectionSpec
     from splare_connect.encoder import SplareEncoder
     from splare_connect.sync import SyncReport
 
@@ -114,7 +114,7 @@ IndexFieldOption = Annotated[list[str], typer.Option("--index-field", help="Meta
 IdfOption = Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")]
 StoreTextOption = Annotated[bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")]
 ShardOption = Annotated[str, typer.Option(help="Process shard i of n (i/n), for parallel workers.")]
-BatchSizeOption = Annotated[int, typer.Option(help="Texts per encoder batch.")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")]
 
 
 def _backend(name: str, url: str | None, data_dir: Path | None, timeout: float | None = None) -> Backend:
@@ -152,16 +152,18 @@ def _encoder(model: str | None, precision: str = "fp32", trust_remote_code: bool
     return SplareEncoder.from_pretrained(model, precision=precision, trust_remote_code=trust_remote_code)
 
 
-def _open_early(store: Backend, collection: str, *, must_exist: bool) -> None:
+def _open_early(store: Backend, collection: str, *, must_exist: bool) -> CollectionSpec | None:
     """Reach the database and open the collection before the model loads (seconds).
 
     A missing collection, an unreachable server, or an embedded collection another
     process is using is then reported at once, not after the model has loaded.
     """
-    if store.describe_collection(collection) is not None:
+    spec = store.describe_collection(collection)
+    if spec is not None:
         store.count(collection)
     elif must_exist:
         raise SplareError(f"collection {collection!r} does not exist")
+    return spec
 
 
 def _fail(error: Exception) -> typer.Exit:
@@ -171,9 +173,18 @@ def _fail(error: Exception) -> typer.Exit:
 
 def _print_error(message: str) -> None:
     """One line on stderr: secrets redacted, markup in the message shown as text."""
-    from splare_connect.redaction import redact
+    _print_line("[bold red]error:[/]", message)
 
-    stderr.print("[bold red]error:[/]", escape(redact(message)), highlight=False, soft_wrap=True)
+
+def _print_line(label: str, message: str) -> None:
+    """``label message`` on stderr as one line: redacted, whitespace collapsed, markup escaped.
+
+    Messages can carry a server's words or a record's id, which may hold secrets,
+    newlines or Rich markup such as ``[/]``.
+    """
+    from splare_connect.redaction import safe_message
+
+    stderr.print(label, escape(safe_message(message, limit=2000)), highlight=False, soft_wrap=True)
 
 
 def _run_with_progress(syncer: Any, documents: Any, delete_missing: bool, force_delete: bool) -> SyncReport:
@@ -248,12 +259,14 @@ def sync(
     """Make the collection match the source: upsert new/changed, optionally delete missing."""
     from dataclasses import replace
 
+    from splare_connect.backends.protocol import check_field_names
     from splare_connect.documents import read_source
     from splare_connect.sync import Shard, Syncer
 
     left_out: list[str] = []
     try:
         shard_spec = Shard.parse(shard)
+        check_field_names(index_field)
         documents = read_source(
             source, include_hidden=include_hidden, on_skip=lambda path, why: left_out.append(f"{path} ({why})")
         )
@@ -278,16 +291,12 @@ def sync(
     except SplareError as error:
         raise _fail(error) from error
     if left_out:
-        stderr.print(
-            f"[yellow]not read[/] {len(left_out)} files:",
-            escape("; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")),
-            highlight=False,
-            soft_wrap=True,
-        )
+        listed = "; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")
+        _print_line(f"[yellow]not read[/] {len(left_out)} files:", listed)
     for skipped in report.skipped:
-        stderr.print("[yellow]skipped[/]", escape(str(skipped)), highlight=False, soft_wrap=True)
+        _print_line("[yellow]skipped[/]", str(skipped))
     if report.deletion_refused:
-        stderr.print("[yellow]warning:[/]", escape(report.deletion_refused), highlight=False, soft_wrap=True)
+        _print_line("[yellow]warning:[/]", report.deletion_refused)
     if as_json:
         stdout.print_json(json.dumps(report.to_dict()))
     else:
@@ -313,7 +322,7 @@ app.command(
 @app.command()
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
-    k: Annotated[int, typer.Option("--k", "-k", help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Number of results.")] = 10,
     filter_: Annotated[
         list[str],
         typer.Option("--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."),
@@ -339,7 +348,9 @@ def search(
         conditions = parse_filters(filter_)
         store = _backend(backend, url, data_dir, timeout)
         try:
-            _open_early(store, collection, must_exist=True)
+            spec = _open_early(store, collection, must_exist=True)
+            if hybrid is not None and spec is not None and not spec.dense_dim:
+                raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
             retriever = Retriever(_encoder(model, precision, trust_remote_code), store, collection)
             hits = retriever.search(
                 query,
@@ -371,10 +382,11 @@ def search(
 
     table = Table("#", "score", "document", "text", show_lines=False)
     for rank, hit in enumerate(hits, start=1):
-        snippet = " ".join((hit.text or "").split())[:100]
+        # Stored text and ids are data: escaped, so '[/]' in a record can't break the table.
+        snippet = escape(" ".join((hit.text or "").split())[:100])
         if hit.features:
             snippet += "\n[dim]features: " + ", ".join(f"{f}:{c:.2f}" for f, c in hit.features[:6]) + "[/]"
-        table.add_row(str(rank), f"{hit.score:.3f}", hit.doc_id, snippet)
+        table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.doc_id), snippet)
     stdout.print(table)
 
 

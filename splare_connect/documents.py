@@ -143,13 +143,13 @@ def _read_array(text: str, position: int, source: str) -> Iterator[Document | Ba
         where = line_at(position)
         try:
             record, position = decoder.raw_decode(text, position)
-        except RecursionError:
-            yield BadRecordError(_too_deep(), source=source, line=where)
-            return
-        except ValueError as exc:
-            yield BadRecordError(f"{_json_error(exc)}; the rest of the array cannot be read", source=source, line=where)
-            return
-        yield document_from_record(record, source=source, line=where)
+        except (RecursionError, ValueError) as exc:
+            # One bad item costs only itself: skip to where the next item begins.
+            message = _too_deep() if isinstance(exc, RecursionError) else _json_error(exc)
+            yield BadRecordError(message, source=source, line=where)
+            position = _end_of_item(text, position)
+        else:
+            yield document_from_record(record, source=source, line=where)
         position = _skip_space(text, position)
         if text.startswith(",", position):
             position = _skip_space(text, position + 1)
@@ -162,6 +162,34 @@ def _read_array(text: str, position: int, source: str) -> Iterator[Document | Ba
             line=line_at(position),
         )
         return
+
+
+def _end_of_item(text: str, position: int) -> int:
+    """Where the array item starting at ``position`` ends: the ``,`` or ``]`` after it, or the end.
+
+    A plain scan for brackets outside strings, so it also gets past items that the
+    decoder cannot read (nesting past the recursion limit, a 5,000-digit number, NaN).
+    """
+    depth, in_string, index = 0, False, position
+    while index < len(text):
+        char = text[index]
+        if in_string:
+            if char == "\\":
+                index += 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+        elif char in "]}":
+            if depth == 0:
+                return index
+            depth -= 1
+        elif char == "," and depth == 0:
+            return index
+        index += 1
+    return index
 
 
 def _skip_space(text: str, position: int) -> int:
@@ -210,8 +238,10 @@ def read_directory(
     The walk stays inside the directory: a link leading outside it is not read (its
     target's content would become searchable), and linked folders are not followed.
     Hidden files and folders (``.git``, ``.env`` ...) and version-control folders are
-    left out unless ``include_hidden``. Each file left out is passed to ``on_skip`` as
-    ``(relative path, reason)`` and logged.
+    left out unless ``include_hidden``, also when a link inside the tree points at them.
+    Each file left out is passed to ``on_skip`` as ``(relative path, reason)`` and
+    logged. A folder that cannot be listed is a bad record without an id, so that
+    ``--delete-missing`` does not take its files for deleted ones.
     """
     root = Path(path)
     real_root = root.resolve()
@@ -221,8 +251,9 @@ def read_directory(
         if on_skip is not None:
             on_skip(relative, reason)
 
+    unlistable: list[OSError] = []
     readable: list[tuple[str, Path]] = []
-    for folder, subfolders, files in os.walk(root, followlinks=False):
+    for folder, subfolders, files in os.walk(root, followlinks=False, onerror=unlistable.append):
         here = Path(folder)
         kept = []
         for name in sorted(subfolders):
@@ -239,15 +270,32 @@ def read_directory(
             relative = file.relative_to(root).as_posix()
             if file.suffix.lower() not in TEXT_SUFFIXES:
                 continue
-            if not include_hidden and _is_hidden(name):
-                skip(relative, "hidden file (--include-hidden reads it)")
-                continue
-            if file.is_symlink() and not file.resolve().is_relative_to(real_root):
-                skip(relative, "link to a file outside the directory")
-                continue
-            readable.append((relative, file))
+            reason = _why_not_read(file, name, real_root, include_hidden)
+            if reason is not None:
+                skip(relative, reason)
+            else:
+                readable.append((relative, file))
+    for error in unlistable:
+        yield BadRecordError(f"cannot list this folder: {error.strerror}", source=str(error.filename))
     for relative, file in sorted(readable):
         yield _read_text_file(file, relative)
+
+
+def _why_not_read(file: Path, name: str, real_root: Path, include_hidden: bool) -> str | None:
+    """Why a text file under the root is left out, or None to read it."""
+    if not include_hidden and _is_hidden(name):
+        return "hidden file (--include-hidden reads it)"
+    try:
+        target = file.resolve(strict=True)
+    except (OSError, RuntimeError):  # a dangling link, or a loop of links
+        return "link that leads nowhere (missing target, or a loop)"
+    if not target.is_relative_to(real_root):
+        return "link to a file outside the directory"
+    if not include_hidden and any(_is_hidden(part) for part in target.relative_to(real_root).parts):
+        return "link to a hidden file (--include-hidden reads it)"
+    if not target.is_file():
+        return "not a regular file"
+    return None
 
 
 def _is_hidden(name: str) -> bool:
@@ -278,7 +326,7 @@ def document_from_record(record: Any, *, source: str, line: int) -> Document | B
     if not isinstance(record, dict):
         return BadRecordError(f"expected a JSON object, got {type(record).__name__}", source=source, line=line)
     raw_id = record.get("id", record.get("_id"))
-    if raw_id is None or (isinstance(raw_id, str) and not raw_id.strip()):
+    if raw_id is None:
         return BadRecordError("record has no id (expected 'id' or '_id')", source=source, line=line)
     if not isinstance(raw_id, (str, int)) or isinstance(raw_id, bool):
         return BadRecordError(f"id must be a string or integer, got {type(raw_id).__name__}", source=source, line=line)

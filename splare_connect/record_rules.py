@@ -53,6 +53,8 @@ DEFAULT_LIMITS = RecordLimits()
 
 def id_problem(doc_id: str, limits: RecordLimits = DEFAULT_LIMITS) -> str | None:
     """What makes an id unusable, as one line, or ``None`` if it is fine."""
+    if not isinstance(doc_id, str):
+        return f"id is a {type(doc_id).__name__}, not a string"
     if not doc_id.strip():
         return "id is empty"
     if len(doc_id) > limits.max_id_chars:
@@ -64,6 +66,10 @@ def id_problem(doc_id: str, limits: RecordLimits = DEFAULT_LIMITS) -> str | None
 
 def content_problem(text: str, metadata: Mapping[str, Any], limits: RecordLimits = DEFAULT_LIMITS) -> str | None:
     """What makes a record's text or metadata unusable, as one line naming the field, or ``None``."""
+    if not isinstance(text, str):
+        return f"text is a {type(text).__name__}, not a string"
+    if not isinstance(metadata, Mapping):
+        return f"metadata is a {type(metadata).__name__}, not a mapping of fields"
     if len(text) > limits.max_text_chars:
         return (
             f"text is {len(text):,} characters long, over the limit of {limits.max_text_chars:,}; "

@@ -27,8 +27,9 @@ MASK = "***"
 SECRET_ENV_VARS = ("QDRANT_API_KEY", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY")
 _MIN_LITERAL = 4  # shorter values would mask ordinary text ("a", "ok") all over a message
 
-# scheme://userinfo@ : everything up to the last "@" of the authority (passwords may hold "@").
-_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#\"'<>]*@")
+# scheme://userinfo@ : everything up to the last "@" before a query, fragment, blank or quote
+# (passwords may hold "@" or "/"); a path holding "@" gets its host masked too: the safe side.
+_URL_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s?#\"'<>]*@")
 
 # A credential-looking key, optionally quoted (or backslash-quoted: JSON inside JSON, bytes reprs),
 # then ":" or "=", then an optional quote, an optional auth scheme, and the value.

@@ -163,7 +163,9 @@ class Retriever:
         rrf_k: int,
     ) -> list[Hit]:
         if hybrid is None:
-            return self.backend.search(self.collection, sparse, k=k, filter=filter)
+            # A query with no features (a blank text) matches nothing. Said here, once:
+            # OpenSearch would read an empty bool query as match-all.
+            return [] if sparse.nnz == 0 else self.backend.search(self.collection, sparse, k=k, filter=filter)
         assert dense is not None
         return self.backend.hybrid_search(
             self.collection,

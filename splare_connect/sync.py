@@ -21,7 +21,7 @@ from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.backends.schema import CHUNK_COUNT, CONTENT_HASH, DOC_ID, StoredChunk
 from splare_connect.chunking import Chunk, chunk_document
 from splare_connect.documents import Document
-from splare_connect.errors import BackendError, BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
+from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem, id_problem
 
 if TYPE_CHECKING:
@@ -120,7 +120,8 @@ class Syncer:
         documents_per_write: Documents encoded and written together; also how much
             work a crash can lose.
         chunks_per_write: Chunks encoded and written together at most (a write holds
-            fewer documents when they are long), which bounds memory per write.
+            fewer documents when they are long; a document with more chunks is written
+            alone), which bounds memory per write.
         shard: Process only this shard of the documents (parallel workers).
         limits: What one record may hold (:class:`RecordLimits`); records beyond them
             are skipped and reported.
@@ -235,8 +236,14 @@ class Syncer:
                 report.new += 1
             else:
                 report.changed += 1
-            pending.append((item, self._chunks(item)))
-            if len(pending) >= self.documents_per_write or sum(len(c) for _, c in pending) >= self.chunks_per_write:
+            chunks = self._chunks(item)
+            if pending and sum(len(c) for _, c in pending) + len(chunks) > self.chunks_per_write:
+                self._write(pending, stored, report)  # the write would grow past its chunk bound
+                pending = []
+                if on_progress:
+                    on_progress(report)
+            pending.append((item, chunks))
+            if len(pending) >= self.documents_per_write:
                 self._write(pending, stored, report)
                 pending = []
                 if on_progress:
@@ -332,23 +339,26 @@ class Syncer:
             points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, row.to_payload()))
         groups = [points[start : start + len(document_chunks)] for start, document_chunks in _spans(pending)]
         failures = self._upsert(groups)
-        if failures and len(failures) == len(points) and len(groups) > 1:
-            raise BackendError(f"the database refused every document of a write: {failures[0][1]}")
         # Refused documents stay incomplete, so the next run tries them again; their
         # stored chunks are kept as they are rather than lose the previous version.
         refused = {record_id for record_id, _ in failures}
         doc_of = {chunk.record_id: document for document, chunk in chunks}
+        reasons: dict[str, str] = {}
         for record_id, reason in failures:
             document = doc_of.get(record_id)
+            reasons.setdefault(record_id if document is None else document.id, reason)
+        by_id = {document.id: document for document in documents}
+        for doc_id, reason in reasons.items():  # one line per refused document, not per chunk
+            document = by_id.get(doc_id)
             report.skipped.append(
                 BadRecordError(
                     f"refused by the database: {reason}",
                     source=None if document is None else document.source,
                     line=None if document is None else document.line,
-                    record_id=record_id,
+                    record_id=doc_id,
                 )
             )
-        damaged = {doc_of[record_id].id for record_id in refused if record_id in doc_of}
+        damaged = set(reasons)
         written = {chunk.record_id for _, chunk in chunks} - refused
         stale = sorted(
             record

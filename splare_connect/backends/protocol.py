@@ -8,6 +8,7 @@ dense vectors, plain-dict payloads); conversion happens inside the adapter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -15,7 +16,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.errors import BackendError, EncoderMismatchError
+from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
 from splare_connect.sparse_vector import SparseVector
 
 Fusion = Literal["rrf", "dbsf"]
@@ -49,6 +50,9 @@ class CollectionSpec:
     idf: bool = False
     indexed_fields: tuple[str, ...] = ()
     max_weight: float | None = None
+
+    def __post_init__(self) -> None:
+        check_field_names(self.indexed_fields)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, stored with the collection (Qdrant metadata, OpenSearch ``_meta``, a file)."""
@@ -91,6 +95,24 @@ class CollectionSpec:
             indexed_fields=tuple(data.get("indexed_fields", ())),
             max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
         )
+
+
+# A metadata field name that every engine can index: dot-separated segments of letters,
+# digits, '_' and '-' (a space, a bracket or an empty segment breaks Qdrant's payload paths).
+_FIELD_NAME = re.compile(r"^[\w\-]+(\.[\w\-]+)*$")
+
+
+def check_field_names(names: Sequence[str]) -> None:
+    """Refuse field names an engine cannot index, before anything is created.
+
+    Raises:
+        ConfigError: Naming the field and the rule.
+    """
+    for name in names:
+        if not isinstance(name, str) or not _FIELD_NAME.match(name):
+            raise ConfigError(
+                f"cannot index field {name!r}: use letters, digits, '_' and '-', with '.' between nested names"
+            )
 
 
 def create_or_adopt(

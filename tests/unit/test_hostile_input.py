@@ -165,8 +165,8 @@ def test_broken_json_array_reports_where_and_deletes_nothing(tmp_path: Path, tin
     text = json.dumps(records[:3], indent=2)[:-2] + ",\n  {broken\n]"
     (tmp_path / "b.json").write_text(text, encoding="utf-8")
     report = ingest(tiny_encoder, tmp_path / "d", "c", read_source(tmp_path / "b.json"), delete_missing=True)
-    [error] = report.skipped
-    assert error.line == text[: text.index("{broken")].count("\n") + 1 and "rest of the array" in str(error)
+    assert report.skipped[0].line == text[: text.index("{broken")].count("\n") + 1
+    assert "invalid JSON" in str(report.skipped[0]) and report.unchanged == 3
     assert report.deleted_documents == 0 and "could not be read" in (report.deletion_refused or "")
     assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for r in records})
 
@@ -231,7 +231,7 @@ def test_writes_are_bounded_by_chunks(tmp_path: Path, tiny_encoder, example_reco
         backend.close()
     longest = max(len(syncer._chunks(d)) for d in read_iterable(example_records[:30]))  # type: ignore[arg-type]
     assert sum(sizes) == report.chunks_written and len(sizes) > 1
-    assert max(sizes) < 20 + longest
+    assert max(sizes) <= max(20, longest)  # a document longer than the bound is written alone
 
 
 def test_empty_in_filter_is_an_error() -> None:
@@ -267,13 +267,19 @@ def test_cli_reproductions_end_in_one_line_errors(tmp_path: Path, tiny_model_dir
         (("--backend", "nosuch"), "no backend named 'nosuch'"),
         (("--shard", "3/2"), "shard must be i/n"),
         (("--url", "http://127.0.0.1:99999"), "port"),
-        (("--data-dir", "nest.jsonl"), "nest.jsonl"),
+        (("--data-dir", "nest.jsonl"), "data directory nest.jsonl: is a file, not a directory"),
+        (("--index-field", "a b"), "cannot index field 'a b'"),
+        (("--batch-size", "0"), "--batch-size"),
     ):
         result = run_cli("ingest", "nest.jsonl", "-c", "c", *args, env=no_model, cwd=tmp_path)
-        assert result.returncode == 1 and message in result.stderr, result.stderr
+        assert result.returncode in (1, 2) and message in result.stderr, result.stderr
         assert "Traceback" not in result.stderr and "no-such-model" not in result.stderr
     bad_filter = run_cli("search", "hi", "-c", "c", "-f", "section in ,", env=no_model, cwd=tmp_path)
     assert bad_filter.returncode == 1 and "at least one value" in bad_filter.stderr
+    sparse_only = run_cli("ingest", "nest.jsonl", "-c", "s", "--data-dir", "d", "--no-dense", env=env, cwd=tmp_path)
+    assert sparse_only.returncode == 3
+    no_dense = run_cli("search", "hi", "-c", "s", "--data-dir", "d", "--hybrid", "rrf", env=no_model, cwd=tmp_path)
+    assert no_dense.returncode == 1 and "no dense vectors" in no_dense.stderr and "no-such-model" not in no_dense.stderr
 
 
 def test_bad_records_with_markup_are_printed_as_text(tmp_path: Path, tiny_model_dir: Path) -> None:
@@ -290,7 +296,7 @@ def test_bad_record_messages_survive_undecodable_file_names(tmp_path: Path) -> N
 
 # ------------------------------------------------------- refused by the database
 def test_edge_refusing_a_payload_is_a_records_rejected_error(tmp_path: Path) -> None:
-    """The real engine's own refusal (a NaN in a payload that skipped the record rules)."""
+    """A direct upsert (no sync engine, no record rules) of a payload Edge can't take."""
     import numpy as np
 
     from splare_connect import RecordsRejectedError, SparseVector
@@ -300,7 +306,7 @@ def test_edge_refusing_a_payload_is_a_records_rejected_error(tmp_path: Path) -> 
     try:
         backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
         vector = SparseVector(np.array([1], np.uint32), np.array([0.5], np.float32), 8)
-        with pytest.raises(RecordsRejectedError, match="upserting 1 points"):
+        with pytest.raises(RecordsRejectedError, match=r"record 'bad': payload\.score is nan"):
             backend.upsert("c", [PointRecord("bad", vector, None, {"score": float("nan")})])
         backend.upsert("c", [PointRecord("good", vector, None, {"score": 1.0})])
         assert backend.count("c") == 1
@@ -340,17 +346,137 @@ def test_documents_the_database_refuses_are_found_and_the_others_land(
     assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for i, r in enumerate(records) if i not in (3, 11)})
 
 
-def test_a_database_refusing_everything_stops_the_run(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
-    from splare_connect import BackendError, RecordsRejectedError
+def test_a_database_refusing_everything_reports_every_document(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    from splare_connect import RecordsRejectedError
     from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
     class RefusingEdge(QdrantBackend):
         def upsert(self, collection, points):  # type: ignore[no-untyped-def]
             raise RecordsRejectedError("upserting failed: payload too large")
 
+    records = example_records[:4]
     backend = RefusingEdge(EdgeDriver(tmp_path / "d"))
     try:
-        with pytest.raises(BackendError, match=r"refused every document of a write: .*payload too large"):
-            Syncer(tiny_encoder, backend, "c").run(read_iterable(example_records[:4]))
+        report = Syncer(tiny_encoder, backend, "c").run(read_iterable(records))
     finally:
         backend.close()
+    assert [error.record_id for error in report.skipped] == [r["id"] for r in records]  # once each, not per chunk
+    assert all("payload too large" in str(error) for error in report.skipped) and report.chunks_written == 0
+
+
+def test_one_bad_item_in_a_json_array_costs_only_itself(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    good = [json.dumps(r) for r in example_records[:3]]
+    items = [good[0], '{"id": "n", "text": "x", "s": NaN}', good[1], '{"id": "big", "s": ' + "9" * 5000 + "}"]
+    items += ['{"id": "deep", "m": ' + "[" * 5000 + "]" * 5000 + "}", good[2]]
+    (tmp_path / "a.json").write_text("[\n" + ",\n".join(items) + "\n]\n", encoding="utf-8")
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_source(tmp_path / "a.json"))
+    assert report.new == 3 and [error.line for error in report.skipped] == [3, 5, 6]
+    assert "NaN is not valid JSON" in str(report.skipped[0]) and "nested too deeply" in str(report.skipped[2])
+
+
+def test_python_records_of_the_wrong_type_are_skipped(tmp_path: Path, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    records = [
+        Document(id=123, text="x"),  # type: ignore[arg-type]
+        Document(id="t", text=None),  # type: ignore[arg-type]
+        Document(id="m", text="x", metadata=["not", "a", "mapping"]),  # type: ignore[arg-type]
+        {"id": "ok", "text": "copy files"},
+    ]
+    report = ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(records))
+    assert report.new == 1 and [str(e) for e in report.skipped] == [
+        "id is a int, not a string",
+        "text is a NoneType, not a string",
+        "metadata is a list, not a mapping of fields",
+    ]
+
+
+def test_edge_refuses_payloads_too_deep_for_its_own_log_whoever_writes(tmp_path: Path) -> None:
+    """The engine-level guard: a direct upsert (no sync engine) can't brick the collection either."""
+    import numpy as np
+
+    from splare_connect import RecordsRejectedError, SparseVector
+    from splare_connect.backends import CollectionSpec, PointRecord
+
+    vector = SparseVector(np.array([1], np.uint32), np.array([0.5], np.float32), 8)
+    backend = create_backend(data_dir=tmp_path / "d")
+    try:
+        backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
+        with pytest.raises(RecordsRejectedError, match="nested more than 64 levels"):
+            backend.upsert("c", [PointRecord("deep", vector, None, {"m": nested(130)})])
+        backend.upsert("c", [PointRecord("ok", vector, None, {"m": nested(20)})])
+    finally:
+        backend.close()
+    reopened = create_backend(data_dir=tmp_path / "d")
+    try:
+        assert reopened.count("c") == 1
+    finally:
+        reopened.close()
+
+
+def test_a_create_that_failed_or_was_killed_leaves_nothing_in_the_way(tmp_path: Path) -> None:
+    import qdrant_edge
+
+    from splare_connect.backends import CollectionSpec
+
+    # What a create killed between making the shard and writing its description leaves.
+    (tmp_path / "d" / "c").mkdir(parents=True)
+    qdrant_edge.EdgeShard.create(
+        str(tmp_path / "d" / "c" / "shard"),
+        qdrant_edge.EdgeConfig(sparse_vectors={"splare": qdrant_edge.EdgeSparseVectorParams()}),
+    ).close()
+    backend = create_backend(data_dir=tmp_path / "d")
+    try:
+        backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
+        assert backend.list_collections() == ["c"] and backend.count("c") == 0
+    finally:
+        backend.close()
+    with pytest.raises(ConfigError, match="cannot index field 'a b'"):
+        CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}, indexed_fields=("a b",))
+
+
+def test_blank_queries_find_nothing(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
+    ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(example_records[:3]))
+    backend = create_backend(data_dir=tmp_path / "d")
+    try:
+        retriever = Retriever(tiny_encoder, backend, "c")
+        assert retriever.search("") == [] and retriever.search("  \n") == []
+        assert retriever.search(example_records[0]["text"][:60])
+    finally:
+        backend.close()
+
+
+def test_directory_walk_survives_loops_fifos_unlistable_folders_and_links_to_hidden_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import splare_connect.documents as documents
+
+    root = tmp_path / "docs"
+    (root / "sub").mkdir(parents=True)
+    (root / ".secrets").mkdir()
+    (root / ".secrets" / "key.md").write_text("secret")
+    (root / "public.md").symlink_to(root / ".secrets" / "key.md")
+    (root / "loop.txt").symlink_to(root / "loop.txt")
+    os.mkfifo(root / "pipe.txt")
+    (root / "fine.txt").write_text("fine")
+    (root / "sub" / "kept.md").write_text("kept")
+    real_walk = os.walk
+
+    def walk_with_an_unlistable_folder(top, **options):  # type: ignore[no-untyped-def]
+        options["onerror"](PermissionError(13, "Permission denied", str(root / "locked")))
+        yield from real_walk(top, **options)
+
+    monkeypatch.setattr(documents.os, "walk", walk_with_an_unlistable_folder)
+    left_out: dict[str, str] = {}
+    items = list(read_source(root, on_skip=lambda path, why: left_out.setdefault(path, why)))
+    assert [d.id for d in items if isinstance(d, Document)] == ["fine.txt", "sub/kept.md"]
+    [error] = [e for e in items if isinstance(e, BadRecordError)]
+    assert error.record_id is None and "cannot list this folder: Permission denied" in str(error)
+    assert "hidden" in left_out["public.md"] and "leads nowhere" in left_out["loop.txt"]
+    assert "not a regular file" in left_out["pipe.txt"]
+
+
+def test_search_output_shows_stored_markup_as_text(tmp_path: Path, tiny_model_dir: Path) -> None:
+    env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "d")}
+    write_lines(tmp_path / "m.jsonl", ['{"id": "[/]", "text": "copy [bold]files[/] now"}'])
+    assert run_cli("ingest", "m.jsonl", "-c", "c", env=env, cwd=tmp_path).returncode == 0
+    result = run_cli("search", "copy files", "-c", "c", env=env, cwd=tmp_path)
+    assert result.returncode == 0 and "[/]" in result.stdout and "[bold]files[/]" in result.stdout, result.stderr

@@ -80,23 +80,25 @@ def valid_record(draw: st.DrawFn, index: int) -> dict:
     }
 
 
-def dumps(value: object, draw: st.DrawFn) -> bytes:
+def dumps(value: object, draw: st.DrawFn, ascii_only: bool = False) -> bytes:
     """JSON bytes, with non-ASCII escaped or raw (raw lone surrogates become invalid UTF-8)."""
-    if draw(st.booleans()):
+    if ascii_only or draw(st.booleans()):
         return json.dumps(value).encode("ascii")
     return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
 @st.composite
-def hostile_line(draw: st.DrawFn) -> bytes:
-    kind = draw(st.sampled_from(["record", "value", "deep", "garbage", "bytes", "huge"]))
+def hostile_line(draw: st.DrawFn, json_only: bool = False) -> bytes:
+    """A hostile line; with ``json_only``, one that is still valid JSON text (an array item)."""
+    kinds = ["record", "value", "deep", "huge"] + ([] if json_only else ["garbage", "bytes"])
+    kind = draw(st.sampled_from(kinds))
     if kind == "record":  # shaped like a record, with hostile values anywhere
         record = draw(st.dictionaries(st.text(any_characters, max_size=8), hostile_json, max_size=4))
         record["id"] = draw(st.text(any_characters, max_size=12) | st.integers() | hostile_json)
         record["text"] = draw(st.text(any_characters, max_size=40) | hostile_json)
-        return dumps(record, draw)
+        return dumps(record, draw, ascii_only=json_only)
     if kind == "value":
-        return dumps(draw(hostile_json), draw)
+        return dumps(draw(hostile_json), draw, ascii_only=json_only)
     if kind == "deep":
         depth = draw(st.integers(20, 3000))
         opener, closer = draw(st.sampled_from([("[", "]"), ('{"n":', "}")]))
@@ -110,8 +112,8 @@ def hostile_line(draw: st.DrawFn) -> bytes:
 
 
 @st.composite
-def jsonl_file(draw: st.DrawFn) -> tuple[list[bytes], dict[int, dict]]:
-    """Lines of a JSONL file, and the well-formed records by line number (1-based)."""
+def source_lines(draw: st.DrawFn, json_only: bool) -> tuple[list[bytes], dict[int, dict]]:
+    """Records one per line, and the well-formed ones by position (1-based)."""
     lines: list[bytes] = []
     valid: dict[int, dict] = {}
     for index in range(draw(st.integers(1, 12))):
@@ -120,8 +122,15 @@ def jsonl_file(draw: st.DrawFn) -> tuple[list[bytes], dict[int, dict]]:
             lines.append(json.dumps(record).encode("ascii"))
             valid[len(lines)] = record
         else:
-            lines.append(draw(hostile_line()).replace(b"\n", b" ").replace(b"\r", b" "))
+            lines.append(draw(hostile_line(json_only)).replace(b"\n", b" ").replace(b"\r", b" "))
     return lines, valid
+
+
+# The two layouts a source file can have: the bytes to write, and the line of the n-th record.
+LAYOUTS = {
+    "jsonl": (lambda lines: b"\n".join(lines) + b"\n", lambda n: n),
+    "json-array": (lambda lines: b"[\n" + b",\n".join(lines) + b"\n]\n", lambda n: n + 1),
+}
 
 
 def parsed_id(line: bytes) -> str | None:
@@ -161,12 +170,13 @@ def print_tally() -> Iterator[None]:
 @settings(
     max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
-@given(jsonl_file())
-def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_encoder, case) -> None:  # type: ignore[no-untyped-def]
-    lines, valid = case
+@given(layout=st.sampled_from(sorted(LAYOUTS)), data=st.data())
+def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_encoder, layout, data) -> None:  # type: ignore[no-untyped-def]
+    lines, valid = data.draw(source_lines(json_only=layout == "json-array"))
+    to_bytes, line_of = LAYOUTS[layout]
     folder = tmp_path_factory.mktemp("fuzz")
-    source = folder / "records.jsonl"
-    source.write_bytes(b"\n".join(lines) + b"\n")
+    source = folder / ("records.jsonl" if layout == "jsonl" else "records.json")
+    source.write_bytes(to_bytes(lines))
     collection = f"fuzz{next(_collections)}"
 
     backend = create_backend(data_dir=folder / "data")
@@ -189,12 +199,14 @@ def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_
         fresh.close()
 
     TALLY.update(files=1, lines=len(lines), well_formed=len(valid), skipped=len(report.skipped), stored=len(stored))
-    for number, line in enumerate(lines, start=1):
+    TALLY[layout] += 1
+    for position, line in enumerate(lines, start=1):
+        number = line_of(position)
         if not line.strip():
             TALLY["blank"] += 1
             continue  # blank lines are not records
-        if number in valid:
-            record = valid[number]
+        if position in valid:
+            record = valid[position]
             assert number not in reported, f"well-formed line {number} was skipped"
             assert same_json(stored[record["id"]], {k: v for k, v in record.items() if k not in ("id", "text")})
         elif number not in reported:
@@ -207,4 +219,8 @@ def test_fuzz_strategies_produce_both_kinds() -> None:
     from hypothesis import Phase, find
 
     quick = settings(phases=[Phase.generate], max_examples=200, database=None)
-    find(jsonl_file(), lambda case: len(case[1]) >= 2 and len(case[0]) - len(case[1]) >= 2, settings=quick)
+    find(
+        source_lines(json_only=False),
+        lambda case: len(case[1]) >= 2 and len(case[0]) - len(case[1]) >= 2,
+        settings=quick,
+    )

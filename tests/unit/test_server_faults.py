@@ -446,6 +446,7 @@ def test_check_url_returns_good_urls_stripped() -> None:
     [
         ("http://user:pw123@host:99999/x", "pw123", "http://***@host:99999/x"),
         ("see https://a:p@ss@db.example/x?mail=a@b", "p@ss", "https://***@db.example/x?mail=a@b"),
+        ("http://u:p/w0rd@host:9200", "p/w0rd", "http://***@host:9200"),
         ('{"api-key": "abc123", "host": "h"}', "abc123", '{"api-key": "***", "host": "h"}'),
         ('{"x-api-key":"zz-top"}', "zz-top", '{"x-api-key":"***"}'),
         ("api-key: abc123\r\nAccept: */*", "abc123", "api-key: ***\r\nAccept: */*"),

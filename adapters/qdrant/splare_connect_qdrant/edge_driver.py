@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from splare_connect.backends import CollectionSpec
-from splare_connect.errors import BackendError
+from splare_connect.backends.schema import RECORD_ID
+from splare_connect.errors import BackendError, RecordsRejectedError
+from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import call_engine
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
@@ -32,6 +34,9 @@ from splare_connect_qdrant.filters import FilterClasses, build_filter
 from splare_connect_qdrant.lock import CollectionLock, in_use_message
 
 SHARD_DIR = "shard"
+# Payload nesting Edge is allowed to get: it fails to read its own log at ~125 levels;
+# the sync engine's record rules allow 32 levels of metadata, well within this.
+MAX_PAYLOAD_DEPTH = 64
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _WAL_BUSY = "WouldBlock"  # Edge's error when another process (not taking our lock) has the shard open
 
@@ -79,17 +84,24 @@ class EdgeDriver:
         shard = self._open(
             spec.name,
             f"creating collection {spec.name!r}",
-            lambda: edge.EdgeShard.create(str(folder / SHARD_DIR), config),
+            lambda: edge.EdgeShard.create(_leftover_cleared(folder / SHARD_DIR), config),
         )
-        for field in keyword_fields:
-            call_engine(
-                f"indexing payload field {field!r}",
-                lambda field=field: shard.update(
-                    edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
-                ),
-            )
-        with on_disk(f"creating collection {spec.name!r}"):
-            write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+        try:
+            for field in keyword_fields:
+                call_engine(
+                    f"indexing payload field {field!r}",
+                    lambda field=field: shard.update(
+                        edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
+                    ),
+                )
+            with on_disk(f"creating collection {spec.name!r}"):
+                write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+        except BackendError:
+            # Without its description the shard is unreachable (not listed, not droppable)
+            # and blocks the name: remove it, under the lock we still hold.
+            self._close_one(spec.name)
+            shutil.rmtree(folder / SHARD_DIR, ignore_errors=True)
+            raise
 
     def list_collections(self) -> list[str]:
         """Collections under the data directory (names a drop is still deleting are hidden)."""
@@ -122,9 +134,19 @@ class EdgeDriver:
 
     # ------------------------------------------------------------------ points
     def upsert(self, collection: str, points: Sequence[EnginePoint]) -> None:
-        """One Edge update for the batch; anything but an I/O failure is the engine refusing the data."""
+        """One Edge update for the batch; a conversion error or a panic is the engine refusing the data.
+
+        Raises:
+            RecordsRejectedError: A payload nested deeper than :data:`MAX_PAYLOAD_DEPTH`
+                (Edge stores it, then cannot read its own write-ahead log again, ~125
+                levels: the whole collection would be lost), or the engine refused the data.
+        """
         import qdrant_edge as edge
 
+        for point in points:
+            problem = json_value_problem(point.payload, "payload", MAX_PAYLOAD_DEPTH)
+            if problem is not None:
+                raise RecordsRejectedError(f"record {point.payload[RECORD_ID]!r}: {problem}")
         shard = self._shard(collection)
 
         def write() -> None:
@@ -134,11 +156,7 @@ class EdgeDriver:
             ]
             shard.update(edge.UpdateOperation.upsert_points(edge_points))
 
-        call_engine(
-            f"upserting {len(points)} points into {collection!r}",
-            write,
-            rejects_data=lambda error: not isinstance(error, OSError),  # TypeError, a panic ...
-        )
+        call_engine(f"upserting {len(points)} points into {collection!r}", write, rejects_data=_refuses_data)
 
     def delete(self, collection: str, point_ids: Sequence[str]) -> None:
         """Delete points in one Edge update."""
@@ -269,6 +287,22 @@ def _vector(vector: Vector) -> Any:
     if isinstance(vector, SparseVector):
         return edge.SparseVector(vector.indices.tolist(), vector.values.tolist())
     return vector
+
+
+def _refuses_data(error: BaseException) -> bool:
+    """What Edge raises for data it won't take: a conversion error, or a panic on odd input."""
+    return isinstance(error, (TypeError, ValueError, OverflowError)) or type(error).__name__ == "PanicException"
+
+
+def _leftover_cleared(shard_dir: Path) -> str:
+    """The shard path, emptied of what a create killed before writing the description left.
+
+    Called with the collection's lock held and no ``collection.json`` present, so no
+    process can be using that shard: it was never a usable collection.
+    """
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    return str(shard_dir)
 
 
 def _filter_classes() -> FilterClasses:
