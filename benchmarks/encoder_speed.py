@@ -1,11 +1,16 @@
-"""Encoder speed: documents/s, ms per query, and overhead over the bare compute.
+"""Encoder speed: documents/s, ms per query, and what ``encode`` adds to the model's forward pass.
 
-The bare compute is what encoding cannot avoid: the backbone's forward pass up to the
-SAE's layer plus the SAE encoder's matrix product over the content tokens. It is timed
-on exactly the batches the encoder runs (``SplareEncoder.iter_batches``), tokenized in
-advance. The encoder's own time covers everything (tokenizing, masking, TopK, pooling,
-pruning, conversion to SparseVector). The two are timed back to back on each batch, in
-alternating order, so that a noisy neighbour slows both alike.
+The model is :meth:`SplareEncoder.forward`, the same call ``encode`` and fine-tuning
+make: the backbone up to the SAE's layer, the SAE on every content token (TopK
+included), the max-pool, and the dense embedding when the model has one. It is timed on
+exactly the batches the encoder runs (``SplareEncoder.iter_batches``), tokenized in
+advance. The encoder's own time covers everything else too: tokenizing, batching,
+pruning and conversion to SparseVector. The two are timed back to back on each batch,
+in alternating order, so that a noisy neighbour slows both alike.
+
+Before 2026-11-29 the reference was a hand-written "bare compute" (the backbone plus the
+SAE's matrix product only, without TopK and pooling), so ratios from before then are
+not comparable with ``throughput_ratio_encoder_over_forward``.
 
     python benchmarks/encoder_speed.py --corpus data/manpages/corpus.jsonl
 
@@ -44,30 +49,29 @@ def load_texts(corpus: Path, count: int, min_tokens: int, encoder: SplareEncoder
 
 
 def paired_times(encoder: SplareEncoder, texts: list[str], batch_size: int, rounds: int) -> tuple[float, float]:
-    """Seconds for the full encoder and for the bare compute, measured batch by batch.
+    """Seconds for the full encoder and for its forward pass alone, measured batch by batch.
 
     For each of the encoder's batches, the full pipeline (``encode_documents`` on that
-    batch's texts, tokenization included) and the bare compute (backbone to layer L
-    plus the SAE matmul, on the same batch tokenized in advance) run back to back, in
-    alternating order, so that machine noise falls on both alike.
+    batch's texts, tokenization included) and ``encoder.forward`` (on the same batch
+    tokenized in advance, under ``torch.inference_mode()`` as ``encode`` runs it) run
+    back to back, in alternating order, so that machine noise falls on both alike.
     """
     batches = list(encoder.iter_batches(texts, role="document", batch_size=batch_size))
-    full = bare = 0.0
+    full = model = 0.0
     for round_index in range(rounds):
         for batch_index, batch in enumerate(batches):
             batch_texts = [texts[i] for i in batch.positions]
             full_first = (round_index + batch_index) % 2 == 0
-            for step in ("full", "bare") if full_first else ("bare", "full"):
+            for step in ("full", "forward") if full_first else ("forward", "full"):
                 start = time.perf_counter()
                 if step == "full":
                     encoder.encode_documents(batch_texts, batch_size=batch_size)
                     full += time.perf_counter() - start
                 else:
                     with torch.inference_mode():
-                        states, _ = encoder.reader(batch.input_ids, batch.attention_mask)
-                        encoder.sae.pre_activation(states[batch.content_mask])
-                    bare += time.perf_counter() - start
-    return full / rounds, bare / rounds
+                        encoder.forward(batch)
+                    model += time.perf_counter() - start
+    return full / rounds, model / rounds
 
 
 def main() -> None:
@@ -99,7 +103,7 @@ def main() -> None:
         queries = [json.loads(line)["text"] for line, _ in zip(lines, range(args.queries), strict=False)]
 
     encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)  # warm-up
-    full, bare = paired_times(encoder, docs, args.batch_size, args.rounds)
+    full, forward = paired_times(encoder, docs, args.batch_size, args.rounds)
 
     query_tokens = [len(encoder.tokenizer(encoder.config.query_prefix + q)["input_ids"]) for q in queries]
     latencies = []
@@ -116,8 +120,8 @@ def main() -> None:
         "tokens_per_document": args.doc_tokens,
         "batch_size": args.batch_size,
         "documents_per_second": len(docs) / full,
-        "bare_documents_per_second": len(docs) / bare,
-        "throughput_ratio_encoder_over_bare": bare / full,
+        "forward_documents_per_second": len(docs) / forward,
+        "throughput_ratio_encoder_over_forward": forward / full,
         "queries": len(queries),
         "mean_query_tokens": statistics.mean(query_tokens),
         "query_ms_p50": statistics.median(latencies),

@@ -4,20 +4,22 @@ One forward pass per batch: tokenize -> backbone up to layer L -> SAE encoder on
 content token -> max-pool ``log1p`` over tokens -> keep the top-k weights. When the
 model defines a dense embedding (e5: mean of the last layer), it is pooled from the
 same pass, so hybrid ingestion costs one encode.
+
+The model is :meth:`SplareEncoder.forward` (batch in, pooled weights and dense
+embedding out, differentiable); :meth:`SplareEncoder.encode` runs it under
+``torch.inference_mode()`` and prunes, fine-tuning runs it with gradients, and the
+benchmarks time it. This module holds the class and its constructors; the other jobs
+(input checks, batching, fingerprint, progress) are in :mod:`splare_connect.encoding`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import sys
-import unicodedata
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -25,24 +27,20 @@ import torch
 
 from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, window_length
 from splare_connect.encoder_config import EncoderConfig
-from splare_connect.errors import BadInputError, CheckpointError, ConfigError
+from splare_connect.encoding.batching import EncoderBatch, iter_batches, pad_token_id
+from splare_connect.encoding.fingerprint import encoder_fingerprint
+from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
+from splare_connect.encoding.progress import progress
+from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.pooling import pool_dense, pool_latents, prune_to_vectors
-from splare_connect.quantization import check_precision, quantize_linear_layers, trace_reader
+from splare_connect.quantization import check_precision, quantize_linear_layers, quantize_sae, trace_reader
 from splare_connect.sae import SparseAutoencoder, load_sae
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-Role = Literal["query", "document"]
-
-# Texts tokenized together before being sorted by length into batches: bounds memory
-# while keeping padding low (length-bucketed batches).
-_TOKENIZE_CHUNK_BATCHES = 16
-
-# Unicode categories that print nothing besides whitespace: control (Cc) and format (Cf:
-# zero-width space, BOM, bidi marks, soft hyphen). A text made only of these is blank.
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
+__all__ = ["EncodeResult", "EncoderBatch", "Role", "SplareEncoder"]
 
 
 @dataclass(frozen=True)
@@ -63,22 +61,13 @@ class EncodeResult:
     truncated: npt.NDArray[np.bool_]
 
 
-@dataclass(frozen=True)
-class EncoderBatch:
-    """One padded forward-pass batch; ``positions`` index the caller's text list."""
-
-    positions: list[int]
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    content_mask: torch.Tensor
-    truncated: list[bool]
-
-
 class SplareEncoder:
     """Encodes text into sparse vectors over an SAE's latent features.
 
     Build one with :meth:`from_pretrained` (a registered name, a model directory, or
-    nothing for the default model) or :meth:`from_components`.
+    nothing for the default model) or :meth:`from_components`. :meth:`encode` and its
+    shorthands turn texts into vectors; :meth:`iter_batches` and :meth:`forward` are the
+    two steps it runs, for callers that need the tensors (fine-tuning, benchmarks).
 
     Example:
         >>> encoder = SplareEncoder.from_pretrained()            # doctest: +SKIP
@@ -116,14 +105,14 @@ class SplareEncoder:
         self.reader.to(self.device)
         self.sae = sae.to(self.device).eval()
         self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
-        self.pad_token_id = _pad_token_id(self.tokenizer)
-        # What encode() runs: the reader, or on the fast path its trace (same outputs, less Python).
+        self.pad_token_id = pad_token_id(self.tokenizer)
+        # What forward() runs: the reader, or on the fast path its trace (same outputs, less Python).
         self._run_reader: torch.nn.Module = self.reader
         if self.precision == "int8":
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
             quantize_linear_layers(self.reader.model)
-            self.sae.use_int8()
+            quantize_sae(self.sae)
             vocab_size = int(getattr(backbone.model.config, "vocab_size", 0) or len(self.tokenizer))
             self._run_reader = trace_reader(self.reader, vocab_size) or self.reader
 
@@ -298,11 +287,9 @@ class SplareEncoder:
             ConfigError: ``dense=True`` for a model without a dense embedding, or a bad
                 ``role``/``batch_size``.
         """
-        items = _validate_texts(texts)
-        if role not in ("query", "document"):
-            raise ConfigError(f"role must be 'query' or 'document', got {role!r}")
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
+        items = validate_texts(texts)
+        check_role(role)
+        check_batch_size(batch_size)
         if dense and not self.has_dense:
             raise ConfigError(f"model {self.config.name!r} defines no dense embedding (dense_pooling='none')")
         top_k = self.config.query_top_k if role == "query" else self.config.document_top_k
@@ -310,17 +297,15 @@ class SplareEncoder:
         dense_out = np.zeros((len(items), _hidden_size(self.reader.model)), np.float32) if dense else None
         num_tokens = np.zeros(len(items), np.int64)
         truncated = np.zeros(len(items), np.bool_)
-        with _progress(len(items), show_progress, batch_size) as advance, torch.inference_mode():
+        with progress(len(items), show_progress, batch_size) as advance, torch.inference_mode():
             for batch in self.iter_batches(items, role=role, batch_size=batch_size):
-                states, last_hidden = self._run_reader(batch.input_ids, batch.attention_mask)
-                pooled = pool_latents(self.sae, states, batch.content_mask)
+                pooled, batch_dense = self.forward(batch)
                 for position, vector in zip(batch.positions, prune_to_vectors(pooled, top_k), strict=True):
                     sparse[position] = vector
                 num_tokens[batch.positions] = batch.attention_mask.sum(dim=1).cpu().numpy()
                 truncated[batch.positions] = batch.truncated
-                if dense_out is not None:
-                    dense = pool_dense(last_hidden, batch.attention_mask, self.config.dense_pooling)
-                    dense_out[batch.positions] = dense.cpu().numpy()
+                if dense_out is not None and batch_dense is not None:
+                    dense_out[batch.positions] = batch_dense.cpu().numpy()
                 advance(len(batch.positions))
         missing = [position for position, vector in enumerate(sparse) if vector is None]
         if missing:  # every text belongs to exactly one batch; anything else is a bug here
@@ -332,72 +317,80 @@ class SplareEncoder:
             truncated=truncated,
         )
 
+    def forward(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The model: one batch's pooled SAE weights and dense embedding, from one pass.
+
+        Runs the backbone to the SAE's layer (on the int8 path, its trace), the SAE on
+        every content token, and the max-pool of ``log1p``; when the model defines a
+        dense embedding, pools it from the same pass. Nothing is pruned and nothing
+        leaves torch, so the same call serves every caller: :meth:`encode` runs it under
+        ``torch.inference_mode()`` and prunes with
+        :func:`~splare_connect.pooling.prune_to_vectors`; fine-tuning runs it with
+        gradients (LoRA on the backbone) and prunes with
+        :func:`~splare_connect.pooling.top_k_weights`; benchmarks time it.
+
+        Args:
+            batch: A batch from :meth:`iter_batches`.
+
+        Returns:
+            ``(pooled, dense)``: ``pooled`` is ``(batch, d_sae)`` float32
+            ``log1p(max_t relu(z_t))`` over content tokens (zero rows for blank texts),
+            before pruning; ``dense`` is ``(batch, hidden)`` L2-normalised float32, or
+            ``None`` when the model has no dense embedding. Rows follow the batch, not
+            the caller's text order (``batch.positions`` maps them back).
+
+        Example:
+            >>> [batch] = encoder.iter_batches(["list files"], role="query")  # doctest: +SKIP
+            >>> pooled, dense = encoder.forward(batch)                         # doctest: +SKIP
+            >>> pooled.shape == (1, encoder.dim)                               # doctest: +SKIP
+            True
+        """
+        states, last_hidden = self._run_reader(batch.input_ids, batch.attention_mask)
+        pooled = pool_latents(self.sae, states, batch.content_mask)
+        if not self.has_dense:
+            return pooled, None
+        return pooled, pool_dense(last_hidden, batch.attention_mask, self.config.dense_pooling)
+
     def iter_batches(
-        self, texts: Sequence[str], *, role: Role = "document", batch_size: int = 32
+        self,
+        texts: Sequence[str],
+        *,
+        role: Role = "document",
+        batch_size: int = 32,
+        max_length: int | None = None,
     ) -> Iterator[EncoderBatch]:
         """Tokenize texts into padded, length-bucketed batches (what :meth:`encode` runs).
 
         Texts are tokenized a few hundred at a time and sorted by length within each
-        group, so batches carry little padding. Benchmarks and training use this to
-        run exactly the encoder's batches.
-        """
-        texts = _validate_texts(texts)
-        prefix = self.config.query_prefix if role == "query" else self.config.document_prefix
-        prefix_chars = 0 if self.config.pool_prefix_tokens else len(prefix.rstrip())
-        chunk_size = batch_size * _TOKENIZE_CHUNK_BATCHES
-        for chunk_start in range(0, len(texts), chunk_size):
-            originals = texts[chunk_start : chunk_start + chunk_size]
-            chunk = [prefix + text for text in originals]
-            has_text = [_has_visible_text(text) for text in originals]
-            encoded = self.tokenizer(
-                chunk,
-                truncation=True,
-                max_length=self.max_length,
-                return_special_tokens_mask=True,
-                return_offsets_mapping=True,
-                return_attention_mask=False,
-            )
-            by_length = sorted(range(len(chunk)), key=lambda i: len(encoded["input_ids"][i]))
-            for start in range(0, len(by_length), batch_size):
-                members = by_length[start : start + batch_size]
-                yield self._make_batch(encoded, chunk, has_text, members, chunk_start, prefix_chars)
+        group, so batches carry little padding. Training and benchmarks feed these
+        batches to :meth:`forward`, so they run exactly the encoder's batches.
 
-    def _make_batch(
-        self,
-        encoded: Any,
-        chunk: list[str],
-        has_text: list[bool],
-        members: list[int],
-        chunk_start: int,
-        prefix_chars: int,
-    ) -> EncoderBatch:
-        width = max(len(encoded["input_ids"][i]) for i in members)
-        input_ids = np.full((len(members), width), self.pad_token_id, np.int64)
-        attention = np.zeros((len(members), width), np.int64)
-        content = np.zeros((len(members), width), np.bool_)
-        truncated = []
-        for row, i in enumerate(members):
-            ids = encoded["input_ids"][i]
-            special = np.asarray(encoded["special_tokens_mask"][i], np.bool_)
-            offsets = np.asarray(encoded["offset_mapping"][i], np.int64).reshape(-1, 2)
-            input_ids[row, : len(ids)] = ids
-            attention[row, : len(ids)] = 1
-            content[row, : len(ids)] = _content_tokens(
-                special,
-                offsets,
-                prefix_chars,
-                pool_special_tokens=self.config.pool_special_tokens,
-                has_text=has_text[i],
-            )
-            text_end = len(chunk[i].rstrip())
-            real_ends = offsets[~special, 1]
-            truncated.append(bool(real_ends.size) and int(real_ends.max()) < text_end)
-        return EncoderBatch(
-            positions=[chunk_start + i for i in members],
-            input_ids=torch.from_numpy(input_ids).to(self.device),
-            attention_mask=torch.from_numpy(attention).to(self.device),
-            content_mask=torch.from_numpy(content).to(self.device),
-            truncated=truncated,
+        Args:
+            texts: The texts, without prefix.
+            role: ``"query"`` or ``"document"``: picks the prefix.
+            batch_size: Texts per batch.
+            max_length: A shorter token window for this call (fine-tuning cuts long
+                documents to save time); ``None`` uses the encoder's ``max_length``,
+                which also caps any value given. The encoder itself is not changed.
+
+        Raises:
+            BadInputError: As :meth:`encode`.
+            ConfigError: A bad ``role``, ``batch_size`` or ``max_length``.
+        """
+        check_role(role)
+        check_batch_size(batch_size)
+        if max_length is not None and max_length < 3:  # as EncoderConfig.max_length: specials need room
+            raise ConfigError(f"max_length must be at least 3 tokens, got {max_length}")
+        return iter_batches(
+            self.tokenizer,
+            validate_texts(texts),
+            prefix=self.config.query_prefix if role == "query" else self.config.document_prefix,
+            max_length=self.max_length if max_length is None else min(self.max_length, max_length),
+            batch_size=batch_size,
+            pad_token_id=self.pad_token_id,
+            pool_prefix_tokens=self.config.pool_prefix_tokens,
+            pool_special_tokens=self.config.pool_special_tokens,
+            device=self.device,
         )
 
     # ------------------------------------------------------------ identity
@@ -409,96 +402,21 @@ class SplareEncoder:
         the SAE's layer, the SAE encoder), the tokenizer, the layer, prefixes, pooling
         and pruning. Two encoders with equal digests produce the same vectors.
         """
-        digest = hashlib.sha256()
-        settings = {
-            key: value
-            for key, value in self.config.to_dict().items()
-            if key not in ("name", "backbone", "sae", "lora", "sae_format")
-        }
-        settings["layer"] = self.reader.layer
-        settings["max_length"] = self.max_length
-        # int8 vectors differ enough to cost retrieval quality when mixed with fp32 ones
-        # (int8 queries on fp32 documents: English nDCG@10 0.590 against 0.618 all-int8 and
-        # 0.635 all-fp32), so a collection is tied to one precision. fp32 adds nothing, so
-        # fingerprints from before precisions existed stay valid.
-        precision = {} if self.precision == "fp32" else {"precision": self.precision}
-        settings.update(precision)
-        digest.update(json.dumps(settings, sort_keys=True).encode())
-        digest.update(_tokenizer_identity(self.tokenizer))
-        for name, tensor in sorted(self.reader.model.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        for name in ("W_enc", "b_enc", "b_dec", "threshold"):
-            tensor = getattr(self.sae, name, None)
-            if tensor is not None:
-                digest.update(name.encode())
-                digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        digest.update(self.sae.config.to_json().encode())
-        return {
-            "name": self.config.name,
-            "layer": self.reader.layer,
-            "sae_width": self.dim,
-            "query_top_k": self.config.query_top_k,
-            "document_top_k": self.config.document_top_k,
-            "digest": digest.hexdigest()[:32],
-            **precision,
-        }
+        return encoder_fingerprint(
+            config=self.config,
+            tokenizer=self.tokenizer,
+            backbone=self.reader.model,
+            sae=self.sae,
+            layer=self.reader.layer,
+            max_length=self.max_length,
+            precision=self.precision,
+        )
 
     def __repr__(self) -> str:
         return (
             f"SplareEncoder(name={self.config.name!r}, layer={self.reader.layer}, "
             f"latents={self.dim}, device={self.device.type}, precision={self.precision})"
         )
-
-
-def _validate_texts(texts: Sequence[str]) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise BadInputError(
-            f"expected a sequence of strings, got a single {type(texts).__name__}; wrap it in a list: [text]"
-        )
-    try:
-        items = list(texts)
-    except TypeError as exc:
-        raise BadInputError(f"expected a sequence of strings, got {type(texts).__name__}") from exc
-    for index, item in enumerate(items):
-        if not isinstance(item, str):
-            raise BadInputError(f"texts[{index}] is a {type(item).__name__}, not a str: {item!r:.80}")
-    return items
-
-
-def _has_visible_text(text: str) -> bool:
-    """Whether ``text`` has a character that prints: not whitespace, control or format.
-
-    SentencePiece tokenizers turn a blank text into a word-boundary token (``"▁"``, over
-    the prefix's trailing space or over the blanks), and that one token has k SAE
-    latents (32 for the default model's TopK SAE): the "empty" vector would match every
-    query. ``str.strip`` skips leading and trailing whitespace in C, so for ordinary
-    text this looks at one character.
-    """
-    return any(not (char.isspace() or unicodedata.category(char) in _INVISIBLE_CATEGORIES) for char in text.strip())
-
-
-def _content_tokens(
-    special: npt.NDArray[np.bool_],
-    offsets: npt.NDArray[np.int64],
-    prefix_chars: int,
-    *,
-    pool_special_tokens: bool,
-    has_text: bool,
-) -> npt.NDArray[np.bool_]:
-    """Which tokens of one text may add features.
-
-    Tokens from the end of the prefix's last visible character on (the prefix's own
-    tokens only with ``prefix_chars=0``), specials only if ``pool_special_tokens``; and
-    none at all when the text is blank, whatever the tokenizer made of it. Whitespace
-    tokens inside or after real text keep counting: excluding them too would change
-    ordinary vectors (a trailing ``"▁"``; the ``"▁"`` before CJK words), and so every
-    fingerprint and stored collection.
-    """
-    if not has_text:
-        return np.zeros(len(special), np.bool_)
-    after_prefix = offsets[:, 0] >= prefix_chars
-    return after_prefix if pool_special_tokens else ~special & after_prefix
 
 
 def _hidden_size(model: torch.nn.Module) -> int:
@@ -510,65 +428,9 @@ def _hidden_size(model: torch.nn.Module) -> int:
     raise ConfigError(f"cannot tell the hidden size of {type(model).__name__}")
 
 
-def _pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if isinstance(candidate, int):
-            return candidate
-    return 0
-
-
-def _tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> bytes:
-    """What defines the tokenizer's output, minus per-call state.
-
-    A fast tokenizer's serialisation also records the truncation and padding of its
-    last call; those are dropped, or the fingerprint would change once the encoder
-    has run (and differ between an ingest process and a search process).
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        definition = json.loads(backend.to_str())
-        definition.pop("truncation", None)
-        definition.pop("padding", None)
-        return json.dumps(definition, sort_keys=True).encode()
-    return json.dumps(sorted(tokenizer.get_vocab().items())).encode()
-
-
 def _resolve(location: str, base_dir: str | Path | None) -> str:
     if base_dir is not None and not Path(location).is_absolute():
         candidate = Path(base_dir, location)
         if candidate.exists():
             return str(candidate)
     return location
-
-
-class _NoProgress:
-    def __call__(self, _count: int) -> None:
-        return None
-
-
-def _progress(total: int, show: bool | None, batch_size: int) -> Any:
-    """A context manager yielding ``advance(n)``; a rich bar on stderr when wanted."""
-    from contextlib import contextmanager
-
-    wanted = show if show is not None else (total > 8 * batch_size and sys.stderr.isatty())
-
-    @contextmanager
-    def manager() -> Iterator[Any]:
-        if not wanted:
-            yield _NoProgress()
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        with Progress(
-            TextColumn("encoding"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        ) as progress:
-            task = progress.add_task("encode", total=total)
-            yield lambda count: progress.advance(task, count)
-
-    return manager()

@@ -3,6 +3,10 @@
 SPLARE / SAE-SPLADE pooling: ``w_j = max over content tokens of log(1 + relu(z_j))``.
 Because ``log1p`` is monotonic, the max is taken over raw activations first and
 ``log1p`` applied once per document, which is cheaper and gives the same result.
+
+Pruning keeps each text's ``top_k`` largest weights (:func:`top_k_weights`); inference
+and fine-tuning both call it, so they prune the same way. Everything here except
+:func:`prune_to_vectors` (which leaves torch) is differentiable.
 """
 
 from __future__ import annotations
@@ -67,24 +71,43 @@ def pool_dense(last_hidden: torch.Tensor, attention_mask: torch.Tensor, mode: st
     return torch.nn.functional.normalize(pooled, dim=-1)
 
 
+def top_k_weights(pooled: torch.Tensor, top_k: int | None) -> torch.Tensor:
+    """Keep each row's ``top_k`` largest weights and zero the rest: the pruning rule.
+
+    Inference (:func:`prune_to_vectors`) and fine-tuning both prune with this one
+    function, so the student trains on exactly the vectors that will be stored and
+    searched. It is differentiable: gradients flow to the kept weights, and the choice
+    of which to keep is a hard selection (no gradient), as in SPLADE's top-k pruning.
+
+    Args:
+        pooled: ``(batch, d_sae)`` non-negative weights, from
+            :meth:`~splare_connect.encoder.SplareEncoder.forward`.
+        top_k: Weights kept per row; ``None`` (or ``top_k >= d_sae``) keeps them all.
+
+    Returns:
+        ``(batch, d_sae)``, same dtype and device; ``pooled`` itself when nothing is cut.
+        A row with fewer than ``top_k`` positive weights keeps zeros in the remaining
+        places, which add nothing to a dot product and which :func:`prune_to_vectors`
+        drops.
+    """
+    if top_k is None or top_k >= pooled.shape[1]:
+        return pooled
+    values, indices = torch.topk(pooled, top_k, dim=1, sorted=False)
+    return torch.zeros_like(pooled).scatter(1, indices, values)
+
+
 def prune_to_vectors(pooled: torch.Tensor, top_k: int | None) -> list[SparseVector]:
-    """Keep each row's ``top_k`` largest positive weights and build SparseVectors.
+    """Prune with :func:`top_k_weights` and build one SparseVector per row.
 
     Args:
         pooled: ``(batch, d_sae)`` non-negative weights.
         top_k: Weights kept per row; ``None`` keeps every positive weight.
+
+    Returns:
+        One vector per row, holding the row's positive kept weights in feature order.
     """
-    width = pooled.shape[1]
-    if top_k is None or top_k >= width:
-        return [_row_to_vector(row, width) for row in pooled.cpu().numpy()]
-    values, indices = torch.topk(pooled, top_k, dim=1, sorted=False)
-    values_np, indices_np = values.cpu().numpy(), indices.cpu().numpy()
-    vectors = []
-    for row_values, row_indices in zip(values_np, indices_np, strict=True):
-        positive = row_values > 0
-        order = np.argsort(row_indices[positive], kind="stable")
-        vectors.append(SparseVector(row_indices[positive][order], row_values[positive][order], width))
-    return vectors
+    kept = top_k_weights(pooled, top_k).detach().cpu().numpy()
+    return [_row_to_vector(row, kept.shape[1]) for row in kept]
 
 
 def _row_to_vector(row: np.ndarray, width: int) -> SparseVector:

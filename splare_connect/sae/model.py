@@ -132,6 +132,9 @@ class SparseAutoencoder(nn.Module):
         self.threshold: torch.Tensor | None
         self.register_buffer("threshold", None if threshold is None else threshold.detach().float().contiguous())
         self.W_dec = None if W_dec is None else nn.Parameter(W_dec.detach().float().contiguous(), requires_grad=False)
+        # A stand-in for the ``x @ W_enc + b_enc`` product, installed from outside (the int8
+        # CPU path: :func:`splare_connect.quantization.quantize_sae`). The SAE only calls it,
+        # so it never imports the module that builds it.
         self.int8_encoder: nn.Module | None = None
 
     @property
@@ -140,7 +143,11 @@ class SparseAutoencoder(nn.Module):
         return self.config.d_sae
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        """``(x * s - b_dec) @ W_enc + b_enc`` for ``x`` of shape ``(..., d_in)``."""
+        """``(x * s - b_dec) @ W_enc + b_enc`` for ``x`` of shape ``(..., d_in)``.
+
+        Input scaling and ``b_dec`` stay here in fp32 whatever runs the product, so a
+        replacement product (``int8_encoder``) sees exactly the inputs ``W_enc`` would.
+        """
         if self.config.input_scale != 1.0:
             x = x * self.config.input_scale
         if self.config.apply_b_dec_to_input:
@@ -148,15 +155,6 @@ class SparseAutoencoder(nn.Module):
         if self.int8_encoder is not None:
             return self.int8_encoder(x)
         return torch.addmm(self.b_enc, x.reshape(-1, x.shape[-1]), self.W_enc).reshape(*x.shape[:-1], self.config.d_sae)
-
-    def use_int8(self) -> None:
-        """Run the encoder product as a dynamic int8 layer from now on (CPU fast path).
-
-        The fp32 ``W_enc`` stays (checkpoints, fingerprints and training read it).
-        """
-        from splare_connect.quantization import QuantizedSaeEncoder
-
-        self.int8_encoder = QuantizedSaeEncoder(self)
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """Dense activations ``(..., d_sae)`` from pre-activations, per the checkpoint's rule."""

@@ -11,14 +11,15 @@ loss is
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
-pruning used at inference), FLOPS is ``sum_j (mean_i w_ij)^2`` (SPLADE's sparsity
-regulariser), and the teacher is the unmodified backbone's dense embedding (for the
-default model: multilingual-e5-small). The last term keeps the fine-tuned backbone's
-own dense embedding close to the teacher's, so one forward pass still yields both
-vectors for hybrid search. The parallel-text term (Debian's message catalogs, see
-``parallel_text``) is translation distillation: a translated message, encoded as a
-query, should rank the batch's English messages as the teacher ranks them for the
-English original, which teaches other languages to use English's features.
+encoder's own ``forward`` and the inference pruning, ``pooling.top_k_weights``), FLOPS
+is ``sum_j (mean_i w_ij)^2`` (SPLADE's sparsity regulariser), and the teacher is the
+unmodified backbone's dense embedding (for the default model: multilingual-e5-small).
+The last term keeps the fine-tuned backbone's own dense embedding close to the
+teacher's, so one forward pass still yields both vectors for hybrid search. The
+parallel-text term (Debian's message catalogs, see ``parallel_text``) is translation
+distillation: a translated message, encoded as a query, should rank the batch's English
+messages as the teacher ranks them for the English original, which teaches other
+languages to use English's features.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
+from splare_connect.encoding.inputs import Role
 from splare_connect.errors import ConfigError
-from splare_connect.pooling import pool_dense, pool_latents
+from splare_connect.pooling import top_k_weights
 from splare_connect.training.config import TrainConfig
 from splare_connect.training.parallel_text import ParallelPair, normalize, read_message_catalogs
 
@@ -87,22 +89,29 @@ def load_pairs(pairs_file: Path, doc_index: dict[str, int], exclude: Iterable[st
 
 
 def student_vectors(
-    encoder: SplareEncoder, texts: list[str], role: str, top_k: int | None
+    encoder: SplareEncoder, texts: list[str], role: Role, top_k: int | None, *, max_length: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable encoding: ``(pruned sparse weights (n, d_sae), dense embeddings (n, hidden))``.
 
-    Runs exactly the encoder's batching, masking, SAE and pooling, with gradients on,
-    and keeps each row's ``top_k`` weights (gradients flow to the kept ones).
+    The encoder's own batching and :meth:`~splare_connect.encoder.SplareEncoder.forward`,
+    with gradients on, then the inference pruning rule
+    (:func:`~splare_connect.pooling.top_k_weights`): the student is scored on the
+    vectors it will store. Rows are in ``texts`` order.
+
+    Args:
+        encoder: The encoder being fine-tuned (it needs a dense embedding).
+        texts: One batch of texts.
+        role: ``"query"`` or ``"document"``.
+        top_k: Weights kept per text.
+        max_length: Token window for this batch (shorter than the encoder's saves
+            time in training); ``None`` for the encoder's window.
     """
-    [batch] = list(encoder.iter_batches(texts, role=role, batch_size=len(texts)))  # type: ignore[arg-type]
+    [batch] = list(encoder.iter_batches(texts, role=role, batch_size=len(texts), max_length=max_length))
     order = torch.as_tensor(np.argsort(batch.positions), device=encoder.device)
-    states, last_hidden = encoder.reader(batch.input_ids, batch.attention_mask)
-    pooled = pool_latents(encoder.sae, states, batch.content_mask)
-    if top_k is not None and top_k < pooled.shape[1]:
-        values, indices = torch.topk(pooled, top_k, dim=1)
-        pooled = torch.zeros_like(pooled).scatter(1, indices, values)
-    dense = pool_dense(last_hidden, batch.attention_mask, encoder.config.dense_pooling)
-    return pooled[order], dense[order]
+    pooled, dense = encoder.forward(batch)
+    if dense is None:
+        raise ConfigError("fine-tuning distils into the model's dense embedding: the model needs dense_pooling")
+    return top_k_weights(pooled, top_k)[order], dense[order]
 
 
 def flops(weights: torch.Tensor) -> torch.Tensor:
@@ -159,14 +168,22 @@ def load_parallel_set(encoder: SplareEncoder, config: TrainConfig, exclude: list
     )
 
 
-def parallel_loss(encoder: SplareEncoder, parallel: ParallelSet, chosen: list[int], temperature: float) -> torch.Tensor:
+def parallel_loss(
+    encoder: SplareEncoder,
+    parallel: ParallelSet,
+    chosen: list[int],
+    temperature: float,
+    *,
+    max_length: int | None = None,
+) -> torch.Tensor:
     """Each translation, as a query, should rank the batch's English messages (as documents)
-    the way the teacher ranks them for the English original."""
+    the way the teacher ranks them for the English original (``max_length`` as in
+    :func:`student_vectors`)."""
     query_weights, _ = student_vectors(
-        encoder, [parallel.translations[i] for i in chosen], "query", encoder.config.query_top_k
+        encoder, [parallel.translations[i] for i in chosen], "query", encoder.config.query_top_k, max_length=max_length
     )
     doc_weights, _ = student_vectors(
-        encoder, [parallel.english[i] for i in chosen], "document", encoder.config.document_top_k
+        encoder, [parallel.english[i] for i in chosen], "document", encoder.config.document_top_k, max_length=max_length
     )
     teacher = parallel.teacher_as_query[chosen] @ parallel.teacher_as_document[chosen].T / temperature
     return distillation(query_weights @ doc_weights.T, teacher)
@@ -234,8 +251,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min(1.0, (step + 1) / max(1, config.steps // 10))
     )
-    max_length = encoder.max_length
-    encoder.max_length = min(max_length, config.max_document_tokens)
+    window = config.max_document_tokens  # per call: the encoder's own max_length is left as it is
     started = time.perf_counter()
     next_batch = _batch_sampler(
         [p.lang for p in pairs], config.batch_size, config.balance_languages, config.language_sampling_exponent
@@ -250,10 +266,11 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
                 if doc not in doc_ids:
                     doc_ids.append(doc)
         query_weights, query_dense = student_vectors(
-            encoder, [p.query for p in batch_pairs], "query", encoder.config.query_top_k
+            encoder, [p.query for p in batch_pairs], "query", encoder.config.query_top_k, max_length=window
         )
+        doc_texts = [dataset.doc_texts[d] for d in doc_ids]
         doc_weights, doc_dense = student_vectors(
-            encoder, [dataset.doc_texts[d] for d in doc_ids], "document", encoder.config.document_top_k
+            encoder, doc_texts, "document", encoder.config.document_top_k, max_length=window
         )
         student = query_weights @ doc_weights.T
         teacher_q = torch.from_numpy(teacher_queries[chosen]).to(student.device)
@@ -267,7 +284,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         loss = distill + regular + config.lambda_dense * keep_dense + config.lambda_labels * labelled
         aligned = torch.zeros((), device=student.device)
         if parallel is not None and next_parallel is not None:
-            aligned = parallel_loss(encoder, parallel, next_parallel(), config.teacher_temperature)
+            aligned = parallel_loss(encoder, parallel, next_parallel(), config.teacher_temperature, max_length=window)
             loss = loss + config.lambda_parallel * aligned
         optimizer.zero_grad()
         loss.backward()
@@ -290,7 +307,6 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         if on_step:
             on_step(step, stats)
 
-    encoder.max_length = max_length
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
 
 

@@ -256,6 +256,49 @@ def test_long_texts_are_truncated_and_flagged(tiny_encoder: SplareEncoder) -> No
     assert result.num_tokens[0] == tiny_encoder.max_length == 24
 
 
+def test_forward_is_the_model_encode_runs(tiny_encoder: SplareEncoder) -> None:
+    from splare_connect.pooling import prune_to_vectors
+
+    [batch] = tiny_encoder.iter_batches(SAMPLE_TEXTS, role="query", batch_size=len(SAMPLE_TEXTS))
+    with torch.inference_mode():
+        pooled, dense = tiny_encoder.forward(batch)
+    assert pooled.shape == (len(SAMPLE_TEXTS), tiny_encoder.dim) and pooled.dtype == torch.float32
+    assert dense is not None and dense.shape == (len(SAMPLE_TEXTS), HIDDEN)
+    result = tiny_encoder.encode(SAMPLE_TEXTS, role="query", dense=True, batch_size=len(SAMPLE_TEXTS))
+    assert result.dense is not None
+    for row, vector in zip(batch.positions, prune_to_vectors(pooled, tiny_encoder.config.query_top_k), strict=True):
+        assert vector == result.sparse[row]
+    np.testing.assert_array_equal(dense.numpy(), result.dense[batch.positions])
+
+
+def test_forward_is_differentiable_through_the_pruning(tiny_model_dir: Path) -> None:
+    from splare_connect.pooling import prune_to_vectors, top_k_weights
+
+    encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    encoder.reader.model.requires_grad_(True)  # as LoRA fine-tuning makes its adapters trainable
+    [batch] = encoder.iter_batches(SAMPLE_TEXTS, role="document", batch_size=len(SAMPLE_TEXTS))
+    pooled, dense = encoder.forward(batch)
+    kept = top_k_weights(pooled, 5)
+    assert dense is not None and kept.requires_grad
+    # Training and inference prune alike: the kept weights are exactly the stored vectors.
+    for row, vector in zip(kept.detach(), prune_to_vectors(pooled, 5), strict=True):
+        assert np.flatnonzero(row.numpy()).tolist() == vector.indices.tolist()
+    (kept.sum() + dense.sum()).backward()
+    gradients = [p.grad for p in encoder.reader.model.parameters() if p.grad is not None]
+    assert gradients and any(bool(g.abs().sum() > 0) for g in gradients)
+
+
+def test_a_shorter_window_is_per_call(tiny_encoder: SplareEncoder) -> None:
+    long_text = " ".join(["file"] * 200)
+    [short] = tiny_encoder.iter_batches([long_text], max_length=8)
+    assert short.input_ids.shape == (1, 8) and short.truncated == [True]
+    assert tiny_encoder.max_length == 24  # the encoder itself is unchanged
+    [capped] = tiny_encoder.iter_batches([long_text], max_length=1000)
+    assert capped.input_ids.shape == (1, 24)
+    with pytest.raises(ConfigError, match="max_length"):
+        next(tiny_encoder.iter_batches([long_text], max_length=2))
+
+
 def test_sae_width_must_match_backbone(bert_dir: Path, tmp_path: Path) -> None:
     import json
 

@@ -1,9 +1,11 @@
-"""Package surface: cheap import, pinned public names, backend discovery by entry point."""
+"""Package surface: cheap import, pinned public names, import layering, backend discovery by entry point."""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +48,110 @@ def test_public_names_are_pinned() -> None:
     )
     for name in splare_connect.__all__:
         assert getattr(splare_connect, name) is not None
+
+
+REPO = Path(__file__).resolve().parents[2]
+# What the core must never import: database clients and the adapters that wrap them.
+DATABASE_CLIENTS = {
+    "qdrant_client",
+    "qdrant_edge",
+    "opensearchpy",
+    "splare_connect_qdrant",
+    "splare_connect_opensearch",
+}
+# What the adapters must never import: torch and what loads it.
+TORCH_STACK = {"torch", "transformers", "peft"}
+
+
+def _package_modules(package_dir: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of one package."""
+    modules = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        parts = path.relative_to(package_dir.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> Iterator[str]:
+    """Every module ``name`` imports, anywhere in the file: top level, inside functions
+    (lazy imports still run) and under ``TYPE_CHECKING``. ``from package import x``
+    counts as importing ``package.x`` when that is a module, else ``package``."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for alias in node.names:
+                yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
+
+
+@pytest.fixture(scope="module")
+def import_graph() -> dict[str, set[str]]:
+    """The core's and the adapters' modules, each with the modules it imports (any package)."""
+    modules = _package_modules(REPO / "splare_connect")
+    for adapter in sorted((REPO / "adapters").glob("*/splare_connect_*/__init__.py")):
+        modules.update(_package_modules(adapter.parent))
+    return {name: set(_imports(name, path, modules)) - {name} for name, path in modules.items()}
+
+
+def _import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle among the graph's own modules, as a path that ends where it starts, or None."""
+    state: dict[str, str] = {}
+
+    def visit(path: list[str]) -> list[str] | None:
+        state[path[-1]] = "open"
+        for target in sorted(graph[path[-1]] & graph.keys()):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit([*path, target])):
+                return cycle
+        state[path[-1]] = "done"
+        return None
+
+    for name in sorted(graph):
+        if name not in state and (cycle := visit([name])):
+            return cycle
+    return None
+
+
+def _top_level(names: set[str]) -> set[str]:
+    return {name.split(".")[0] for name in names}
+
+
+def test_no_module_imports_one_that_imports_it_back(import_graph: dict[str, set[str]]) -> None:
+    assert _import_cycle(import_graph) is None, " -> ".join(_import_cycle(import_graph) or [])
+    assert _import_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check sees cycles
+
+
+def test_core_never_imports_adapters_or_database_clients(import_graph: dict[str, set[str]]) -> None:
+    offenders = {
+        name: sorted(_top_level(imported) & DATABASE_CLIENTS)
+        for name, imported in import_graph.items()
+        if name.split(".")[0] == "splare_connect" and _top_level(imported) & DATABASE_CLIENTS
+    }
+    assert offenders == {}
+
+
+def test_adapters_never_import_torch(import_graph: dict[str, set[str]]) -> None:
+    """Not directly, and not through a core module they import (lazy imports included)."""
+    adapters = [name for name in import_graph if name.split(".")[0] != "splare_connect"]
+    assert {name.split(".")[0] for name in adapters} >= {"splare_connect_qdrant", "splare_connect_opensearch"}
+    offenders = {}
+    for adapter in adapters:
+        reached, todo = set(), [adapter]
+        while todo:
+            name = todo.pop()
+            if name not in reached:
+                reached.add(name)
+                todo.extend(import_graph[name] & import_graph.keys())
+        heavy = {name: sorted(_top_level(import_graph[name]) & TORCH_STACK) for name in reached}
+        if any(heavy.values()):
+            offenders[adapter] = {name: found for name, found in heavy.items() if found}
+    assert offenders == {}
 
 
 @pytest.fixture

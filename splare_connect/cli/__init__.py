@@ -1,0 +1,58 @@
+"""The ``splare-connect`` command line: ingest, sync, search, collections, eval, train.
+
+One module per command group (``ingest``, ``search``, ``collections``, ``evaluate``,
+``train``); ``common`` holds what they share. Heavy imports (torch, transformers,
+database clients) happen inside the commands, so ``splare-connect --help`` is instant.
+Every setting can come from an environment variable (shown in ``--help``); secrets such
+as API keys are read by the backends from the environment only, never from arguments.
+
+Exit status: 0 success; 1 error; 2 bad usage; 3 finished, but some records were
+skipped (each one is reported on stderr with its file and line) or a deletion was
+refused. Errors are one line on stderr, secrets redacted; ``SPLARE_DEBUG=1`` adds the
+traceback of an unexpected one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from splare_connect.cli import collections, evaluate, ingest, search, train
+from splare_connect.cli.common import EXIT_SKIPPED, print_error
+
+__all__ = ["EXIT_SKIPPED", "app", "main"]
+
+app = typer.Typer(
+    name="splare-connect",
+    help="SAE-latent learned-sparse retrieval for Qdrant, OpenSearch and other vector databases.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.command("sync")(ingest.sync)
+app.command(
+    "ingest",
+    help="Encode and store new or changed documents; re-running skips unchanged ones. "
+    "The same command as sync: add --delete-missing to also remove documents gone from the source.",
+)(ingest.sync)
+app.command("search")(search.search)
+app.command("eval")(evaluate.eval_command)
+app.command("train")(train.train_command)
+app.command("train-sae")(train.train_sae_command)
+app.add_typer(collections.app, name="collections")
+
+
+def main() -> None:
+    """Console-script entry point: any error the commands did not expect is still one line.
+
+    A traceback helps a developer, not a user, and its text may hold a secret (a URL
+    with a password, a server's echo of request headers); ``SPLARE_DEBUG=1`` shows it.
+    """
+    try:
+        app()
+    except Exception as error:  # the last line of defence, by design
+        if os.environ.get("SPLARE_DEBUG"):
+            raise
+        print_error(f"{type(error).__name__}: {error} (SPLARE_DEBUG=1 shows the traceback)")
+        sys.exit(1)

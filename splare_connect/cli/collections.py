@@ -1,0 +1,108 @@
+"""``collections list | info | drop``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from splare_connect.cli.common import (
+    BackendOption,
+    DataDirOption,
+    JsonOption,
+    TimeoutOption,
+    UrlOption,
+    fail,
+    open_backend,
+    stdout,
+)
+from splare_connect.errors import SplareError
+
+app = typer.Typer(help="List, inspect and drop collections.", no_args_is_help=True)
+
+
+@app.command("list")
+def collections_list(
+    backend: BackendOption = "qdrant",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List collections."""
+    try:
+        store = open_backend(backend, url, data_dir, timeout)
+        try:
+            names = store.list_collections()
+        finally:
+            store.close()
+    except SplareError as error:
+        raise fail(error) from error
+    if as_json:
+        stdout.print_json(json.dumps(names))
+    else:
+        for name in names:
+            stdout.print(name, highlight=False, markup=False)
+
+
+@app.command("info")
+def collections_info(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    backend: BackendOption = "qdrant",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a collection's encoder fingerprint, vectors and size."""
+    try:
+        store = open_backend(backend, url, data_dir, timeout)
+        try:
+            spec = store.describe_collection(name)
+            if spec is None:
+                raise SplareError(f"collection {name!r} does not exist")
+            info = {
+                "name": name,
+                "points": store.count(name),
+                "sparse_dim": spec.sparse_dim,
+                "dense_dim": spec.dense_dim,
+                "idf": spec.idf,
+                "indexed_fields": list(spec.indexed_fields),
+                "encoder": dict(spec.fingerprint),
+            }
+        finally:
+            store.close()
+    except SplareError as error:
+        raise fail(error) from error
+    if as_json:
+        stdout.print_json(json.dumps(info))
+    else:
+        for key, value in info.items():
+            stdout.print(f"{key:15} {value}", highlight=False, markup=False)
+
+
+@app.command("drop")
+def collections_drop(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask for confirmation.")] = False,
+    backend: BackendOption = "qdrant",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+) -> None:
+    """Delete a collection and everything in it (refused while another process uses an embedded one)."""
+    if not yes and not typer.confirm(f"Drop collection {name!r} and all its points?"):
+        raise typer.Exit(1)
+    try:
+        store = open_backend(backend, url, data_dir, timeout)
+        try:
+            # Listed, not described: a collection whose description is damaged can still be dropped.
+            if name not in store.list_collections():
+                raise SplareError(f"collection {name!r} does not exist")
+            store.drop_collection(name)
+        finally:
+            store.close()
+    except SplareError as error:
+        raise fail(error) from error
+    stdout.print(f"dropped {name}", highlight=False, markup=False)

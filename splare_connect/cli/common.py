@@ -1,0 +1,166 @@
+"""What every command shares: consoles, option types, loading backends and models, printing errors.
+
+Heavy imports (torch, transformers, database clients) happen inside the functions, so
+``splare-connect --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from splare_connect.errors import SplareError
+
+if TYPE_CHECKING:
+    from splare_connect.backends import Backend, CollectionSpec
+    from splare_connect.encoder import SplareEncoder
+
+EXIT_SKIPPED = 3
+
+stdout = Console()
+stderr = Console(stderr=True)
+
+
+class HybridChoice(str, Enum):
+    rrf = "rrf"
+    dbsf = "dbsf"
+
+
+BackendOption = Annotated[
+    str, typer.Option("--backend", "-b", envvar="SPLARE_BACKEND", help="Backend name (installed adapters).")
+]
+CollectionOption = Annotated[
+    str, typer.Option("--collection", "-c", envvar="SPLARE_COLLECTION", help="Collection or index name.")
+]
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="SPLARE_URL",
+        help="Database URL (Qdrant also reads QDRANT_URL). Without one, Qdrant runs embedded.",
+    ),
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="SPLARE_DATA_DIR", help="Where the embedded engine stores collections."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."),
+]
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        envvar="SPLARE_PRECISION",
+        help="Encoder precision: fp32, or int8 (fast CPU path; a collection keeps the precision it was ingested with).",
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
+SourceArgument = Annotated[
+    Path,
+    typer.Argument(
+        help="A .jsonl file (id/_id, text, ...), a .json array of such records, or a directory of text files."
+    ),
+]
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        envvar="SPLARE_TIMEOUT",
+        min=0.1,
+        help="Seconds to wait for each request to a database server (default 30).",
+    ),
+]
+TrustRemoteCodeOption = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Let the model's backbone run Python code shipped in its directory. Only for models you trust; "
+        "a model directory can never turn this on by itself.",
+    ),
+]
+DenseOption = Annotated[
+    bool | None,
+    typer.Option("--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."),
+]
+IndexFieldOption = Annotated[list[str], typer.Option("--index-field", help="Metadata field to index for filters.")]
+IdfOption = Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")]
+StoreTextOption = Annotated[bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")]
+ShardOption = Annotated[str, typer.Option(help="Process shard i of n (i/n), for parallel workers.")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")]
+
+
+def open_backend(name: str, url: str | None, data_dir: Path | None, timeout: float | None = None) -> Backend:
+    """Load a backend, passing each location option only to factories that take it.
+
+    ``--data-dir`` (or ``$SPLARE_DATA_DIR``) means something to embedded engines only; a
+    server-only backend such as OpenSearch never sees it. Commands call this before
+    loading the model, so a wrong backend, URL or data directory is reported at once.
+    """
+    import inspect
+
+    from splare_connect.backends import available_backends, load_backend
+
+    options: dict[str, Any] = {}
+    if url:
+        options["url"] = url
+    if data_dir is not None:
+        options["data_dir"] = data_dir
+    if timeout is not None:
+        options["timeout"] = timeout
+    entry_point = available_backends().get(name)
+    if entry_point is not None and options:
+        accepted = inspect.signature(entry_point.load()).parameters
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
+            options = {key: value for key, value in options.items() if key in accepted}
+    return load_backend(name, **options)
+
+
+def load_encoder(model: str | None, precision: str = "fp32", trust_remote_code: bool = False) -> SplareEncoder:
+    from transformers.utils import logging as transformers_logging
+
+    from splare_connect.encoder import SplareEncoder
+
+    transformers_logging.disable_progress_bar()  # the CLI shows its own progress
+    return SplareEncoder.from_pretrained(model, precision=precision, trust_remote_code=trust_remote_code)
+
+
+def open_early(store: Backend, collection: str, *, must_exist: bool) -> CollectionSpec | None:
+    """Reach the database and open the collection before the model loads (seconds).
+
+    A missing collection, an unreachable server, or an embedded collection another
+    process is using is then reported at once, not after the model has loaded.
+    """
+    spec = store.describe_collection(collection)
+    if spec is not None:
+        store.count(collection)
+    elif must_exist:
+        raise SplareError(f"collection {collection!r} does not exist")
+    return spec
+
+
+def fail(error: Exception) -> typer.Exit:
+    print_error(str(error))
+    return typer.Exit(1)
+
+
+def print_error(message: str) -> None:
+    """One line on stderr: secrets redacted, markup in the message shown as text."""
+    print_line("[bold red]error:[/]", message)
+
+
+def print_line(label: str, message: str) -> None:
+    """``label message`` on stderr as one line: redacted, whitespace collapsed, markup escaped.
+
+    Messages can carry a server's words or a record's id, which may hold secrets,
+    newlines or Rich markup such as ``[/]``.
+    """
+    from splare_connect.redaction import safe_message
+
+    stderr.print(label, escape(safe_message(message, limit=2000)), highlight=False, soft_wrap=True)

@@ -1,0 +1,165 @@
+"""``sync`` and ``ingest``: bring a collection in line with a source, with progress and a summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from splare_connect.cli.common import (
+    EXIT_SKIPPED,
+    BackendOption,
+    BatchSizeOption,
+    CollectionOption,
+    DataDirOption,
+    DenseOption,
+    IdfOption,
+    IndexFieldOption,
+    JsonOption,
+    ModelOption,
+    PrecisionOption,
+    ShardOption,
+    SourceArgument,
+    StoreTextOption,
+    TimeoutOption,
+    TrustRemoteCodeOption,
+    UrlOption,
+    fail,
+    load_encoder,
+    open_backend,
+    open_early,
+    print_line,
+    stderr,
+    stdout,
+)
+from splare_connect.errors import SplareError
+from splare_connect.record_rules import DEFAULT_LIMITS
+
+if TYPE_CHECKING:
+    from splare_connect.sync import SyncReport
+
+
+def run_with_progress(syncer: Any, documents: Any, delete_missing: bool, force_delete: bool) -> SyncReport:
+    """Show a live counter on a terminal, one line per write otherwise (logs, CI)."""
+    if not sys.stderr.isatty():
+
+        def log_line(report: SyncReport) -> None:
+            print(
+                f"progress: {report.documents} documents read, {report.encoded} encoded, "
+                f"{report.chunks_written} chunks written",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=log_line)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr) as bar:
+        task = bar.add_task("reading documents")
+
+        def update(report: SyncReport) -> None:
+            bar.update(
+                task,
+                description=f"{report.documents} documents read, {report.encoded} encoded, "
+                f"{report.chunks_written} chunks written",
+            )
+
+        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=update)
+
+
+def sync(
+    source: SourceArgument,
+    delete_missing: Annotated[
+        bool,
+        typer.Option(
+            "--delete-missing",
+            help="Delete stored documents that are no longer in the source (never those whose record was skipped).",
+        ),
+    ] = False,
+    force_delete: Annotated[
+        bool,
+        typer.Option(
+            "--force-delete",
+            help="With --delete-missing: delete even when some records could not be read, "
+            "or when more than half of the stored documents would go.",
+        ),
+    ] = False,
+    backend: BackendOption = "qdrant",
+    collection: CollectionOption = "splare",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+    model: ModelOption = None,
+    precision: PrecisionOption = "fp32",
+    trust_remote_code: TrustRemoteCodeOption = False,
+    dense: DenseOption = None,
+    index_field: IndexFieldOption = [],  # noqa: B006
+    idf: IdfOption = False,
+    store_text: StoreTextOption = True,
+    shard: ShardOption = "0/1",
+    batch_size: BatchSizeOption = 32,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", min=1, help="Longest record text in characters; longer ones are skipped.")
+    ] = DEFAULT_LIMITS.max_text_chars,
+    include_hidden: Annotated[
+        bool,
+        typer.Option("--include-hidden", help="Directory sources: also read hidden files and folders (.git, ...)."),
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Make the collection match the source: upsert new/changed, optionally delete missing."""
+    from dataclasses import replace
+
+    from splare_connect.backends.protocol import check_field_names
+    from splare_connect.documents import read_source
+    from splare_connect.sync import Shard, Syncer
+
+    left_out: list[str] = []
+    try:
+        shard_spec = Shard.parse(shard)
+        check_field_names(index_field)
+        documents = read_source(
+            source, include_hidden=include_hidden, on_skip=lambda path, why: left_out.append(f"{path} ({why})")
+        )
+        store = open_backend(backend, url, data_dir, timeout)
+        try:
+            open_early(store, collection, must_exist=False)
+            syncer = Syncer(
+                load_encoder(model, precision, trust_remote_code),
+                store,
+                collection,
+                dense=dense,
+                store_text=store_text,
+                indexed_fields=tuple(index_field),
+                idf=idf,
+                batch_size=batch_size,
+                shard=shard_spec,
+                limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
+            )
+            report = run_with_progress(syncer, documents, delete_missing, force_delete)
+        finally:
+            store.close()
+    except SplareError as error:
+        raise fail(error) from error
+    if left_out:
+        listed = "; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")
+        print_line(f"[yellow]not read[/] {len(left_out)} files:", listed)
+    for skipped in report.skipped:
+        print_line("[yellow]skipped[/]", str(skipped))
+    if report.deletion_refused:
+        print_line("[yellow]warning:[/]", report.deletion_refused)
+    if as_json:
+        stdout.print_json(json.dumps(report.to_dict()))
+    else:
+        stdout.print(
+            f"{report.documents} documents: {report.new} new, {report.changed} changed, "
+            f"{report.unchanged} unchanged, {report.deleted_documents} deleted; "
+            f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
+            f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if report.skipped or report.deletion_refused:
+        raise typer.Exit(EXIT_SKIPPED)
