@@ -44,6 +44,7 @@ class Engine:
     backend: Any
     stored: Callable[[float], float] | None = None  # None: exactly
     fuses: bool = True
+    checks_dense: bool = True  # False: the server checks dense vectors (a refused document in the reply)
 
     @property
     def tolerance(self) -> float:
@@ -59,7 +60,7 @@ def open_engine(name: str, tmp_path: Path) -> Engine:
         from tests.opensearch_memory import MemoryCluster, stored_weight
 
         backend = create_backend(client=MemoryCluster().client(), replicas=0, backoff_seconds=0.001)
-        return Engine(name, backend, stored=stored_weight, fuses=False)
+        return Engine(name, backend, stored=stored_weight, fuses=False, checks_dense=False)
     return Engine(name, open_qdrant(name, tmp_path))
 
 
@@ -175,6 +176,18 @@ def test_hybrid_refuses_a_dense_query_of_the_wrong_shape(loaded) -> None:  # typ
     for bad in (np.ones(7, np.float32), np.full(8, np.nan, np.float32)):
         with pytest.raises(BackendError, match="dense vector must be 8 finite floats"):
             engine.backend.hybrid_search("docs", points[0].sparse, bad, k=3)
+
+
+def test_a_dense_vector_of_the_wrong_shape_is_refused_before_writing(loaded) -> None:  # type: ignore[no-untyped-def]
+    engine, points = loaded
+    if not engine.checks_dense:
+        pytest.skip("OpenSearch checks the dimension itself and refuses the document in its bulk reply")
+    sparse = points[0].sparse
+    for dense in (np.ones(7, np.float32), np.full(8, np.inf, np.float32), None):
+        record = PointRecord("odd#0", sparse, dense, {"doc_id": "odd"})
+        with pytest.raises(BackendError, match="dense vector"):
+            engine.backend.upsert("docs", [points[1], record])
+    assert engine.backend.count("docs") == 300 and "odd#0" not in dict(engine.backend.iter_payloads("docs", []))
 
 
 def test_upsert_is_idempotent_and_delete_works(loaded) -> None:  # type: ignore[no-untyped-def]
