@@ -42,7 +42,7 @@ from splare_connect.encoding.inputs import Role
 from splare_connect.errors import ConfigError
 from splare_connect.pooling import top_k_weights
 from splare_connect.training.config import TrainConfig
-from splare_connect.training.parallel_text import ParallelPair, normalize, read_message_catalogs
+from splare_connect.training.parallel_text import ParallelPair, normalize, read_message_catalogs, require_polib
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -212,6 +212,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     from splare_connect.evaluation.dataset import load_beir
     from splare_connect.models import cache_dir, resolve_model
     from splare_connect.models.registry import ZERO_SHOT_MODEL
+
+    if config.parallel_languages:
+        require_polib()  # before minutes of encoding, not after
 
     random.seed(config.seed)
     torch.manual_seed(config.seed)

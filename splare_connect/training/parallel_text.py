@@ -19,6 +19,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from splare_connect.errors import MissingDependencyError
 
 LOGGER = logging.getLogger(__name__)
 
@@ -79,8 +82,7 @@ def read_message_catalogs(
     Returns:
         Pairs, de-duplicated per language on the English text.
     """
-    import polib
-
+    polib = require_polib()
     excluded = {normalize(text) for text in exclude}
     pairs: list[ParallelPair] = []
     for lang in languages:
@@ -114,3 +116,15 @@ def read_message_catalogs(
             if max_pairs_per_language is not None and kept >= max_pairs_per_language:
                 break
     return pairs
+
+
+def require_polib() -> Any:
+    """The polib module, or an error saying how to install it (it is the ``training`` extra)."""
+    try:
+        import polib
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "parallel text (parallel_languages) reads message catalogs with polib: "
+            "pip install 'splare-connect[training]'"
+        ) from exc
+    return polib

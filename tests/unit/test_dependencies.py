@@ -43,3 +43,16 @@ print("ok")
 """
     result = run_without_polib_and_tenacity(code)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_training_without_polib_says_what_to_install() -> None:
+    code = """
+from splare_connect.errors import MissingDependencyError
+from splare_connect.training.parallel_text import read_message_catalogs
+try:
+    read_message_catalogs(["de"])
+except MissingDependencyError as error:
+    print(error)
+"""
+    result = run_without_polib_and_tenacity(code)
+    assert result.returncode == 0 and "pip install 'splare-connect[training]'" in result.stdout, result.stderr
