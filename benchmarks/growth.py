@@ -43,10 +43,10 @@ def exact_top10(matrix: sparse.csc_matrix, query: SparseVector) -> tuple[np.ndar
 
 
 def bench_size(size: int, queries: list[SparseVector], workdir: Path, seed: int) -> dict[str, float]:
-    from splare_connect_qdrant import EdgeBackend
+    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
     rng = np.random.default_rng(seed)
-    backend = EdgeBackend(workdir / f"edge-{size}")
+    backend = QdrantBackend(EdgeDriver(workdir / f"edge-{size}"))
     name = f"growth{size}"
     backend.create_collection(
         CollectionSpec(name, sparse_dim=LATENTS, fingerprint={"name": "synthetic", "digest": "-"})

@@ -4,7 +4,7 @@ Vectors are pre-encoded and synthetic but SPLARE-shaped: feature ids drawn from 
 Zipf-like distribution over the default model's 16,384 latents, ~300 non-zeros per
 document and ~40 per query, log-normal weights. For each collection size:
 
-- ingest: the adapter (``EdgeBackend.upsert`` of PointRecords, then ``finalize``)
+- ingest: the adapter (``QdrantBackend.upsert`` on Edge of PointRecords, then ``finalize``)
   against raw Edge (``edge.Point`` lists, ``update``, ``optimize``, ``flush``), same
   batches of 256, same payloads;
 - search: top-10 per query, adapter ``search`` against raw ``shard.query``; p50/p99 of
@@ -55,7 +55,7 @@ def synthetic_vectors(count: int, nnz: int, rng: np.random.Generator) -> list[Sp
 def bench_size(size: int, queries: list[SparseVector], rng: np.random.Generator, workdir: Path) -> dict:
     import qdrant_edge as edge
 
-    from splare_connect_qdrant import EdgeBackend
+    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
     documents = synthetic_vectors(size, 300, rng)
     records = [PointRecord(f"doc-{i}#0", v, None, {"doc_id": f"doc-{i}"}) for i, v in enumerate(documents)]
@@ -76,7 +76,7 @@ def bench_size(size: int, queries: list[SparseVector], rng: np.random.Generator,
     raw_ingest = time.perf_counter() - start
 
     # --- adapter
-    backend = EdgeBackend(workdir / "adapter")
+    backend = QdrantBackend(EdgeDriver(workdir / "adapter"))
     start = time.perf_counter()
     backend.create_collection(
         CollectionSpec(f"bench{size}", sparse_dim=LATENTS, fingerprint={"name": "synthetic", "digest": "-"})
@@ -126,7 +126,7 @@ def bench_size(size: int, queries: list[SparseVector], rng: np.random.Generator,
 
 def bench_client_ingest(size: int, rng: np.random.Generator) -> dict:
     """Ingest through qdrant-client (in-memory local mode, the server code path's engine):
-    the adapter's ``ServerBackend.upsert`` against raw ``client.upsert`` of PointStructs."""
+    the adapter's ``QdrantBackend.upsert`` on qdrant-client against raw ``client.upsert`` of PointStructs."""
     from qdrant_client import QdrantClient, models
 
     from splare_connect_qdrant import create_backend

@@ -73,13 +73,13 @@ def main() -> None:
         name: SplareEncoder.from_pretrained(args.model, device="cpu", precision=name) for name in args.precision
     }
     result["peak_rss_mb_after_loading"] = peak_rss_mb()
-    from splare_connect_qdrant import EdgeBackend
+    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
     dataset = load_beir(args.dataset)
     queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
     queries = queries[: args.queries] if args.queries else queries
     with tempfile.TemporaryDirectory(prefix="latency-bench-") as workdir:
-        backend = EdgeBackend(Path(workdir))
+        backend = QdrantBackend(EdgeDriver(Path(workdir)))
         for name, encoder in encoders.items():  # a collection is searched at the precision it was ingested with
             build_collection(encoder, backend, f"manpages-{name}", dataset)
         result["documents"] = backend.count(f"manpages-{args.precision[0]}")

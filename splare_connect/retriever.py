@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, Hit
 from splare_connect.backends.protocol import check_same_encoder
+from splare_connect.backends.schema import StoredChunk
 from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, ConfigError
 from splare_connect.sparse_vector import SparseVector
@@ -186,16 +187,16 @@ class Retriever:
         stored = self.backend.fetch_sparse(self.collection, [h.id for h in hits]) if query is not None else {}
         results = []
         for hit in hits:
-            payload = hit.payload
+            chunk = StoredChunk.from_payload(hit.id, hit.payload)
             features = query.contributions(stored[hit.id]) if query is not None and hit.id in stored else None
             results.append(
                 SearchHit(
                     id=hit.id,
-                    doc_id=str(payload.get("doc_id", hit.id)),
+                    doc_id=chunk.doc_id,
                     score=hit.score,
-                    text=payload.get("text"),
-                    metadata=payload.get("metadata") or {},
-                    chunk_index=int(payload.get("chunk_index", 0)),
+                    text=chunk.text,
+                    metadata=chunk.metadata,
+                    chunk_index=chunk.chunk_index,
                     features=features,
                 )
             )
@@ -205,7 +206,7 @@ class Retriever:
 def _best_per_document(hits: list[Hit]) -> list[Hit]:
     best: dict[str, Hit] = {}
     for hit in hits:
-        doc_id = str(hit.payload.get("doc_id", hit.id))
+        doc_id = StoredChunk.from_payload(hit.id, hit.payload).doc_id
         if doc_id not in best:
             best[doc_id] = hit
     return list(best.values())

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
+from splare_connect.backends.schema import CHUNK_COUNT, CONTENT_HASH, DOC_ID, StoredChunk
 from splare_connect.chunking import Chunk, chunk_document
 from splare_connect.documents import Document
 from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
 
 LOGGER = logging.getLogger(__name__)
-STATE_FIELDS = ("doc_id", "content_hash", "chunk_count")
+STATE_FIELDS = (DOC_ID, CONTENT_HASH, CHUNK_COUNT)  # what a run reads to know which documents are done
 
 
 @dataclass
@@ -94,9 +95,9 @@ class Shard:
 
 @dataclass
 class _Stored:
-    hashes: set[str] = field(default_factory=set)
+    hashes: set[str | None] = field(default_factory=set)
     records: set[str] = field(default_factory=set)
-    chunk_count: int = -1
+    chunk_count: int | None = None
 
     def complete_with(self, content_hash: str) -> bool:
         return self.hashes == {content_hash} and len(self.records) == self.chunk_count
@@ -304,11 +305,11 @@ class Syncer:
     def _stored_state(self) -> dict[str, _Stored]:
         state: dict[str, _Stored] = {}
         for record_id, payload in self.backend.iter_payloads(self.collection, STATE_FIELDS):
-            doc_id = str(payload.get("doc_id", record_id))
-            entry = state.setdefault(doc_id, _Stored())
-            entry.hashes.add(str(payload.get("content_hash")))
+            chunk = StoredChunk.from_payload(record_id, payload)
+            entry = state.setdefault(chunk.doc_id, _Stored())
+            entry.hashes.add(chunk.content_hash)
             entry.records.add(record_id)
-            entry.chunk_count = int(payload.get("chunk_count", -1))
+            entry.chunk_count = chunk.chunk_count
         return state
 
     def _write(
@@ -325,17 +326,17 @@ class Syncer:
             self._created = True
         points: list[PointRecord] = []
         for position, (document, chunk) in enumerate(chunks):
-            payload: dict[str, Any] = {
-                "doc_id": document.id,
-                "chunk_index": chunk.index,
-                "chunk_count": chunk.count,
-                "content_hash": document.content_hash,
-                "metadata": dict(document.metadata),
-            }
-            if self.store_text:
-                payload["text"] = chunk.text
+            row = StoredChunk(
+                record_id=chunk.record_id,
+                doc_id=document.id,
+                chunk_index=chunk.index,
+                chunk_count=chunk.count,
+                content_hash=document.content_hash,
+                text=chunk.text if self.store_text else None,
+                metadata=document.metadata,
+            )
             dense = None if encoded.dense is None else encoded.dense[position]
-            points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, payload))
+            points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, row.to_payload()))
         groups = [points[start : start + len(document_chunks)] for start, document_chunks in _spans(pending)]
         failures = self._upsert(groups)
         # Refused documents stay incomplete, so the next run tries them again; their

@@ -77,14 +77,6 @@ def open_qdrant(engine: str, tmp_path: Path):  # type: ignore[no-untyped-def]
     return load_backend("qdrant", **options)
 
 
-@pytest.fixture(params=["edge", "local-memory", "local-path"])
-def qdrant_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    """Each real Qdrant engine."""
-    backend = open_qdrant(request.param, tmp_path)
-    yield backend
-    backend.close()
-
-
 # Indexes the shared sync scenarios create; on a live cluster only these are ever dropped.
 SCENARIO_COLLECTIONS = ("man", "chunks", "mixed", "sharded", "guarded", "forms")
 

@@ -51,6 +51,9 @@ class RecordingConnection(Connection):
         assert recorder is not None
         self.recorder = recorder
 
+    def close(self) -> None:
+        """Nothing to release: no socket is ever opened (the backend's close() calls this)."""
+
     def perform_request(
         self,
         method: str,
@@ -63,7 +66,8 @@ class RecordingConnection(Connection):
     ) -> tuple[int, dict[str, str], str]:
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
-        query.update({k: str(v) for k, v in (params or {}).items()})
+        # opensearch-py passes list parameters joined into bytes (b"a,b"): decoded as a server would.
+        query.update({k: v.decode("utf-8") if isinstance(v, bytes) else str(v) for k, v in (params or {}).items()})
         text = body.decode("utf-8") if isinstance(body, bytes) else body
         try:
             decoded = json.loads(text) if text else None

@@ -66,6 +66,20 @@ class CollectionSpec:
             "max_weight": self.max_weight,
         }
 
+    def check_width(self, record_id: str, vector: SparseVector) -> None:
+        """Refuse a vector whose feature ids lie outside the collection's latent width.
+
+        Engines would store it, and its features would silently match another model's.
+
+        Raises:
+            BackendError: Naming the record, the feature id and the width.
+        """
+        if vector.nnz and int(vector.indices[-1]) >= self.sparse_dim:
+            raise BackendError(
+                f"record {record_id!r}: feature id {int(vector.indices[-1])} is outside collection "
+                f"{self.name!r}'s width {self.sparse_dim}"
+            )
+
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> CollectionSpec:
         """Inverse of :meth:`to_dict`."""

@@ -2,7 +2,9 @@
 
 Both server backends (Qdrant, OpenSearch) retry whole requests on timeouts, dropped
 connections, 429 and 5xx; writes are safe to repeat because point ids are
-deterministic. The policy lives here once:
+deterministic. The policy lives here once (a backend holds a :class:`RetryPolicy` made
+from its options, and says how its client library's errors read in
+:class:`ErrorRules`):
 
 - a 429 that says ``Retry-After: N`` is retried after N seconds (capped), because
   retrying earlier only earns another 429;
@@ -24,6 +26,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from splare_connect.errors import BackendError, ConfigError
@@ -34,6 +37,8 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MAX_BACKOFF",
     "MAX_RETRY_AFTER",
+    "ErrorRules",
+    "RetryPolicy",
     "check_seconds",
     "parse_retry_after",
     "retry_call",
@@ -187,3 +192,64 @@ def _why(tries: int, attempts: int, deadline: float | None, hinted: float | None
         asked = f"; the server asked to wait {hinted:g} s" if hinted is not None else ""
         why += f" (retry deadline of {deadline:g} s reached{asked})"
     return why
+
+
+@dataclass(frozen=True)
+class ErrorRules:
+    """How one client library's errors read, for :func:`retry_call`.
+
+    Attributes:
+        is_retryable: Whether an error is transient (429, 5xx, timeouts ...).
+        retry_after: Seconds the server asked to wait (``Retry-After``), or None.
+        describe: A short description of an error for messages.
+    """
+
+    is_retryable: Callable[[BaseException], bool]
+    retry_after: Callable[[BaseException], float | None] = _never
+    describe: Callable[[BaseException], str] = _plain
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """A backend's retry settings, checked once, and the one way its requests are retried.
+
+    Args:
+        rules: How the backend's client library reports errors.
+        max_attempts: Tries in all, the first included.
+        backoff_seconds: First backoff; doubles each retry, capped at 30 s. A 429's
+            ``Retry-After`` replaces it (capped at 60 s).
+        deadline: Seconds after a request's first try past which it is not retried
+            (None: 120 s). Worst case per request: about this plus one timeout.
+        logger: Where the retry warnings go.
+
+    Raises:
+        ConfigError: A deadline that is not a positive number of seconds.
+    """
+
+    rules: ErrorRules
+    max_attempts: int = 6
+    backoff_seconds: float = 0.5
+    deadline: float | None = DEFAULT_RETRY_DEADLINE
+    logger: logging.Logger | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deadline", check_seconds("retry_deadline", self.deadline, DEFAULT_RETRY_DEADLINE))
+
+    def call(self, action: str, function: Callable[[], T]) -> T:
+        """:func:`retry_call` with this policy: ``function``'s result, or BackendError once retrying is over.
+
+        Raises:
+            BackendError: Retries were exhausted.
+            BaseException: A non-retryable error from ``function``, unchanged.
+        """
+        return retry_call(
+            action,
+            function,
+            is_retryable=self.rules.is_retryable,
+            retry_after=self.rules.retry_after,
+            describe=self.rules.describe,
+            max_attempts=self.max_attempts,
+            backoff_seconds=self.backoff_seconds,
+            deadline=self.deadline,
+            logger=self.logger,
+        )

@@ -319,9 +319,9 @@ def test_documents_the_database_refuses_are_found_and_the_others_land(
 ) -> None:  # type: ignore[no-untyped-def]
     """A database rule the record rules can't know (here: no 'poison' field) costs only its documents."""
     from splare_connect import RecordsRejectedError
-    from splare_connect_qdrant.edge import EdgeBackend
+    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
-    class StrictEdge(EdgeBackend):
+    class StrictEdge(QdrantBackend):
         writes = 0
 
         def upsert(self, collection, points):  # type: ignore[no-untyped-def]
@@ -332,7 +332,7 @@ def test_documents_the_database_refuses_are_found_and_the_others_land(
 
     records = [dict(r) for r in example_records[:16]]
     records[3]["poison"] = records[11]["poison"] = True
-    backend = StrictEdge(tmp_path / "d")
+    backend = StrictEdge(EdgeDriver(tmp_path / "d"))
     try:
         report = Syncer(tiny_encoder, backend, "c", documents_per_write=16, chunks_per_write=10_000).run(
             read_iterable(records)
@@ -348,14 +348,14 @@ def test_documents_the_database_refuses_are_found_and_the_others_land(
 
 def test_a_database_refusing_everything_reports_every_document(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     from splare_connect import RecordsRejectedError
-    from splare_connect_qdrant.edge import EdgeBackend
+    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
-    class RefusingEdge(EdgeBackend):
+    class RefusingEdge(QdrantBackend):
         def upsert(self, collection, points):  # type: ignore[no-untyped-def]
             raise RecordsRejectedError("upserting failed: payload too large")
 
     records = example_records[:4]
-    backend = RefusingEdge(tmp_path / "d")
+    backend = RefusingEdge(EdgeDriver(tmp_path / "d"))
     try:
         report = Syncer(tiny_encoder, backend, "c").run(read_iterable(records))
     finally:

@@ -55,9 +55,9 @@ def test_an_fp32_collection_refuses_int8_queries_by_name(
     from splare_connect.documents import read_iterable
     from splare_connect.retriever import Retriever
     from splare_connect.sync import Syncer
-    from splare_connect_qdrant import EdgeBackend
+    from splare_connect_qdrant import create_backend
 
-    backend = EdgeBackend(tmp_path / "edge")
+    backend = create_backend(data_dir=tmp_path / "edge")
     Syncer(tiny_encoder, backend, "docs").run(
         read_iterable({"id": f"d{i}", "text": t} for i, t in enumerate(SAMPLE_TEXTS))
     )

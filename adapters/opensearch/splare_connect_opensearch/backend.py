@@ -28,8 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
-from splare_connect.backends.ids import record_uuid
-from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, check_seconds, retry_call
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
+from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.redaction import safe_message
 from splare_connect.sparse_vector import SparseVector
@@ -81,9 +81,7 @@ def describe(error: BaseException) -> str:
     return f"rate limited ({text})" if status == 429 else text
 
 
-def point_id(record_id: str) -> str:
-    """The document ``_id``: UUIDv5 of the record id (record ids can exceed the 512-byte limit)."""
-    return record_uuid(record_id)
+OPENSEARCH_ERRORS = ErrorRules(is_retryable, retry_after, describe)
 
 
 class OpenSearchBackend:
@@ -137,11 +135,15 @@ class OpenSearchBackend:
         self.two_phase = two_phase
         self.shards, self.replicas = shards, replicas
         self.max_chunk_bytes, self.chunk_size = max_chunk_bytes, chunk_size
-        self.max_attempts, self.backoff_seconds = max_attempts, backoff_seconds
-        self.retry_deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
+        self.retry = RetryPolicy(OPENSEARCH_ERRORS, max_attempts, backoff_seconds, retry_deadline, LOGGER)
         self._specs: dict[str, CollectionSpec] = {}
         self._capabilities: dict[str, Any] | None = None
         self._pipelines: set[str] = set()
+
+    @property
+    def retry_deadline(self) -> float | None:
+        """Seconds after a request's first try past which it is not retried."""
+        return self.retry.deadline
 
     # ---------------------------------------------------------------- plumbing
     def _call(self, action: str, function: Callable[[], T]) -> T:
@@ -149,17 +151,7 @@ class OpenSearchBackend:
         from opensearchpy.exceptions import OpenSearchException
 
         try:
-            result = retry_call(
-                action,
-                function,
-                is_retryable=is_retryable,
-                retry_after=retry_after,
-                describe=describe,
-                max_attempts=self.max_attempts,
-                backoff_seconds=self.backoff_seconds,
-                deadline=self.retry_deadline,
-                logger=LOGGER,
-            )
+            result = self.retry.call(action, function)
         except BackendError:
             raise
         except OpenSearchException as exc:
@@ -220,7 +212,7 @@ class OpenSearchBackend:
         if response is None:
             return None
         mapping = next(iter(response.values()))["mappings"]
-        meta = (mapping.get("_meta") or {}).get(bodies.SPEC_META_KEY)
+        meta = (mapping.get("_meta") or {}).get(SPEC_KEY)
         if meta is None:
             raise BackendError(f"index {name!r} exists but was not created by splare-connect (no _meta)")
         spec = bodies.spec_from_meta(name, meta)
@@ -231,9 +223,7 @@ class OpenSearchBackend:
         """Indexes whose mapping carries a splare-connect spec."""
         response = self._call("listing indexes", lambda: self.client.indices.get_mapping(index="*"))
         return sorted(
-            name
-            for name, value in response.items()
-            if bodies.SPEC_META_KEY in ((value.get("mappings") or {}).get("_meta") or {})
+            name for name, value in response.items() if SPEC_KEY in ((value.get("mappings") or {}).get("_meta") or {})
         )
 
     def drop_collection(self, name: str) -> None:
@@ -251,8 +241,7 @@ class OpenSearchBackend:
         """
         spec = self._spec(collection)
         for record in points:
-            if record.sparse.nnz and int(record.sparse.indices[-1]) >= spec.sparse_dim:
-                raise BackendError(f"record {record.id!r}: feature id outside index {collection!r}'s width")
+            spec.check_width(record.id, record.sparse)
         actions = [
             {
                 "_op_type": "index",
@@ -289,7 +278,7 @@ class OpenSearchBackend:
                 raise_on_error=False,
                 raise_on_exception=True,
                 max_retries=3,
-                initial_backoff=self.backoff_seconds,
+                initial_backoff=self.retry.backoff_seconds,
                 max_backoff=30,
             ):
                 if ok:
@@ -311,14 +300,14 @@ class OpenSearchBackend:
     # ------------------------------------------------------------------- reads
     def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
         """All points' record ids and payload fields, paged with ``search_after`` on ``record_id``."""
-        wanted = [bodies.RECORD_ID_FIELD, *fields]
+        wanted = [RECORD_ID, *fields]
         after: list[Any] | None = None
         while True:
             body: dict[str, Any] = {
                 "size": _PAGE,
                 "query": {"match_all": {}},
                 "_source": wanted,
-                "sort": [{bodies.RECORD_ID_FIELD: "asc"}],
+                "sort": [{RECORD_ID: "asc"}],
             }
             if after is not None:
                 body["search_after"] = after
@@ -328,7 +317,7 @@ class OpenSearchBackend:
             hits = response["hits"]["hits"]
             for hit in hits:
                 source = dict(hit["_source"])
-                yield str(source.pop(bodies.RECORD_ID_FIELD)), source
+                yield pop_record_id(source), source
             if len(hits) < _PAGE:
                 return
             after = hits[-1]["sort"]
@@ -343,7 +332,7 @@ class OpenSearchBackend:
             lambda: self.client.mget(
                 index=collection,
                 body={"ids": [point_id(i) for i in ids]},
-                _source_includes=[bodies.RECORD_ID_FIELD, spec.sparse_vector_name],
+                _source_includes=[RECORD_ID, spec.sparse_vector_name],
             ),
         )
         vectors = {}
@@ -351,7 +340,7 @@ class OpenSearchBackend:
             if doc.get("found"):
                 source = doc["_source"]
                 weights = source.get(spec.sparse_vector_name) or {}
-                vectors[str(source[bodies.RECORD_ID_FIELD])] = SparseVector.from_pairs(
+                vectors[str(source[RECORD_ID])] = SparseVector.from_pairs(
                     {int(k): float(v) for k, v in weights.items()}, spec.sparse_dim
                 )
         return vectors
@@ -364,7 +353,7 @@ class OpenSearchBackend:
         """Top ``k`` by sparse dot product (scaled, see :func:`bodies.query_tokens`)."""
         spec = self._spec(collection)
         clause = bodies.sparse_query(spec, query, mode=self.sparse_mode(), k=k, ann_parameters=self.ann_parameters)
-        body = bodies.search_body(bodies.with_filter(clause, filter), k)
+        body = bodies.search_body(spec, bodies.with_filter(clause, filter), k)
         params = {}
         if self.two_phase is not None:
             params["search_pipeline"] = self._ensure_pipeline(*bodies.two_phase_pipeline(*self.two_phase))
@@ -410,7 +399,7 @@ class OpenSearchBackend:
             else bodies.normalization_pipeline("z_score", weights)
         )
         self._ensure_pipeline(name, pipeline)
-        body = bodies.search_body(query, k)
+        body = bodies.search_body(spec, query, k)
         response = self._call(
             f"hybrid search in {collection!r}",
             lambda: self.client.search(index=collection, body=body, params={"search_pipeline": name}),
@@ -442,8 +431,8 @@ def _hits(response: Mapping[str, Any]) -> list[Hit]:
     hits = []
     for hit in response["hits"]["hits"]:
         source = dict(hit.get("_source") or {})
-        record_id = source.pop(bodies.RECORD_ID_FIELD, hit["_id"])
-        hits.append(Hit(id=str(record_id), score=float(hit["_score"]), payload=source))
+        record_id = pop_record_id(source, default=str(hit["_id"]))
+        hits.append(Hit(id=record_id, score=float(hit["_score"]), payload=source))
     return hits
 
 

@@ -24,16 +24,30 @@ from typing import Any
 import numpy as np
 
 from splare_connect.backends import CollectionSpec
+from splare_connect.backends.schema import METADATA, PAYLOAD_FIELDS, SPEC_KEY, metadata_path, stored_payload
 from splare_connect.errors import ConfigError
 from splare_connect.filters import Condition
 from splare_connect.sparse_vector import SparseVector
 
-SPEC_META_KEY = "splare_connect"
-RECORD_ID_FIELD = "record_id"
 FLOAT_MIN_NORMAL = float(np.finfo(np.float32).tiny)  # 1.1754944e-38
 MAX_QUERY_WEIGHT = 64.0
 SEISMIC_ID_LIMIT = 32_768
 DEFAULT_MAX_CLAUSES = 1024  # indices.query.bool.max_clause_count
+
+
+def payload_properties(spec: CollectionSpec) -> dict[str, Any]:
+    """Mapping properties of the stored payload, one per :data:`~splare_connect.backends.schema.PAYLOAD_FIELDS`.
+
+    Each field's kind (keyword, integer, text, object) is also its OpenSearch type;
+    ``metadata`` maps the collection's indexed fields as keywords (the others are mapped
+    dynamically when first written).
+    """
+    properties: dict[str, Any] = {}
+    for stored in PAYLOAD_FIELDS:
+        properties[stored.name] = {"type": stored.kind}
+        if stored.name == METADATA:
+            properties[stored.name]["properties"] = {field: {"type": "keyword"} for field in spec.indexed_fields}
+    return properties
 
 
 def ann_field(spec: CollectionSpec) -> str:
@@ -72,19 +86,7 @@ def index_body(
         ConfigError: ``approximate`` on a model whose latent ids don't fit SEISMIC's
             15-bit id range, or without a weight ceiling to quantize with.
     """
-    properties: dict[str, Any] = {
-        spec.sparse_vector_name: {"type": "rank_features"},
-        RECORD_ID_FIELD: {"type": "keyword"},
-        "doc_id": {"type": "keyword"},
-        "chunk_index": {"type": "integer"},
-        "chunk_count": {"type": "integer"},
-        "content_hash": {"type": "keyword"},
-        "text": {"type": "text"},
-        "metadata": {
-            "type": "object",
-            "properties": {field: {"type": "keyword"} for field in spec.indexed_fields},
-        },
-    }
+    properties: dict[str, Any] = {spec.sparse_vector_name: {"type": "rank_features"}, **payload_properties(spec)}
     settings: dict[str, Any] = {"number_of_shards": shards, "number_of_replicas": replicas}
     if spec.dense_dim:
         settings["knn"] = True
@@ -117,7 +119,7 @@ def index_body(
         }
     return {
         "settings": {"index": settings},
-        "mappings": {"_meta": {SPEC_META_KEY: spec.to_dict()}, "properties": properties},
+        "mappings": {"_meta": {SPEC_KEY: spec.to_dict()}, "properties": properties},
     }
 
 
@@ -136,7 +138,7 @@ def document_source(
     approximate: bool = False,
 ) -> dict[str, Any]:
     """The ``_source`` of one point."""
-    source: dict[str, Any] = {RECORD_ID_FIELD: record_id, **payload, spec.sparse_vector_name: features(sparse)}
+    source: dict[str, Any] = {**stored_payload(record_id, payload), spec.sparse_vector_name: features(sparse)}
     if approximate:
         source[ann_field(spec)] = source[spec.sparse_vector_name]
     if spec.dense_dim and dense is not None:
@@ -187,7 +189,7 @@ def filter_clauses(conditions: Sequence[Condition]) -> tuple[list[dict[str, Any]
     keep: list[dict[str, Any]] = []
     drop: list[dict[str, Any]] = []
     for condition in conditions:
-        field = f"metadata.{condition.key}"
+        field = metadata_path(condition.key)
         if condition.op == "eq":
             keep.append({"term": {field: _keyword(condition.value)}})
         elif condition.op == "ne":
@@ -226,9 +228,24 @@ def knn_query(spec: CollectionSpec, dense: np.ndarray, k: int) -> dict[str, Any]
     return {"knn": {spec.dense_vector_name: {"vector": np.asarray(dense, np.float32).tolist(), "k": k}}}
 
 
-def search_body(query: dict[str, Any], k: int) -> dict[str, Any]:
+def search_body(spec: CollectionSpec, query: dict[str, Any], k: int) -> dict[str, Any]:
     """A search request returning payloads but not the (large) vectors."""
-    return {"size": k, "query": query, "_source": {"excludes": ["splare*", "dense*"]}}
+    return {"size": k, "query": query, "_source": {"excludes": source_excludes(spec)}}
+
+
+def source_excludes(spec: CollectionSpec) -> list[str]:
+    """``_source`` patterns that leave out the spec's vector fields (``splare*`` also covers ``splare_ann``).
+
+    A pattern that would also hide a payload field (a sparse field named ``te`` would
+    hide ``text``) is replaced by the exact field names.
+    """
+    excludes: list[str] = []
+    for name, extra in ((spec.sparse_vector_name, [ann_field(spec)]), (spec.dense_vector_name, [])):
+        if any(stored.name.startswith(name) for stored in PAYLOAD_FIELDS):
+            excludes += [name, *extra]
+        else:
+            excludes.append(f"{name}*")
+    return excludes
 
 
 def normalized_weights(weights: tuple[float, float]) -> list[float]:

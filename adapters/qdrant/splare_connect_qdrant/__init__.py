@@ -1,14 +1,15 @@
-"""Qdrant backend for splare-connect.
+"""Qdrant backend for splare-connect: one backend, :class:`QdrantBackend`, over two engines.
 
-``create_backend()`` picks the engine the way qdrant-client picks its own:
+``create_backend()`` picks the engine the way qdrant-client picks its own, and gives
+:class:`QdrantBackend` the driver for it:
 
 - no URL: **Qdrant Edge**, the real Qdrant engine embedded in-process, storing
-  collections under ``data_dir`` (default ``./splare-data``);
+  collections under ``data_dir`` (default ``./splare-data``): :class:`EdgeDriver`;
 - ``url=...`` (or ``$QDRANT_URL``): a Qdrant server through qdrant-client, with the API
-  key read from ``$QDRANT_API_KEY`` only, never from arguments or logs;
+  key read from ``$QDRANT_API_KEY`` only, never from arguments or logs: :class:`ClientDriver`;
 - ``location=":memory:"`` or ``path=...``: qdrant-client's local mode (pure Python,
   brute force), which implements the server API and is how the server code path is
-  tested without a server.
+  tested without a server: :class:`ClientDriver` too.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from typing import Any
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
-from splare_connect_qdrant.edge import EdgeBackend
-from splare_connect_qdrant.server import ServerBackend
+from splare_connect_qdrant.backend import QdrantBackend
+from splare_connect_qdrant.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_POINTS
+from splare_connect_qdrant.client_driver import ClientDriver
+from splare_connect_qdrant.edge_driver import EdgeDriver
 
-__all__ = ["EdgeBackend", "ServerBackend", "create_backend"]
+__all__ = ["ClientDriver", "EdgeDriver", "QdrantBackend", "create_backend"]
 
 API_KEY_ENV = "QDRANT_API_KEY"
 URL_ENV = "QDRANT_URL"
@@ -40,7 +43,7 @@ def create_backend(
     timeout: float | None = DEFAULT_TIMEOUT,
     retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     **options: Any,
-) -> EdgeBackend | ServerBackend:
+) -> QdrantBackend:
     """Create the Qdrant backend for the given location.
 
     Args:
@@ -53,8 +56,10 @@ def create_backend(
             between bytes of the reply) before it fails and is retried. None: 30 s.
         retry_deadline: Seconds after a request's first try past which it is not retried
             (and no retry sleep ends later). None: 120 s. Ignored by the embedded engine.
-        **options: Passed to :class:`ServerBackend` (batch sizes, ``max_attempts``,
-            ``backoff_seconds``).
+        **options: For a server or local mode: ``max_batch_points`` and
+            ``max_batch_bytes`` (write request caps, see :class:`QdrantBackend`),
+            ``max_attempts`` and ``backoff_seconds`` (see :class:`ClientDriver`).
+            Ignored by the embedded engine.
 
     Raises:
         ConfigError: Conflicting locations, a malformed URL (named, credentials
@@ -68,16 +73,32 @@ def create_backend(
     if data_dir is not None and chosen:
         raise ConfigError(f"data_dir is for the embedded engine; it can't be combined with {chosen[0]}")
     if not chosen:
-        return EdgeBackend(data_dir or "./splare-data")
+        return QdrantBackend(EdgeDriver(data_dir or "./splare-data"))
     seconds = check_seconds("timeout", timeout, DEFAULT_TIMEOUT)
-    options["retry_deadline"] = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
+    deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
     if url:
         url = check_url(url, env_name=URL_ENV if from_env else None, credentials_hint=_CREDENTIALS_HINT)
-        return ServerBackend(_server_client(url, seconds), **options)
+        return _client_backend(_server_client(url, seconds), deadline, **options)
     from qdrant_client import QdrantClient
 
     client = QdrantClient(location=location) if location else QdrantClient(path=str(path))
-    return ServerBackend(client, **options)
+    return _client_backend(client, deadline, **options)
+
+
+def _client_backend(
+    client: Any,
+    retry_deadline: float,
+    *,
+    max_batch_points: int = DEFAULT_BATCH_POINTS,
+    max_batch_bytes: int = DEFAULT_BATCH_BYTES,
+    max_attempts: int = 6,
+    backoff_seconds: float = 0.5,
+) -> QdrantBackend:
+    """The backend over qdrant-client: writes capped in size (a server refuses bodies over 32 MB), requests retried."""
+    driver = ClientDriver(
+        client, max_attempts=max_attempts, backoff_seconds=backoff_seconds, retry_deadline=retry_deadline
+    )
+    return QdrantBackend(driver, max_batch_points=max_batch_points, max_batch_bytes=max_batch_bytes)
 
 
 def _server_client(url: str, timeout: float) -> Any:

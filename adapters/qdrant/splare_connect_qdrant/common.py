@@ -1,45 +1,13 @@
-"""What both Qdrant engines share: point ids, the stored spec, payload keys, errors.
-
-Point ids are UUIDv5 of the record's string id, so writing the same record twice
-replaces it instead of duplicating it, and every writer (resumed runs, parallel
-shards) computes the same id. The string id travels in the payload as ``record_id``.
-"""
+"""What both Qdrant drivers share: every engine call ends as one line, never a traceback."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-from splare_connect.backends import CollectionSpec, Hit
-from splare_connect.backends.ids import RECORD_NAMESPACE, record_uuid
 from splare_connect.errors import BackendError, RecordsRejectedError
-from splare_connect.sparse_vector import SparseVector
-
-POINT_ID_NAMESPACE = RECORD_NAMESPACE
-SPEC_KEY = "splare_connect"
-RECORD_ID_FIELD = "record_id"
-METADATA_FIELD = "metadata"
 
 T = TypeVar("T")
-
-
-def point_id(record_id: str) -> str:
-    """The Qdrant point id of a record id (UUIDv5, shared with every backend)."""
-    return record_uuid(record_id)
-
-
-def check_vector(spec: CollectionSpec, record_id: str, vector: SparseVector) -> None:
-    """Refuse a vector whose ids lie outside the collection's latent width."""
-    if vector.nnz and int(vector.indices[-1]) >= spec.sparse_dim:
-        raise BackendError(
-            f"record {record_id!r}: feature id {int(vector.indices[-1])} is outside collection "
-            f"{spec.name!r}'s width {spec.sparse_dim}"
-        )
-
-
-def metadata_key(key: str) -> str:
-    """Payload path of a metadata field (metadata lives under one key to avoid clashes)."""
-    return f"{METADATA_FIELD}.{key}"
 
 
 def call_engine(
@@ -66,13 +34,3 @@ def call_engine(
         if rejects_data is not None and rejects_data(exc):
             raise RecordsRejectedError(message) from exc
         raise BackendError(message) from exc
-
-
-def to_hits(points: Sequence[Any]) -> list[Hit]:
-    """Hits from scored points of either engine (``id``, ``score``, ``payload`` attributes)."""
-    hits = []
-    for point in points:
-        payload = dict(point.payload or {})
-        record_id = payload.pop(RECORD_ID_FIELD) if RECORD_ID_FIELD in payload else str(point.id)
-        hits.append(Hit(id=str(record_id), score=float(point.score), payload=payload))
-    return hits

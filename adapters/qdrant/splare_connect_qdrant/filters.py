@@ -1,9 +1,9 @@
 """Core filter conditions to Qdrant filters, for Edge and for qdrant-client.
 
 Both engines share Qdrant's filter model (must / must_not / should, match value /
-any, ranges); only the Python classes differ, so conditions are translated once into
-a neutral form and then built with either engine's classes. Filters that are already
-an engine's own objects pass through untouched.
+any, ranges); only the Python classes differ, so conditions are translated once, here,
+and each driver hands over its engine's classes (:class:`FilterClasses`). Filters that
+are already the engine's own objects pass through untouched.
 
 Qdrant's keyword matches are typed: the string ``"8"`` doesn't match the integer
 ``8``. Metadata read from JSON or typed on a command line mixes the two freely, so a
@@ -13,12 +13,13 @@ value that reads as an integer matches both spellings.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from splare_connect.backends.schema import metadata_path
 from splare_connect.errors import ConfigError
 from splare_connect.filters import Condition, Scalar
-from splare_connect_qdrant.common import metadata_key
 
 _INTEGER = re.compile(r"^-?\d+$")
 
@@ -42,76 +43,62 @@ def spellings(value: Scalar) -> list[Scalar]:
     return [value]
 
 
-class _Builder:
-    """Builds one engine's filter objects from neutral pieces."""
+@dataclass(frozen=True)
+class FilterClasses:
+    """One engine's filter classes, wrapped to take the same arguments.
 
-    def __init__(self, field: Any, match_value: Any, match_any: Any, range_: Any, filter_: Any) -> None:
-        self.field, self.match_value, self.match_any, self.range, self.filter = (
-            field,
-            match_value,
-            match_any,
-            range_,
-            filter_,
-        )
+    Attributes:
+        engine: The engine's name, for errors.
+        native: The engine's own filter class; such filters pass through.
+        field: ``field(key, match=...)`` or ``field(key, range=...)``: a field condition.
+        match_value: One exact value.
+        match_any: Any of a list of values of one type.
+        range: ``range(gte=..., lt=...)`` and so on.
+        filter: ``filter(must=..., must_not=..., should=...)``.
+    """
 
-    def equals_any(self, key: str, values: Sequence[Scalar]) -> Any:
-        """A condition true when the field equals one of ``values`` (in any spelling)."""
-        options = [v for value in values for v in spellings(value)]
-        strings = [v for v in options if isinstance(v, str)]
-        integers = [v for v in options if isinstance(v, int) and not isinstance(v, bool)]
-        others = [v for v in options if isinstance(v, bool)]
-        floats = [v for v in options if isinstance(v, float)]
-        parts = [self.field(key, match=self.match_any(group)) for group in (strings, integers) if group]
-        parts += [self.field(key, match=self.match_value(v)) for v in others]
-        parts += [self.field(key, range=self.range(gte=v, lte=v)) for v in floats]
-        return parts[0] if len(parts) == 1 else self.filter(should=parts)
-
-    def build(self, conditions: Sequence[Condition]) -> Any:
-        must: list[Any] = []
-        must_not: list[Any] = []
-        for condition in conditions:
-            key = metadata_key(condition.key)
-            if condition.op in ("eq", "ne", "in"):
-                values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
-                (must_not if condition.op == "ne" else must).append(self.equals_any(key, values))
-            else:
-                must.append(self.field(key, range=self.range(**{condition.op: float(condition.value)})))  # type: ignore[arg-type]
-        return self.filter(must=must or None, must_not=must_not or None)
+    engine: str
+    native: type
+    field: Callable[..., Any]
+    match_value: Callable[[Any], Any]
+    match_any: Callable[[list[Any]], Any]
+    range: Callable[..., Any]
+    filter: Callable[..., Any]
 
 
-def to_edge_filter(filter_: Any) -> Any:
-    """A ``qdrant_edge.Filter`` for a list of Conditions (or the filter itself)."""
-    import qdrant_edge as edge
+def build_filter(filter_: Any, classes: FilterClasses) -> Any:
+    """The engine's filter for a list of Conditions (None for none), or the engine's own filter unchanged.
 
+    Raises:
+        ConfigError: ``filter_`` is neither conditions nor the engine's filter (another
+            engine's or backend's, say).
+    """
     if filter_ is None or (_is_conditions(filter_) and not filter_):
         return None
     if not _is_conditions(filter_):
-        if isinstance(filter_, edge.Filter):
+        if isinstance(filter_, classes.native):
             return filter_
-        raise ConfigError(f"unsupported filter for Qdrant Edge: {type(filter_).__name__}")
-    return _Builder(
-        field=lambda key, **kw: edge.FieldCondition(key, **kw),
-        match_value=edge.MatchValue,
-        match_any=edge.MatchAny,
-        range_=edge.RangeFloat,
-        filter_=edge.Filter,
-    ).build(filter_)
+        raise ConfigError(f"unsupported filter for {classes.engine}: {type(filter_).__name__}")
+    must: list[Any] = []
+    must_not: list[Any] = []
+    for condition in filter_:
+        key = metadata_path(condition.key)
+        if condition.op in ("eq", "ne", "in"):
+            values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
+            (must_not if condition.op == "ne" else must).append(_equals_any(classes, key, values))
+        else:
+            must.append(classes.field(key, range=classes.range(**{condition.op: float(condition.value)})))  # type: ignore[arg-type]
+    return classes.filter(must=must or None, must_not=must_not or None)
 
 
-def to_client_filter(filter_: Any) -> Any:
-    """A ``qdrant_client.models.Filter`` for a list of Conditions (or the filter itself)."""
-    from qdrant_client import models
-
-    if filter_ is None or (_is_conditions(filter_) and not filter_):
-        return None
-    if not _is_conditions(filter_):
-        if isinstance(filter_, models.Filter):
-            return filter_
-        raise ConfigError(f"unsupported filter for Qdrant: {type(filter_).__name__}")
-    return _Builder(
-        field=lambda key, **kw: models.FieldCondition(key=key, **kw),
-        match_value=lambda v: models.MatchValue(value=v),
-        match_any=lambda vs: models.MatchAny(any=vs),
-        range_=models.Range,
-        filter_=models.Filter,
-    ).build(filter_)
+def _equals_any(classes: FilterClasses, key: str, values: Sequence[Scalar]) -> Any:
+    """A condition true when the field equals one of ``values`` (in any spelling)."""
+    options = [v for value in values for v in spellings(value)]
+    strings = [v for v in options if isinstance(v, str)]
+    integers = [v for v in options if isinstance(v, int) and not isinstance(v, bool)]
+    others = [v for v in options if isinstance(v, bool)]
+    floats = [v for v in options if isinstance(v, float)]
+    parts = [classes.field(key, match=classes.match_any(group)) for group in (strings, integers) if group]
+    parts += [classes.field(key, match=classes.match_value(v)) for v in others]
+    parts += [classes.field(key, range=classes.range(gte=v, lte=v)) for v in floats]
+    return parts[0] if len(parts) == 1 else classes.filter(should=parts)

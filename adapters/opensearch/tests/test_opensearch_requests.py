@@ -16,7 +16,7 @@ import pytest
 
 from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
 from splare_connect.backends import CollectionSpec, PointRecord
-from splare_connect.backends.ids import record_uuid
+from splare_connect.backends.schema import point_id
 from splare_connect.filters import parse_filters
 from tests.opensearch_recording import (
     CLUSTER_INFO,
@@ -135,7 +135,7 @@ def test_bulk_lines_use_integer_feature_names_and_deterministic_ids() -> None:
     )
     [bulk] = recorder.find("POST", "/_bulk")
     action, source = bulk.ndjson
-    assert action == {"index": {"_index": "docs", "_id": record_uuid("page.1#0")}}
+    assert action == {"index": {"_index": "docs", "_id": point_id("page.1#0")}}
     # 1e-40 is below Float.MIN_NORMAL (rejected by rank_features) and scores nothing: dropped.
     assert source["splare"] == {"3": 0.5, "17": 2.25}
     assert all("." not in key and key.isdigit() for key in source["splare"])
@@ -145,7 +145,7 @@ def test_bulk_lines_use_integer_feature_names_and_deterministic_ids() -> None:
 
 def test_per_document_errors_are_reported_and_others_written() -> None:
     cluster = Cluster()
-    bad = record_uuid("bad#0")
+    bad = point_id("bad#0")
     cluster.refuse = {
         bad: (
             400,
@@ -170,7 +170,7 @@ def test_per_document_errors_are_reported_and_others_written() -> None:
 
 def test_rejected_documents_are_retried_by_the_bulk_helper() -> None:
     cluster = Cluster()
-    busy = record_uuid("busy#0")
+    busy = point_id("busy#0")
     rejection = (
         429,
         {"type": "es_rejected_execution_exception", "reason": "rejected execution of coordinating operation"},
@@ -214,7 +214,7 @@ def test_neural_sparse_query_with_query_tokens_filter_and_scaling() -> None:
     cluster = Cluster()
     cluster.search_hits = [
         (
-            record_uuid("ls.1#0"),
+            point_id("ls.1#0"),
             9.5,
             {"record_id": "ls.1#0", "doc_id": "ls.1", "text": "list", "metadata": {"section": "1"}},
         )
@@ -355,11 +355,11 @@ def test_payload_paging_and_fetching_vectors() -> None:
                 "docs": [
                     {
                         "_index": "docs",
-                        "_id": record_uuid("a#0"),
+                        "_id": point_id("a#0"),
                         "found": True,
                         "_source": {"record_id": "a#0", "splare": {"12": 0.5, "3": 1.25}},
                     },
-                    {"_index": "docs", "_id": record_uuid("gone#0"), "found": False},
+                    {"_index": "docs", "_id": point_id("gone#0"), "found": False},
                 ]
             }
         return cluster(request)
@@ -373,7 +373,7 @@ def test_payload_paging_and_fetching_vectors() -> None:
     vectors = backend.fetch_sparse("docs", ["a#0", "gone#0"])
     assert list(vectors) == ["a#0"] and vectors["a#0"].to_dict() == {3: 1.25, 12: 0.5}
     mget = recorder.find("POST", "/docs/_mget")[0]
-    assert mget.body == {"ids": [record_uuid("a#0"), record_uuid("gone#0")]}
+    assert mget.body == {"ids": [point_id("a#0"), point_id("gone#0")]}
 
 
 def test_sync_reports_refused_documents_and_keeps_the_rest(tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
@@ -384,7 +384,7 @@ def test_sync_reports_refused_documents_and_keeps_the_rest(tiny_encoder, example
     backend, recorder = make_backend(cluster)
     records = example_records[:3]
     refused_record = f"{records[1]['id']}#0"
-    cluster.refuse = {record_uuid(refused_record): (400, {"type": "mapper_parsing_exception", "reason": "bad"})}
+    cluster.refuse = {point_id(refused_record): (400, {"type": "mapper_parsing_exception", "reason": "bad"})}
     report = Syncer(tiny_encoder, backend, "docs").run(read_iterable(records))
     assert [(e.record_id, e.line) for e in report.skipped] == [(refused_record.split("#")[0], 2)]
     assert "refused by the database: mapper_parsing_exception: bad" in str(report.skipped[0])

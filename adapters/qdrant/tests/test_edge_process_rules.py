@@ -26,12 +26,12 @@ from splare_connect.backends import CollectionSpec, PointRecord
 pytest.importorskip("splare_connect_qdrant")
 pytest.importorskip("fcntl")
 
-from splare_connect_qdrant.edge import EdgeBackend
+from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
 DIM = 64
 SPEC = CollectionSpec("c", sparse_dim=DIM, fingerprint={"name": "test-encoder", "digest": "d1"})
 
-# A second process: opens collection "c" under argv[1] (through EdgeBackend, or, as a process
+# A second process: opens collection "c" under argv[1] (through the backend, or, as a process
 # of a version without our lock would, through Edge directly), says "ready", and holds it until
 # its stdin closes or 20 s pass. The alarm bounds it even if the test never reads from it.
 HOLDER = textwrap.dedent(
@@ -41,12 +41,12 @@ HOLDER = textwrap.dedent(
     import numpy as np
     from splare_connect import SparseVector
     from splare_connect.backends import CollectionSpec, PointRecord
-    from splare_connect_qdrant.edge import EdgeBackend
+    from splare_connect_qdrant import EdgeDriver, QdrantBackend
     if sys.argv[2] == "raw-edge":
         import qdrant_edge
         holder = qdrant_edge.EdgeShard.load(sys.argv[1] + "/c/shard")
     else:
-        holder = EdgeBackend(sys.argv[1])
+        holder = QdrantBackend(EdgeDriver(sys.argv[1]))
         spec = CollectionSpec("c", sparse_dim=64, fingerprint={"name": "test-encoder", "digest": "d1"})
         holder.create_collection(spec)
         vector = SparseVector.clean(np.array([1, 5]), np.array([1.0, 2.0]), 64)
@@ -105,7 +105,7 @@ def assert_in_use(error: pytest.ExceptionInfo[BackendError], process: subprocess
 
 @pytest.mark.parametrize("ending", ["exit", "kill -9"])
 def test_a_second_writer_is_refused_until_the_holder_exits(tmp_path: Path, ending: str) -> None:
-    backend = EdgeBackend(tmp_path)
+    backend = QdrantBackend(EdgeDriver(tmp_path))
     with held(tmp_path) as holder:
         backend.create_collection(SPEC)  # adopts the holder's collection: reading its description needs no lock
         with pytest.raises(BackendError) as refused:
@@ -119,7 +119,7 @@ def test_a_second_writer_is_refused_until_the_holder_exits(tmp_path: Path, endin
 
 
 def test_reads_are_refused_while_another_process_writes(tmp_path: Path) -> None:
-    backend = EdgeBackend(tmp_path)
+    backend = QdrantBackend(EdgeDriver(tmp_path))
     query = SparseVector.clean(np.array([5]), np.array([1.0]), DIM)
     with held(tmp_path) as holder:
         assert backend.list_collections() == ["c"]
@@ -133,7 +133,7 @@ def test_reads_are_refused_while_another_process_writes(tmp_path: Path) -> None:
 
 
 def test_drop_is_refused_while_another_process_holds_the_collection(tmp_path: Path) -> None:
-    backend = EdgeBackend(tmp_path)
+    backend = QdrantBackend(EdgeDriver(tmp_path))
     with held(tmp_path) as holder:
         with pytest.raises(BackendError) as refused:
             backend.drop_collection("c")
@@ -143,12 +143,12 @@ def test_drop_is_refused_while_another_process_holds_the_collection(tmp_path: Pa
     backend.drop_collection("c")
     assert not (tmp_path / "c").exists()
     assert backend.list_collections() == []
-    assert EdgeBackend(tmp_path).describe_collection("c") is None
+    assert QdrantBackend(EdgeDriver(tmp_path)).describe_collection("c") is None
 
 
 def test_a_process_without_the_lock_is_still_reported_in_one_line(tmp_path: Path) -> None:
     """An older splare-connect (or Windows, which has no flock) holds only Edge's own WAL lock."""
-    backend = EdgeBackend(tmp_path)
+    backend = QdrantBackend(EdgeDriver(tmp_path))
     backend.create_collection(SPEC)
     backend.close()
     with held(tmp_path, "raw-edge"), pytest.raises(BackendError) as refused:
@@ -159,10 +159,10 @@ def test_a_process_without_the_lock_is_still_reported_in_one_line(tmp_path: Path
 
 
 def test_a_second_backend_in_the_same_process_is_refused_until_the_first_closes(tmp_path: Path) -> None:
-    first = EdgeBackend(tmp_path)
+    first = QdrantBackend(EdgeDriver(tmp_path))
     first.create_collection(SPEC)
     first.upsert("c", [point("a#0")])
-    second = EdgeBackend(tmp_path)
+    second = QdrantBackend(EdgeDriver(tmp_path))
     with pytest.raises(BackendError) as refused:
         second.count("c")
     message = str(refused.value)
@@ -184,10 +184,12 @@ def test_a_second_backend_in_the_same_process_is_refused_until_the_first_closes(
 def test_a_damaged_collection_description_is_one_line_naming_the_file(
     tmp_path: Path, content: str, problem: str
 ) -> None:
-    EdgeBackend(tmp_path).create_collection(SPEC)  # unclosed: dropped, it must not keep the collection locked
+    QdrantBackend(EdgeDriver(tmp_path)).create_collection(
+        SPEC
+    )  # unclosed: dropped, it must not keep the collection locked
     spec_file = tmp_path / "c" / "collection.json"
     spec_file.write_text(content)
-    backend = EdgeBackend(tmp_path)
+    backend = QdrantBackend(EdgeDriver(tmp_path))
     for use in (
         lambda: backend.describe_collection("c"),
         lambda: backend.count("c"),
@@ -207,14 +209,14 @@ def test_a_data_dir_that_is_a_file_is_refused_at_once(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     with pytest.raises(BackendError) as refused:
-        EdgeBackend(blocker)
+        QdrantBackend(EdgeDriver(blocker))
     assert str(refused.value) == f"data directory {blocker}: is a file, not a directory"
 
 
 def test_a_data_dir_through_a_regular_file_is_one_line_naming_it(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    backend = EdgeBackend(blocker / "sub" / "data")
+    backend = QdrantBackend(EdgeDriver(blocker / "sub" / "data"))
     assert backend.list_collections() == [] and backend.describe_collection("c") is None
     with pytest.raises(BackendError) as blocked:
         backend.create_collection(SPEC)
@@ -234,9 +236,10 @@ def test_a_read_only_data_dir_is_one_line_naming_it(tmp_path: Path) -> None:
         """
         import sys
         from splare_connect.backends import CollectionSpec
-        from splare_connect_qdrant.edge import EdgeBackend
+        from splare_connect_qdrant import EdgeDriver, QdrantBackend
         try:
-            EdgeBackend(sys.argv[1]).create_collection(CollectionSpec("c", sparse_dim=64, fingerprint={"name": "t"}))
+            spec = CollectionSpec("c", sparse_dim=64, fingerprint={"name": "t"})
+            QdrantBackend(EdgeDriver(sys.argv[1])).create_collection(spec)
         except Exception as error:
             print(type(error).__name__, error)
         """

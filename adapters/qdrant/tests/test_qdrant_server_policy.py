@@ -12,7 +12,9 @@ from splare_connect import BackendError, SparseVector
 from splare_connect.backends import PointRecord
 
 pytest.importorskip("splare_connect_qdrant")
-from splare_connect_qdrant.server import ServerBackend, batches_by_size, estimated_json_bytes, is_retryable
+from splare_connect_qdrant.batching import batches_by_size, estimated_json_bytes
+from splare_connect_qdrant.client_driver import ClientDriver
+from splare_connect_qdrant.client_retry import is_retryable
 
 
 def http_error(status: int) -> UnexpectedResponse:
@@ -37,7 +39,7 @@ def test_retry_classification(error: BaseException, retry: bool) -> None:
 
 
 def test_transient_failures_are_retried_then_succeed() -> None:
-    backend = ServerBackend(QdrantClient(location=":memory:"), backoff_seconds=0.001, max_attempts=4)
+    driver = ClientDriver(QdrantClient(location=":memory:"), backoff_seconds=0.001, max_attempts=4)
     failures = [http_error(503), ResponseHandlingException(httpx.ReadTimeout("slow"))]
     calls = []
 
@@ -47,11 +49,11 @@ def test_transient_failures_are_retried_then_succeed() -> None:
             raise failures.pop(0)
         return "ok"
 
-    assert backend._call("upsert", flaky) == "ok" and len(calls) == 3
+    assert driver.call("upsert", flaky) == "ok" and len(calls) == 3
 
 
 def test_permanent_failures_and_exhausted_retries_raise_backend_error() -> None:
-    backend = ServerBackend(QdrantClient(location=":memory:"), backoff_seconds=0.001, max_attempts=3)
+    driver = ClientDriver(QdrantClient(location=":memory:"), backoff_seconds=0.001, max_attempts=3)
     calls = []
 
     def bad_request() -> None:
@@ -59,7 +61,7 @@ def test_permanent_failures_and_exhausted_retries_raise_backend_error() -> None:
         raise http_error(400)
 
     with pytest.raises(BackendError, match="upsert failed"):
-        backend._call("upsert", bad_request)
+        driver.call("upsert", bad_request)
     assert len(calls) == 1
 
     def always_busy() -> None:
@@ -67,7 +69,7 @@ def test_permanent_failures_and_exhausted_retries_raise_backend_error() -> None:
         raise http_error(503)
 
     with pytest.raises(BackendError):
-        backend._call("upsert", always_busy)
+        driver.call("upsert", always_busy)
     assert len(calls) == 1 + 3
 
 
@@ -94,7 +96,7 @@ def test_batches_respect_count_and_bytes() -> None:
 def test_rate_limits_are_retried_and_malformed_replies_are_not() -> None:
     from qdrant_client.common.client_exceptions import QdrantException, ResourceExhaustedResponse
 
-    from splare_connect_qdrant.server import retry_after
+    from splare_connect_qdrant.client_retry import retry_after
 
     limited = ResourceExhaustedResponse("Too many requests", 3)
     assert is_retryable(limited) and retry_after(limited) == 3.0
@@ -109,7 +111,7 @@ def test_rate_limits_are_retried_and_malformed_replies_are_not() -> None:
 
 
 def test_retries_stop_at_the_deadline_with_a_clear_message() -> None:
-    backend = ServerBackend(QdrantClient(location=":memory:"), backoff_seconds=0.2, max_attempts=50, retry_deadline=0.5)
+    driver = ClientDriver(QdrantClient(location=":memory:"), backoff_seconds=0.2, max_attempts=50, retry_deadline=0.5)
     calls = []
 
     def always_busy() -> None:
@@ -117,5 +119,5 @@ def test_retries_stop_at_the_deadline_with_a_clear_message() -> None:
         raise http_error(503)
 
     with pytest.raises(BackendError, match=r"upsert failed: gave up after 2 attempts .*retry deadline of 0.5 s"):
-        backend._call("upsert", always_busy)
+        driver.call("upsert", always_busy)
     assert len(calls) == 2  # slept 0.2 s; a 0.4 s sleep would end past 0.5 s

@@ -1,0 +1,218 @@
+"""One Qdrant backend over two engines: the collection logic, written once.
+
+:class:`QdrantBackend` implements the core's Backend protocol: it caches and checks the
+collection spec, refuses vectors that don't fit the collection (sparse ids past its
+width, dense vectors of the wrong size or not finite), batches writes, pages reads,
+lays out hybrid queries (one sparse and one dense prefetch, each filtered, fused by
+the engine) and turns scored points into hits. What differs between engines is a
+driver's job (:mod:`splare_connect_qdrant.driver`):
+
+- :class:`~splare_connect_qdrant.edge_driver.EdgeDriver`: Qdrant Edge in-process, one
+  directory per collection, one process at a time;
+- :class:`~splare_connect_qdrant.client_driver.ClientDriver`: qdrant-client, a server
+  by URL or qdrant-client's local mode, every request under the retry policy.
+
+Both engines therefore check the same things and answer the same queries, which the
+congruence suite (``tests/unit/test_backend_congruence.py``) holds them to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
+from splare_connect.backends.schema import RECORD_ID, metadata_path, point_id, pop_record_id, stored_payload
+from splare_connect.errors import BackendError
+from splare_connect.sparse_vector import SparseVector
+from splare_connect_qdrant.batching import batches_by_size
+from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, QdrantDriver
+
+_PAGE = 1000  # points per scroll page, ids per delete request
+
+
+class QdrantBackend:
+    """Collections in a Qdrant engine; see :func:`splare_connect_qdrant.create_backend` to make one.
+
+    Args:
+        driver: The engine: an ``EdgeDriver`` or a ``ClientDriver``.
+        max_batch_points: Points per write request (None: no cap).
+        max_batch_bytes: Estimated JSON bytes per write request (None: no cap).
+    """
+
+    def __init__(
+        self, driver: QdrantDriver, *, max_batch_points: int | None = None, max_batch_bytes: int | None = None
+    ) -> None:
+        self.driver = driver
+        self.max_batch_points = max_batch_points
+        self.max_batch_bytes = max_batch_bytes
+        self._specs: dict[str, CollectionSpec] = {}
+
+    @property
+    def retry_deadline(self) -> float | None:
+        """Seconds after a request's first try past which it is not retried (None: the engine doesn't retry)."""
+        return self.driver.retry_deadline
+
+    # ------------------------------------------------------------ collections
+    def create_collection(self, spec: CollectionSpec) -> None:
+        """Create the collection with its spec stored beside it, or check that the existing one matches."""
+        create_or_adopt(spec, self.describe_collection, lambda: self._create(spec))
+
+    def _create(self, spec: CollectionSpec) -> None:
+        self.driver.create(spec, [metadata_path(field) for field in spec.indexed_fields])
+        self._specs[spec.name] = spec
+
+    def describe_collection(self, name: str) -> CollectionSpec | None:
+        """The stored spec, or None when the collection doesn't exist (read once, then cached)."""
+        if name in self._specs:
+            return self._specs[name]
+        spec = self.driver.read_spec(name)
+        if spec is not None:
+            self._specs[name] = spec
+        return spec
+
+    def list_collections(self) -> list[str]:
+        """Names of the collections."""
+        return self.driver.list_collections()
+
+    def drop_collection(self, name: str) -> None:
+        """Delete a collection and everything in it."""
+        self._specs.pop(name, None)
+        self.driver.drop(name)
+
+    # ------------------------------------------------------------------ writes
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        """Insert or replace points, in batches within the size caps.
+
+        Raises:
+            BackendError: A vector doesn't fit the collection (nothing of its batch is written).
+            RecordsRejectedError: The engine refused the records' data.
+        """
+        spec = self._spec(collection)
+        for batch in batches_by_size(points, self.max_batch_points, self.max_batch_bytes):
+            self.driver.upsert(collection, [_engine_point(spec, record) for record in batch])
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete points by record id (missing ones are ignored)."""
+        if not ids:
+            return
+        self._spec(collection)
+        for start in range(0, len(ids), _PAGE):
+            self.driver.delete(collection, [point_id(i) for i in ids[start : start + _PAGE]])
+
+    def finalize(self, collection: str) -> None:
+        """Make recent writes durable and fast to search (the embedded engine optimises here)."""
+        self._spec(collection)
+        self.driver.finalize(collection)
+
+    # ------------------------------------------------------------------- reads
+    def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every point's record id with the named payload fields."""
+        self._spec(collection)
+        wanted = [RECORD_ID, *fields]
+        offset = None
+        while True:
+            records, offset = self.driver.scroll(collection, wanted, offset, _PAGE)
+            for record in records:
+                payload = dict(record.payload or {})
+                yield pop_record_id(payload), payload
+            if offset is None:
+                return
+
+    def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
+        """Stored sparse vectors by record id (missing ids are left out)."""
+        spec = self._spec(collection)
+        name = spec.sparse_vector_name
+        records = self.driver.retrieve(collection, [point_id(i) for i in ids], [RECORD_ID], name)
+        return {
+            str(record.payload[RECORD_ID]): SparseVector(
+                np.asarray(record.vector[name].indices, np.uint32),
+                np.asarray(record.vector[name].values, np.float32),
+                spec.sparse_dim,
+            )
+            for record in records
+        }
+
+    def count(self, collection: str) -> int:
+        """Number of points stored."""
+        self._spec(collection)
+        return self.driver.count(collection)
+
+    def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
+        """Top ``k`` by sparse dot product (exact)."""
+        spec = self._spec(collection)
+        nearest = Nearest(spec.sparse_vector_name, query, k, filter)
+        return _hits(self.driver.query(collection, nearest, f"searching {collection!r}"))
+
+    def hybrid_search(
+        self,
+        collection: str,
+        sparse: SparseVector,
+        dense: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        fusion: Fusion = "rrf",
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        candidates: int = 100,
+        filter: Any = None,
+    ) -> list[Hit]:
+        """Sparse and dense prefetches, each filtered, fused in the engine (RRF with explicit k, or DBSF)."""
+        spec = self._spec(collection)
+        if not spec.dense_dim:
+            raise BackendError(f"collection {collection!r} has no dense vectors; ingest with dense vectors first")
+        fused = Fused(
+            prefetches=(
+                Nearest(spec.sparse_vector_name, sparse, candidates, filter),
+                Nearest(spec.dense_vector_name, _dense_list(spec, "query", dense), candidates, filter),
+            ),
+            fusion=fusion,
+            rrf_k=rrf_k,
+            weights=tuple(weights),
+            limit=k,
+        )
+        return _hits(self.driver.query(collection, fused, f"hybrid search in {collection!r}"))
+
+    def close(self) -> None:
+        """Release the engine's files, locks and connections."""
+        self.driver.close()
+
+    def _spec(self, name: str) -> CollectionSpec:
+        spec = self.describe_collection(name)
+        if spec is None:
+            raise BackendError(f"collection {name!r} does not exist{self.driver.where}")
+        return spec
+
+
+def _engine_point(spec: CollectionSpec, record: PointRecord) -> EnginePoint:
+    """A record as stored, once its vectors are known to fit the collection."""
+    spec.check_width(record.id, record.sparse)
+    vectors: dict[str, SparseVector | list[float]] = {spec.sparse_vector_name: record.sparse}
+    if spec.dense_dim:
+        vectors[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
+    return EnginePoint(point_id(record.id), vectors, stored_payload(record.id, record.payload))
+
+
+def _dense_list(spec: CollectionSpec, record_id: str, dense: npt.NDArray[np.float32] | None) -> list[float]:
+    """A dense vector of the collection's width with finite values, as a list; the engines check neither."""
+    if dense is None:
+        raise BackendError(f"record {record_id!r}: collection {spec.name!r} needs a dense vector")
+    array = np.asarray(dense, dtype=np.float32).reshape(-1)
+    if array.shape[0] != spec.dense_dim or not np.isfinite(array).all():
+        raise BackendError(
+            f"record {record_id!r}: dense vector must be {spec.dense_dim} finite floats, got shape {array.shape}"
+        )
+    return array.tolist()
+
+
+def _hits(points: Sequence[Any]) -> list[Hit]:
+    """Hits from scored points (``id``, ``score``, ``payload``): the record id comes out of the payload."""
+    hits = []
+    for point in points:
+        payload = dict(point.payload or {})
+        record_id = pop_record_id(payload, default=str(point.id))
+        hits.append(Hit(id=record_id, score=float(point.score), payload=payload))
+    return hits

@@ -1,0 +1,238 @@
+"""A Qdrant server, or qdrant-client's local mode, through qdrant-client.
+
+Every request is retried on timeouts, connection errors, 429 and 5xx by
+:func:`splare_connect.backends.retrying.retry_call` (how qdrant-client's errors read:
+:mod:`~splare_connect_qdrant.client_retry`): after the server's ``Retry-After`` on a
+429, with exponential backoff otherwise, within ``max_attempts`` tries and a
+``retry_deadline``. Writes wait for the server to apply them. The CollectionSpec is
+stored in the collection's ``metadata`` (Qdrant 1.16+).
+
+qdrant-client's local mode (``location=":memory:"`` or ``path=...``) implements the
+same API in Python; the tests run this driver on it, since no server runs there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from splare_connect.backends import CollectionSpec
+from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, RetryPolicy
+from splare_connect.backends.schema import SPEC_KEY
+from splare_connect.errors import BackendError
+from splare_connect.sparse_vector import SparseVector
+from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
+from splare_connect_qdrant.common import call_engine
+from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
+from splare_connect_qdrant.filters import FilterClasses, build_filter
+
+LOGGER = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class ClientDriver:
+    """Collections on whatever a ``qdrant_client.QdrantClient`` talks to.
+
+    Args:
+        client: A ``qdrant_client.QdrantClient`` (server URL, or local mode).
+        max_attempts: Tries per request before giving up.
+        backoff_seconds: First retry delay; doubles each time (capped at 30 s). A 429's
+            ``Retry-After`` replaces it (capped at 60 s).
+        retry_deadline: Seconds after a request's first try past which it is not
+            retried (None: 120 s). Worst case per request: about this plus one timeout.
+    """
+
+    where = ""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        max_attempts: int = 6,
+        backoff_seconds: float = 0.5,
+        retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
+    ) -> None:
+        self.client = client
+        self.retry = RetryPolicy(QDRANT_ERRORS, max_attempts, backoff_seconds, retry_deadline, LOGGER)
+
+    @property
+    def retry_deadline(self) -> float | None:
+        """Seconds after a request's first try past which it is not retried."""
+        return self.retry.deadline
+
+    def call(
+        self, action: str, function: Callable[[], T], *, rejects_data: Callable[[BaseException], bool] | None = None
+    ) -> T:
+        """Run a request under the retry policy; any failure becomes a one-line, redacted BackendError."""
+        return call_engine(action, lambda: self.retry.call(action, function), rejects_data=rejects_data)
+
+    # ------------------------------------------------------------ collections
+    def read_spec(self, name: str) -> CollectionSpec | None:
+        """The spec stored in the collection's metadata, or None if it doesn't exist.
+
+        Raises:
+            BackendError: The collection exists but has no splare-connect spec.
+        """
+        if not self.call(f"checking {name!r}", lambda: self.client.collection_exists(name)):
+            return None
+        info = self.call(f"reading {name!r}", lambda: self.client.get_collection(name))
+        stored = (info.config.metadata or {}).get(SPEC_KEY)
+        if stored is None:
+            raise BackendError(
+                f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata)"
+            )
+        return CollectionSpec.from_dict(name, stored)
+
+    def create(self, spec: CollectionSpec, keyword_fields: Sequence[str]) -> None:
+        """Create the collection with the spec in its metadata, then its payload indexes."""
+        from qdrant_client import models
+
+        vectors = (
+            {spec.dense_vector_name: models.VectorParams(size=spec.dense_dim, distance=models.Distance.COSINE)}
+            if spec.dense_dim
+            else {}
+        )
+        sparse = {
+            spec.sparse_vector_name: models.SparseVectorParams(modifier=models.Modifier.IDF if spec.idf else None)
+        }
+        self.call(
+            f"creating collection {spec.name!r}",
+            lambda: self.client.create_collection(
+                spec.name, vectors_config=vectors, sparse_vectors_config=sparse, metadata={SPEC_KEY: spec.to_dict()}
+            ),
+        )
+        for field in keyword_fields:
+            self.call(
+                f"indexing payload field {field!r}",
+                lambda field=field: self.client.create_payload_index(
+                    spec.name, field, field_schema=models.PayloadSchemaType.KEYWORD
+                ),
+            )
+
+    def list_collections(self) -> list[str]:
+        """Collection names on the server."""
+        response = self.call("listing collections", self.client.get_collections)
+        return sorted(c.name for c in response.collections)
+
+    def drop(self, name: str) -> None:
+        """Delete a collection."""
+        self.call(f"dropping {name!r}", lambda: self.client.delete_collection(name))
+
+    # ------------------------------------------------------------------ points
+    def upsert(self, collection: str, points: Sequence[EnginePoint]) -> None:
+        """One upsert request; pydantic refusing a point, or a 400/413/422 reply, is a refusal of the records."""
+        from qdrant_client import models
+
+        structs = call_engine(
+            f"preparing {len(points)} points for {collection!r}",
+            lambda: [
+                models.PointStruct(
+                    id=p.id, vector={name: _vector(v) for name, v in p.vectors.items()}, payload=dict(p.payload)
+                )
+                for p in points
+            ],
+            rejects_data=lambda error: True,
+        )
+        self.call(
+            f"upserting {len(structs)} points into {collection!r}",
+            lambda: self.client.upsert(collection, points=structs, wait=True),
+            rejects_data=refuses_data,
+        )
+
+    def delete(self, collection: str, point_ids: Sequence[str]) -> None:
+        """One delete request."""
+        from qdrant_client import models
+
+        selector = models.PointIdsList(points=list(point_ids))
+        self.call(
+            f"deleting {len(point_ids)} points from {collection!r}",
+            lambda: self.client.delete(collection, points_selector=selector, wait=True),
+        )
+
+    def finalize(self, collection: str) -> None:
+        """Nothing to do: a server optimises in the background, and writes waited for completion."""
+
+    def scroll(self, collection: str, fields: Sequence[str], offset: Any, limit: int) -> tuple[list[Any], Any]:
+        """One page of points with the named payload fields, no vectors."""
+        records, next_offset = self.call(
+            f"scrolling {collection!r}",
+            lambda: self.client.scroll(
+                collection, limit=limit, offset=offset, with_payload=list(fields), with_vectors=False
+            ),
+        )
+        return list(records), next_offset
+
+    def retrieve(self, collection: str, point_ids: Sequence[str], fields: Sequence[str], vector: str) -> list[Any]:
+        """Points by id with the named payload fields and one vector."""
+        return list(
+            self.call(
+                f"retrieving from {collection!r}",
+                lambda: self.client.retrieve(
+                    collection, ids=list(point_ids), with_payload=list(fields), with_vectors=[vector]
+                ),
+            )
+        )
+
+    def count(self, collection: str) -> int:
+        """Exact number of points."""
+        return int(self.call(f"counting {collection!r}", lambda: self.client.count(collection, exact=True)).count)
+
+    def query(self, collection: str, query: Nearest | Fused, action: str) -> list[Any]:
+        """One ``query_points`` request: a nearest-neighbour query, or prefetches fused by RRF or DBSF."""
+        from qdrant_client import models
+
+        if isinstance(query, Nearest):
+            arguments: dict[str, Any] = {
+                "query": _vector(query.vector),
+                "using": query.using,
+                "query_filter": build_filter(query.filter, _filter_classes()),
+            }
+        else:
+            arguments = {
+                "prefetch": [
+                    models.Prefetch(
+                        query=_vector(p.vector),
+                        using=p.using,
+                        limit=p.limit,
+                        filter=build_filter(p.filter, _filter_classes()),
+                    )
+                    for p in query.prefetches
+                ],
+                "query": (
+                    models.RrfQuery(rrf=models.Rrf(k=query.rrf_k, weights=list(query.weights)))
+                    if query.fusion == "rrf"
+                    else models.FusionQuery(fusion=models.Fusion.DBSF)
+                ),
+            }
+        response = self.call(
+            action, lambda: self.client.query_points(collection, limit=query.limit, with_payload=True, **arguments)
+        )
+        return list(response.points)
+
+    def close(self) -> None:
+        """Close the client."""
+        self.client.close()
+
+
+def _vector(vector: Vector) -> Any:
+    """qdrant-client's form of a vector: its SparseVector model, or the dense list as it is."""
+    from qdrant_client import models
+
+    if isinstance(vector, SparseVector):
+        return models.SparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
+    return vector
+
+
+def _filter_classes() -> FilterClasses:
+    from qdrant_client import models
+
+    return FilterClasses(
+        engine="Qdrant",
+        native=models.Filter,
+        field=lambda key, **kw: models.FieldCondition(key=key, **kw),
+        match_value=lambda v: models.MatchValue(value=v),
+        match_any=lambda vs: models.MatchAny(any=vs),
+        range=models.Range,
+        filter=models.Filter,
+    )

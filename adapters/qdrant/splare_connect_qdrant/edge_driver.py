@@ -1,0 +1,319 @@
+"""The embedded engine: Qdrant Edge, the real Qdrant Rust engine in-process.
+
+Each collection is a directory under ``data_dir``: ``shard/`` holds the Edge shard,
+``collection.json`` the CollectionSpec (:mod:`~splare_connect_qdrant.edge_files`; Edge
+has no collection metadata). Edge validates little (duplicate sparse indices are
+mis-scored, NaN is stored), so only validated :class:`SparseVector` objects reach it,
+and every call is wrapped so a Rust panic surfaces as :class:`BackendError`. Edge has
+no background optimiser: :meth:`EdgeDriver.finalize` runs it after an ingest.
+
+Edge is in-process, so one process at a time may open a collection: opening a shard or
+dropping a collection takes the collection's :class:`CollectionLock` until
+:meth:`EdgeDriver.close` (parallel writers and readers need a Qdrant server).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from splare_connect.backends import CollectionSpec
+from splare_connect.backends.schema import RECORD_ID
+from splare_connect.errors import BackendError, RecordsRejectedError
+from splare_connect.record_rules import json_value_problem
+from splare_connect.sparse_vector import SparseVector
+from splare_connect_qdrant.common import call_engine
+from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
+from splare_connect_qdrant.edge_files import SPEC_FILE, on_disk, read_spec_file, write_json_atomically
+from splare_connect_qdrant.filters import FilterClasses, build_filter
+from splare_connect_qdrant.lock import CollectionLock, in_use_message
+
+SHARD_DIR = "shard"
+# Payload nesting Edge is allowed to get: it fails to read its own log at ~125 levels;
+# the sync engine's record rules allow 32 levels of metadata, well within this.
+MAX_PAYLOAD_DEPTH = 64
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
+_WAL_BUSY = "WouldBlock"  # Edge's error when another process (not taking our lock) has the shard open
+
+
+class EdgeDriver:
+    """Collections stored as Qdrant Edge shards under one data directory.
+
+    Args:
+        data_dir: Directory holding one sub-directory per collection (created on demand).
+
+    Raises:
+        BackendError: ``data_dir`` is a file (checked now, so that a command fails
+            before it loads a model, not at its first write).
+    """
+
+    retry_deadline = None  # in-process: nothing to retry
+
+    def __init__(self, data_dir: str | Path = "./splare-data") -> None:
+        self.data_dir = Path(data_dir)
+        if self.data_dir.exists() and not self.data_dir.is_dir():
+            raise BackendError(f"data directory {self.data_dir}: is a file, not a directory")
+        self.where = f" under {self.data_dir}"
+        self._shards: dict[str, Any] = {}
+        self._locks: dict[str, CollectionLock] = {}
+
+    # ------------------------------------------------------------ collections
+    def read_spec(self, name: str) -> CollectionSpec | None:
+        """The spec in ``collection.json`` (no lock needed: the file is replaced atomically)."""
+        return read_spec_file(self._folder(name) / SPEC_FILE, name)
+
+    def create(self, spec: CollectionSpec, keyword_fields: Sequence[str]) -> None:
+        """Create the shard and its payload indexes, then ``collection.json``: the collection exists once that does."""
+        import qdrant_edge as edge
+
+        folder = self._folder(spec.name)
+        with on_disk(f"creating collection {spec.name!r}"):
+            folder.mkdir(parents=True, exist_ok=True)
+        sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
+        vectors = (
+            {spec.dense_vector_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)}
+            if spec.dense_dim
+            else None
+        )
+        config = edge.EdgeConfig(vectors=vectors, sparse_vectors={spec.sparse_vector_name: sparse_params})
+        shard = self._open(
+            spec.name,
+            f"creating collection {spec.name!r}",
+            lambda: edge.EdgeShard.create(_leftover_cleared(folder / SHARD_DIR), config),
+        )
+        try:
+            for field in keyword_fields:
+                call_engine(
+                    f"indexing payload field {field!r}",
+                    lambda field=field: shard.update(
+                        edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
+                    ),
+                )
+            with on_disk(f"creating collection {spec.name!r}"):
+                write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+        except BackendError:
+            # Without its description the shard is unreachable (not listed, not droppable)
+            # and blocks the name: remove it, under the lock we still hold.
+            self._close_one(spec.name)
+            shutil.rmtree(folder / SHARD_DIR, ignore_errors=True)
+            raise
+
+    def list_collections(self) -> list[str]:
+        """Collections under the data directory (names a drop is still deleting are hidden)."""
+        if not self.data_dir.is_dir():
+            return []
+        with on_disk(f"listing collections in {self.data_dir}"):
+            return sorted(
+                p.name for p in self.data_dir.iterdir() if _SAFE_NAME.match(p.name) and (p / SPEC_FILE).is_file()
+            )
+
+    def drop(self, name: str) -> None:
+        """Close and delete a collection's files; refused while another process has it open.
+
+        The directory is first renamed to a hidden name, so other processes see the whole
+        collection or none of it, even if the deletion is interrupted.
+        """
+        folder = self._folder(name)
+        self._close_one(name)
+        with on_disk(f"dropping collection {name!r}"):
+            if not folder.exists():
+                return
+            lock = CollectionLock(folder, name)
+            lock.acquire(dropping=True)
+            try:
+                doomed = folder.with_name(f".{name}.dropping-{secrets.token_hex(6)}")
+                os.replace(folder, doomed)
+                shutil.rmtree(doomed)
+            finally:
+                lock.release()
+
+    # ------------------------------------------------------------------ points
+    def upsert(self, collection: str, points: Sequence[EnginePoint]) -> None:
+        """One Edge update for the batch; a conversion error or a panic is the engine refusing the data.
+
+        Raises:
+            RecordsRejectedError: A payload nested deeper than :data:`MAX_PAYLOAD_DEPTH`
+                (Edge stores it, then cannot read its own write-ahead log again, ~125
+                levels: the whole collection would be lost), or the engine refused the data.
+        """
+        import qdrant_edge as edge
+
+        for point in points:
+            problem = json_value_problem(point.payload, "payload", MAX_PAYLOAD_DEPTH)
+            if problem is not None:
+                raise RecordsRejectedError(f"record {point.payload[RECORD_ID]!r}: {problem}")
+        shard = self._shard(collection)
+
+        def write() -> None:
+            # Building the points converts payloads to the engine's types, which can refuse them too.
+            edge_points = [
+                edge.Point(p.id, {name: _vector(v) for name, v in p.vectors.items()}, dict(p.payload)) for p in points
+            ]
+            shard.update(edge.UpdateOperation.upsert_points(edge_points))
+
+        call_engine(f"upserting {len(points)} points into {collection!r}", write, rejects_data=_refuses_data)
+
+    def delete(self, collection: str, point_ids: Sequence[str]) -> None:
+        """Delete points in one Edge update."""
+        import qdrant_edge as edge
+
+        shard = self._shard(collection)
+        call_engine(
+            f"deleting {len(point_ids)} points from {collection!r}",
+            lambda: shard.update(edge.UpdateOperation.delete_points(list(point_ids))),
+        )
+
+    def finalize(self, collection: str) -> None:
+        """Run the optimiser (Edge has no background one), then flush to disk."""
+        shard = self._shard(collection)
+        call_engine(f"optimising {collection!r}", shard.optimize)
+        call_engine(f"flushing {collection!r}", shard.flush)
+
+    def scroll(self, collection: str, fields: Sequence[str], offset: Any, limit: int) -> tuple[list[Any], Any]:
+        """One page of points with the named payload fields, no vectors."""
+        import qdrant_edge as edge
+
+        shard = self._shard(collection)
+        request = edge.ScrollRequest(offset=offset, limit=limit, with_payload=list(fields), with_vector=False)
+        records, next_offset = call_engine(f"scrolling {collection!r}", lambda: shard.scroll(request))
+        return list(records), next_offset
+
+    def retrieve(self, collection: str, point_ids: Sequence[str], fields: Sequence[str], vector: str) -> list[Any]:
+        """Points by id with the named payload fields and one vector."""
+        shard = self._shard(collection)
+        return list(
+            call_engine(
+                f"retrieving from {collection!r}",
+                lambda: shard.retrieve(list(point_ids), with_payload=list(fields), with_vector=[vector]),
+            )
+        )
+
+    def count(self, collection: str) -> int:
+        """Exact number of points."""
+        import qdrant_edge as edge
+
+        shard = self._shard(collection)
+        return int(call_engine(f"counting {collection!r}", lambda: shard.count(edge.CountRequest(exact=True))))
+
+    def query(self, collection: str, query: Nearest | Fused, action: str) -> list[Any]:
+        """One ``QueryRequest``: a nearest-neighbour query, or prefetches fused by RRF or DBSF."""
+        import qdrant_edge as edge
+
+        if isinstance(query, Nearest):
+            request = edge.QueryRequest(
+                limit=query.limit,
+                query=edge.Query.Nearest(_vector(query.vector), using=query.using),
+                filter=build_filter(query.filter, _filter_classes()),
+                with_payload=True,
+            )
+        else:
+            prefetches = [
+                edge.Prefetch(
+                    limit=p.limit,
+                    query=edge.Query.Nearest(_vector(p.vector), using=p.using),
+                    filter=build_filter(p.filter, _filter_classes()),
+                )
+                for p in query.prefetches
+            ]
+            fused = (
+                edge.Fusion.Rrf(k=query.rrf_k, weights=list(query.weights))
+                if query.fusion == "rrf"
+                else edge.Fusion.Dbsf()
+            )
+            request = edge.QueryRequest(limit=query.limit, query=fused, prefetches=prefetches, with_payload=True)
+        shard = self._shard(collection)
+        return list(call_engine(action, lambda: shard.query(request)))
+
+    def close(self) -> None:
+        """Flush and close every open shard, releasing its collection to other processes."""
+        for name in list(self._shards):
+            self._close_one(name)
+
+    # ---------------------------------------------------------------- helpers
+    def _shard(self, name: str) -> Any:
+        """The collection's open shard, opened (and locked) on first use."""
+        import qdrant_edge as edge
+
+        if name not in self._shards:
+            path = str(self._folder(name) / SHARD_DIR)
+            self._open(name, f"opening {name!r}", lambda: edge.EdgeShard.load(path))
+        return self._shards[name]
+
+    def _open(self, name: str, action: str, open_shard: Callable[[], Any]) -> Any:
+        """Lock the collection, then create or load its shard; both are kept until :meth:`_close_one`."""
+        lock = CollectionLock(self._folder(name), name)
+        with on_disk(action):
+            lock.acquire()
+        try:
+            shard = call_engine(action, open_shard)
+        except BackendError as exc:
+            lock.release()
+            if _WAL_BUSY in str(exc):  # a process that doesn't take our lock (older version, Windows)
+                raise BackendError(in_use_message(name, None)) from exc
+            raise
+        self._shards[name] = shard
+        self._locks[name] = lock
+        return shard
+
+    def _close_one(self, name: str) -> None:
+        """Close one collection's shard if open, and release its lock even if closing fails."""
+        shard = self._shards.pop(name, None)
+        lock = self._locks.pop(name, None)
+        try:
+            if shard is not None:
+                call_engine(f"closing {name!r}", shard.close)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _folder(self, name: str) -> Path:
+        if not _SAFE_NAME.match(name):
+            raise BackendError(
+                f"collection name {name!r} must be 1-128 letters, digits, '_', '-' or '.', "
+                "starting with a letter or digit"
+            )
+        return self.data_dir / name
+
+
+def _vector(vector: Vector) -> Any:
+    """Edge's form of a vector: its SparseVector, or the dense list as it is."""
+    import qdrant_edge as edge
+
+    if isinstance(vector, SparseVector):
+        return edge.SparseVector(vector.indices.tolist(), vector.values.tolist())
+    return vector
+
+
+def _refuses_data(error: BaseException) -> bool:
+    """What Edge raises for data it won't take: a conversion error, or a panic on odd input."""
+    return isinstance(error, (TypeError, ValueError, OverflowError)) or type(error).__name__ == "PanicException"
+
+
+def _leftover_cleared(shard_dir: Path) -> str:
+    """The shard path, emptied of what a create killed before writing the description left.
+
+    Called with the collection's lock held and no ``collection.json`` present, so no
+    process can be using that shard: it was never a usable collection.
+    """
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    return str(shard_dir)
+
+
+def _filter_classes() -> FilterClasses:
+    import qdrant_edge as edge
+
+    return FilterClasses(
+        engine="Qdrant Edge",
+        native=edge.Filter,
+        field=lambda key, **kw: edge.FieldCondition(key, **kw),
+        match_value=edge.MatchValue,
+        match_any=edge.MatchAny,
+        range=edge.RangeFloat,
+        filter=edge.Filter,
+    )

@@ -1,0 +1,42 @@
+"""Synthetic stored chunks for backend tests: random sparse and dense vectors with real-looking payloads."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from splare_connect import SparseVector
+from splare_connect.backends import PointRecord
+from tests.conftest import random_unit
+
+DIM = 2048
+FINGERPRINT = {"name": "test-encoder", "digest": "d1"}
+
+
+def make_points(count: int, seed: int = 0, dense_dim: int = 8) -> list[PointRecord]:
+    """``count`` one-chunk documents ``doc-<i>#0`` with 5-59 features and metadata cycling lang, year, section."""
+    rng = np.random.default_rng(seed)
+    points = []
+    for i in range(count):
+        indices = rng.choice(DIM, size=rng.integers(5, 60), replace=False)
+        values = rng.gamma(2.0, 0.5, size=indices.size) + 0.01
+        payload = {
+            "doc_id": f"doc-{i}",
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "content_hash": f"h{i}",
+            "text": f"text {i}",
+            "metadata": {"lang": ["en", "de", "fr"][i % 3], "year": 2000 + i % 20, "section": str(1 + i % 8)},
+        }
+        points.append(
+            PointRecord(f"doc-{i}#0", SparseVector.clean(indices, values, DIM), random_unit(rng, dense_dim), payload)
+        )
+    return points
+
+
+def random_queries(count: int, seed: int) -> list[SparseVector]:
+    """``count`` queries of 40 features with weights in [0.1, 2)."""
+    rng = np.random.default_rng(seed)
+    return [
+        SparseVector.clean(rng.choice(DIM, size=40, replace=False), rng.uniform(0.1, 2.0, size=40), DIM)
+        for _ in range(count)
+    ]
