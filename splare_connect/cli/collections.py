@@ -13,8 +13,7 @@ from splare_connect.cli.common import (
     JsonOption,
     TimeoutOption,
     UrlOption,
-    fail,
-    open_backend,
+    opened_backend,
     stdout,
 )
 from splare_connect.errors import SplareError
@@ -31,14 +30,8 @@ def collections_list(
     as_json: JsonOption = False,
 ) -> None:
     """List collections."""
-    try:
-        store = open_backend(backend, url, data_dir, timeout)
-        try:
-            names = store.list_collections()
-        finally:
-            store.close()
-    except SplareError as error:
-        raise fail(error) from error
+    with opened_backend(backend, url, data_dir, timeout) as store:
+        names = store.list_collections()
     if as_json:
         stdout.print_json(json.dumps(names))
     else:
@@ -56,25 +49,19 @@ def collections_info(
     as_json: JsonOption = False,
 ) -> None:
     """Show a collection's encoder fingerprint, vectors and size."""
-    try:
-        store = open_backend(backend, url, data_dir, timeout)
-        try:
-            spec = store.describe_collection(name)
-            if spec is None:
-                raise SplareError(f"collection {name!r} does not exist")
-            info = {
-                "name": name,
-                "points": store.count(name),
-                "sparse_dim": spec.sparse_dim,
-                "dense_dim": spec.dense_dim,
-                "idf": spec.idf,
-                "indexed_fields": list(spec.indexed_fields),
-                "encoder": dict(spec.fingerprint),
-            }
-        finally:
-            store.close()
-    except SplareError as error:
-        raise fail(error) from error
+    with opened_backend(backend, url, data_dir, timeout) as store:
+        spec = store.describe_collection(name)
+        if spec is None:
+            raise SplareError(f"collection {name!r} does not exist")
+        info = {
+            "name": name,
+            "points": store.count(name),
+            "sparse_dim": spec.sparse_dim,
+            "dense_dim": spec.dense_dim,
+            "idf": spec.idf,
+            "indexed_fields": list(spec.indexed_fields),
+            "encoder": dict(spec.fingerprint),
+        }
     if as_json:
         stdout.print_json(json.dumps(info))
     else:
@@ -94,15 +81,9 @@ def collections_drop(
     """Delete a collection and everything in it (refused while another process uses an embedded one)."""
     if not yes and not typer.confirm(f"Drop collection {name!r} and all its points?"):
         raise typer.Exit(1)
-    try:
-        store = open_backend(backend, url, data_dir, timeout)
-        try:
-            # Listed, not described: a collection whose description is damaged can still be dropped.
-            if name not in store.list_collections():
-                raise SplareError(f"collection {name!r} does not exist")
-            store.drop_collection(name)
-        finally:
-            store.close()
-    except SplareError as error:
-        raise fail(error) from error
+    with opened_backend(backend, url, data_dir, timeout) as store:
+        # Listed, not described: a collection whose description is damaged can still be dropped.
+        if name not in store.list_collections():
+            raise SplareError(f"collection {name!r} does not exist")
+        store.drop_collection(name)
     stdout.print(f"dropped {name}", highlight=False, markup=False)

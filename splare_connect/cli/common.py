@@ -6,6 +6,8 @@ Heavy imports (torch, transformers, database clients) happen inside the function
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -140,6 +142,19 @@ def open_early(store: Backend, collection: str, *, must_exist: bool) -> Collecti
     elif must_exist:
         raise SplareError(f"collection {collection!r} does not exist")
     return spec
+
+
+@contextmanager
+def opened_backend(name: str, url: str | None, data_dir: Path | None, timeout: float | None) -> Iterator[Backend]:
+    """A backend for one command: closed on every path, its errors printed as one line (exit 1)."""
+    try:
+        store = open_backend(name, url, data_dir, timeout)
+        try:
+            yield store
+        finally:
+            store.close()
+    except SplareError as error:
+        raise fail(error) from error
 
 
 def fail(error: Exception) -> typer.Exit:
