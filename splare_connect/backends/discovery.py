@@ -11,9 +11,11 @@ are found exactly like a third party's.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
+from splare_connect.backends.options import BackendOption
 from splare_connect.backends.protocol import Backend
 from splare_connect.errors import ConfigError, MissingDependencyError
 
@@ -29,6 +31,16 @@ KNOWN_DISTRIBUTIONS = {
 def available_backends() -> dict[str, EntryPoint]:
     """Installed backends by name."""
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def backend_options(name: str) -> Mapping[str, BackendOption]:
+    """The settings backend ``name`` declares for the CLI (its package's ``BACKEND_OPTIONS``)."""
+    import importlib
+
+    entry_point = available_backends().get(name)
+    if entry_point is None:
+        return {}
+    return getattr(importlib.import_module(entry_point.module), "BACKEND_OPTIONS", {})
 
 
 def load_backend(name: str, **options: Any) -> Backend:

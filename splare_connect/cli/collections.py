@@ -9,6 +9,7 @@ import typer
 
 from splare_connect.cli.common import (
     BackendOption,
+    BackendOptionsOption,
     DataDirOption,
     JsonOption,
     TimeoutOption,
@@ -27,10 +28,11 @@ def collections_list(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
     as_json: JsonOption = False,
 ) -> None:
     """List collections."""
-    with opened_backend(backend, url, data_dir, timeout) as store:
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         names = store.list_collections()
     if as_json:
         stdout.print_json(json.dumps(names))
@@ -46,10 +48,11 @@ def collections_info(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
     as_json: JsonOption = False,
 ) -> None:
     """Show a collection's encoder fingerprint, vectors and size."""
-    with opened_backend(backend, url, data_dir, timeout) as store:
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         spec = store.describe_collection(name)
         if spec is None:
             raise SplareError(f"collection {name!r} does not exist")
@@ -77,11 +80,12 @@ def collections_drop(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
 ) -> None:
     """Delete a collection and everything in it (refused while another process uses an embedded one)."""
     if not yes and not typer.confirm(f"Drop collection {name!r} and all its points?"):
         raise typer.Exit(1)
-    with opened_backend(backend, url, data_dir, timeout) as store:
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         # Listed, not described: a collection whose description is damaged can still be dropped.
         if name not in store.list_collections():
             raise SplareError(f"collection {name!r} does not exist")

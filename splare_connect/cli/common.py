@@ -6,7 +6,7 @@ Heavy imports (torch, transformers, database clients) happen inside the function
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -74,6 +74,17 @@ TimeoutOption = Annotated[
         help="Seconds to wait for each request to a database server (default 30).",
     ),
 ]
+BackendOptionsOption = Annotated[
+    list[str],
+    typer.Option(
+        "--backend-option",
+        "-o",
+        envvar="SPLARE_BACKEND_OPTIONS",
+        help="A backend setting, KEY=VALUE (repeatable; the environment variable takes several, "
+        "space-separated), e.g. replicas=0 for OpenSearch or max_batch_points=128 for a Qdrant server. "
+        "Unknown keys are refused with the list of known ones.",
+    ),
+]
 TrustRemoteCodeOption = Annotated[
     bool,
     typer.Option(
@@ -93,29 +104,33 @@ ShardOption = Annotated[str, typer.Option(help="Process shard i of n (i/n), for 
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")]
 
 
-def open_backend(name: str, url: str | None, data_dir: Path | None, timeout: float | None = None) -> Backend:
-    """Load a backend, passing each location option only to factories that take it.
+def open_backend(
+    name: str,
+    url: str | None,
+    data_dir: Path | None,
+    timeout: float | None = None,
+    option_pairs: Sequence[str] = (),
+) -> Backend:
+    """Load a backend with the command's location options and its ``--backend-option`` settings.
 
-    ``--data-dir`` (or ``$SPLARE_DATA_DIR``) means something to embedded engines only; a
-    server-only backend such as OpenSearch never sees it. Commands call this before
-    loading the model, so a wrong backend, URL or data directory is reported at once.
+    ``--url``, ``--data-dir`` and ``--timeout`` go only to a factory that names them:
+    ``--data-dir`` (or ``$SPLARE_DATA_DIR``) means something to embedded engines only, so
+    OpenSearch never sees it. Commands call this before loading the model, so a wrong
+    backend, option, URL or data directory is reported at once.
     """
     import inspect
 
     from splare_connect.backends import available_backends, load_backend
+    from splare_connect.backends.discovery import backend_options
+    from splare_connect.backends.options import parse_backend_options
 
-    options: dict[str, Any] = {}
-    if url:
-        options["url"] = url
-    if data_dir is not None:
-        options["data_dir"] = data_dir
-    if timeout is not None:
-        options["timeout"] = timeout
     entry_point = available_backends().get(name)
-    if entry_point is not None and options:
-        accepted = inspect.signature(entry_point.load()).parameters
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values()):
-            options = {key: value for key, value in options.items() if key in accepted}
+    if entry_point is None:
+        return load_backend(name)  # says what to install
+    named = inspect.signature(entry_point.load()).parameters
+    locations = {"url": url or None, "data_dir": data_dir, "timeout": timeout}
+    options: dict[str, Any] = {key: value for key, value in locations.items() if value is not None and key in named}
+    options.update(parse_backend_options(option_pairs, backend_options(name), name))
     return load_backend(name, **options)
 
 
@@ -145,10 +160,12 @@ def open_early(store: Backend, collection: str, *, must_exist: bool) -> Collecti
 
 
 @contextmanager
-def opened_backend(name: str, url: str | None, data_dir: Path | None, timeout: float | None) -> Iterator[Backend]:
+def opened_backend(
+    name: str, url: str | None, data_dir: Path | None, timeout: float | None, option_pairs: Sequence[str] = ()
+) -> Iterator[Backend]:
     """A backend for one command: closed on every path, its errors printed as one line (exit 1)."""
     try:
-        store = open_backend(name, url, data_dir, timeout)
+        store = open_backend(name, url, data_dir, timeout, option_pairs)
         try:
             yield store
         finally:

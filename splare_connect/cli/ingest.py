@@ -12,6 +12,7 @@ from splare_connect.choices import Precision
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
     BackendOption,
+    BackendOptionsOption,
     BatchSizeOption,
     CollectionOption,
     DataDirOption,
@@ -92,6 +93,7 @@ def sync(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
     precision: PrecisionOption = Precision.FP32,
     trust_remote_code: TrustRemoteCodeOption = False,
@@ -124,7 +126,7 @@ def sync(
         documents = read_source(
             source, include_hidden=include_hidden, on_skip=lambda path, why: left_out.append(f"{path} ({why})")
         )
-        store = open_backend(backend, url, data_dir, timeout)
+        store = open_backend(backend, url, data_dir, timeout, backend_option)
         try:
             open_early(store, collection, must_exist=False)
             syncer = Syncer(

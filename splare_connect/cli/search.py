@@ -11,6 +11,7 @@ from rich.markup import escape
 from splare_connect.choices import Fusion, Precision
 from splare_connect.cli.common import (
     BackendOption,
+    BackendOptionsOption,
     CollectionOption,
     DataDirOption,
     JsonOption,
@@ -43,6 +44,7 @@ def search(
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
     precision: PrecisionOption = Precision.FP32,
     trust_remote_code: TrustRemoteCodeOption = False,
@@ -54,7 +56,7 @@ def search(
 
     try:
         conditions = parse_filters(filter_)
-        store = open_backend(backend, url, data_dir, timeout)
+        store = open_backend(backend, url, data_dir, timeout, backend_option)
         try:
             spec = open_early(store, collection, must_exist=True)
             if hybrid is not None and spec is not None and not spec.dense_dim:

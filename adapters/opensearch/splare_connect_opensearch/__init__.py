@@ -18,6 +18,7 @@ import logging
 import os
 from typing import Any
 
+from splare_connect.backends.options import BackendOption, read_bool, read_choice, read_count, read_positive
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
@@ -29,6 +30,34 @@ __all__ = ["BulkWriteError", "OpenSearchBackend", "create_backend"]
 LOGGER = logging.getLogger(__name__)
 URL_ENV = "OPENSEARCH_URL"
 _CREDENTIALS_HINT = "set OPENSEARCH_USERNAME and OPENSEARCH_PASSWORD (or OPENSEARCH_API_KEY) instead"
+
+
+def _read_two_phase(text: str) -> tuple[float, float, int]:
+    """``prune_ratio,expansion_rate,max_window_size``, as the two-phase processor takes them."""
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise ValueError("expected prune_ratio,expansion_rate,max_window_size (e.g. 0.4,5.0,10000)")
+    return float(parts[0]), float(parts[1]), int(parts[2])
+
+
+# What the CLI's --backend-option may set (see splare_connect.backends.options).
+BACKEND_OPTIONS = {
+    "query_mode": BackendOption(
+        read_choice("auto", "neural_sparse", "rank_feature", "ann"), "how sparse queries are sent (auto: detected)"
+    ),
+    "approximate": BackendOption(read_bool, "also index a SEISMIC sparse_vector field (OpenSearch 3.3+)"),
+    "quantization_ceiling": BackendOption(read_positive, "SEISMIC quantization ceiling (default: from the data)"),
+    "two_phase": BackendOption(_read_two_phase, "two-phase sparse queries: prune_ratio,expansion_rate,window"),
+    "shards": BackendOption(read_count(1), "primary shards of a new index"),
+    "replicas": BackendOption(read_count(0), "replicas of a new index"),
+    "max_chunk_bytes": BackendOption(read_count(1024), "bytes per bulk request"),
+    "chunk_size": BackendOption(read_count(1), "documents per bulk request"),
+    "verify_certs": BackendOption(read_bool, "verify TLS certificates (turning it off logs a warning)"),
+    "ca_certs": BackendOption(str, "CA bundle for a private certificate authority"),
+    "max_attempts": BackendOption(read_count(1), "tries per request before giving up"),
+    "backoff_seconds": BackendOption(read_positive, "first retry delay, doubling each time"),
+    "retry_deadline": BackendOption(read_positive, "seconds after which a request is not retried"),
+}
 
 
 def create_backend(

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from splare_connect.backends.options import BackendOption, read_count, read_positive
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
@@ -32,6 +33,16 @@ __all__ = ["ClientDriver", "EdgeDriver", "QdrantBackend", "create_backend"]
 API_KEY_ENV = "QDRANT_API_KEY"
 URL_ENV = "QDRANT_URL"
 _CREDENTIALS_HINT = f"Qdrant takes an API key, not a user and password; put it in ${API_KEY_ENV}"
+
+
+# What the CLI's --backend-option may set (see splare_connect.backends.options).
+BACKEND_OPTIONS = {
+    "max_batch_points": BackendOption(read_count(1), "points per write request (server, local mode)"),
+    "max_batch_bytes": BackendOption(read_count(1024), "estimated JSON bytes per write request (server, local mode)"),
+    "max_attempts": BackendOption(read_count(1), "tries per request before giving up (server, local mode)"),
+    "backoff_seconds": BackendOption(read_positive, "first retry delay, doubling each time (server, local mode)"),
+    "retry_deadline": BackendOption(read_positive, "seconds after which a request is not retried (server)"),
+}
 
 
 def create_backend(
