@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 
 from splare_connect import Retriever, SplareEncoder, Syncer, load_backend, read_iterable
@@ -39,7 +40,8 @@ def main() -> None:
     with (HERE / "manpages.jsonl").open(encoding="utf-8") as lines:
         records = [json.loads(line) for line in lines][: args.limit]
     encoder = SplareEncoder.from_pretrained()
-    backend = load_backend("qdrant", data_dir=args.data_dir)  # QDRANT_URL set: a server instead
+    # With QDRANT_URL set the factory reaches that server; otherwise the embedded engine under --data-dir.
+    backend = load_backend("qdrant") if os.environ.get("QDRANT_URL") else load_backend("qdrant", data_dir=args.data_dir)
     report = Syncer(encoder, backend, "manpages", indexed_fields=("section",)).run(read_iterable(records))
     print(f"indexed: {report.new} new, {report.unchanged} unchanged, {report.chunks_written} chunks written")
 
