@@ -20,4 +20,5 @@ def print_and_save(result: Mapping[str, object], json_file: Path | None, *, digi
         shown = f"{value:.{digits}f}" if isinstance(value, float) else value
         print(f"{key:<{width}}  {shown}")
     if json_file:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
