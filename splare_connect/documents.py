@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +44,12 @@ class Document:
     source: str | None = None
     line: int | None = None
 
-    @property
+    @cached_property
     def content_hash(self) -> str:
-        """Hash of text and metadata: sync re-encodes a document only when this changes."""
+        """Hash of text and metadata: sync re-encodes a document only when this changes.
+
+        Cached: sync reads it to compare with the stored state and again for every chunk it writes.
+        """
         blob = json.dumps(
             {"text": self.text, "metadata": self.metadata}, sort_keys=True, ensure_ascii=False, default=str
         )

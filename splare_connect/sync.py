@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Set
+from collections.abc import Callable, Iterable, Set
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +215,15 @@ class Syncer:
         seen: dict[str, str] = {}
         kept: set[str] = set()  # ids of skipped records: present in the source, so never "missing"
         pending: list[tuple[Document, list[Chunk]]] = []
+        pending_chunks = 0
+
+        def flush() -> None:
+            nonlocal pending, pending_chunks
+            self._write(pending, stored, report)
+            pending, pending_chunks = [], 0
+            if on_progress:
+                on_progress(report)
+
         for item in source:
             error = item if isinstance(item, BadRecordError) else self._problem(item, seen)
             if error is not None:
@@ -237,17 +246,12 @@ class Syncer:
             else:
                 report.changed += 1
             chunks = self._chunks(item)
-            if pending and sum(len(c) for _, c in pending) + len(chunks) > self.chunks_per_write:
-                self._write(pending, stored, report)  # the write would grow past its chunk bound
-                pending = []
-                if on_progress:
-                    on_progress(report)
+            if pending and pending_chunks + len(chunks) > self.chunks_per_write:
+                flush()  # the write would grow past its chunk bound
             pending.append((item, chunks))
+            pending_chunks += len(chunks)
             if len(pending) >= self.documents_per_write:
-                self._write(pending, stored, report)
-                pending = []
-                if on_progress:
-                    on_progress(report)
+                flush()
         if pending:
             self._write(pending, stored, report)
         if not self._created:
@@ -324,32 +328,34 @@ class Syncer:
             weights = [float(v.values.max()) for v in encoded.sparse if v.nnz]
             self.backend.create_collection(self.collection_spec(max(weights, default=None)))
             self._created = True
-        points: list[PointRecord] = []
-        for position, (document, chunk) in enumerate(chunks):
-            row = StoredChunk(
-                record_id=chunk.record_id,
-                doc_id=document.id,
-                chunk_index=chunk.index,
-                chunk_count=chunk.count,
-                content_hash=document.content_hash,
-                text=chunk.text if self.store_text else None,
-                metadata=document.metadata,
-            )
-            dense = None if encoded.dense is None else encoded.dense[position]
-            points.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, row.to_payload()))
-        groups = [points[start : start + len(document_chunks)] for start, document_chunks in _spans(pending)]
+        groups: list[list[PointRecord]] = []  # one per document, for writing refused ones apart
+        position = 0
+        for document, document_chunks in pending:
+            group = []
+            for chunk in document_chunks:
+                row = StoredChunk(
+                    record_id=chunk.record_id,
+                    doc_id=document.id,
+                    chunk_index=chunk.index,
+                    chunk_count=chunk.count,
+                    content_hash=document.content_hash,
+                    text=chunk.text if self.store_text else None,
+                    metadata=document.metadata,
+                )
+                dense = None if encoded.dense is None else encoded.dense[position]
+                group.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, row.to_payload()))
+                position += 1
+            groups.append(group)
         failures = self._upsert(groups)
         # Refused documents stay incomplete, so the next run tries them again; their
         # stored chunks are kept as they are rather than lose the previous version.
         refused = {record_id for record_id, _ in failures}
         doc_of = {chunk.record_id: document for document, chunk in chunks}
-        reasons: dict[str, str] = {}
-        for record_id, reason in failures:
+        refused_documents: dict[str, tuple[Document | None, str]] = {}
+        for record_id, reason in failures:  # one line per refused document, not per chunk
             document = doc_of.get(record_id)
-            reasons.setdefault(record_id if document is None else document.id, reason)
-        by_id = {document.id: document for document in documents}
-        for doc_id, reason in reasons.items():  # one line per refused document, not per chunk
-            document = by_id.get(doc_id)
+            refused_documents.setdefault(record_id if document is None else document.id, (document, reason))
+        for doc_id, (document, reason) in refused_documents.items():
             report.skipped.append(
                 BadRecordError(
                     f"refused by the database: {reason}",
@@ -358,17 +364,16 @@ class Syncer:
                     record_id=doc_id,
                 )
             )
-        damaged = set(reasons)
         written = {chunk.record_id for _, chunk in chunks} - refused
         stale = sorted(
             record
             for document in documents
-            if document.id in stored and document.id not in damaged
+            if document.id in stored and document.id not in refused_documents
             for record in stored[document.id].records - written
         )
         self.backend.delete(self.collection, stale)
-        report.chunks_written += len(points) - len(refused)
-        LOGGER.info("wrote %d documents (%d chunks)", len(documents), len(points))
+        report.chunks_written += len(chunks) - len(refused)
+        LOGGER.info("wrote %d documents (%d chunks)", len(documents), len(chunks))
 
     def _upsert(self, groups: list[list[PointRecord]]) -> list[tuple[str, str]]:
         """Write one group of points per document; return ``(record id, reason)`` for each refused point.
@@ -388,11 +393,3 @@ class Syncer:
             middle = len(groups) // 2
             return self._upsert(groups[:middle]) + self._upsert(groups[middle:])
         return []
-
-
-def _spans(pending: list[tuple[Document, list[Chunk]]]) -> Iterator[tuple[int, list[Chunk]]]:
-    """Each document's chunks with the position of its first one in the flat list of the write."""
-    start = 0
-    for _, chunks in pending:
-        yield start, chunks
-        start += len(chunks)
