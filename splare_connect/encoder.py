@@ -14,6 +14,7 @@ benchmarks time it. This module holds the class and its constructors; the other 
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,10 @@ class SplareEncoder:
         self.pad_token_id = pad_token_id(self.tokenizer)
         # What forward() runs: the reader, or on the fast path its trace (same outputs, less Python).
         self._run_reader: torch.nn.Module = self.reader
+        # encode() is serialised: a fast tokenizer refuses concurrent calls ("Already
+        # borrowed") and a CPU forward pass already uses every core, so threads sharing
+        # one encoder (a web server, a RAG framework's thread pool) take turns.
+        self._encode_lock = threading.Lock()
         if self.precision == "int8":
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
@@ -286,7 +291,15 @@ class SplareEncoder:
                 message gives its index).
             ConfigError: ``dense=True`` for a model without a dense embedding, or a bad
                 ``role``/``batch_size``.
+
+        Thread-safe: one encoder may be shared by threads; their calls run one at a time.
         """
+        with self._encode_lock:
+            return self._encode(texts, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress)
+
+    def _encode(
+        self, texts: Sequence[str], *, role: Role, dense: bool, batch_size: int, show_progress: bool | None
+    ) -> EncodeResult:
         items = validate_texts(texts)
         check_role(role)
         check_batch_size(batch_size)

@@ -1,0 +1,68 @@
+"""splare-connect inside the RAG frameworks people already write their apps in.
+
+One module per framework, each an optional extra that keeps its users' code as it is:
+
+- :mod:`splare_connect.integrations.langchain` (``pip install "splare-connect[langchain]"``):
+  a ``SparseEmbeddings`` for langchain-qdrant's ``QdrantVectorStore`` and a ``BaseRetriever``;
+- :mod:`splare_connect.integrations.llama_index` (``[llamaindex]``): ``sparse_doc_fn`` /
+  ``sparse_query_fn`` for llama-index's ``QdrantVectorStore`` and a ``BaseRetriever``;
+- :mod:`splare_connect.integrations.haystack` (``[haystack]``): sparse text and document
+  embedder components for qdrant-haystack's ``QdrantDocumentStore``.
+
+Importing a module whose framework is missing raises
+:class:`~splare_connect.errors.MissingDependencyError` naming the install command.
+Encoders are loaded once per process and shared (:func:`shared_encoder`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from splare_connect.errors import MissingDependencyError
+
+if TYPE_CHECKING:
+    from splare_connect.encoder import SplareEncoder
+
+__all__ = ["require", "shared_encoder"]
+
+_ENCODERS: dict[tuple[Any, ...], SplareEncoder] = {}
+_ENCODERS_LOCK = threading.Lock()
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import a framework module, or say exactly what to install.
+
+    Raises:
+        MissingDependencyError: ``module`` is not installed; the message names the extra.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"{module} is not installed; install the integration with: pip install \"splare-connect[{extra}]\""
+        ) from exc
+
+
+def shared_encoder(model: str | Path | None = None, **options: Any) -> SplareEncoder:
+    """The process's encoder for ``model`` (and ``options``), loaded on first use and then shared.
+
+    Loading takes seconds and hundreds of megabytes; an app that builds an embedder, a
+    document embedder and a retriever must not pay it three times. Encoders are
+    thread-safe (their calls take turns), so one instance serves every thread.
+
+    Args:
+        model: A registered name, a model directory, or None for the default model.
+        **options: Passed to :meth:`SplareEncoder.from_pretrained` (``device``,
+            ``precision``, ...); they are part of the cache key.
+    """
+    key = (None if model is None else str(model), *sorted((name, repr(value)) for name, value in options.items()))
+    with _ENCODERS_LOCK:
+        if key not in _ENCODERS:
+            from splare_connect.encoder import SplareEncoder
+
+            _ENCODERS[key] = SplareEncoder.from_pretrained(model, **options)
+        return _ENCODERS[key]
