@@ -17,6 +17,8 @@ from splare_connect.errors import ConfigError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
+    from splare_connect.encoder import SplareEncoder
+
 
 @dataclass(frozen=True)
 class Chunk:
@@ -37,6 +39,14 @@ class Chunk:
     count: int
     text: str
     start: int
+
+
+def content_window(encoder: SplareEncoder) -> int:
+    """Content tokens one encoder pass can see: the window minus the document prefix and special tokens."""
+    tokenizer = encoder.tokenizer
+    prefix_tokens = len(tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
+    special_tokens = len(tokenizer("", add_special_tokens=True)["input_ids"])
+    return encoder.max_length - prefix_tokens - special_tokens
 
 
 def chunk_record_id(doc_id: str, index: int) -> str:

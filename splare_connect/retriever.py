@@ -7,6 +7,11 @@
 The collection's encoder fingerprint is checked once, when the retriever is made:
 querying vectors from one encoder against documents from another gives meaningless
 results without any error, so it is refused.
+
+Hybrid search fuses the sparse ranking with a dense one in the engine: the encoder's
+own dense embedding (collections splare-connect made with dense vectors), or a query
+vector the caller's model made for one of the collection's dense fields
+(``dense=..., using="openai"``), which is how an app keeps its own dense model.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, Hit
 from splare_connect.backends.protocol import check_same_encoder
-from splare_connect.backends.schema import StoredChunk
+from splare_connect.backends.schema import STATE_KEY, StoredChunk, payload_value
 from splare_connect.choices import Fusion
-from splare_connect.errors import BackendError, ConfigError
+from splare_connect.errors import BackendError, BadInputError, ConfigError
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
@@ -59,7 +64,7 @@ class Retriever:
 
     Args:
         encoder: Must be the encoder the collection was built with (checked).
-        backend: Any backend holding the collection.
+        backend: Any backend holding the collection (made by a sync, or attached to).
         collection: Collection name.
 
     Raises:
@@ -93,6 +98,8 @@ class Retriever:
         rrf_k: int = 60,
         explain: bool = False,
         group_by_document: bool = False,
+        dense: npt.ArrayLike | None = None,
+        using: str | None = None,
     ) -> list[SearchHit]:
         """Top ``k`` chunks (or documents) for a query.
 
@@ -100,12 +107,21 @@ class Retriever:
             query: The query text.
             k: Number of results.
             filter: Conditions (:mod:`splare_connect.filters`) or a backend-native filter.
-            hybrid: ``"rrf"`` or ``"dbsf"`` to fuse with the dense embedding from the
-                same encoder pass; ``None`` for sparse only.
+            hybrid: ``"rrf"`` or ``"dbsf"`` to fuse the sparse ranking with a dense one;
+                ``None`` for sparse only (or ``"rrf"`` when ``dense`` is given).
             weights: ``(sparse, dense)`` fusion weights.
             rrf_k: RRF rank constant (sent explicitly; Qdrant's own default is 2).
             explain: Attach each hit's matched features and their contributions.
             group_by_document: Return the best chunk of each document, ``k`` documents.
+            dense: The query's dense vector from your own model; fused with the sparse
+                ranking against the dense field ``using``. None: the encoder's own
+                dense embedding, when the collection has it.
+            using: The collection's dense vector field ``dense`` was made for (a Qdrant
+                named vector such as ``"openai"``, ``""`` for an unnamed one; an
+                OpenSearch ``knn_vector`` field). None: splare-connect's own.
+
+        Example:
+            >>> retriever.search("reset a password", dense=openai_embed(q), using="openai")  # doctest: +SKIP
         """
         return self.search_batch(
             [query],
@@ -116,6 +132,8 @@ class Retriever:
             rrf_k=rrf_k,
             explain=explain,
             group_by_document=group_by_document,
+            dense=None if dense is None else [dense],
+            using=using,
         )[0]
 
     def search_batch(
@@ -129,22 +147,34 @@ class Retriever:
         rrf_k: int = 60,
         explain: bool = False,
         group_by_document: bool = False,
+        dense: npt.ArrayLike | None = None,
+        using: str | None = None,
     ) -> list[list[SearchHit]]:
-        """:meth:`search` for several queries, encoded in one batch."""
+        """:meth:`search` for several queries, encoded in one batch; ``dense`` holds one row per query."""
         if k <= 0:
             raise ConfigError(f"k must be positive, got {k}")
         if hybrid is not None and hybrid not in tuple(Fusion):
             raise ConfigError(f"hybrid must be one of {[f.value for f in Fusion]} or None, got {hybrid!r}")
-        if hybrid and not self.spec.dense_dim:
-            raise ConfigError(f"collection {self.collection!r} has no dense vectors, so hybrid search is unavailable")
-        encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None)
+        own_dense = dense is None
+        if dense is not None:
+            hybrid = hybrid or "rrf"
+            dense = _dense_rows(dense, len(queries))
+        elif using is not None:
+            raise ConfigError(f"using={using!r} names a dense field: pass the query's vector for it as dense=...")
+        elif hybrid and not self.spec.dense_dim:
+            raise ConfigError(
+                f"collection {self.collection!r} has no dense vectors of splare-connect's: pass your own query "
+                "vector and its field (dense=..., using=...) for hybrid search"
+            )
+        encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None and own_dense)
         fetch = k * 4 if group_by_document else k
         results = []
         for position, sparse in enumerate(encoded.sparse):
-            dense = None if encoded.dense is None else encoded.dense[position]
-            hits = self._query(sparse, dense, fetch, filter, hybrid, weights, rrf_k)
+            rows = encoded.dense if own_dense else dense
+            query_dense = None if rows is None else rows[position]
+            hits = self._query(sparse, query_dense, fetch, filter, hybrid, weights, rrf_k, using)
             if group_by_document:
-                hits = _best_per_document(hits)[:k]
+                hits = self._best_per_document(hits)[:k]
             results.append(self._to_search_hits(hits, sparse if explain else None))
         return results
 
@@ -165,6 +195,7 @@ class Retriever:
         hybrid: Fusion | str | None,
         weights: tuple[float, float],
         rrf_k: int,
+        using: str | None,
     ) -> list[Hit]:
         if hybrid is None:
             # A query with no features (a blank text) matches nothing. Said here, once:
@@ -181,14 +212,18 @@ class Retriever:
             weights=weights,
             candidates=max(100, 2 * k),
             filter=filter,
+            dense_field=using,
         )
 
     def _to_search_hits(self, hits: list[Hit], query: SparseVector | None) -> list[SearchHit]:
         stored = self.backend.fetch_sparse(self.collection, [h.id for h in hits]) if query is not None else {}
         results = []
         for hit in hits:
-            chunk = StoredChunk.from_payload(hit.id, hit.payload)
             features = query.contributions(stored[hit.id]) if query is not None and hit.id in stored else None
+            if self.spec.attached:
+                results.append(self._attached_hit(hit, features))
+                continue
+            chunk = StoredChunk.from_payload(hit.id, hit.payload)
             results.append(
                 SearchHit(
                     id=hit.id,
@@ -202,11 +237,49 @@ class Retriever:
             )
         return results
 
+    def _attached_hit(self, hit: Hit, features: list[tuple[int, float]] | None) -> SearchHit:
+        """A hit from an app's own point: its text at the text field, the rest of its payload as metadata."""
+        text_field = self.spec.text_field
+        assert text_field is not None
+        text = payload_value(hit.payload, text_field)
+        metadata = {key: value for key, value in hit.payload.items() if key not in (STATE_KEY, text_field)}
+        return SearchHit(
+            id=hit.id,
+            doc_id=self._document_of(hit),
+            score=hit.score,
+            text=text if isinstance(text, str) else None,
+            metadata=metadata,
+            features=features,
+        )
 
-def _best_per_document(hits: list[Hit]) -> list[Hit]:
-    best: dict[str, Hit] = {}
-    for hit in hits:
-        doc_id = StoredChunk.from_payload(hit.id, hit.payload).doc_id
-        if doc_id not in best:
-            best[doc_id] = hit
-    return list(best.values())
+    def _document_of(self, hit: Hit) -> str:
+        """The hit's source document id: from the stored chunk, or an attached collection's doc id field."""
+        if not self.spec.attached:
+            return StoredChunk.from_payload(hit.id, hit.payload).doc_id
+        value = payload_value(hit.payload, self.spec.doc_id_field) if self.spec.doc_id_field else None
+        return hit.id if value is None else str(value)
+
+    def _best_per_document(self, hits: list[Hit]) -> list[Hit]:
+        best: dict[str, Hit] = {}
+        for hit in hits:
+            best.setdefault(self._document_of(hit), hit)
+        return list(best.values())
+
+
+def _dense_rows(dense: npt.ArrayLike, queries: int) -> npt.NDArray[np.float32]:
+    """The caller's dense query vectors as a (queries, width) float32 array of finite values.
+
+    Raises:
+        BadInputError: Not one finite vector per query.
+    """
+    import numpy as np
+
+    try:
+        rows = np.asarray(dense, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"dense must be a vector of numbers: {exc}") from None
+    if rows.ndim != 2 or rows.shape[0] != queries or rows.shape[1] == 0 or not np.isfinite(rows).all():
+        raise BadInputError(
+            f"dense must hold one finite vector per query ({queries}), got an array of shape {rows.shape}"
+        )
+    return rows

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.backends.schema import CHUNK_COUNT, CONTENT_HASH, DOC_ID, StoredChunk
-from splare_connect.chunking import Chunk, chunk_document
+from splare_connect.chunking import Chunk, chunk_document, content_window
 from splare_connect.documents import Document
 from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem, id_problem
@@ -162,9 +162,7 @@ class Syncer:
         self.shard = shard
         self.limits = limits
         self.max_delete_fraction = max_delete_fraction
-        prefix_tokens = len(encoder.tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
-        special_tokens = len(encoder.tokenizer("", add_special_tokens=True)["input_ids"])
-        self.max_chunk_tokens = encoder.max_length - prefix_tokens - special_tokens
+        self.max_chunk_tokens = content_window(encoder)
         self.chunk_overlap = min(chunk_overlap, self.max_chunk_tokens // 4)
 
     def collection_spec(self, max_weight: float | None = None) -> CollectionSpec:
@@ -204,6 +202,11 @@ class Syncer:
         """
         started = time.perf_counter()
         existing = self.backend.describe_collection(self.collection)
+        if existing is not None and existing.attached:
+            raise ConfigError(
+                f"collection {self.collection!r} belongs to another application (splare-connect is attached to "
+                "it); an ingest would replace its points: refresh its vectors with `splare-connect attach` instead"
+            )
         # A new collection is created at the first write, once the largest document
         # weight is known (indexes that quantize weights need it); an existing one is
         # checked now, before anything is encoded.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from splare_connect.backends.attachable import AttachableBackend, CollectionLayout, PointId, SparseUpdate
 from splare_connect.backends.discovery import ENTRY_POINT_GROUP, available_backends, load_backend
 from splare_connect.backends.protocol import (
     Backend,
@@ -15,11 +16,15 @@ from splare_connect.backends.protocol import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "AttachableBackend",
     "Backend",
+    "CollectionLayout",
     "CollectionSpec",
     "Fusion",
     "Hit",
+    "PointId",
     "PointRecord",
+    "SparseUpdate",
     "available_backends",
     "check_compatible",
     "create_or_adopt",

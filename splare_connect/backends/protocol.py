@@ -38,6 +38,12 @@ class CollectionSpec:
         max_weight: Largest document weight seen when the collection was created
             (the sync engine fills it in); indexes that quantize weights use it as
             their ceiling. Not compared when checking an existing collection.
+        text_field: Set on a collection another application made and splare-connect
+            *attached* to (:mod:`splare_connect.attach`): the payload path of each
+            point's text. splare-connect then owns only its sparse vector and the
+            ``_splare`` payload key; points, ids and everything else are the app's.
+        doc_id_field: On an attached collection, the payload path naming each point's
+            source document (None: each point is its own document).
     """
 
     name: str
@@ -49,9 +55,17 @@ class CollectionSpec:
     idf: bool = False
     indexed_fields: tuple[str, ...] = ()
     max_weight: float | None = None
+    text_field: str | None = None
+    doc_id_field: str | None = None
 
     def __post_init__(self) -> None:
         check_field_names(self.indexed_fields)
+        check_field_names([f for f in (self.text_field, self.doc_id_field) if f is not None])
+
+    @property
+    def attached(self) -> bool:
+        """Whether another application owns this collection (splare-connect only added its vector)."""
+        return self.text_field is not None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, stored with the collection (Qdrant metadata, OpenSearch ``_meta``, a file)."""
@@ -64,6 +78,8 @@ class CollectionSpec:
             "idf": self.idf,
             "indexed_fields": list(self.indexed_fields),
             "max_weight": self.max_weight,
+            # Only attached collections carry these, so existing specs stay byte for byte as they were.
+            **({"text_field": self.text_field, "doc_id_field": self.doc_id_field} if self.attached else {}),
         }
 
     def check_width(self, record_id: str, vector: SparseVector) -> None:
@@ -93,6 +109,8 @@ class CollectionSpec:
             idf=bool(data.get("idf", False)),
             indexed_fields=tuple(data.get("indexed_fields", ())),
             max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
+            text_field=None if data.get("text_field") is None else str(data["text_field"]),
+            doc_id_field=None if data.get("doc_id_field") is None else str(data["doc_id_field"]),
         )
 
 
@@ -167,6 +185,9 @@ def check_same_encoder(collection: str, stored: Mapping[str, Any], current: Mapp
         )
 
 
+_COMPARED = ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf", "text_field", "doc_id_field")
+
+
 def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
     """Refuse to reuse a collection built by another encoder or with other vectors.
 
@@ -181,7 +202,16 @@ def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
         wanted.fingerprint,
         remedy="use another collection name, or drop this one and ingest again",
     )
-    for attribute in ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf"):
+    compared = (
+        "sparse_dim",
+        "dense_dim",
+        "sparse_vector_name",
+        "dense_vector_name",
+        "idf",
+        "text_field",
+        "doc_id_field",
+    )
+    for attribute in compared:
         if getattr(existing, attribute) != getattr(wanted, attribute):
             raise BackendError(
                 f"collection {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "
@@ -276,10 +306,15 @@ class Backend(Protocol):
         weights: tuple[float, float] = (1.0, 1.0),
         candidates: int = 100,
         filter: Any = None,
+        dense_field: str | None = None,
     ) -> list[Hit]:
         """Top ``k`` points fusing sparse and dense rankings in the engine.
 
         Args:
+            dense: The dense query vector: the encoder's own, or one the caller's
+                model made for ``dense_field``.
+            dense_field: The dense vector field to search (Qdrant named vector,
+                OpenSearch ``knn_vector`` field); None: the collection's own.
             fusion: ``"rrf"`` (reciprocal rank fusion) or ``"dbsf"``
                 (distribution-based score fusion).
             rrf_k: RRF's rank constant, always sent explicitly (Qdrant's default is 2,

@@ -13,6 +13,12 @@ forever, so nothing here may change spelling or shape:
   key ``splare_connect`` (Qdrant metadata, OpenSearch mapping ``_meta``);
 - a point's database id is the UUIDv5 of its record id (:func:`point_id`).
 
+On a collection another application made (*attached*, :mod:`splare_connect.attach`),
+splare-connect writes nothing of the above into the points: it adds its sparse vector,
+and one namespaced payload key, ``_splare`` (:data:`STATE_KEY`), holding
+``{"hash": <hash of the text it encoded>}`` (:func:`text_hash`), which the app's own
+code never reads. The spec lives under ``splare_connect`` as for any collection.
+
 Example:
     >>> chunk = StoredChunk("ls.1#0", doc_id="ls.1", chunk_index=0, chunk_count=1, content_hash="9f")
     >>> chunk.to_payload()
@@ -39,14 +45,19 @@ __all__ = [
     "RECORD_ID",
     "RECORD_NAMESPACE",
     "SPEC_KEY",
+    "STATE_HASH",
+    "STATE_KEY",
     "TEXT",
     "FieldKind",
     "PayloadField",
     "StoredChunk",
     "metadata_path",
+    "native_point_id",
+    "payload_value",
     "point_id",
     "pop_record_id",
     "stored_payload",
+    "text_hash",
 ]
 
 RECORD_ID = "record_id"
@@ -57,6 +68,8 @@ CONTENT_HASH = "content_hash"
 TEXT = "text"
 METADATA = "metadata"
 SPEC_KEY = "splare_connect"
+STATE_KEY = "_splare"  # an attached point's splare-connect state: {"hash": ...}
+STATE_HASH = "hash"
 
 # Fixed forever: changing it would re-key every existing collection.
 RECORD_NAMESPACE = uuid.UUID("5b1e4f1e-8a4c-4f0e-9d43-2d7c0f5a6e11")
@@ -83,6 +96,35 @@ def point_id(record_id: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     text = digest.hex()
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def text_hash(text: str) -> str:
+    """The hash an attached point's state records of the text that was encoded (32 hex digits).
+
+    A re-run compares it with the text's hash now: equal means the stored vector is
+    current. ``surrogatepass`` lets any Python string be hashed; a text that has lone
+    surrogates is refused before it is encoded anyway.
+    """
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def payload_value(payload: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted payload path (``"metadata.source"``), or None when any step is missing."""
+    value: Any = payload
+    for key in path.split("."):
+        if not isinstance(value, Mapping) or key not in value:
+            return None
+        value = value[key]
+    return value
+
+
+def native_point_id(text: str) -> int | str:
+    """A Qdrant point id from its string form: Qdrant ids are unsigned integers or UUIDs.
+
+    Hits carry ids as strings; an attached collection's points keep the app's own ids,
+    and ``"42"`` must go back to the database as the integer 42.
+    """
+    return int(text) if text.isdigit() else text
 
 
 def metadata_path(key: str) -> str:

@@ -43,7 +43,7 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"{module} is not installed; install the integration with: pip install \"splare-connect[{extra}]\""
+            f'{module} is not installed; install the integration with: pip install "splare-connect[{extra}]"'
         ) from exc
 
 

@@ -24,8 +24,24 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
-from splare_connect.backends.schema import RECORD_ID, metadata_path, point_id, pop_record_id, stored_payload
+from splare_connect.backends import (
+    CollectionLayout,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointId,
+    PointRecord,
+    SparseUpdate,
+    create_or_adopt,
+)
+from splare_connect.backends.schema import (
+    RECORD_ID,
+    metadata_path,
+    native_point_id,
+    point_id,
+    pop_record_id,
+    stored_payload,
+)
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.batching import batches_by_size
@@ -50,6 +66,7 @@ class QdrantBackend:
         self.max_batch_points = max_batch_points
         self.max_batch_bytes = max_batch_bytes
         self._specs: dict[str, CollectionSpec] = {}
+        self._layouts: dict[str, CollectionLayout] = {}
 
     @property
     def retry_deadline(self) -> float | None:
@@ -79,9 +96,58 @@ class QdrantBackend:
         return self.driver.list_collections()
 
     def drop_collection(self, name: str) -> None:
-        """Delete a collection and everything in it."""
+        """Delete a collection and everything in it; refused for one that another application owns."""
+        spec = self.describe_collection(name)
+        if spec is not None and spec.attached:
+            raise BackendError(
+                f"collection {name!r} belongs to another application (splare-connect attached to it); it is not dropped"
+            )
         self._specs.pop(name, None)
         self.driver.drop(name)
+
+    # ------------------------------------------- collections another app made
+    def inspect_collection(self, name: str) -> CollectionLayout | None:
+        """The collection's vector fields and spec, whoever made it (None: no such collection)."""
+        return self.driver.layout(name)
+
+    def attach_collection(self, spec: CollectionSpec) -> None:
+        """Store the spec beside the app's metadata, then add the sparse vector field (both idempotent)."""
+        self.driver.store_spec(spec)
+        self.driver.add_sparse_vector(spec.name, spec.sparse_vector_name, spec.idf)
+        self._specs[spec.name] = spec
+        self._layouts.pop(spec.name, None)
+
+    def iter_points(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[PointId, dict[str, Any]]]:
+        """Every point's own id with the named top-level payload fields."""
+        offset = None
+        while True:
+            records, offset = self.driver.scroll(collection, list(fields), offset, _PAGE)
+            for record in records:
+                yield record.id, dict(record.payload or {})
+            if offset is None:
+                return
+
+    def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
+        """Write the vectors (``update_vectors``) and state (``set_payload``) onto existing points.
+
+        One request per call (the caller sizes it). A request naming a point the app has
+        deleted since it was read fails as a whole; the points still there are then
+        written again (both writes are idempotent) and the vanished ones returned.
+        """
+        spec = self._spec(collection)
+        for update in updates:
+            spec.check_width(str(update.point_id), update.sparse)
+        try:
+            self.driver.update_vectors(collection, spec.sparse_vector_name, updates)
+        except BackendError:
+            present = self.driver.existing(collection, [u.point_id for u in updates])
+            if len(present) == len(updates):
+                raise
+            kept = [u for u in updates if u.point_id in present]
+            if kept:
+                self.driver.update_vectors(collection, spec.sparse_vector_name, kept)
+            return [u.point_id for u in updates if u.point_id not in present]
+        return []
 
     # ------------------------------------------------------------------ writes
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
@@ -126,14 +192,18 @@ class QdrantBackend:
         """Stored sparse vectors by record id (missing ids are left out)."""
         spec = self._spec(collection)
         name = spec.sparse_vector_name
-        records = self.driver.retrieve(collection, [point_id(i) for i in ids], [RECORD_ID], name)
+        if spec.attached:  # the app's own point ids, as hits spell them
+            records = self.driver.retrieve(collection, [native_point_id(i) for i in ids], [], name)
+        else:
+            records = self.driver.retrieve(collection, [point_id(i) for i in ids], [RECORD_ID], name)
         return {
-            str(record.payload[RECORD_ID]): SparseVector(
+            (str(record.id) if spec.attached else str(record.payload[RECORD_ID])): SparseVector(
                 np.asarray(record.vector[name].indices, np.uint32),
                 np.asarray(record.vector[name].values, np.float32),
                 spec.sparse_dim,
             )
             for record in records
+            if name in (record.vector or {})
         }
 
     def count(self, collection: str) -> int:
@@ -159,15 +229,19 @@ class QdrantBackend:
         weights: tuple[float, float] = (1.0, 1.0),
         candidates: int = 100,
         filter: Any = None,
+        dense_field: str | None = None,
     ) -> list[Hit]:
-        """Sparse and dense prefetches, each filtered, fused in the engine (RRF with explicit k, or DBSF)."""
+        """Sparse and dense prefetches, each filtered, fused in the engine (RRF with explicit k, or DBSF).
+
+        ``dense_field`` names one of the collection's dense vectors (an app's own, such as
+        ``"openai"``; ``""`` for an unnamed one) that ``dense`` was made for.
+        """
         spec = self._spec(collection)
-        if not spec.dense_dim:
-            raise BackendError(f"collection {collection!r} has no dense vectors; ingest with dense vectors first")
+        using, width = self._dense_field(spec, dense_field)
         fused = Fused(
             prefetches=(
                 Nearest(spec.sparse_vector_name, sparse, candidates, filter),
-                Nearest(spec.dense_vector_name, _dense_list(spec, "query", dense), candidates, filter),
+                Nearest(using, _dense_list(spec.name, width, "query", dense), candidates, filter),
             ),
             fusion=fusion,
             rrf_k=rrf_k,
@@ -179,6 +253,27 @@ class QdrantBackend:
     def close(self) -> None:
         """Release the engine's files, locks and connections."""
         self.driver.close()
+
+    def _dense_field(self, spec: CollectionSpec, dense_field: str | None) -> tuple[str, int]:
+        """The dense vector to search and its width: the collection's own, or the one named."""
+        if dense_field is None:
+            if not spec.dense_dim:
+                raise BackendError(
+                    f"collection {spec.name!r} has no dense vectors of splare-connect's; "
+                    "pass your own query vector and the dense field it is for"
+                )
+            return spec.dense_vector_name, spec.dense_dim
+        if spec.dense_dim and dense_field == spec.dense_vector_name:
+            return dense_field, spec.dense_dim
+        layout = self._layouts.get(spec.name) or self.inspect_collection(spec.name)
+        assert layout is not None
+        self._layouts[spec.name] = layout
+        if dense_field not in layout.dense:
+            names = ", ".join(repr(name) for name in layout.dense) or "none"
+            raise BackendError(
+                f"collection {spec.name!r} has no dense vector {dense_field!r} (its dense vectors: {names})"
+            )
+        return dense_field, layout.dense[dense_field]
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)
@@ -192,19 +287,17 @@ def _engine_point(spec: CollectionSpec, record: PointRecord) -> EnginePoint:
     spec.check_width(record.id, record.sparse)
     vectors: dict[str, SparseVector | list[float]] = {spec.sparse_vector_name: record.sparse}
     if spec.dense_dim:
-        vectors[spec.dense_vector_name] = _dense_list(spec, record.id, record.dense)
+        vectors[spec.dense_vector_name] = _dense_list(spec.name, spec.dense_dim, record.id, record.dense)
     return EnginePoint(point_id(record.id), vectors, stored_payload(record.id, record.payload))
 
 
-def _dense_list(spec: CollectionSpec, record_id: str, dense: npt.NDArray[np.float32] | None) -> list[float]:
-    """A dense vector of the collection's width with finite values, as a list; the engines check neither."""
+def _dense_list(collection: str, width: int, record_id: str, dense: npt.NDArray[np.float32] | None) -> list[float]:
+    """A dense vector of the field's width with finite values, as a list; the engines check neither."""
     if dense is None:
-        raise BackendError(f"record {record_id!r}: collection {spec.name!r} needs a dense vector")
+        raise BackendError(f"record {record_id!r}: collection {collection!r} needs a dense vector")
     array = np.asarray(dense, dtype=np.float32).reshape(-1)
-    if array.shape[0] != spec.dense_dim or not np.isfinite(array).all():
-        raise BackendError(
-            f"record {record_id!r}: dense vector must be {spec.dense_dim} finite floats, got shape {array.shape}"
-        )
+    if array.shape[0] != width or not np.isfinite(array).all():
+        raise BackendError(f"record {record_id!r}: dense vector must be {width} finite floats, got shape {array.shape}")
     return array.tolist()
 
 

@@ -17,13 +17,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from splare_connect.backends import CollectionSpec
+from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, RetryPolicy
-from splare_connect.backends.schema import SPEC_KEY
+from splare_connect.backends.schema import SPEC_KEY, STATE_KEY
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
-from splare_connect_qdrant.common import call_engine
+from splare_connect_qdrant.common import call_engine, not_ours_message
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
 from splare_connect_qdrant.filters import FilterClasses, build_filter
 
@@ -79,10 +79,96 @@ class ClientDriver:
         info = self.call(f"reading {name!r}", lambda: self.client.get_collection(name))
         stored = (info.config.metadata or {}).get(SPEC_KEY)
         if stored is None:
-            raise BackendError(
-                f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata)"
-            )
+            raise BackendError(not_ours_message(name))
         return CollectionSpec.from_dict(name, stored)
+
+    def layout(self, name: str) -> CollectionLayout | None:
+        """The collection's named dense and sparse vectors (the unnamed one as ``""``) and spec, if any."""
+        if not self.call(f"checking {name!r}", lambda: self.client.collection_exists(name)):
+            return None
+        info = self.call(f"reading {name!r}", lambda: self.client.get_collection(name))
+        vectors = info.config.params.vectors
+        if vectors is None:
+            dense = {}
+        elif isinstance(vectors, dict):
+            dense = {vector: params.size for vector, params in vectors.items()}
+        else:
+            dense = {"": vectors.size}
+        stored = (info.config.metadata or {}).get(SPEC_KEY)
+        return CollectionLayout(
+            name=name,
+            dense=dense,
+            sparse=tuple(info.config.params.sparse_vectors or {}),
+            spec=None if stored is None else CollectionSpec.from_dict(name, stored),
+        )
+
+    def add_sparse_vector(self, collection: str, vector_name: str, idf: bool) -> None:
+        """``PUT /collections/{name}/vectors/{vector}`` (Qdrant 1.18+); an older server is told apart."""
+        from qdrant_client import models
+        from qdrant_client.http.exceptions import UnexpectedResponse
+
+        config = models.SparseVectorNameConfig(
+            sparse=models.SparseVectorConfig(modifier=models.Modifier.IDF if idf else None)
+        )
+
+        def create() -> None:
+            try:
+                self.client.create_vector_name(collection, vector_name, config, wait=True)
+            except UnexpectedResponse as error:
+                if error.status_code in (404, 405) and self.client.collection_exists(collection):
+                    # The collection is there, the route is not: a server before 1.18.
+                    raise BackendError(
+                        f"adding the sparse vector {vector_name!r} to collection {collection!r} needs a Qdrant "
+                        f"server 1.18 or later (it answered HTTP {error.status_code} to PUT "
+                        f"/collections/{collection}/vectors/{vector_name}); upgrade the server"
+                    ) from None
+                raise
+
+        self.call(f"adding sparse vector {vector_name!r} to {collection!r}", create)
+
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """Merge the spec into the collection's metadata under ``splare_connect`` (other keys stay)."""
+        self.call(
+            f"storing splare-connect's settings in {spec.name!r}",
+            lambda: self.client.update_collection(spec.name, metadata={SPEC_KEY: spec.to_dict()}),
+        )
+
+    def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
+        """One ``batch_update_points`` request: ``update_vectors`` for all, then a ``set_payload`` per point.
+
+        The vectors go first: if the request is cut short, a point may have its new
+        vector without its new hash, and is simply encoded again next time.
+        """
+        from qdrant_client import models
+
+        operations: list[Any] = [
+            models.UpdateVectorsOperation(
+                update_vectors=models.UpdateVectors(
+                    points=[
+                        models.PointVectors(id=u.point_id, vector={vector_name: _vector(u.sparse)}) for u in updates
+                    ]
+                )
+            )
+        ]
+        operations += [
+            models.SetPayloadOperation(
+                set_payload=models.SetPayload(payload={STATE_KEY: dict(u.state)}, points=[u.point_id])
+            )
+            for u in updates
+        ]
+        self.call(
+            f"updating {len(updates)} points of {collection!r}",
+            lambda: self.client.batch_update_points(collection, update_operations=operations, wait=True),
+            rejects_data=refuses_data,
+        )
+
+    def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
+        """Which of these ids exist (one retrieve, without payloads or vectors)."""
+        records = self.call(
+            f"retrieving from {collection!r}",
+            lambda: self.client.retrieve(collection, ids=list(point_ids), with_payload=False, with_vectors=False),
+        )
+        return {record.id for record in records}
 
     def create(self, spec: CollectionSpec, keyword_fields: Sequence[str]) -> None:
         """Create the collection with the spec in its metadata, then its payload indexes."""

@@ -1,10 +1,11 @@
-"""What both Qdrant drivers share: every engine call ends as one line, never a traceback."""
+"""What both Qdrant drivers share: every engine call ends as one line, never a traceback; one refusal."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
 
+from splare_connect.backends.schema import SPEC_KEY
 from splare_connect.errors import BackendError, RecordsRejectedError
 
 T = TypeVar("T")
@@ -34,3 +35,11 @@ def call_engine(
         if rejects_data is not None and rejects_data(exc):
             raise RecordsRejectedError(message) from exc
         raise BackendError(message) from exc
+
+
+def not_ours_message(name: str) -> str:
+    """Why a collection splare-connect didn't make can't be synced or searched as it is, and what to do."""
+    return (
+        f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata); "
+        "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"
+    )

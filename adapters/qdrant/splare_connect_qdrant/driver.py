@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from splare_connect.backends import CollectionSpec, Fusion
+from splare_connect.backends import CollectionLayout, CollectionSpec, Fusion, PointId, SparseUpdate
 from splare_connect.sparse_vector import SparseVector
 
 Vector = SparseVector | list[float]
@@ -113,6 +113,22 @@ class QdrantDriver(Protocol):
 
     def query(self, collection: str, query: Nearest | Fused, action: str) -> list[Any]:
         """Scored points (``.id``, ``.score``, ``.payload``), best first; ``action`` names it in errors."""
+
+    # -------------------------------------------- collections another app made
+    def layout(self, name: str) -> CollectionLayout | None:
+        """The collection's vector fields and stored spec, whoever made it; None when it doesn't exist."""
+
+    def add_sparse_vector(self, collection: str, vector_name: str, idf: bool) -> None:
+        """Add a sparse vector field to an existing collection (a no-op if it exists alike)."""
+
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """Store the spec of an attached collection, leaving the app's own metadata as it is."""
+
+    def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
+        """Set one sparse vector and the ``_splare`` payload key on existing points; nothing else changes."""
+
+    def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
+        """Which of these point ids exist."""
 
     def close(self) -> None:
         """Release files, locks and connections."""

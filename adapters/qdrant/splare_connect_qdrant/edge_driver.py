@@ -10,35 +10,66 @@ no background optimiser: :meth:`EdgeDriver.finalize` runs it after an ingest.
 Edge is in-process, so one process at a time may open a collection: opening a shard or
 dropping a collection takes the collection's :class:`CollectionLock` until
 :meth:`EdgeDriver.close` (parallel writers and readers need a Qdrant server).
+
+A shard another application created directly under ``data_dir`` (``data_dir/<name>``
+holding Edge's ``edge_config.json``) is that application's: splare-connect can attach
+to it (:mod:`splare_connect.attach`), keeping its spec in ``splare_connect.json`` and
+its lock in ``splare_connect.lock`` inside the shard's directory, which Edge ignores.
+Edge has no API that reports a shard's vector fields, so they are read from
+``edge_config.json``. The app must close the shard while splare-connect writes to it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from splare_connect.backends import CollectionSpec
-from splare_connect.backends.schema import RECORD_ID
+from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
+from splare_connect.backends.schema import RECORD_ID, STATE_KEY
 from splare_connect.errors import BackendError, RecordsRejectedError
 from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
-from splare_connect_qdrant.common import call_engine
+from splare_connect_qdrant.common import call_engine, not_ours_message
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
 from splare_connect_qdrant.edge_files import SPEC_FILE, on_disk, read_spec_file, write_json_atomically
 from splare_connect_qdrant.filters import FilterClasses, build_filter
-from splare_connect_qdrant.lock import CollectionLock, in_use_message
+from splare_connect_qdrant.lock import LOCK_FILE, CollectionLock, in_use_message
 
 SHARD_DIR = "shard"
+EDGE_CONFIG = "edge_config.json"  # Edge's own description of a shard's vectors
+APP_SPEC_FILE = "splare_connect.json"  # our spec, inside an app's shard directory
+APP_LOCK_FILE = "splare_connect.lock"
 # Payload nesting Edge is allowed to get: it fails to read its own log at ~125 levels;
 # the sync engine's record rules allow 32 levels of metadata, well within this.
 MAX_PAYLOAD_DEPTH = 64
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
 _WAL_BUSY = "WouldBlock"  # Edge's error when another process (not taking our lock) has the shard open
+
+
+@dataclass(frozen=True)
+class _Place:
+    """Where a collection's files are: splare-connect's layout, or an app's own shard."""
+
+    folder: Path
+    app_shard: bool  # data_dir/<name> is itself a shard another application created
+
+    @property
+    def shard_dir(self) -> Path:
+        return self.folder if self.app_shard else self.folder / SHARD_DIR
+
+    @property
+    def spec_file(self) -> Path:
+        return self.folder / (APP_SPEC_FILE if self.app_shard else SPEC_FILE)
+
+    def lock(self, name: str) -> CollectionLock:
+        return CollectionLock(self.folder, name, APP_LOCK_FILE if self.app_shard else LOCK_FILE)
 
 
 class EdgeDriver:
@@ -64,14 +95,83 @@ class EdgeDriver:
 
     # ------------------------------------------------------------ collections
     def read_spec(self, name: str) -> CollectionSpec | None:
-        """The spec in ``collection.json`` (no lock needed: the file is replaced atomically)."""
-        return read_spec_file(self._folder(name) / SPEC_FILE, name)
+        """The spec in ``collection.json`` (no lock needed: the file is replaced atomically).
+
+        Raises:
+            BackendError: ``data_dir/<name>`` is an app's shard that splare-connect has not attached to.
+        """
+        place = self._place(name)
+        spec = read_spec_file(place.spec_file, name)
+        if spec is None and place.app_shard:
+            raise BackendError(not_ours_message(name))
+        return spec
+
+    def layout(self, name: str) -> CollectionLayout | None:
+        """The shard's vector fields, from the spec (our layout) or Edge's ``edge_config.json`` (an app's)."""
+        place = self._place(name)
+        spec = read_spec_file(place.spec_file, name)
+        if not place.app_shard:
+            if spec is None:
+                return None
+            dense = {spec.dense_vector_name: spec.dense_dim} if spec.dense_dim else {}
+            return CollectionLayout(name, dense, (spec.sparse_vector_name,), spec)
+        config_file = place.folder / EDGE_CONFIG
+        with on_disk(f"reading {config_file}"):
+            try:
+                config = json.loads(config_file.read_text(encoding="utf-8"))
+                dense = {vector: int(params["size"]) for vector, params in (config.get("vectors") or {}).items()}
+                sparse = tuple(config.get("sparse_vectors") or {})
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise BackendError(f"{config_file}: not a Qdrant Edge shard configuration ({exc})") from None
+        return CollectionLayout(name, dense, sparse, spec)
+
+    def add_sparse_vector(self, collection: str, vector_name: str, idf: bool) -> None:
+        """Add a sparse vector field to the shard (Edge keeps it in ``edge_config.json``)."""
+        import qdrant_edge as edge
+
+        shard = self._shard(collection)
+        call_engine(
+            f"adding sparse vector {vector_name!r} to {collection!r}",
+            lambda: shard.update(
+                edge.UpdateOperation.create_sparse_vector(vector_name, edge.Modifier.Idf if idf else None)
+            ),
+        )
+
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """Write ``splare_connect.json`` inside the app's shard directory (atomically)."""
+        with on_disk(f"attaching to {spec.name!r}"):
+            write_json_atomically(self._place(spec.name).spec_file, spec.to_dict())
+
+    def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
+        """``update_vectors`` for the batch, then ``set_payload`` of ``_splare`` per point."""
+        import qdrant_edge as edge
+
+        shard = self._shard(collection)
+
+        def write() -> None:
+            vectors = [edge.PointVectors(u.point_id, {vector_name: _vector(u.sparse)}) for u in updates]
+            shard.update(edge.UpdateOperation.update_vectors(vectors))
+            for update in updates:
+                shard.update(edge.UpdateOperation.set_payload([update.point_id], {STATE_KEY: dict(update.state)}))
+
+        call_engine(f"updating {len(updates)} points of {collection!r}", write, rejects_data=_refuses_data)
+
+    def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
+        """Which of these ids exist."""
+        shard = self._shard(collection)
+        records = call_engine(
+            f"retrieving from {collection!r}",
+            lambda: shard.retrieve(list(point_ids), with_payload=False, with_vector=False),
+        )
+        return {record.id for record in records}
 
     def create(self, spec: CollectionSpec, keyword_fields: Sequence[str]) -> None:
         """Create the shard and its payload indexes, then ``collection.json``: the collection exists once that does."""
         import qdrant_edge as edge
 
         folder = self._folder(spec.name)
+        if self._place(spec.name).app_shard:  # never create our layout inside an app's shard
+            raise BackendError(not_ours_message(spec.name))
         with on_disk(f"creating collection {spec.name!r}"):
             folder.mkdir(parents=True, exist_ok=True)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
@@ -109,7 +209,9 @@ class EdgeDriver:
             return []
         with on_disk(f"listing collections in {self.data_dir}"):
             return sorted(
-                p.name for p in self.data_dir.iterdir() if _SAFE_NAME.match(p.name) and (p / SPEC_FILE).is_file()
+                p.name
+                for p in self.data_dir.iterdir()
+                if _SAFE_NAME.match(p.name) and ((p / SPEC_FILE).is_file() or (p / APP_SPEC_FILE).is_file())
             )
 
     def drop(self, name: str) -> None:
@@ -119,6 +221,8 @@ class EdgeDriver:
         collection or none of it, even if the deletion is interrupted.
         """
         folder = self._folder(name)
+        if self._place(name).app_shard:
+            raise BackendError(f"collection {name!r} is another application's Qdrant Edge shard; it is not dropped")
         self._close_one(name)
         with on_disk(f"dropping collection {name!r}"):
             if not folder.exists():
@@ -240,13 +344,13 @@ class EdgeDriver:
         import qdrant_edge as edge
 
         if name not in self._shards:
-            path = str(self._folder(name) / SHARD_DIR)
+            path = str(self._place(name).shard_dir)
             self._open(name, f"opening {name!r}", lambda: edge.EdgeShard.load(path))
         return self._shards[name]
 
     def _open(self, name: str, action: str, open_shard: Callable[[], Any]) -> Any:
         """Lock the collection, then create or load its shard; both are kept until :meth:`_close_one`."""
-        lock = CollectionLock(self._folder(name), name)
+        lock = self._place(name).lock(name)
         with on_disk(action):
             lock.acquire()
         try:
@@ -270,6 +374,10 @@ class EdgeDriver:
         finally:
             if lock is not None:
                 lock.release()
+
+    def _place(self, name: str) -> _Place:
+        folder = self._folder(name)
+        return _Place(folder, (folder / EDGE_CONFIG).is_file())
 
     def _folder(self, name: str) -> Path:
         if not _SAFE_NAME.match(name):

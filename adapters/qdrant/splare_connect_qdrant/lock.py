@@ -50,10 +50,11 @@ class CollectionLock:
     Args:
         folder: The collection's directory (must exist before :meth:`acquire`).
         name: The collection's name, for messages.
+        file_name: The lock file's name (an attached app's shard gets a namespaced one).
     """
 
-    def __init__(self, folder: Path, name: str) -> None:
-        self.path = folder / LOCK_FILE
+    def __init__(self, folder: Path, name: str, file_name: str = LOCK_FILE) -> None:
+        self.path = folder / file_name
         self.name = name
         self._fd: int | None = None
 
