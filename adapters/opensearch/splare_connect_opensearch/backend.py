@@ -27,9 +27,18 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
+from splare_connect.backends import (
+    CollectionLayout,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointId,
+    PointRecord,
+    SparseUpdate,
+    create_or_adopt,
+)
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
-from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
+from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, STATE_KEY, point_id, pop_record_id
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.redaction import safe_message
 from splare_connect.sparse_vector import SparseVector
@@ -139,6 +148,7 @@ class OpenSearchBackend:
         self._specs: dict[str, CollectionSpec] = {}
         self._capabilities: dict[str, Any] | None = None
         self._pipelines: set[str] = set()
+        self._app_vector_fields: dict[str, list[str]] = {}
 
     @property
     def retry_deadline(self) -> float | None:
@@ -200,6 +210,21 @@ class OpenSearchBackend:
         """The spec from the index mapping's ``_meta``, or None if there is no such index."""
         if name in self._specs:
             return self._specs[name]
+        mapping = self._mapping(name)
+        if mapping is None:
+            return None
+        meta = (mapping.get("_meta") or {}).get(SPEC_KEY)
+        if meta is None:
+            raise BackendError(
+                f"index {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} in _meta); "
+                "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"
+            )
+        spec = bodies.spec_from_meta(name, meta)
+        self._specs[name] = spec
+        return spec
+
+    def _mapping(self, name: str) -> dict[str, Any] | None:
+        """The index's mapping (``_meta``, ``properties``), or None when there is no such index."""
         from opensearchpy.exceptions import NotFoundError
 
         def get_mapping() -> Any:
@@ -209,15 +234,77 @@ class OpenSearchBackend:
                 return None
 
         response = self._call(f"reading the mapping of {name!r}", get_mapping)
-        if response is None:
+        return None if response is None else dict(next(iter(response.values()))["mappings"])
+
+    # -------------------------------------------- indexes another app made
+    def inspect_collection(self, name: str) -> CollectionLayout | None:
+        """The index's top-level ``knn_vector`` and ``rank_features`` fields, and spec if any."""
+        mapping = self._mapping(name)
+        if mapping is None:
             return None
-        mapping = next(iter(response.values()))["mappings"]
+        properties = mapping.get("properties") or {}
         meta = (mapping.get("_meta") or {}).get(SPEC_KEY)
-        if meta is None:
-            raise BackendError(f"index {name!r} exists but was not created by splare-connect (no _meta)")
-        spec = bodies.spec_from_meta(name, meta)
-        self._specs[name] = spec
-        return spec
+        return CollectionLayout(
+            name=name,
+            dense={
+                field: int(value["dimension"])
+                for field, value in properties.items()
+                if value.get("type") == "knn_vector" and "dimension" in value
+            },
+            sparse=tuple(field for field, value in properties.items() if value.get("type") == "rank_features"),
+            spec=None if meta is None else bodies.spec_from_meta(name, meta),
+        )
+
+    def attach_collection(self, spec: CollectionSpec) -> None:
+        """``PUT /<index>/_mapping``: the spec merged into the app's ``_meta``, the sparse field added."""
+        mapping = self._mapping(spec.name)
+        if mapping is None:
+            raise BackendError(f"index {spec.name!r} does not exist")
+        their_meta = {key: value for key, value in (mapping.get("_meta") or {}).items() if key != SPEC_KEY}
+        body = bodies.attach_mapping(spec, their_meta)
+        self._call(
+            f"adding field {spec.sparse_vector_name!r} to index {spec.name!r}",
+            lambda: self.client.indices.put_mapping(index=spec.name, body=body),
+        )
+        self._specs[spec.name] = spec
+
+    def iter_points(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[PointId, dict[str, Any]]]:
+        """Every document's ``_id`` with the named ``_source`` fields, through the scroll API in index order.
+
+        A retried page could in principle skip one; its points are then encoded by the
+        next run (a point is done only when its hash matches), never lost.
+        """
+        body = {"query": {"match_all": {}}, "_source": list(fields), "size": _PAGE, "sort": ["_doc"]}
+        response = self._call(
+            f"reading {collection!r}", lambda: self.client.search(index=collection, body=body, scroll="5m")
+        )
+        scroll_id = response.get("_scroll_id")
+        try:
+            while True:
+                hits = response["hits"]["hits"]
+                for hit in hits:
+                    yield str(hit["_id"]), dict(hit.get("_source") or {})
+                if len(hits) < _PAGE or not scroll_id:
+                    return
+                current = scroll_id
+                response = self._call(
+                    f"reading {collection!r}",
+                    lambda current=current: self.client.scroll(scroll_id=current, scroll="5m"),
+                )
+                scroll_id = response.get("_scroll_id") or scroll_id
+        finally:
+            if scroll_id:
+                self._call("releasing a scroll", lambda: self.client.clear_scroll(scroll_id=scroll_id))
+
+    def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
+        """Bulk ``update`` actions (partial ``_update``s): never ``index``, which would replace the document."""
+        spec = self._spec(collection)
+        for update in updates:
+            spec.check_width(str(update.point_id), update.sparse)
+        actions = [bodies.sparse_update(spec, str(u.point_id), u.sparse, u.state) for u in updates]
+        return self._bulk(
+            f"updating {len(actions)} documents of {collection!r}", actions, by_id={a["_id"]: a["_id"] for a in actions}
+        )
 
     def list_collections(self) -> list[str]:
         """Indexes whose mapping carries a splare-connect spec."""
@@ -227,7 +314,10 @@ class OpenSearchBackend:
         )
 
     def drop_collection(self, name: str) -> None:
-        """Delete the index."""
+        """Delete an index splare-connect made; one another application owns is refused, attached or not."""
+        layout = self.inspect_collection(name)
+        if layout is not None and (layout.spec is None or layout.spec.attached):
+            raise BackendError(f"index {name!r} belongs to another application; splare-connect does not drop it")
         self._specs.pop(name, None)
         self._call(f"deleting index {name!r}", lambda: self.client.indices.delete(index=name))
 
@@ -265,11 +355,15 @@ class OpenSearchBackend:
                 f"deleting {len(actions)} documents from {collection!r}", actions, by_id={point_id(i): i for i in ids}
             )
 
-    def _bulk(self, action: str, actions: list[dict[str, Any]], by_id: Mapping[str, str]) -> None:
+    def _bulk(self, action: str, actions: list[dict[str, Any]], by_id: Mapping[str, str]) -> list[PointId]:
+        """Run bulk actions; return the ids of ``update``s whose document is gone (404), raise for other failures."""
         from opensearchpy import helpers
+
+        missing: list[PointId] = []
 
         def run() -> list[tuple[str, str]]:
             failures = []
+            missing.clear()
             for ok, item in helpers.streaming_bulk(
                 self.client,
                 actions,
@@ -286,12 +380,16 @@ class OpenSearchBackend:
                 ((operation, result),) = item.items()
                 if operation == "delete" and result.get("status") == 404:
                     continue  # deleting what isn't there is fine
+                if operation == "update" and result.get("status") == 404:
+                    missing.append(by_id.get(str(result.get("_id")), str(result.get("_id"))))
+                    continue  # the app deleted the document meanwhile
                 failures.append((by_id.get(str(result.get("_id")), str(result.get("_id"))), _reason(result)))
             return failures
 
         failures = self._call(action, run)
         if failures:
             raise BulkWriteError(failures)
+        return list(missing)
 
     def finalize(self, collection: str) -> None:
         """Refresh the index so that what was written is searchable."""
@@ -331,7 +429,7 @@ class OpenSearchBackend:
             f"fetching from {collection!r}",
             lambda: self.client.mget(
                 index=collection,
-                body={"ids": [point_id(i) for i in ids]},
+                body={"ids": list(ids) if spec.attached else [point_id(i) for i in ids]},
                 _source_includes=[RECORD_ID, spec.sparse_vector_name],
             ),
         )
@@ -340,7 +438,8 @@ class OpenSearchBackend:
             if doc.get("found"):
                 source = doc["_source"]
                 weights = source.get(spec.sparse_vector_name) or {}
-                vectors[str(source[RECORD_ID])] = SparseVector.from_pairs(
+                record_id = str(doc["_id"]) if spec.attached else str(source[RECORD_ID])
+                vectors[record_id] = SparseVector.from_pairs(
                     {int(k): float(v) for k, v in weights.items()}, spec.sparse_dim
                 )
         return vectors
@@ -353,7 +452,7 @@ class OpenSearchBackend:
         """Top ``k`` by sparse dot product (scaled, see :func:`bodies.query_tokens`)."""
         spec = self._spec(collection)
         clause = bodies.sparse_query(spec, query, mode=self.sparse_mode(), k=k, ann_parameters=self.ann_parameters)
-        body = bodies.search_body(spec, bodies.with_filter(clause, filter), k)
+        body = bodies.search_body(spec, bodies.with_filter(clause, filter), k, self._app_vectors(spec))
         params = {}
         if self.two_phase is not None:
             params["search_pipeline"] = self._ensure_pipeline(*bodies.two_phase_pipeline(*self.two_phase))
@@ -374,22 +473,27 @@ class OpenSearchBackend:
         weights: tuple[float, float] = (1.0, 1.0),
         candidates: int = 100,
         filter: Any = None,
+        dense_field: str | None = None,
     ) -> list[Hit]:
-        """A ``hybrid`` query (sparse + knn) fused by a search pipeline.
+        """A ``hybrid`` query (sparse + knn on ``dense_field``, or the index's own) fused by a search pipeline.
 
         ``"rrf"`` uses the ``score-ranker-processor`` (2.19+) with ``rank_constant`` set
         explicitly; ``"dbsf"`` uses the ``normalization-processor`` with ``z_score``
         normalization (2.19+), OpenSearch's distribution-based score normalisation.
         """
         spec = self._spec(collection)
-        if not spec.dense_dim:
-            raise BackendError(f"index {collection!r} has no dense field; ingest with dense vectors first")
+        width = self._dense_width(spec, dense_field)
+        if np.asarray(dense).reshape(-1).shape[0] != width:
+            raise BackendError(
+                f"the dense query vector has {np.asarray(dense).reshape(-1).shape[0]} values, "
+                f"but field {dense_field or spec.dense_vector_name!r} of index {collection!r} holds {width}"
+            )
         if not self.capabilities()["neural_search"]:
             raise BackendError("hybrid search needs OpenSearch's neural-search plugin, which this cluster lacks")
         sparse_clause = bodies.sparse_query(
             spec, sparse, mode=self.sparse_mode(), k=candidates, ann_parameters=self.ann_parameters
         )
-        dense_clause = bodies.knn_query(spec, dense, candidates)
+        dense_clause = bodies.knn_query(spec, dense, candidates, dense_field)
         query = {
             "hybrid": {"queries": [bodies.with_filter(sparse_clause, filter), bodies.with_filter(dense_clause, filter)]}
         }
@@ -399,7 +503,7 @@ class OpenSearchBackend:
             else bodies.normalization_pipeline("z_score", weights)
         )
         self._ensure_pipeline(name, pipeline)
-        body = bodies.search_body(spec, query, k)
+        body = bodies.search_body(spec, query, k, self._app_vectors(spec))
         response = self._call(
             f"hybrid search in {collection!r}",
             lambda: self.client.search(index=collection, body=body, params={"search_pipeline": name}),
@@ -419,6 +523,31 @@ class OpenSearchBackend:
     def close(self) -> None:
         """Close the client's connections."""
         self.client.close()
+
+    def _dense_width(self, spec: CollectionSpec, dense_field: str | None) -> int:
+        """The width of the dense field searched: the index's own, or the app's ``dense_field``."""
+        if dense_field is None or (spec.dense_dim and dense_field == spec.dense_vector_name):
+            if not spec.dense_dim:
+                raise BackendError(
+                    f"index {spec.name!r} has no dense field of splare-connect's; "
+                    "pass your own query vector and the knn_vector field it is for"
+                )
+            return spec.dense_dim
+        layout = self.inspect_collection(spec.name)
+        dense = {} if layout is None else dict(layout.dense)
+        if dense_field not in dense:
+            names = ", ".join(repr(name) for name in dense) or "none"
+            raise BackendError(f"index {spec.name!r} has no knn_vector field {dense_field!r} (its fields: {names})")
+        return dense[dense_field]
+
+    def _app_vectors(self, spec: CollectionSpec) -> list[str]:
+        """What hits leave out of an attached index's ``_source``: the app's vectors and splare-connect's state."""
+        if not spec.attached:
+            return []
+        if spec.name not in self._app_vector_fields:
+            layout = self.inspect_collection(spec.name)
+            self._app_vector_fields[spec.name] = [] if layout is None else list(layout.dense)
+        return [*self._app_vector_fields[spec.name], STATE_KEY]
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)

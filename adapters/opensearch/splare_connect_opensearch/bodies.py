@@ -24,7 +24,15 @@ from typing import Any
 import numpy as np
 
 from splare_connect.backends import CollectionSpec
-from splare_connect.backends.schema import METADATA, PAYLOAD_FIELDS, SPEC_KEY, metadata_path, stored_payload
+from splare_connect.backends.schema import (
+    METADATA,
+    PAYLOAD_FIELDS,
+    SPEC_KEY,
+    STATE_HASH,
+    STATE_KEY,
+    metadata_path,
+    stored_payload,
+)
 from splare_connect.errors import ConfigError
 from splare_connect.filters import Condition
 from splare_connect.sparse_vector import SparseVector
@@ -223,14 +231,44 @@ def with_filter(query: dict[str, Any], filters: Any) -> dict[str, Any]:
     return {"bool": clause}
 
 
-def knn_query(spec: CollectionSpec, dense: np.ndarray, k: int) -> dict[str, Any]:
-    """k-NN clause on the dense field."""
-    return {"knn": {spec.dense_vector_name: {"vector": np.asarray(dense, np.float32).tolist(), "k": k}}}
+def knn_query(spec: CollectionSpec, dense: np.ndarray, k: int, field: str | None = None) -> dict[str, Any]:
+    """k-NN clause on the dense field: the collection's own, or ``field`` (an app's ``knn_vector``)."""
+    name = field or spec.dense_vector_name
+    return {"knn": {name: {"vector": np.asarray(dense, np.float32).tolist(), "k": k}}}
 
 
-def search_body(spec: CollectionSpec, query: dict[str, Any], k: int) -> dict[str, Any]:
-    """A search request returning payloads but not the (large) vectors."""
-    return {"size": k, "query": query, "_source": {"excludes": source_excludes(spec)}}
+def attach_mapping(spec: CollectionSpec, their_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``PUT /<index>/_mapping`` body adding the ``rank_features`` field and ``_splare.hash`` to an app's index.
+
+    The request replaces ``_meta`` as a whole, so the app's own ``_meta`` keys are sent
+    back with the spec merged in; existing fields are not named, so they stay as they are.
+    """
+    return {
+        "_meta": {**their_meta, SPEC_KEY: spec.to_dict()},
+        "properties": {
+            spec.sparse_vector_name: {"type": "rank_features"},
+            STATE_KEY: {"properties": {STATE_HASH: {"type": "keyword"}}},
+        },
+    }
+
+
+def sparse_update(
+    spec: CollectionSpec, point_id: str, vector: SparseVector, state: Mapping[str, Any]
+) -> dict[str, Any]:
+    """A bulk ``update`` action (a partial ``_update``): the sparse field and ``_splare``, nothing else."""
+    return {
+        "_op_type": "update",
+        "_index": spec.name,
+        "_id": point_id,
+        "doc": {spec.sparse_vector_name: features(vector), STATE_KEY: dict(state)},
+    }
+
+
+def search_body(
+    spec: CollectionSpec, query: dict[str, Any], k: int, also_exclude: Sequence[str] = ()
+) -> dict[str, Any]:
+    """A search request returning payloads but not the (large) vectors (``also_exclude``: an app's own)."""
+    return {"size": k, "query": query, "_source": {"excludes": [*source_excludes(spec), *also_exclude]}}
 
 
 def source_excludes(spec: CollectionSpec) -> list[str]:

@@ -96,13 +96,9 @@ class QdrantBackend:
         return self.driver.list_collections()
 
     def drop_collection(self, name: str) -> None:
-        """Delete a collection and everything in it; refused for one that another application owns."""
-        spec = self.describe_collection(name)
-        if spec is not None and spec.attached:
-            raise BackendError(
-                f"collection {name!r} belongs to another application (splare-connect attached to it); it is not dropped"
-            )
+        """Delete a collection and everything in it; the driver refuses one another application owns."""
         self._specs.pop(name, None)
+        self._layouts.pop(name, None)
         self.driver.drop(name)
 
     # ------------------------------------------- collections another app made

@@ -202,7 +202,12 @@ class ClientDriver:
         return sorted(c.name for c in response.collections)
 
     def drop(self, name: str) -> None:
-        """Delete a collection."""
+        """Delete a collection splare-connect made; one another application owns is refused, attached or not."""
+        layout = self.layout(name)
+        if layout is None:
+            return
+        if layout.spec is None or layout.spec.attached:
+            raise BackendError(f"collection {name!r} belongs to another application; splare-connect does not drop it")
         self.call(f"dropping {name!r}", lambda: self.client.delete_collection(name))
 
     # ------------------------------------------------------------------ points

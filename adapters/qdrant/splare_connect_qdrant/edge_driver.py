@@ -222,7 +222,7 @@ class EdgeDriver:
         """
         folder = self._folder(name)
         if self._place(name).app_shard:
-            raise BackendError(f"collection {name!r} is another application's Qdrant Edge shard; it is not dropped")
+            raise BackendError(f"collection {name!r} belongs to another application; splare-connect does not drop it")
         self._close_one(name)
         with on_disk(f"dropping collection {name!r}"):
             if not folder.exists():
