@@ -1,7 +1,7 @@
-"""The ``splare-connect`` command line: ingest, sync, search, collections, eval, train.
+"""The ``splare-connect`` command line: ingest, sync, attach, search, collections, eval, train.
 
-One module per command group (``ingest``, ``search``, ``collections``, ``evaluate``,
-``train``); ``common`` holds what they share. Heavy imports (torch, transformers,
+One module per command group (``ingest``, ``attach``, ``search``, ``collections``,
+``evaluate``, ``train``); ``common`` holds what they share. Heavy imports (torch, transformers,
 database clients) happen inside the commands, so ``splare-connect --help`` is instant.
 Every setting can come from an environment variable (shown in ``--help``); secrets such
 as API keys are read by the backends from the environment only, never from arguments.
@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from splare_connect.cli import collections, evaluate, ingest, search, train
+from splare_connect.cli import attach, collections, evaluate, ingest, search, train
 from splare_connect.cli.common import EXIT_SKIPPED, print_error
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
@@ -36,6 +36,7 @@ app.command(
     help="Encode and store new or changed documents; re-running skips unchanged ones. "
     "The same command as sync: add --delete-missing to also remove documents gone from the source.",
 )(ingest.sync)
+app.command("attach")(attach.attach)
 app.command("search")(search.search)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)

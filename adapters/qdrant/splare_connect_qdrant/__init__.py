@@ -9,7 +9,9 @@
   key read from ``$QDRANT_API_KEY`` only, never from arguments or logs: :class:`ClientDriver`;
 - ``location=":memory:"`` or ``path=...``: qdrant-client's local mode (pure Python,
   brute force), which implements the server API and is how the server code path is
-  tested without a server: :class:`ClientDriver` too.
+  tested without a server: :class:`ClientDriver` too;
+- ``client=...``: a ``QdrantClient`` the application already has (LangChain's,
+  LlamaIndex's), shared rather than opened twice: :class:`ClientDriver`.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ def create_backend(
     data_dir: str | Path | None = None,
     location: str | None = None,
     path: str | Path | None = None,
+    client: Any = None,
     timeout: float | None = DEFAULT_TIMEOUT,
     retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
     **options: Any,
@@ -63,6 +66,8 @@ def create_backend(
         data_dir: Directory for embedded Edge collections (no URL).
         location: ``":memory:"`` for qdrant-client's in-memory local mode.
         path: Directory for qdrant-client's on-disk local mode.
+        client: A ``qdrant_client.QdrantClient`` the application made and keeps
+            using; closing the backend leaves it open.
         timeout: Seconds each server request may take (connecting, sending, or waiting
             between bytes of the reply) before it fails and is retried. None: 30 s.
         retry_deadline: Seconds after a request's first try past which it is not retried
@@ -76,17 +81,22 @@ def create_backend(
         ConfigError: Conflicting locations, a malformed URL (named, credentials
             masked), or a non-positive timeout or deadline.
     """
-    from_env = not url and bool(os.environ.get(URL_ENV))
-    url = url or os.environ.get(URL_ENV) or None
-    chosen = [name for name, value in (("url", url), ("location", location), ("path", path)) if value]
+    explicit = url or location or path or client is not None  # an explicit place wins over $QDRANT_URL
+    from_env = not explicit and bool(os.environ.get(URL_ENV))
+    url = url or (None if explicit else os.environ.get(URL_ENV)) or None
+    chosen = [
+        name for name, value in (("url", url), ("location", location), ("path", path), ("client", client)) if value
+    ]
     if len(chosen) > 1:
-        raise ConfigError(f"give only one of url, location and path (got {', '.join(chosen)})")
+        raise ConfigError(f"give only one of url, location, path and client (got {', '.join(chosen)})")
     if data_dir is not None and chosen:
         raise ConfigError(f"data_dir is for the embedded engine; it can't be combined with {chosen[0]}")
     if not chosen:
         return QdrantBackend(EdgeDriver(data_dir or "./splare-data"))
     seconds = check_seconds("timeout", timeout, DEFAULT_TIMEOUT)
     deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
+    if client is not None:
+        return _client_backend(client, deadline, owns_client=False, **options)
     if url:
         url = check_url(url, env_name=URL_ENV if from_env else None, credentials_hint=_CREDENTIALS_HINT)
         return _client_backend(_server_client(url, seconds), deadline, **options)
@@ -104,10 +114,15 @@ def _client_backend(
     max_batch_bytes: int = DEFAULT_BATCH_BYTES,
     max_attempts: int = 6,
     backoff_seconds: float = 0.5,
+    owns_client: bool = True,
 ) -> QdrantBackend:
     """The backend over qdrant-client: writes capped in size (a server refuses bodies over 32 MB), requests retried."""
     driver = ClientDriver(
-        client, max_attempts=max_attempts, backoff_seconds=backoff_seconds, retry_deadline=retry_deadline
+        client,
+        max_attempts=max_attempts,
+        backoff_seconds=backoff_seconds,
+        retry_deadline=retry_deadline,
+        owns_client=owns_client,
     )
     return QdrantBackend(driver, max_batch_points=max_batch_points, max_batch_bytes=max_batch_bytes)
 

@@ -41,6 +41,8 @@ class ClientDriver:
             ``Retry-After`` replaces it (capped at 60 s).
         retry_deadline: Seconds after a request's first try past which it is not
             retried (None: 120 s). Worst case per request: about this plus one timeout.
+        owns_client: Close the client on :meth:`close`; False for a client the
+            application made and still uses (LangChain's, LlamaIndex's).
     """
 
     where = ""
@@ -52,8 +54,10 @@ class ClientDriver:
         max_attempts: int = 6,
         backoff_seconds: float = 0.5,
         retry_deadline: float | None = DEFAULT_RETRY_DEADLINE,
+        owns_client: bool = True,
     ) -> None:
         self.client = client
+        self.owns_client = owns_client
         self.retry = RetryPolicy(QDRANT_ERRORS, max_attempts, backoff_seconds, retry_deadline, LOGGER)
 
     @property
@@ -302,8 +306,9 @@ class ClientDriver:
         return list(response.points)
 
     def close(self) -> None:
-        """Close the client."""
-        self.client.close()
+        """Close the client, unless the application lent it."""
+        if self.owns_client:
+            self.client.close()
 
 
 def _vector(vector: Vector) -> Any:

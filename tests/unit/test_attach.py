@@ -1,0 +1,384 @@
+"""Attaching SPLARE vectors to collections another application made, on the real Qdrant engines.
+
+The "application" writes its collection with the engine's own API, as a RAG stack
+does: a named dense vector ``openai``, a payload of ``page_content`` + ``metadata``,
+its own point ids (integers and UUIDs). Every test then checks that nothing of the
+app's changed, byte for byte, while SPLARE vectors appear beside it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from splare_connect import BackendError, ConfigError, EncoderMismatchError, Retriever, SplareEncoder, Syncer
+from splare_connect.attach import Attacher, _max_pooled
+from splare_connect.backends import SparseUpdate
+from splare_connect.backends.schema import STATE_KEY, text_hash
+from splare_connect.chunking import chunk_document, content_window
+from splare_connect.documents import Document, read_iterable
+
+pytest.importorskip("splare_connect_qdrant")
+from splare_connect_qdrant import create_backend
+
+DENSE = 8
+ENGINES = ["edge", "local-memory", "local-path"]
+
+
+def app_id(i: int) -> int | str:
+    """The app's own ids: integers for odd points, UUIDs for even ones."""
+    return i if i % 2 else f"00000000-0000-4000-8000-{i:012d}"
+
+
+def short(record: dict[str, Any]) -> str:
+    """A record's text cut to fit the tiny model's 22-token window (long texts have a test of their own)."""
+    return record["text"][:40]
+
+
+def app_vector(i: int) -> list[float]:
+    return [float(x) for x in np.random.default_rng(i).standard_normal(DENSE)]
+
+
+class App:
+    """A RAG application's own collection, written and read with the engine's own API only."""
+
+    def __init__(self, engine: str, tmp_path: Path) -> None:
+        self.engine = engine
+        self.tmp_path = tmp_path
+        self.client: Any = None
+        self.shard: Any = None
+
+    # -- the app's writes
+    def create(self, records: list[dict[str, Any]]) -> None:
+        points = [
+            (
+                app_id(i),
+                app_vector(i),
+                {"page_content": short(r), "metadata": {"source": r["id"], "title": r["title"]}},
+            )
+            for i, r in enumerate(records)
+        ]
+        points.append((9001, app_vector(9001), {"metadata": {"source": "no-text"}}))
+        points.append((9002, app_vector(9002), {"page_content": 42, "metadata": {"source": "number"}}))
+        if self.engine == "edge":
+            import qdrant_edge as edge
+
+            config = edge.EdgeConfig(
+                vectors={"openai": edge.EdgeVectorParams(size=DENSE, distance=edge.Distance.Cosine)}
+            )
+            self.shard = edge.EdgeShard.create(str(self.tmp_path / "edge" / "kb"), config)
+            self.upsert(points)
+            self.close()
+            return
+        from qdrant_client import QdrantClient, models
+
+        self.client = (
+            QdrantClient(":memory:")
+            if self.engine == "local-memory"
+            else QdrantClient(path=str(self.tmp_path / "local"))
+        )
+        self.client.create_collection(
+            "kb",
+            vectors_config={"openai": models.VectorParams(size=DENSE, distance=models.Distance.COSINE)},
+            metadata={"owner": "app"},
+        )
+        self.upsert(points)
+        if self.engine == "local-path":
+            self.close()
+
+    def upsert(self, points: list[tuple[Any, list[float], dict[str, Any]]]) -> None:
+        if self.engine == "edge":
+            import qdrant_edge as edge
+
+            self._shard().update(
+                edge.UpdateOperation.upsert_points([edge.Point(i, {"openai": v}, p) for i, v, p in points])
+            )
+            return
+        from qdrant_client import models
+
+        self._client().upsert("kb", [models.PointStruct(id=i, vector={"openai": v}, payload=p) for i, v, p in points])
+
+    def set_text(self, point: Any, text: str) -> None:
+        if self.engine == "edge":
+            import qdrant_edge as edge
+
+            self._shard().update(edge.UpdateOperation.set_payload([point], {"page_content": text}))
+            return
+        self._client().set_payload("kb", {"page_content": text}, points=[point])
+
+    def delete(self, point: Any) -> None:
+        if self.engine == "edge":
+            import qdrant_edge as edge
+
+            self._shard().update(edge.UpdateOperation.delete_points([point]))
+            return
+        from qdrant_client import models
+
+        self._client().delete("kb", points_selector=models.PointIdsList(points=[point]))
+
+    # -- the app's reads
+    def points(self) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """Every point: (payload, vectors), vectors as plain lists."""
+        if self.engine == "edge":
+            import qdrant_edge as edge
+
+            records, _ = self._shard().scroll(edge.ScrollRequest(limit=10_000, with_payload=True, with_vector=True))
+        else:
+            records, _ = self._client().scroll("kb", limit=10_000, with_payload=True, with_vectors=True)
+        found = {}
+        for record in records:
+            vectors = {}
+            for name, vector in (record.vector or {}).items():
+                vectors[name] = (
+                    {"indices": list(vector.indices), "values": [float(v) for v in vector.values]}
+                    if hasattr(vector, "indices")
+                    else [float(v) for v in vector]
+                )
+            found[str(record.id)] = (dict(record.payload or {}), vectors)
+        return found
+
+    def snapshot_of_theirs(self) -> bytes:
+        """Bytes of everything the app owns: ids, payload without ``_splare``, vectors but ``splare``.
+
+        Read afresh from disk where the engine is on disk: qdrant-client's local mode shows
+        cosine vectors normalised in memory but stores them as given.
+        """
+        self.close()
+        theirs = {
+            point: (
+                {k: v for k, v in payload.items() if k != STATE_KEY},
+                {k: v for k, v in vectors.items() if k != "splare"},
+            )
+            for point, (payload, vectors) in self.points().items()
+        }
+        return json.dumps(theirs, sort_keys=True).encode()
+
+    # -- handing the engine to splare-connect
+    def backend(self) -> Any:
+        """splare-connect's backend on the same collection (the app first closes what the engine holds exclusively)."""
+        self.close()
+        if self.engine == "edge":
+            return create_backend(data_dir=self.tmp_path / "edge")
+        if self.engine == "local-path":
+            return create_backend(path=self.tmp_path / "local")
+        return create_backend(client=self.client)
+
+    def close(self) -> None:
+        if self.shard is not None:
+            self.shard.close()
+            self.shard = None
+        if self.client is not None and self.engine == "local-path":
+            self.client.close()
+            self.client = None
+
+    def _shard(self) -> Any:
+        if self.shard is None:
+            import qdrant_edge as edge
+
+            self.shard = edge.EdgeShard.load(str(self.tmp_path / "edge" / "kb"))
+        return self.shard
+
+    def _client(self) -> Any:
+        if self.client is None:
+            from qdrant_client import QdrantClient
+
+            self.client = QdrantClient(path=str(self.tmp_path / "local"))
+        return self.client
+
+
+@pytest.fixture(params=ENGINES)
+def app(request: pytest.FixtureRequest, tmp_path: Path, example_records: list[dict]) -> Iterator[App]:
+    application = App(request.param, tmp_path)
+    application.create(example_records[:12])
+    yield application
+    application.close()
+
+
+def attach(encoder: SplareEncoder, backend: Any, **options: Any) -> Any:
+    options.setdefault("doc_id_field", "metadata.source")
+    return Attacher(encoder, backend, "kb", text_field="page_content", **options).run()
+
+
+def test_attach_adds_splare_vectors_and_leaves_everything_of_theirs_untouched(
+    app: App, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    before = app.snapshot_of_theirs()
+    backend = app.backend()
+    report = attach(tiny_encoder, backend)
+    backend.close()
+
+    assert report.attached_now and report.points == 14 and report.encoded == 12 and report.unchanged == 0
+    assert dict(report.skipped) == {
+        "9001": "no text: payload field 'page_content' is missing or null",
+        "9002": "payload field 'page_content' is a int, not a string",
+    }
+    assert app.snapshot_of_theirs() == before  # ids, payloads, dense vectors: byte for byte
+    points = app.points()
+    expected = tiny_encoder.encode([short(r) for r in example_records[:12]], role="document").sparse
+    for i, vector in enumerate(expected):
+        payload, vectors = points[str(app_id(i))]
+        assert payload[STATE_KEY] == {"hash": text_hash(short(example_records[i]))}
+        assert vectors["splare"]["indices"] == vector.indices.tolist()
+        np.testing.assert_allclose(vectors["splare"]["values"], vector.values, rtol=1e-6)
+    for skipped in ("9001", "9002"):
+        assert "splare" not in points[skipped][1] and STATE_KEY not in points[skipped][0]
+
+
+def test_a_rerun_encodes_only_what_the_app_changed_added_or_kept(app: App, tiny_encoder: SplareEncoder) -> None:
+    backend = app.backend()
+    attach(tiny_encoder, backend)
+    again = attach(tiny_encoder, backend)
+    assert (again.attached_now, again.encoded, again.unchanged) == (False, 0, 12)
+    backend.close()
+
+    app.set_text(app_id(3), "grep searches files for lines matching a pattern")
+    app.upsert([(777, app_vector(777), {"page_content": "tar packs files into an archive", "metadata": {}})])
+    app.delete(app_id(4))
+    changed_before = app.snapshot_of_theirs()
+
+    backend = app.backend()
+    report = attach(tiny_encoder, backend)
+    backend.close()
+    assert (report.points, report.encoded, report.unchanged, report.vanished) == (14, 2, 10, 0)
+    points = app.points()
+    [grep, tar] = tiny_encoder.encode(
+        ["grep searches files for lines matching a pattern", "tar packs files into an archive"], role="document"
+    ).sparse
+    assert points[str(app_id(3))][1]["splare"]["indices"] == grep.indices.tolist()
+    assert points["777"][1]["splare"]["indices"] == tar.indices.tolist()
+    assert app.snapshot_of_theirs() == changed_before
+
+
+def test_points_the_app_deletes_mid_run_are_skipped_and_the_rest_written(app: App, tiny_encoder: SplareEncoder) -> None:
+    backend = app.backend()
+    attach(tiny_encoder, backend)
+    [vector] = tiny_encoder.encode(["a new text"], role="document").sparse
+    updates = [SparseUpdate(app_id(1), vector, {"hash": "h1"}), SparseUpdate(123456, vector, {"hash": "gone"})]
+    assert backend.update_sparse("kb", updates) == [123456]
+    [record] = backend.driver.retrieve("kb", [app_id(1)], [STATE_KEY], "splare")
+    assert record.payload[STATE_KEY] == {"hash": "h1"}
+    backend.close()
+
+
+def test_search_reads_the_apps_points_and_fuses_with_its_own_dense_vectors(
+    app: App, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    backend = app.backend()
+    attach(tiny_encoder, backend)
+    retriever = Retriever(tiny_encoder, backend, "kb")
+
+    query = short(example_records[5])
+    [hit] = retriever.search(query, k=1)
+    [query_vector] = tiny_encoder.encode_queries([query])
+    documents = tiny_encoder.encode_documents([short(r) for r in example_records[:12]])
+    scores = {str(app_id(i)): query_vector.dot(documents[i]) for i in range(12)}
+    assert hit.score == pytest.approx(max(scores.values()), rel=1e-5)
+    assert scores[hit.id] == pytest.approx(max(scores.values()), rel=1e-5)  # ties may pick either
+    best = next(i for i in range(12) if str(app_id(i)) == hit.id)
+    assert hit.text == short(example_records[best]) and hit.doc_id == example_records[best]["id"]
+    assert hit.metadata == {
+        "metadata": {"source": example_records[best]["id"], "title": example_records[best]["title"]}
+    }
+
+    # The app's own query vector for point 7, all weight on the dense side: point 7 first.
+    fused = retriever.search("anything", dense=app_vector(7), using="openai", weights=(0.0, 1.0), k=3)
+    assert fused[0].id == "7" and len(fused) == 3
+    dbsf = retriever.search("anything", dense=app_vector(7), using="openai", hybrid="dbsf", k=3)
+    assert len(dbsf) == 3
+
+    with pytest.raises(BackendError, match=r"no dense vector 'nope' \(its dense vectors: 'openai'\)"):
+        retriever.search("x", dense=app_vector(7), using="nope")
+    with pytest.raises(BackendError, match="dense vector must be 8 finite floats"):
+        retriever.search("x", dense=[0.5] * 3, using="openai")
+    with pytest.raises(ConfigError, match="pass the query's vector for it as dense"):
+        retriever.search("x", using="openai")
+    with pytest.raises(ConfigError, match="no dense vectors of splare-connect's"):
+        retriever.search("x", hybrid="rrf")
+    backend.close()
+
+
+def test_the_apps_collection_is_never_ingested_into_or_dropped(
+    app: App, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    backend = app.backend()
+    with pytest.raises(BackendError, match=r"not created by splare-connect .* splare-connect attach --text-field"):
+        Retriever(tiny_encoder, backend, "kb")
+    with pytest.raises(BackendError, match="not created by splare-connect"):
+        Syncer(tiny_encoder, backend, "kb").run(read_iterable(example_records[:2]))
+    with pytest.raises(BackendError, match="belongs to another application; splare-connect does not drop it"):
+        backend.drop_collection("kb")
+    attach(tiny_encoder, backend)
+    with pytest.raises(ConfigError, match="an ingest would replace its points"):
+        Syncer(tiny_encoder, backend, "kb").run(read_iterable(example_records[:2]))
+    with pytest.raises(BackendError, match="does not drop it"):
+        backend.drop_collection("kb")
+    assert backend.count("kb") == 14
+    backend.close()
+
+
+def test_attach_refuses_what_it_must_not_touch(
+    app: App, tiny_encoder: SplareEncoder, other_tiny_model_dir: Path, example_records: list[dict]
+) -> None:
+    backend = app.backend()
+    with pytest.raises(BackendError, match="does not exist"):
+        Attacher(tiny_encoder, backend, "nope", text_field="page_content").run()
+    with pytest.raises(BackendError, match="already has a vector named 'openai' that splare-connect did not make"):
+        attach(tiny_encoder, backend, sparse_vector_name="openai")
+    attach(tiny_encoder, backend)
+    other = SplareEncoder.from_pretrained(other_tiny_model_dir, device="cpu")
+    with pytest.raises(EncoderMismatchError):
+        attach(other, backend)
+    with pytest.raises(ConfigError, match=r"attached with text_field='page_content', not 'metadata\.title'"):
+        Attacher(tiny_encoder, backend, "kb", text_field="metadata.title").run()
+    backend.close()
+
+
+def test_a_collection_splare_connect_made_is_synced_not_attached(
+    tmp_path: Path, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    backend = create_backend(data_dir=tmp_path)
+    Syncer(tiny_encoder, backend, "ours").run(read_iterable(example_records[:2]))
+    with pytest.raises(ConfigError, match="was made by splare-connect; keep it in sync with `ingest`"):
+        Attacher(tiny_encoder, backend, "ours", text_field="text").run()
+    backend.close()
+
+
+def test_a_first_run_killed_after_storing_the_spec_is_completed_by_the_next(
+    app: App, tiny_encoder: SplareEncoder
+) -> None:
+    backend = app.backend()
+    attacher = Attacher(tiny_encoder, backend, "kb", text_field="page_content")
+    backend.driver.store_spec(attacher.spec)  # the first half of attaching, then "killed"
+    report = attacher.run()
+    assert report.encoded == 12 and "splare" in backend.inspect_collection("kb").sparse
+    backend.close()
+
+
+def test_long_texts_are_encoded_whole_by_max_pooling_windows(
+    tmp_path: Path, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    from qdrant_client import QdrantClient, models
+
+    long_text = " ".join(r["text"] for r in example_records[:30])
+    window = content_window(tiny_encoder)
+    windows = [
+        c.text for c in chunk_document(Document("-", long_text), tiny_encoder.tokenizer, window, min(64, window // 4))
+    ]
+    assert len(windows) > 2
+    client = QdrantClient(":memory:")
+    client.create_collection("kb", vectors_config={})
+    client.upsert("kb", [models.PointStruct(id=1, vector={}, payload={"body": {"text": long_text}})])
+    backend = create_backend(client=client)
+    Attacher(tiny_encoder, backend, "kb", text_field="body.text").run()
+    stored = backend.fetch_sparse("kb", ["1"])["1"]
+    expected = _max_pooled(tiny_encoder.encode(windows, role="document").sparse, tiny_encoder.config.document_top_k)
+    truncated = tiny_encoder.encode([long_text], role="document").sparse[0]
+    assert stored.indices.tolist() == expected.indices.tolist()
+    np.testing.assert_allclose(stored.values, expected.values, rtol=1e-6)
+    assert stored != truncated  # the tail of the text counts
+    backend.close()
