@@ -164,10 +164,18 @@ def test_hybrid_pipeline_ranks_the_page_first(
         assert found[0].id == pages[i].id
 
 
-def test_blank_query_matches_nothing(tiny_model_dir: Path, store: QdrantDocumentStore) -> None:
+def test_blank_texts(tiny_model_dir: Path, store: QdrantDocumentStore) -> None:
     embedding = SplareSparseTextEmbedder(tiny_model_dir, device="cpu").run("   ")["sparse_embedding"]
     assert embedding == SparseEmbedding(indices=[], values=[])
     assert QdrantSparseEmbeddingRetriever(document_store=store).run(query_sparse_embedding=embedding)["documents"] == []
+    # A Document without content is stored with an empty sparse embedding, and no sparse query finds it.
+    blank_store = QdrantDocumentStore(":memory:", index="blank", use_sparse_embeddings=True, progress_bar=False)
+    embedder = SplareSparseDocumentEmbedder(tiny_model_dir, device="cpu")
+    documents = embedder.run([Document(id="blank", content=None), Document(id="ls", content="ls lists files")])
+    assert blank_store.write_documents(documents["documents"]) == 2
+    query = SplareSparseTextEmbedder(tiny_model_dir, device="cpu").run("ls lists files")["sparse_embedding"]
+    found = QdrantSparseEmbeddingRetriever(document_store=blank_store).run(query_sparse_embedding=query)["documents"]
+    assert [doc.id for doc in found] == ["ls"]
 
 
 def test_to_dict_from_dict_round_trip(tiny_model_dir: Path) -> None:

@@ -142,23 +142,29 @@ def test_hybrid_mode_ranks_the_page_first(tiny_encoder: Any, nodes: list[TextNod
         assert _pages(retriever.retrieve(nodes[i].get_content()))[0] == nodes[i].metadata["page"]
 
 
-def test_blank_text_node_is_stored_and_blank_query_matches_nothing(tiny_encoder: Any) -> None:
+def test_blank_texts(tiny_encoder: Any) -> None:
     doc_fn, query_fn = splare_sparse_fns(tiny_encoder)
-    assert query_fn(["  "]) == ([[]], [[]])
+    assert doc_fn(["", " \u200b "]) == ([[], []], [[], []])
+    client = QdrantClient(":memory:")
     store = QdrantVectorStore(
-        client=QdrantClient(":memory:"),
-        collection_name="blank",
-        enable_hybrid=True,
-        sparse_doc_fn=doc_fn,
-        sparse_query_fn=query_fn,
+        client=client, collection_name="blank", enable_hybrid=True, sparse_doc_fn=doc_fn, sparse_query_fn=query_fn
     )
+    blank, spaces, page = TextNode(text=""), TextNode(text=" \u200b "), TextNode(text="ls lists directory contents")
     index = VectorStoreIndex(
-        [TextNode(text=""), TextNode(text="ls lists directory contents")],
+        [blank, spaces, page],
         storage_context=StorageContext.from_defaults(vector_store=store),
         embed_model=TinyDenseEmbedding(tiny_encoder),
     )
-    assert index.as_retriever(vector_store_query_mode="sparse").retrieve(" ") == []
-    assert len(index.as_retriever(vector_store_query_mode="sparse").retrieve("directory contents")) == 1
+    # LlamaIndex itself skips a node without content; a whitespace-only one is stored with an empty sparse vector.
+    stored = {record.id: record.vector for record in client.scroll("blank", with_vectors=True)[0]}
+    assert set(stored) == {spaces.node_id, page.node_id}
+    assert stored[spaces.node_id][store.sparse_vector_name].indices == []
+    sparse = index.as_retriever(vector_store_query_mode="sparse", similarity_top_k=5)
+    assert [n.node.node_id for n in sparse.retrieve("directory contents")] == [page.node_id]
+    assert sparse.retrieve(" ") == []
+    # In hybrid mode a blank query has no sparse side: the dense ranking alone answers.
+    hybrid = index.as_retriever(vector_store_query_mode="hybrid", similarity_top_k=5)
+    assert {n.node.node_id for n in hybrid.retrieve(" ")} == {spaces.node_id, page.node_id}
 
 
 @pytest.fixture(scope="module")
