@@ -1,0 +1,212 @@
+"""Attaching to an index another application made, through the real opensearch-py client.
+
+The recording connection (tests/opensearch_recording.py) keeps the app's index as a
+small in-memory state (its mapping and documents), applies the mapping update and the
+bulk partial updates the backend sends as OpenSearch documents them, and records every
+request: the test then proves from the requests themselves that only the SPLARE field
+and ``_splare`` were ever written, and never a whole document.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import pytest
+
+from splare_connect import BackendError, Retriever, SplareEncoder
+from splare_connect.attach import Attacher
+from splare_connect.backends.schema import STATE_KEY, text_hash
+from tests.opensearch_recording import (
+    CLUSTER_INFO,
+    PLUGINS_WITH_NEURAL,
+    Recorder,
+    Request,
+    acknowledged,
+    bulk_response,
+    recording_client,
+    search_response,
+)
+
+pytest.importorskip("splare_connect_opensearch")
+from splare_connect_opensearch import create_backend
+
+THEIR_MAPPING = {
+    "_meta": {"owner": "rag-app", "version": 3},
+    "properties": {
+        "page_content": {"type": "text"},
+        "metadata": {"properties": {"source": {"type": "keyword"}}},
+        "embedding": {"type": "knn_vector", "dimension": 4},
+    },
+}
+
+
+class AppIndex:
+    """The app's index ``kb``: a mapping and documents, updated the way OpenSearch applies the requests."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.mapping = copy.deepcopy(THEIR_MAPPING)
+        self.docs = {
+            f"doc-{i}": {
+                "page_content": r["text"][:40],
+                "metadata": {"source": r["id"]},
+                "embedding": [float(x) for x in np.random.default_rng(i).standard_normal(4)],
+            }
+            for i, r in enumerate(records)
+        }
+        self.docs["no-text"] = {"metadata": {"source": "none"}, "embedding": [0.5] * 4}
+        self.deleted_before_write: set[str] = set()
+        self.search_hits: list[tuple[str, float, dict[str, Any]]] = []
+
+    def __call__(self, request: Request) -> tuple[int, Any]:
+        method, path = request.method, request.path
+        if path == "/" and method == "GET":
+            return 200, CLUSTER_INFO
+        if path == "/_cat/plugins":
+            return 200, PLUGINS_WITH_NEURAL
+        if path == "/kb/_mapping" and method == "GET":
+            return 200, {"kb": {"mappings": copy.deepcopy(self.mapping)}}
+        if path == "/kb/_mapping" and method == "PUT":
+            # _meta is replaced whole; properties are merged (new fields added, existing ones kept).
+            self.mapping["_meta"] = request.body["_meta"]
+            for name, field in request.body["properties"].items():
+                self.mapping["properties"].setdefault(name, field)
+            return acknowledged()
+        if path == "/kb/_search" and "scroll" in request.params:
+            fields = request.body["_source"]
+            hits = [
+                {
+                    "_index": "kb",
+                    "_id": doc_id,
+                    "_score": None,
+                    "_source": {k: v for k, v in doc.items() if k in fields},
+                }
+                for doc_id, doc in self.docs.items()
+            ]
+            return 200, {"_scroll_id": "scroll-1", "hits": {"total": {"value": len(hits)}, "hits": hits}}
+        if path == "/_search/scroll" and method == "DELETE":
+            return 200, {"succeeded": True, "num_freed": 1}
+        if path == "/_bulk":
+            refuse = {}
+            for line in request.ndjson:
+                if "update" in line:
+                    doc_id = line["update"]["_id"]
+                    if doc_id in self.deleted_before_write or doc_id not in self.docs:
+                        refuse[doc_id] = (404, {"type": "document_missing_exception", "reason": "document missing"})
+            for meta, action in zip(request.ndjson[::2], request.ndjson[1::2], strict=True):
+                doc_id = meta["update"]["_id"]
+                if doc_id not in refuse:
+                    self.docs[doc_id].update(action["doc"])  # a partial update merges
+            return bulk_response(request, refuse)
+        if path == "/kb/_refresh":
+            return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
+        if path.startswith("/_search/pipeline/"):
+            return acknowledged()
+        if path == "/kb/_search":
+            return search_response(self.search_hits)
+        if path == "/kb/_mget":
+            return 200, {
+                "docs": [
+                    {"_id": i, "found": i in self.docs, "_source": self.docs.get(i, {})} for i in request.body["ids"]
+                ]
+            }
+        raise AssertionError(f"unexpected request {method} {path}")
+
+
+@pytest.fixture
+def index(example_records: list[dict]) -> AppIndex:
+    return AppIndex(example_records[:6])
+
+
+def connect(index: AppIndex) -> tuple[Any, Recorder]:
+    recorder = Recorder(index)
+    return create_backend(client=recording_client(recorder), backoff_seconds=0.001), recorder
+
+
+def writes(recorder: Recorder) -> list[Request]:
+    return [r for r in recorder.requests if r.method in ("PUT", "POST", "DELETE") and "_search" not in r.path]
+
+
+def test_attach_adds_a_field_and_writes_only_partial_updates(index: AppIndex, tiny_encoder: SplareEncoder) -> None:
+    theirs_before = {doc_id: copy.deepcopy(doc) for doc_id, doc in index.docs.items()}
+    backend, recorder = connect(index)
+    report = Attacher(tiny_encoder, backend, "kb", text_field="page_content", doc_id_field="metadata.source").run()
+    assert (report.attached_now, report.points, report.encoded) == (True, 7, 6)
+    assert report.skipped == [("no-text", "no text: payload field 'page_content' is missing or null")]
+
+    [mapping_put] = recorder.find("PUT", "/kb/_mapping")
+    assert mapping_put.body["_meta"]["owner"] == "rag-app" and mapping_put.body["_meta"]["version"] == 3
+    assert mapping_put.body["_meta"]["splare_connect"]["text_field"] == "page_content"
+    assert mapping_put.body["properties"] == {
+        "splare": {"type": "rank_features"},
+        STATE_KEY: {"properties": {"hash": {"type": "keyword"}}},
+    }
+    # Every write is the mapping update, partial bulk updates, or a refresh: never an index action.
+    bulk_lines = [line for r in recorder.find("POST", "/_bulk") for line in r.ndjson]
+    actions, docs = bulk_lines[::2], bulk_lines[1::2]
+    assert {next(iter(a)) for a in actions} == {"update"}
+    assert all(set(d) == {"doc"} and set(d["doc"]) == {"splare", STATE_KEY} for d in docs)
+    assert {r.path for r in writes(recorder)} == {"/kb/_mapping", "/_bulk", "/kb/_refresh"}
+    # So the app's own fields are exactly as they were; SPLARE's are the encoder's.
+    for doc_id, doc in index.docs.items():
+        assert {k: v for k, v in doc.items() if k not in ("splare", STATE_KEY)} == theirs_before[doc_id]
+    vectors = tiny_encoder.encode([index.docs[f"doc-{i}"]["page_content"] for i in range(6)], role="document").sparse
+    for i, vector in enumerate(vectors):
+        stored = index.docs[f"doc-{i}"]
+        assert stored[STATE_KEY] == {"hash": text_hash(stored["page_content"])}
+        assert stored["splare"] == {
+            str(k): v for k, v in zip(vector.indices.tolist(), vector.values.tolist(), strict=True)
+        }
+
+
+def test_a_rerun_writes_only_changed_documents_and_tolerates_deleted_ones(
+    index: AppIndex, tiny_encoder: SplareEncoder
+) -> None:
+    backend, _ = connect(index)
+    Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    index.docs["doc-2"]["page_content"] = "tar packs files into an archive"
+    index.docs["doc-9"] = {"page_content": "grep searches files", "metadata": {}, "embedding": [0.1] * 4}
+    index.deleted_before_write.add("doc-9")  # the app deletes it between our read and our write
+    del index.docs["doc-4"]
+    backend, recorder = connect(index)
+    report = Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    assert (report.attached_now, report.points, report.unchanged, report.encoded, report.vanished) == (
+        False,
+        7,
+        4,
+        1,
+        1,
+    )
+    updated = {line["update"]["_id"] for r in recorder.find("POST", "/_bulk") for line in r.ndjson if "update" in line}
+    assert updated == {"doc-2", "doc-9"}
+
+
+def test_search_and_hybrid_with_the_apps_knn_field(index: AppIndex, tiny_encoder: SplareEncoder) -> None:
+    backend, recorder = connect(index)
+    Attacher(tiny_encoder, backend, "kb", text_field="page_content", doc_id_field="metadata.source").run()
+    source = dict(index.docs["doc-1"])
+    index.search_hits = [("doc-1", 2.5, {k: v for k, v in source.items() if k in ("page_content", "metadata")})]
+    retriever = Retriever(tiny_encoder, backend, "kb")
+    [hit] = retriever.search("files", dense=[0.1, 0.2, 0.3, 0.4], using="embedding", k=1)
+    assert (hit.id, hit.text, hit.doc_id) == ("doc-1", source["page_content"], source["metadata"]["source"])
+    body = recorder.find("POST", "/kb/_search")[-1].body
+    dense_clause = body["query"]["hybrid"]["queries"][1]
+    assert dense_clause["knn"]["embedding"]["vector"] == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    assert {"embedding", STATE_KEY} <= set(body["_source"]["excludes"])
+    with pytest.raises(BackendError, match="holds 4"):
+        retriever.search("files", dense=[0.1, 0.2], using="embedding")
+    with pytest.raises(BackendError, match="no knn_vector field 'nope'"):
+        retriever.search("files", dense=[0.1, 0.2, 0.3, 0.4], using="nope")
+    with pytest.raises(BackendError, match="splare-connect does not drop it"):
+        backend.drop_collection("kb")
+    assert not recorder.find("DELETE", "/kb")
+
+
+def test_an_app_index_is_not_read_as_ours(index: AppIndex, tiny_encoder: SplareEncoder) -> None:
+    backend, recorder = connect(index)
+    with pytest.raises(BackendError, match=r"not created by splare-connect .* splare-connect attach --text-field"):
+        Retriever(tiny_encoder, backend, "kb")
+    with pytest.raises(BackendError, match="does not drop it"):
+        backend.drop_collection("kb")
+    assert not writes(recorder)
