@@ -382,3 +382,37 @@ def test_long_texts_are_encoded_whole_by_max_pooling_windows(
     np.testing.assert_allclose(stored.values, expected.values, rtol=1e-6)
     assert stored != truncated  # the tail of the text counts
     backend.close()
+
+
+def test_the_attach_command_reports_progress_a_summary_and_json(
+    tmp_path: Path, tiny_model_dir: Path, example_records: list[dict]
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    application = App("edge", tmp_path)
+    application.create(example_records[:12])
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPLARE_", "QDRANT_"))}
+    env["SPLARE_MODEL"] = str(tiny_model_dir)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "splare_connect.cli", *args, "--data-dir", str(tmp_path / "edge")]
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+    first = cli("attach", "kb", "--text-field", "page_content", "--doc-id-field", "metadata.source", "--json")
+    assert first.returncode == 3, first.stderr  # finished, with skipped points
+    summary = json.loads(first.stdout)
+    assert (summary["attached_now"], summary["points"], summary["encoded"]) == (True, 14, 12)
+    assert "skipped point 9001: no text: payload field 'page_content' is missing or null" in first.stderr
+    assert "progress: 14 points read, 12 encoded" in first.stderr
+
+    again = cli("attach", "kb", "--text-field", "page_content", "--doc-id-field", "metadata.source")
+    assert again.returncode == 3 and again.stdout.startswith("14 points: 0 encoded, 12 unchanged")
+
+    found = cli("search", short(example_records[2]), "-c", "kb", "-k", "2", "--json")
+    assert found.returncode == 0, found.stderr
+    assert len(json.loads(found.stdout)) == 2
+
+    missing = cli("attach", "nope", "--text-field", "page_content")
+    assert missing.returncode == 1 and missing.stderr.strip() == "error: collection 'nope' does not exist"

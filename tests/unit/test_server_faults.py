@@ -516,3 +516,32 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("-3") == 0.0
     later = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=30), usegmt=True)
     assert 25 < parse_retry_after(later) <= 31  # type: ignore[operator]
+
+
+# ------------------------------------------------- attaching on an older server
+def test_adding_a_vector_names_the_server_version_needed() -> None:
+    """Qdrant before 1.18 has no PUT /collections/{name}/vectors/{vector}: a 404 on an existing collection."""
+    server = FakeServer({"title": "qdrant - vector search engine", "version": "1.17.1"}, qdrant_default)
+    try:
+        server.script = [
+            Reply(404, {"status": {"error": "Not Found"}, "time": 0.0}),
+            Reply(body=qdrant_ok({"exists": True})),
+        ]
+        backend = connect("qdrant", server)
+        with pytest.raises(BackendError) as old:
+            backend.driver.add_sparse_vector("kb", "splare", idf=False)
+        assert str(old.value) == (
+            "adding the sparse vector 'splare' to collection 'kb' needs a Qdrant server 1.18 or later "
+            "(it answered HTTP 404 to PUT /collections/kb/vectors/splare); upgrade the server"
+        )
+        assert [(s.method, s.path) for s in server.seen] == [
+            ("PUT", "/collections/kb/vectors/splare"),
+            ("GET", "/collections/kb/exists"),
+        ]
+        server.seen.clear()
+        server.script = [Reply(body=qdrant_ok({"operation_id": 1, "status": "completed"}))]
+        backend.driver.add_sparse_vector("kb", "splare", idf=False)  # a 1.18+ server takes it
+        assert [(s.method, s.path) for s in server.seen] == [("PUT", "/collections/kb/vectors/splare")]
+        backend.close()
+    finally:
+        server.close()
