@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from splare_connect.backends.schema import payload_value
 from tests.opensearch_recording import (
     CLUSTER_INFO,
     PLUGINS_WITH_NEURAL,
@@ -50,15 +51,6 @@ def _keyword(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
-
-
-def _path(source: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = source
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
 
 
 _RANGES = {"gt": float.__gt__, "gte": float.__ge__, "lt": float.__lt__, "lte": float.__le__}
@@ -185,13 +177,13 @@ class MemoryCluster:
             return self._bool(clause, source)
         if kind == "term":
             ((field, value),) = clause.items()
-            return 0.0 if _keyword(_path(source, field)) == value else None
+            return 0.0 if _keyword(payload_value(source, field)) == value else None
         if kind == "terms":
             ((field, values),) = clause.items()
-            return 0.0 if _keyword(_path(source, field)) in values else None
+            return 0.0 if _keyword(payload_value(source, field)) in values else None
         if kind == "range":
             ((field, bounds),) = clause.items()
-            value = _path(source, field)
+            value = payload_value(source, field)
             if not isinstance(value, (int, float)) or isinstance(value, bool):
                 return None
             keep = all(_RANGES[op](float(value), float(bound)) for op, bound in bounds.items())

@@ -70,10 +70,7 @@ class TinyDenseDocumentEmbedder:
 
 
 def _matrix(vectors: list[Any]) -> np.ndarray:
-    matrix = np.zeros((len(vectors), vectors[0].dim), np.float64)
-    for row, vector in enumerate(vectors):
-        matrix[row, vector.indices] = vector.values
-    return matrix
+    return np.stack([vector.to_dense().astype(np.float64) for vector in vectors])
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,36 @@
+"""The integration examples run as a user runs them: offline, the default model, each in its own process.
+
+Each script prints its top results; the page that answers each example question must
+be among them (the questions are chosen so that one page clearly answers each).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.default_model
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXPECTED = {
+    "attach_hybrid.py": ["rm.1", "chmod.1", "grep.1"],
+    "langchain_hybrid.py": ["rm.1", "chmod.1", "grep.1"],
+    "llamaindex_hybrid.py": ["tar.1", "xzgrep.1", "inotify.7"],
+    "haystack_hybrid.py": ["tar.1", "xzgrep.1", "inotify.7"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_runs_and_finds_the_answering_pages(script: str, tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPLARE_", "QDRANT_"))}
+    env["HAYSTACK_TELEMETRY_ENABLED"] = "False"
+    run = subprocess.run(
+        [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    for page in EXPECTED[script]:
+        assert page in run.stdout, f"{page} not among {script}'s results:\n{run.stdout}"
