@@ -32,7 +32,7 @@ from splare_connect.backends.protocol import check_same_encoder
 from splare_connect.backends.schema import STATE_HASH, STATE_KEY, payload_value, text_hash
 from splare_connect.chunking import chunk_document, content_window
 from splare_connect.documents import Document
-from splare_connect.errors import BackendError, ConfigError
+from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem
 from splare_connect.sparse_vector import SparseVector
 
@@ -79,12 +79,15 @@ class Attacher:
         backend: A backend that can attach (Qdrant server, local mode or Edge; OpenSearch).
         collection: The app's collection (or index) name.
         text_field: Payload path of each point's text; dots go into nested objects
-            (``"metadata.body"``).
+            (``"metadata.body"``). It may change between runs: points whose text at the
+            new path differs are encoded again.
         doc_id_field: Payload path of the source document's id, for grouping results by
-            document (None: each point is its own document).
-        sparse_vector_name: The sparse field to add; it must not exist yet unless a
-            previous attach made it.
-        idf: Ask the engine to weight query features by IDF (Qdrant).
+            document (None: as the last run had it; on the first, each point is its own
+            document).
+        sparse_vector_name: The sparse field to add (None: as attached before, else
+            ``"splare"``); it must not exist yet unless a previous attach made it.
+        idf: Ask the engine to weight query features by IDF (Qdrant; None: as attached
+            before, else no).
         batch_size: Texts per encoder forward pass.
         points_per_write: Points encoded and written together (also what a crash can lose).
         limits: Text limits (:class:`RecordLimits`); longer texts are skipped and reported.
@@ -98,8 +101,8 @@ class Attacher:
         *,
         text_field: str,
         doc_id_field: str | None = None,
-        sparse_vector_name: str = "splare",
-        idf: bool = False,
+        sparse_vector_name: str | None = None,
+        idf: bool | None = None,
         batch_size: int = 32,
         points_per_write: int = 64,
         limits: RecordLimits = DEFAULT_LIMITS,
@@ -111,15 +114,10 @@ class Attacher:
         self.encoder = encoder
         self.backend: Any = backend
         self.collection = collection
-        self.spec = CollectionSpec(
-            name=collection,
-            sparse_dim=encoder.dim,
-            fingerprint=encoder.fingerprint,
-            sparse_vector_name=sparse_vector_name,
-            idf=idf,
-            text_field=text_field,
-            doc_id_field=doc_id_field,
-        )
+        self.text_field = text_field
+        self.doc_id_field = doc_id_field
+        self.sparse_vector_name = sparse_vector_name
+        self.idf = idf
         self.batch_size = batch_size
         self.points_per_write = points_per_write
         self.limits = limits
@@ -137,8 +135,7 @@ class Attacher:
         """
         started = time.perf_counter()
         report = AttachReport(attached_now=self._attach())
-        text_field = self.spec.text_field
-        assert text_field is not None
+        text_field = self.text_field
         fields = {text_field.split(".")[0], STATE_KEY}
         pending: list[tuple[PointId, str, str]] = []
 
@@ -170,6 +167,18 @@ class Attacher:
             on_progress(report)
         return report
 
+    def spec_for(self, stored: CollectionSpec | None) -> CollectionSpec:
+        """The spec this run stores: the settings given, the rest as the collection was attached."""
+        return CollectionSpec(
+            name=self.collection,
+            sparse_dim=self.encoder.dim,
+            fingerprint=self.encoder.fingerprint,
+            sparse_vector_name=self.sparse_vector_name or (stored.sparse_vector_name if stored else "splare"),
+            idf=self.idf if self.idf is not None else (stored.idf if stored else False),
+            text_field=self.text_field,
+            doc_id_field=self.doc_id_field or (stored.doc_id_field if stored else None),
+        )
+
     def _attach(self) -> bool:
         """Check the collection, store the spec and add the sparse field (idempotent); True on the first run."""
         layout = self.backend.inspect_collection(self.collection)
@@ -180,30 +189,52 @@ class Attacher:
             raise ConfigError(
                 f"collection {self.collection!r} was made by splare-connect; keep it in sync with `ingest`"
             )
+        spec = self.spec_for(stored)
         if stored is not None:
             check_same_encoder(
                 self.collection,
                 stored.fingerprint,
-                self.spec.fingerprint,
+                spec.fingerprint,
                 remedy="attach with the model it was attached with",
             )
-            for setting in ("text_field", "sparse_vector_name", "idf"):
-                if getattr(stored, setting) != getattr(self.spec, setting):
+            for setting in ("sparse_vector_name", "idf"):
+                if getattr(stored, setting) != getattr(spec, setting):
                     raise ConfigError(
                         f"collection {self.collection!r} is attached with {setting}={getattr(stored, setting)!r}, "
-                        f"not {getattr(self.spec, setting)!r}; attach with the same settings"
+                        f"not {getattr(spec, setting)!r}; its stored vectors are for that setting"
                     )
         else:
-            name = self.spec.sparse_vector_name
+            name = spec.sparse_vector_name
             if name in layout.dense or name in layout.sparse:
                 raise BackendError(
                     f"collection {self.collection!r} already has a vector named {name!r} that splare-connect did "
                     "not make; choose another name for the SPLARE vector (--sparse-name)"
                 )
+            self._check_text_field()
         # Every run re-states the spec and the field (both idempotent), so a first run
         # killed between the two is completed by the next.
-        self.backend.attach_collection(self.spec)
+        self.backend.attach_collection(spec)
         return stored is None
+
+    def _check_text_field(self, sample: int = 1000) -> None:
+        """Before anything is written on a first run: some point must have a string at the text field.
+
+        Otherwise the field name is most likely mistyped, and attaching would store it and
+        skip every point. An empty collection passes (the app may fill it later).
+        """
+        top = self.text_field.split(".")[0]
+        seen = 0
+        for _, payload in self.backend.iter_points(self.collection, [top]):
+            if isinstance(payload_value(payload, self.text_field), str):
+                return
+            seen += 1
+            if seen >= sample:
+                break
+        if seen:
+            raise ConfigError(
+                f"none of the first {seen} points of {self.collection!r} has a string at {self.text_field!r}; "
+                "check --text-field (nothing was changed)"
+            )
 
     def _write(self, pending: list[tuple[PointId, str, str]], report: AttachReport) -> None:
         vectors = self._encode([text for _, text, _ in pending])
@@ -211,18 +242,26 @@ class Attacher:
             SparseUpdate(point_id, vector, {STATE_HASH: current})
             for (point_id, _, current), vector in zip(pending, vectors, strict=True)
         ]
-        vanished = self.backend.update_sparse(self.collection, updates)
+        try:
+            vanished = self.backend.update_sparse(self.collection, updates)
+            refused: list[tuple[str, str]] = []
+        except PartialWriteError as error:  # some points refused, the others written: keep going
+            vanished = []
+            refused = [(point, f"refused by the database: {reason}") for point, reason in error.failures]
         report.vanished += len(vanished)
-        report.encoded += len(updates) - len(vanished)
-        LOGGER.info("attached vectors to %d points", len(updates) - len(vanished))
+        report.skipped += refused
+        written = len(updates) - len(vanished) - len(refused)
+        report.encoded += written
+        LOGGER.info("attached vectors to %d points", written)
 
     def _encode(self, texts: list[str]) -> list[SparseVector]:
         """Document vectors; a text past the window is encoded in windows and max-pooled."""
         tokenizer = self.encoder.tokenizer
-        windows: list[list[str]] = [
-            [chunk.text for chunk in chunk_document(Document("-", text), tokenizer, self.window, self.overlap)]
-            for text in texts
-        ]
+        with self.encoder.lock:  # the tokenizer is shared with other threads' encode() calls
+            windows: list[list[str]] = [
+                [chunk.text for chunk in chunk_document(Document("-", text), tokenizer, self.window, self.overlap)]
+                for text in texts
+            ]
         flat = [window for text_windows in windows for window in text_windows]
         encoded = self.encoder.encode(flat, role="document", batch_size=self.batch_size).sparse
         vectors, position = [], 0

@@ -109,10 +109,12 @@ class SplareEncoder:
         self.pad_token_id = pad_token_id(self.tokenizer)
         # What forward() runs: the reader, or on the fast path its trace (same outputs, less Python).
         self._run_reader: torch.nn.Module = self.reader
-        # encode() is serialised: a fast tokenizer refuses concurrent calls ("Already
-        # borrowed") and a CPU forward pass already uses every core, so threads sharing
-        # one encoder (a web server, a RAG framework's thread pool) take turns.
-        self._encode_lock = threading.Lock()
+        # encode() is serialised: a fast tokenizer keeps its truncation and padding settings
+        # in shared state, so concurrent calls corrupt each other's batches, and a CPU
+        # forward pass already uses every core; threads sharing one encoder (a web server,
+        # a RAG framework's thread pool) take turns. Code that uses ``tokenizer`` directly
+        # in such a process holds ``lock`` too (re-entrant, so encode() can run inside it).
+        self.lock = threading.RLock()
         if self.precision == "int8":
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
@@ -292,9 +294,10 @@ class SplareEncoder:
             ConfigError: ``dense=True`` for a model without a dense embedding, or a bad
                 ``role``/``batch_size``.
 
-        Thread-safe: one encoder may be shared by threads; their calls run one at a time.
+        Thread-safe: one encoder may be shared by threads; their calls run one at a time
+        (hold :attr:`lock` around any direct use of :attr:`tokenizer`, too).
         """
-        with self._encode_lock:
+        with self.lock:
             return self._encode(texts, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress)
 
     def _encode(

@@ -212,7 +212,8 @@ class Retriever:
             weights=weights,
             candidates=max(100, 2 * k),
             filter=filter,
-            dense_field=using,
+            # Only when asked: a backend written before dense_field existed keeps working.
+            **({"dense_field": using} if using is not None else {}),
         )
 
     def _to_search_hits(self, hits: list[Hit], query: SparseVector | None) -> list[SearchHit]:

@@ -202,16 +202,7 @@ def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
         wanted.fingerprint,
         remedy="use another collection name, or drop this one and ingest again",
     )
-    compared = (
-        "sparse_dim",
-        "dense_dim",
-        "sparse_vector_name",
-        "dense_vector_name",
-        "idf",
-        "text_field",
-        "doc_id_field",
-    )
-    for attribute in compared:
+    for attribute in _COMPARED:
         if getattr(existing, attribute) != getattr(wanted, attribute):
             raise BackendError(
                 f"collection {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "

@@ -36,9 +36,12 @@ from splare_connect.cli.common import (
     stdout,
 )
 from splare_connect.errors import SplareError
+from splare_connect.record_rules import DEFAULT_LIMITS
 
 if TYPE_CHECKING:
     from splare_connect.attach import AttachReport
+
+_SHOWN_SKIPS = 20  # skipped points listed on stderr; --json has them all
 
 
 def run_with_progress(attacher: Any) -> AttachReport:
@@ -71,8 +74,9 @@ def attach(
         typer.Option("--doc-id-field", help="Payload field naming each point's source document (for grouping)."),
     ] = None,
     sparse_name: Annotated[
-        str, typer.Option("--sparse-name", help="Name of the sparse vector field to add.")
-    ] = "splare",
+        str | None,
+        typer.Option("--sparse-name", help="Name of the sparse vector field to add [default: splare, or as attached]."),
+    ] = None,
     backend: BackendOption = "qdrant",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
@@ -83,6 +87,9 @@ def attach(
     trust_remote_code: TrustRemoteCodeOption = False,
     idf: IdfOption = False,
     batch_size: BatchSizeOption = 32,
+    max_chars: Annotated[
+        int, typer.Option("--max-chars", min=1, help="Longest text in characters; points with longer ones are skipped.")
+    ] = DEFAULT_LIMITS.max_text_chars,
     as_json: JsonOption = False,
 ) -> None:
     """Add a SPLARE sparse vector to every point of an existing collection; re-run to encode only what changed.
@@ -91,6 +98,8 @@ def attach(
     points, ids, payload and other vectors stay as they are. With the embedded engine,
     COLLECTION is a Qdrant Edge shard directory under --data-dir (close it in the app first).
     """
+    from dataclasses import replace
+
     from splare_connect.attach import Attacher
     from splare_connect.backends import AttachableBackend
     from splare_connect.backends.protocol import check_field_names
@@ -111,23 +120,26 @@ def attach(
                 text_field=text_field,
                 doc_id_field=doc_id_field,
                 sparse_vector_name=sparse_name,
-                idf=idf,
+                idf=True if idf else None,  # absent: as attached before
                 batch_size=batch_size,
+                limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
             )
             report = run_with_progress(attacher)
         finally:
             store.close()
     except SplareError as error:
         raise fail(error) from error
-    for point, reason in report.skipped:
+    for point, reason in report.skipped[:_SHOWN_SKIPS]:
         print_line("[yellow]skipped[/]", f"point {point}: {reason}")
+    if len(report.skipped) > _SHOWN_SKIPS:
+        print_line("[yellow]skipped[/]", f"{len(report.skipped) - _SHOWN_SKIPS} more points (--json lists them all)")
     if as_json:
         stdout.print_json(json.dumps(report.to_dict()))
     else:
         stdout.print(
             f"{report.points} points: {report.encoded} encoded, {report.unchanged} unchanged, "
             f"{report.vanished} deleted meanwhile, {len(report.skipped)} skipped; {report.seconds:.1f} s"
-            + (f"; added the sparse vector {sparse_name!r}" if report.attached_now else ""),
+            + ("; added the sparse vector" if report.attached_now else ""),
             highlight=False,
             soft_wrap=True,
         )

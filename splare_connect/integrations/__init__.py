@@ -37,13 +37,18 @@ def require(module: str, extra: str) -> ModuleType:
     """Import a framework module, or say exactly what to install.
 
     Raises:
-        MissingDependencyError: ``module`` is not installed; the message names the extra.
+        MissingDependencyError: ``module`` is not installed, or is installed but fails to
+            import (a version another package broke); the message names the extra.
     """
+    install = f'pip install "splare-connect[{extra}]"'
     try:
         return importlib.import_module(module)
     except ImportError as exc:
+        top = module.split(".")[0]
+        if exc.name is None or exc.name == top or exc.name.startswith(f"{top}.") or module.startswith(f"{exc.name}."):
+            raise MissingDependencyError(f"{module} is not installed; install the integration with: {install}") from exc
         raise MissingDependencyError(
-            f'{module} is not installed; install the integration with: pip install "splare-connect[{extra}]"'
+            f"{module} is installed but cannot be imported ({exc}); reinstall the integration with: {install}"
         ) from exc
 
 

@@ -59,7 +59,11 @@ class App:
             (
                 app_id(i),
                 app_vector(i),
-                {"page_content": short(r), "metadata": {"source": r["id"], "title": r["title"]}},
+                {
+                    "page_content": short(r),
+                    "metadata": {"source": r["id"], "title": r["title"]},
+                    "record_id": f"app-{i}",  # a key of the app's own that splare-connect's records also use
+                },
             )
             for i, r in enumerate(records)
         ]
@@ -282,8 +286,11 @@ def test_search_reads_the_apps_points_and_fuses_with_its_own_dense_vectors(
     best = next(i for i in range(12) if str(app_id(i)) == hit.id)
     assert hit.text == short(example_records[best]) and hit.doc_id == example_records[best]["id"]
     assert hit.metadata == {
-        "metadata": {"source": example_records[best]["id"], "title": example_records[best]["title"]}
+        "metadata": {"source": example_records[best]["id"], "title": example_records[best]["title"]},
+        "record_id": f"app-{best}",
     }
+    [explained] = retriever.search(query, k=1, explain=True)  # the stored vector is found by the app's id
+    assert explained.features and sum(c for _, c in explained.features) == pytest.approx(explained.score, rel=1e-4)
 
     # The app's own query vector for point 7, all weight on the dense side: point 7 first.
     fused = retriever.search("anything", dense=app_vector(7), using="openai", weights=(0.0, 1.0), k=3)
@@ -333,8 +340,27 @@ def test_attach_refuses_what_it_must_not_touch(
     other = SplareEncoder.from_pretrained(other_tiny_model_dir, device="cpu")
     with pytest.raises(EncoderMismatchError):
         attach(other, backend)
-    with pytest.raises(ConfigError, match=r"attached with text_field='page_content', not 'metadata\.title'"):
-        Attacher(tiny_encoder, backend, "kb", text_field="metadata.title").run()
+    with pytest.raises(ConfigError, match="attached with sparse_vector_name='splare', not 'other'"):
+        attach(tiny_encoder, backend, sparse_vector_name="other")
+    with pytest.raises(ConfigError, match="attached with idf=False, not True"):
+        attach(tiny_encoder, backend, idf=True)
+    backend.close()
+
+
+def test_a_mistyped_text_field_changes_nothing_and_the_text_field_may_change_later(
+    app: App, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    backend = app.backend()
+    with pytest.raises(ConfigError, match=r"none of the first 14 points of 'kb' has a string at 'page_contnet'"):
+        Attacher(tiny_encoder, backend, "kb", text_field="page_contnet").run()
+    layout = backend.inspect_collection("kb")
+    assert layout.spec is None and "splare" not in layout.sparse
+    attach(tiny_encoder, backend)
+    # Later the app wants its titles encoded instead: every point whose title differs from its text is redone.
+    retitled = Attacher(tiny_encoder, backend, "kb", text_field="metadata.title").run()
+    assert (retitled.encoded, retitled.unchanged, len(retitled.skipped)) == (12, 0, 2)  # 9001 and 9002 have no title
+    assert backend.describe_collection("kb").text_field == "metadata.title"
+    assert backend.describe_collection("kb").doc_id_field == "metadata.source"  # kept from the first run
     backend.close()
 
 
@@ -353,7 +379,7 @@ def test_a_first_run_killed_after_storing_the_spec_is_completed_by_the_next(
 ) -> None:
     backend = app.backend()
     attacher = Attacher(tiny_encoder, backend, "kb", text_field="page_content")
-    backend.driver.store_spec(attacher.spec)  # the first half of attaching, then "killed"
+    backend.driver.store_spec(attacher.spec_for(None))  # the first half of attaching, then "killed"
     report = attacher.run()
     assert report.encoded == 12 and "splare" in backend.inspect_collection("kb").sparse
     backend.close()
@@ -416,3 +442,77 @@ def test_the_attach_command_reports_progress_a_summary_and_json(
 
     missing = cli("attach", "nope", "--text-field", "page_content")
     assert missing.returncode == 1 and missing.stderr.strip() == "error: collection 'nope' does not exist"
+
+
+def test_threads_sharing_an_encoder_may_chunk_and_encode_at_once(
+    tmp_path: Path, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    """Chunking uses the encoder's tokenizer, whose settings encode() changes: both take the encoder's lock.
+
+    Without it, a chunking call between encode()'s tokenizer set-up and its batch leaves
+    the batch untruncated (a tensor-size error, or other vectors): seen within seconds.
+    """
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from qdrant_client import QdrantClient, models
+
+    client = QdrantClient(":memory:")
+    client.create_collection("kb", vectors_config={})
+    client.upsert("kb", [models.PointStruct(id=1, vector={}, payload={"text": "x"})])
+    backend = create_backend(client=client)
+    attacher = Attacher(tiny_encoder, backend, "kb", text_field="text")
+    syncer = Syncer(tiny_encoder, backend, "other")
+    pages = [r["text"] for r in example_records[:8]]
+    long_text = " ".join(pages)
+    expected_pages = tiny_encoder.encode(pages, role="document").sparse
+    expected_chunks = [c.text for c in syncer._chunks(Document("d", long_text))]
+    expected_pooled = attacher._encode([long_text])
+    deadline = time.monotonic() + 6
+
+    def encode_loop() -> int:
+        rounds = 0
+        while time.monotonic() < deadline:
+            assert tiny_encoder.encode(pages, role="document").sparse == expected_pages
+            rounds += 1
+        return rounds
+
+    def chunk_loop() -> int:
+        rounds = 0
+        while time.monotonic() < deadline:
+            assert [c.text for c in syncer._chunks(Document("d", long_text))] == expected_chunks
+            if rounds % 20 == 0:
+                assert attacher._encode([long_text]) == expected_pooled
+            rounds += 1
+        return rounds
+
+    with ThreadPoolExecutor(2) as pool:
+        encodes, chunkings = pool.submit(encode_loop), pool.submit(chunk_loop)
+        assert encodes.result() > 0 and chunkings.result() > 0
+
+
+def test_a_point_the_app_deletes_during_a_run_is_counted_and_the_run_goes_on(
+    app: App, tiny_encoder: SplareEncoder
+) -> None:
+    backend = app.backend()
+    written: list[Any] = []
+    update_sparse = backend.update_sparse
+
+    def recording_update_sparse(collection: str, updates: list[SparseUpdate]) -> list[Any]:
+        written.extend(u.point_id for u in updates)
+        return update_sparse(collection, updates)
+
+    backend.update_sparse = recording_update_sparse
+    victims: list[Any] = []
+
+    def app_deletes_one(report: Any) -> None:  # after the first write: the app deletes a point read, not written
+        if not victims:
+            victims.append(next(app_id(i) for i in range(12) if app_id(i) not in written))
+            backend.driver.delete("kb", victims)
+
+    report = Attacher(tiny_encoder, backend, "kb", text_field="page_content", points_per_write=4).run(
+        on_progress=app_deletes_one
+    )
+    assert (report.points, report.encoded, report.vanished, len(report.skipped)) == (14, 11, 1, 2)
+    assert backend.count("kb") == 13
+    backend.close()

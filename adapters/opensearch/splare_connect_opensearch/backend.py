@@ -38,7 +38,7 @@ from splare_connect.backends import (
     create_or_adopt,
 )
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
-from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, STATE_KEY, point_id, pop_record_id
+from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.redaction import safe_message
 from splare_connect.sparse_vector import SparseVector
@@ -50,6 +50,10 @@ QueryMode = Literal["auto", "neural_sparse", "rank_feature", "ann"]
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _PAGE = 1000
+# Attach reads an app's index with the scroll API while it encodes: a page of 256 points
+# takes minutes to encode on a CPU, so the search context is kept for 30 minutes.
+_SCROLL_PAGE = 256
+_SCROLL_KEEP = "30m"
 
 
 class BulkWriteError(PartialWriteError):
@@ -148,7 +152,8 @@ class OpenSearchBackend:
         self._specs: dict[str, CollectionSpec] = {}
         self._capabilities: dict[str, Any] | None = None
         self._pipelines: set[str] = set()
-        self._app_vector_fields: dict[str, list[str]] = {}
+        self._layouts: dict[str, CollectionLayout] = {}
+        self._routing: dict[str, dict[str, str]] = {}  # an attached index's custom routing, by document id
 
     @property
     def retry_deadline(self) -> float | None:
@@ -234,7 +239,14 @@ class OpenSearchBackend:
                 return None
 
         response = self._call(f"reading the mapping of {name!r}", get_mapping)
-        return None if response is None else dict(next(iter(response.values()))["mappings"])
+        if response is None:
+            return None
+        if len(response) != 1:
+            # An alias or pattern over several indexes: one _meta written to all of them, or a
+            # delete reaching indexes that are not ours. Refused.
+            shown = ", ".join(sorted(response)[:5])
+            raise BackendError(f"{name!r} names {len(response)} indexes ({shown}); name one index")
+        return dict(next(iter(response.values()))["mappings"])
 
     # -------------------------------------------- indexes another app made
     def inspect_collection(self, name: str) -> CollectionLayout | None:
@@ -267,6 +279,7 @@ class OpenSearchBackend:
             lambda: self.client.indices.put_mapping(index=spec.name, body=body),
         )
         self._specs[spec.name] = spec
+        self._layouts.pop(spec.name, None)
 
     def iter_points(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[PointId, dict[str, Any]]]:
         """Every document's ``_id`` with the named ``_source`` fields, through the scroll API in index order.
@@ -274,34 +287,48 @@ class OpenSearchBackend:
         A retried page could in principle skip one; its points are then encoded by the
         next run (a point is done only when its hash matches), never lost.
         """
-        body = {"query": {"match_all": {}}, "_source": list(fields), "size": _PAGE, "sort": ["_doc"]}
+        body = {"query": {"match_all": {}}, "_source": list(fields), "size": _SCROLL_PAGE, "sort": ["_doc"]}
+        routing = self._routing.setdefault(collection, {})
         response = self._call(
-            f"reading {collection!r}", lambda: self.client.search(index=collection, body=body, scroll="5m")
+            f"reading {collection!r}", lambda: self.client.search(index=collection, body=body, scroll=_SCROLL_KEEP)
         )
         scroll_id = response.get("_scroll_id")
         try:
             while True:
                 hits = response["hits"]["hits"]
                 for hit in hits:
+                    if hit.get("_routing") is not None:
+                        routing[str(hit["_id"])] = str(hit["_routing"])
                     yield str(hit["_id"]), dict(hit.get("_source") or {})
-                if len(hits) < _PAGE or not scroll_id:
+                if len(hits) < _SCROLL_PAGE or not scroll_id:
                     return
                 current = scroll_id
                 response = self._call(
                     f"reading {collection!r}",
-                    lambda current=current: self.client.scroll(scroll_id=current, scroll="5m"),
+                    lambda current=current: self.client.scroll(scroll_id=current, scroll=_SCROLL_KEEP),
                 )
                 scroll_id = response.get("_scroll_id") or scroll_id
         finally:
             if scroll_id:
-                self._call("releasing a scroll", lambda: self.client.clear_scroll(scroll_id=scroll_id))
+                self._release_scroll(scroll_id)
+
+    def _release_scroll(self, scroll_id: str) -> None:
+        """Free the scroll's search context: one try, never an error (it expires by itself anyway)."""
+        try:
+            self.client.clear_scroll(scroll_id=scroll_id)
+        except Exception as error:  # cleanup only: the run's own outcome matters, not this
+            LOGGER.debug("could not release a scroll: %s", safe_message(str(error)))
 
     def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
         """Bulk ``update`` actions (partial ``_update``s): never ``index``, which would replace the document."""
         spec = self._spec(collection)
         for update in updates:
             spec.check_width(str(update.point_id), update.sparse)
-        actions = [bodies.sparse_update(spec, str(u.point_id), u.sparse, u.state) for u in updates]
+        routing = self._routing.get(collection, {})
+        actions = [
+            bodies.sparse_update(spec, str(u.point_id), u.sparse, u.state, routing.get(str(u.point_id)))
+            for u in updates
+        ]
         return self._bulk(
             f"updating {len(actions)} documents of {collection!r}", actions, by_id={a["_id"]: a["_id"] for a in actions}
         )
@@ -459,7 +486,7 @@ class OpenSearchBackend:
         response = self._call(
             f"searching {collection!r}", lambda: self.client.search(index=collection, body=body, params=params)
         )
-        return _hits(response)
+        return _hits(spec, response)
 
     def hybrid_search(
         self,
@@ -508,7 +535,7 @@ class OpenSearchBackend:
             f"hybrid search in {collection!r}",
             lambda: self.client.search(index=collection, body=body, params={"search_pipeline": name}),
         )
-        return _hits(response)
+        return _hits(spec, response)
 
     def _ensure_pipeline(self, name: str, body: dict[str, Any]) -> str:
         """PUT the pipeline once per backend (PUT is idempotent: same name, same body)."""
@@ -533,21 +560,24 @@ class OpenSearchBackend:
                     "pass your own query vector and the knn_vector field it is for"
                 )
             return spec.dense_dim
-        layout = self.inspect_collection(spec.name)
-        dense = {} if layout is None else dict(layout.dense)
+        dense = self._layout(spec.name).dense
         if dense_field not in dense:
             names = ", ".join(repr(name) for name in dense) or "none"
             raise BackendError(f"index {spec.name!r} has no knn_vector field {dense_field!r} (its fields: {names})")
         return dense[dense_field]
 
     def _app_vectors(self, spec: CollectionSpec) -> list[str]:
-        """What hits leave out of an attached index's ``_source``: the app's vectors and splare-connect's state."""
-        if not spec.attached:
-            return []
-        if spec.name not in self._app_vector_fields:
-            layout = self.inspect_collection(spec.name)
-            self._app_vector_fields[spec.name] = [] if layout is None else list(layout.dense)
-        return [*self._app_vector_fields[spec.name], STATE_KEY]
+        """The app's dense fields, which hits from an attached index leave out of ``_source``."""
+        return list(self._layout(spec.name).dense) if spec.attached else []
+
+    def _layout(self, name: str) -> CollectionLayout:
+        """The index's fields, read once per backend (a field the app adds later needs a new backend)."""
+        if name not in self._layouts:
+            layout = self.inspect_collection(name)
+            if layout is None:
+                raise BackendError(f"index {name!r} does not exist")
+            self._layouts[name] = layout
+        return self._layouts[name]
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)
@@ -556,11 +586,12 @@ class OpenSearchBackend:
         return spec
 
 
-def _hits(response: Mapping[str, Any]) -> list[Hit]:
+def _hits(spec: CollectionSpec, response: Mapping[str, Any]) -> list[Hit]:
+    """Hits from a search reply; an attached index's documents keep their own ``_id`` and ``_source``."""
     hits = []
     for hit in response["hits"]["hits"]:
         source = dict(hit.get("_source") or {})
-        record_id = pop_record_id(source, default=str(hit["_id"]))
+        record_id = str(hit["_id"]) if spec.attached else pop_record_id(source, default=str(hit["_id"]))
         hits.append(Hit(id=record_id, score=float(hit["_score"]), payload=source))
     return hits
 

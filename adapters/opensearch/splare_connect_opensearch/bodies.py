@@ -252,23 +252,54 @@ def attach_mapping(spec: CollectionSpec, their_meta: Mapping[str, Any]) -> dict[
     }
 
 
+# A partial update's "doc" merges objects key by key, so the features of an earlier text
+# would survive in the rank_features object; a script replaces both values outright.
+_SET_SPARSE_AND_STATE = "ctx._source[params.field] = params.vector; ctx._source[params.state_key] = params.state"
+
+
 def sparse_update(
-    spec: CollectionSpec, point_id: str, vector: SparseVector, state: Mapping[str, Any]
+    spec: CollectionSpec,
+    point_id: str,
+    vector: SparseVector,
+    state: Mapping[str, Any],
+    routing: str | None = None,
 ) -> dict[str, Any]:
-    """A bulk ``update`` action (a partial ``_update``): the sparse field and ``_splare``, nothing else."""
-    return {
+    """A bulk ``update`` action that sets the sparse field and ``_splare`` and touches nothing else.
+
+    Scripted, not a partial ``doc``: OpenSearch merges a partial doc into the stored one
+    recursively, which would keep the features of the point's previous text. Retried on
+    a version conflict (the app writing the same document meanwhile); ``routing`` is the
+    document's own, when the index routes by something other than its id.
+    """
+    action: dict[str, Any] = {
         "_op_type": "update",
         "_index": spec.name,
         "_id": point_id,
-        "doc": {spec.sparse_vector_name: features(vector), STATE_KEY: dict(state)},
+        "retry_on_conflict": 3,
+        "script": {
+            "source": _SET_SPARSE_AND_STATE,
+            "lang": "painless",
+            "params": {
+                "field": spec.sparse_vector_name,
+                "vector": features(vector),
+                "state_key": STATE_KEY,
+                "state": dict(state),
+            },
+        },
     }
+    if routing is not None:
+        action["routing"] = routing
+    return action
 
 
-def search_body(
-    spec: CollectionSpec, query: dict[str, Any], k: int, also_exclude: Sequence[str] = ()
-) -> dict[str, Any]:
-    """A search request returning payloads but not the (large) vectors (``also_exclude``: an app's own)."""
-    return {"size": k, "query": query, "_source": {"excludes": [*source_excludes(spec), *also_exclude]}}
+def search_body(spec: CollectionSpec, query: dict[str, Any], k: int, app_vectors: Sequence[str] = ()) -> dict[str, Any]:
+    """A search request returning payloads but not the (large) vectors.
+
+    On an attached index the exclusions are exact names (splare-connect's field and state,
+    the app's ``app_vectors``): a pattern such as ``dense*`` could hide an app's own field.
+    """
+    excludes = [spec.sparse_vector_name, STATE_KEY, *app_vectors] if spec.attached else source_excludes(spec)
+    return {"size": k, "query": query, "_source": {"excludes": excludes}}
 
 
 def source_excludes(spec: CollectionSpec) -> list[str]:

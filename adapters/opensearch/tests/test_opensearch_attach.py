@@ -42,6 +42,28 @@ THEIR_MAPPING = {
 }
 
 
+def merge(stored: dict[str, Any], partial: dict[str, Any]) -> None:
+    """How OpenSearch applies a partial ``doc``: objects merged key by key, recursively."""
+    for key, value in partial.items():
+        if isinstance(value, dict) and isinstance(stored.get(key), dict):
+            merge(stored[key], value)
+        else:
+            stored[key] = value
+
+
+def apply_update(stored: dict[str, Any], action: dict[str, Any]) -> None:
+    """A bulk update: a partial ``doc`` (merged), or the backend's script (which replaces two values)."""
+    if "doc" in action:
+        merge(stored, action["doc"])
+        return
+    params = action["script"]["params"]
+    assert action["script"]["source"] == (
+        "ctx._source[params.field] = params.vector; ctx._source[params.state_key] = params.state"
+    )
+    stored[params["field"]] = params["vector"]
+    stored[params["state_key"]] = params["state"]
+
+
 class AppIndex:
     """The app's index ``kb``: a mapping and documents, updated the way OpenSearch applies the requests."""
 
@@ -51,6 +73,7 @@ class AppIndex:
             f"doc-{i}": {
                 "page_content": r["text"][:40],
                 "metadata": {"source": r["id"]},
+                "record_id": f"app-{i}",  # a key of the app's own that splare-connect's records also use
                 "embedding": [float(x) for x in np.random.default_rng(i).standard_normal(4)],
             }
             for i, r in enumerate(records)
@@ -81,6 +104,7 @@ class AppIndex:
                     "_id": doc_id,
                     "_score": None,
                     "_source": {k: v for k, v in doc.items() if k in fields},
+                    **({"_routing": "tenant-a"} if doc_id == "doc-0" else {}),  # a custom-routed document
                 }
                 for doc_id, doc in self.docs.items()
             ]
@@ -97,7 +121,7 @@ class AppIndex:
             for meta, action in zip(request.ndjson[::2], request.ndjson[1::2], strict=True):
                 doc_id = meta["update"]["_id"]
                 if doc_id not in refuse:
-                    self.docs[doc_id].update(action["doc"])  # a partial update merges
+                    apply_update(self.docs[doc_id], action)
             return bulk_response(request, refuse)
         if path == "/kb/_refresh":
             return 200, {"_shards": {"total": 1, "successful": 1, "failed": 0}}
@@ -105,6 +129,11 @@ class AppIndex:
             return acknowledged()
         if path == "/kb/_search":
             return search_response(self.search_hits)
+        if path == "/kb-*/_mapping":
+            return 200, {
+                "kb-1": {"mappings": copy.deepcopy(self.mapping)},
+                "kb-2": {"mappings": copy.deepcopy(self.mapping)},
+            }
         if path == "/kb/_mget":
             return 200, {
                 "docs": [
@@ -146,7 +175,12 @@ def test_attach_adds_a_field_and_writes_only_partial_updates(index: AppIndex, ti
     bulk_lines = [line for r in recorder.find("POST", "/_bulk") for line in r.ndjson]
     actions, docs = bulk_lines[::2], bulk_lines[1::2]
     assert {next(iter(a)) for a in actions} == {"update"}
-    assert all(set(d) == {"doc"} and set(d["doc"]) == {"splare", STATE_KEY} for d in docs)
+    assert all(
+        set(d) == {"script"}
+        and {d["script"]["params"]["field"], d["script"]["params"]["state_key"]} == {"splare", STATE_KEY}
+        for d in docs
+    )
+    assert all(a["update"]["retry_on_conflict"] == 3 for a in actions)
     assert {r.path for r in writes(recorder)} == {"/kb/_mapping", "/_bulk", "/kb/_refresh"}
     # So the app's own fields are exactly as they were; SPLARE's are the encoder's.
     for doc_id, doc in index.docs.items():
@@ -180,16 +214,24 @@ def test_a_rerun_writes_only_changed_documents_and_tolerates_deleted_ones(
     )
     updated = {line["update"]["_id"] for r in recorder.find("POST", "/_bulk") for line in r.ndjson if "update" in line}
     assert updated == {"doc-2", "doc-9"}
+    # The new text's features replace the old ones (a partial doc would have merged them in).
+    [tar] = tiny_encoder.encode(["tar packs files into an archive"], role="document").sparse
+    stored = index.docs["doc-2"]["splare"]
+    assert sorted(stored, key=int) == [str(i) for i in tar.indices.tolist()]
+    assert [stored[str(i)] for i in tar.indices.tolist()] == pytest.approx(tar.values.tolist(), rel=1e-5)
 
 
 def test_search_and_hybrid_with_the_apps_knn_field(index: AppIndex, tiny_encoder: SplareEncoder) -> None:
     backend, recorder = connect(index)
     Attacher(tiny_encoder, backend, "kb", text_field="page_content", doc_id_field="metadata.source").run()
     source = dict(index.docs["doc-1"])
-    index.search_hits = [("doc-1", 2.5, {k: v for k, v in source.items() if k in ("page_content", "metadata")})]
+    index.search_hits = [
+        ("doc-1", 2.5, {k: v for k, v in source.items() if k in ("page_content", "metadata", "record_id")})
+    ]
     retriever = Retriever(tiny_encoder, backend, "kb")
     [hit] = retriever.search("files", dense=[0.1, 0.2, 0.3, 0.4], using="embedding", k=1)
     assert (hit.id, hit.text, hit.doc_id) == ("doc-1", source["page_content"], source["metadata"]["source"])
+    assert hit.metadata["record_id"] == "app-1"  # the app's own key, not read as splare-connect's id
     body = recorder.find("POST", "/kb/_search")[-1].body
     dense_clause = body["query"]["hybrid"]["queries"][1]
     assert dense_clause["knn"]["embedding"]["vector"] == pytest.approx([0.1, 0.2, 0.3, 0.4])
@@ -209,4 +251,25 @@ def test_an_app_index_is_not_read_as_ours(index: AppIndex, tiny_encoder: SplareE
         Retriever(tiny_encoder, backend, "kb")
     with pytest.raises(BackendError, match="does not drop it"):
         backend.drop_collection("kb")
+    assert not writes(recorder)
+
+
+def test_documents_keep_their_custom_routing(index: AppIndex, tiny_encoder: SplareEncoder) -> None:
+    backend, recorder = connect(index)
+    Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    actions = {
+        line["update"]["_id"]: line["update"]
+        for r in recorder.find("POST", "/_bulk")
+        for line in r.ndjson
+        if "update" in line
+    }
+    assert actions["doc-0"]["routing"] == "tenant-a" and "routing" not in actions["doc-1"]
+
+
+def test_an_alias_or_pattern_over_several_indexes_is_refused(index: AppIndex, tiny_encoder: SplareEncoder) -> None:
+    backend, recorder = connect(index)
+    with pytest.raises(BackendError, match=r"'kb-\*' names 2 indexes \(kb-1, kb-2\); name one index"):
+        Attacher(tiny_encoder, backend, "kb-*", text_field="page_content").run()
+    with pytest.raises(BackendError, match="names 2 indexes"):
+        backend.drop_collection("kb-*")
     assert not writes(recorder)

@@ -133,17 +133,18 @@ class QdrantBackend:
         spec = self._spec(collection)
         for update in updates:
             spec.check_width(str(update.point_id), update.sparse)
-        try:
-            self.driver.update_vectors(collection, spec.sparse_vector_name, updates)
-        except BackendError:
-            present = self.driver.existing(collection, [u.point_id for u in updates])
-            if len(present) == len(updates):
-                raise
-            kept = [u for u in updates if u.point_id in present]
-            if kept:
-                self.driver.update_vectors(collection, spec.sparse_vector_name, kept)
-            return [u.point_id for u in updates if u.point_id not in present]
-        return []
+        pending, vanished = list(updates), list[PointId]()
+        while pending:
+            try:
+                self.driver.update_vectors(collection, spec.sparse_vector_name, pending)
+                break
+            except BackendError:
+                present = self.driver.existing(collection, [u.point_id for u in pending])
+                if len(present) == len(pending):
+                    raise  # not a deletion: the write itself failed
+                vanished += [u.point_id for u in pending if u.point_id not in present]
+                pending = [u for u in pending if u.point_id in present]
+        return vanished
 
     # ------------------------------------------------------------------ writes
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
@@ -211,7 +212,7 @@ class QdrantBackend:
         """Top ``k`` by sparse dot product (exact)."""
         spec = self._spec(collection)
         nearest = Nearest(spec.sparse_vector_name, query, k, filter)
-        return _hits(self.driver.query(collection, nearest, f"searching {collection!r}"))
+        return _hits(spec, self.driver.query(collection, nearest, f"searching {collection!r}"))
 
     def hybrid_search(
         self,
@@ -244,7 +245,7 @@ class QdrantBackend:
             weights=tuple(weights),
             limit=k,
         )
-        return _hits(self.driver.query(collection, fused, f"hybrid search in {collection!r}"))
+        return _hits(spec, self.driver.query(collection, fused, f"hybrid search in {collection!r}"))
 
     def close(self) -> None:
         """Release the engine's files, locks and connections."""
@@ -297,11 +298,16 @@ def _dense_list(collection: str, width: int, record_id: str, dense: npt.NDArray[
     return array.tolist()
 
 
-def _hits(points: Sequence[Any]) -> list[Hit]:
-    """Hits from scored points (``id``, ``score``, ``payload``): the record id comes out of the payload."""
+def _hits(spec: CollectionSpec, points: Sequence[Any]) -> list[Hit]:
+    """Hits from scored points (``id``, ``score``, ``payload``).
+
+    A point splare-connect wrote carries its record id in the payload; an attached
+    collection's point is the app's, so its id is the app's point id and its payload is
+    left as the app wrote it (even if it has a ``record_id`` key of its own).
+    """
     hits = []
     for point in points:
         payload = dict(point.payload or {})
-        record_id = pop_record_id(payload, default=str(point.id))
+        record_id = str(point.id) if spec.attached else pop_record_id(payload, default=str(point.id))
         hits.append(Hit(id=record_id, score=float(point.score), payload=payload))
     return hits
