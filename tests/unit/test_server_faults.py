@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from splare_connect import BackendError, ConfigError
+from splare_connect.backends import CollectionSpec
 from splare_connect.backends.retrying import parse_retry_after, retry_call
 from splare_connect.backends.urls import check_url
 from splare_connect.redaction import redact, safe_message
@@ -538,6 +539,13 @@ def test_adding_a_vector_names_the_server_version_needed() -> None:
             ("PUT", "/collections/kb/vectors/splare"),
             ("GET", "/collections/kb/exists"),
         ]
+        # Attaching stores the spec first: the version is checked before anything is written.
+        with pytest.raises(BackendError) as refused:
+            backend.driver.store_spec(CollectionSpec("kb", 64, {"digest": "d"}, text_field="page_content"))
+        assert str(refused.value).endswith(
+            "needs a Qdrant server 1.18 or later, and this one is 1.17.1; upgrade the server"
+        )
+        assert all(s.method != "PATCH" for s in server.seen)
         server.seen.clear()
         server.script = [Reply(body=qdrant_ok({"operation_id": 1, "status": "completed"}))]
         backend.driver.add_sparse_vector("kb", "splare", idf=False)  # a 1.18+ server takes it

@@ -29,6 +29,7 @@ from splare_connect_qdrant.filters import FilterClasses, build_filter
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
+_ADD_VECTOR_SINCE = (1, 18)  # PUT /collections/{name}/vectors/{vector} (qdrant/qdrant#8605)
 
 
 class ClientDriver:
@@ -131,11 +132,29 @@ class ClientDriver:
         self.call(f"adding sparse vector {vector_name!r} to {collection!r}", create)
 
     def store_spec(self, spec: CollectionSpec) -> None:
-        """Merge the spec into the collection's metadata under ``splare_connect`` (other keys stay)."""
+        """Merge the spec into the collection's metadata under ``splare_connect`` (other keys stay).
+
+        The server's version is checked first: the spec would otherwise be stored on a
+        server that then cannot add the vector it describes.
+        """
+        self._check_version_for_attach(spec.name, spec.sparse_vector_name)
         self.call(
             f"storing splare-connect's settings in {spec.name!r}",
             lambda: self.client.update_collection(spec.name, metadata={SPEC_KEY: spec.to_dict()}),
         )
+
+    def _check_version_for_attach(self, collection: str, vector_name: str) -> None:
+        """Refuse a server older than 1.18, which can't add a vector to an existing collection."""
+        version = str(self.call("reading the server's version", self.client.info).version)
+        try:
+            numbers = tuple(int(part) for part in version.split("-")[0].split(".")[:2])
+        except ValueError:
+            return  # a development build: let the request itself say
+        if numbers < _ADD_VECTOR_SINCE:
+            raise BackendError(
+                f"adding the sparse vector {vector_name!r} to collection {collection!r} needs a Qdrant server "
+                f"1.18 or later, and this one is {version}; upgrade the server"
+            )
 
     def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
         """One ``batch_update_points`` request: ``update_vectors`` for all, then a ``set_payload`` per point.
