@@ -43,14 +43,10 @@ class Chunk:
 
 def content_window(encoder: SplareEncoder) -> int:
     """Content tokens one encoder pass can see: the window minus the document prefix and special tokens."""
-    with encoder.lock:
-        return _content_window(encoder)
-
-
-def _content_window(encoder: SplareEncoder) -> int:
     tokenizer = encoder.tokenizer
-    prefix_tokens = len(tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
-    special_tokens = len(tokenizer("", add_special_tokens=True)["input_ids"])
+    with encoder.lock:  # the tokenizer is shared with other threads' encode() calls
+        prefix_tokens = len(tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
+        special_tokens = len(tokenizer("", add_special_tokens=True)["input_ids"])
     return encoder.max_length - prefix_tokens - special_tokens
 
 

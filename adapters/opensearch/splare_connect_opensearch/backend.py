@@ -215,18 +215,16 @@ class OpenSearchBackend:
         """The spec from the index mapping's ``_meta``, or None if there is no such index."""
         if name in self._specs:
             return self._specs[name]
-        mapping = self._mapping(name)
-        if mapping is None:
+        layout = self.inspect_collection(name)
+        if layout is None:
             return None
-        meta = (mapping.get("_meta") or {}).get(SPEC_KEY)
-        if meta is None:
+        if layout.spec is None:
             raise BackendError(
                 f"index {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} in _meta); "
                 "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"
             )
-        spec = bodies.spec_from_meta(name, meta)
-        self._specs[name] = spec
-        return spec
+        self._specs[name] = layout.spec
+        return layout.spec
 
     def _mapping(self, name: str) -> dict[str, Any] | None:
         """The index's mapping (``_meta``, ``properties``), or None when there is no such index."""

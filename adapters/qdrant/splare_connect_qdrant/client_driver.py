@@ -79,13 +79,12 @@ class ClientDriver:
         Raises:
             BackendError: The collection exists but has no splare-connect spec.
         """
-        if not self.call(f"checking {name!r}", lambda: self.client.collection_exists(name)):
+        layout = self.layout(name)
+        if layout is None:
             return None
-        info = self.call(f"reading {name!r}", lambda: self.client.get_collection(name))
-        stored = (info.config.metadata or {}).get(SPEC_KEY)
-        if stored is None:
+        if layout.spec is None:
             raise BackendError(not_ours_message(name))
-        return CollectionSpec.from_dict(name, stored)
+        return layout.spec
 
     def layout(self, name: str) -> CollectionLayout | None:
         """The collection's named dense and sparse vectors (the unnamed one as ``""``) and spec, if any."""
