@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from splare_connect.backends import AttachableBackend, Backend, CollectionSpec, PointId, SparseUpdate
 from splare_connect.backends.protocol import check_same_encoder
 from splare_connect.backends.schema import STATE_HASH, STATE_KEY, payload_value, text_hash
-from splare_connect.chunking import chunk_document, content_window
+from splare_connect.chunking import chunk_document, content_window, window_overlap
 from splare_connect.documents import Document
 from splare_connect.errors import BackendError, ConfigError, PartialWriteError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem
@@ -122,7 +122,7 @@ class Attacher:
         self.points_per_write = points_per_write
         self.limits = limits
         self.window = content_window(encoder)
-        self.overlap = min(64, self.window // 4)  # as the sync engine's chunks: context across window edges
+        self.overlap = window_overlap(self.window)  # as the sync engine's chunks
 
     def run(self, *, on_progress: Callable[[AttachReport], None] | None = None) -> AttachReport:
         """Attach if needed, then encode every point whose text changed since the last run.

@@ -50,6 +50,15 @@ def content_window(encoder: SplareEncoder) -> int:
     return encoder.max_length - prefix_tokens - special_tokens
 
 
+DEFAULT_OVERLAP = 64
+"""Tokens consecutive windows share by default, so no sentence loses its context at an edge."""
+
+
+def window_overlap(window: int, overlap: int = DEFAULT_OVERLAP) -> int:
+    """``overlap`` capped at a quarter of the window, so each window still advances by most of itself."""
+    return min(overlap, window // 4)
+
+
 def chunk_record_id(doc_id: str, index: int) -> str:
     """The stored id of a document's ``index``-th chunk."""
     return f"{doc_id}#{index}"

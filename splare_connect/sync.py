@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.backends.schema import CHUNK_COUNT, CONTENT_HASH, DOC_ID, StoredChunk
-from splare_connect.chunking import Chunk, chunk_document, content_window
+from splare_connect.chunking import DEFAULT_OVERLAP, Chunk, chunk_document, content_window, window_overlap
 from splare_connect.documents import Document
 from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem, id_problem
@@ -139,7 +139,7 @@ class Syncer:
         store_text: bool = True,
         indexed_fields: tuple[str, ...] = (),
         idf: bool = False,
-        chunk_overlap: int = 64,
+        chunk_overlap: int = DEFAULT_OVERLAP,
         batch_size: int = 32,
         documents_per_write: int = 64,
         chunks_per_write: int = 256,
@@ -163,7 +163,7 @@ class Syncer:
         self.limits = limits
         self.max_delete_fraction = max_delete_fraction
         self.max_chunk_tokens = content_window(encoder)
-        self.chunk_overlap = min(chunk_overlap, self.max_chunk_tokens // 4)
+        self.chunk_overlap = window_overlap(self.max_chunk_tokens, chunk_overlap)
 
     def collection_spec(self, max_weight: float | None = None) -> CollectionSpec:
         """The spec this syncer creates (or expects to find)."""

@@ -318,7 +318,7 @@ class OpenSearchBackend:
             LOGGER.debug("could not release a scroll: %s", safe_message(str(error)))
 
     def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
-        """Bulk ``update`` actions (partial ``_update``s): never ``index``, which would replace the document."""
+        """Bulk ``update`` actions that set two fields by script: never ``index``, which would replace the document."""
         spec = self._spec(collection)
         for update in updates:
             spec.check_width(str(update.point_id), update.sparse)
@@ -507,10 +507,10 @@ class OpenSearchBackend:
         normalization (2.19+), OpenSearch's distribution-based score normalisation.
         """
         spec = self._spec(collection)
-        width = self._dense_width(spec, dense_field)
-        if np.asarray(dense).reshape(-1).shape[0] != width:
+        width, given = self._dense_width(spec, dense_field), np.asarray(dense).reshape(-1).shape[0]
+        if given != width:
             raise BackendError(
-                f"the dense query vector has {np.asarray(dense).reshape(-1).shape[0]} values, "
+                f"the dense query vector has {given} values, "
                 f"but field {dense_field or spec.dense_vector_name!r} of index {collection!r} holds {width}"
             )
         if not self.capabilities()["neural_search"]:

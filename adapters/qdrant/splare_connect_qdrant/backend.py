@@ -262,15 +262,22 @@ class QdrantBackend:
             return spec.dense_vector_name, spec.dense_dim
         if spec.dense_dim and dense_field == spec.dense_vector_name:
             return dense_field, spec.dense_dim
-        layout = self._layouts.get(spec.name) or self.inspect_collection(spec.name)
-        assert layout is not None
-        self._layouts[spec.name] = layout
+        layout = self._layout(spec.name)
         if dense_field not in layout.dense:
             names = ", ".join(repr(name) for name in layout.dense) or "none"
             raise BackendError(
                 f"collection {spec.name!r} has no dense vector {dense_field!r} (its dense vectors: {names})"
             )
         return dense_field, layout.dense[dense_field]
+
+    def _layout(self, name: str) -> CollectionLayout:
+        """The collection's vector fields, read once per backend (a field the app adds later needs a new one)."""
+        if name not in self._layouts:
+            layout = self.inspect_collection(name)
+            if layout is None:
+                raise BackendError(f"collection {name!r} does not exist{self.driver.where}")
+            self._layouts[name] = layout
+        return self._layouts[name]
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)

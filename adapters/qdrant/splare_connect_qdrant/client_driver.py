@@ -121,11 +121,9 @@ class ClientDriver:
             except UnexpectedResponse as error:
                 if error.status_code in (404, 405) and self.client.collection_exists(collection):
                     # The collection is there, the route is not: a server before 1.18.
-                    raise BackendError(
-                        f"adding the sparse vector {vector_name!r} to collection {collection!r} needs a Qdrant "
-                        f"server 1.18 or later (it answered HTTP {error.status_code} to PUT "
-                        f"/collections/{collection}/vectors/{vector_name}); upgrade the server"
-                    ) from None
+                    route = f"PUT /collections/{collection}/vectors/{vector_name}"
+                    evidence = f" (it answered HTTP {error.status_code} to {route})"
+                    raise BackendError(_needs_newer_server(collection, vector_name, evidence)) from None
                 raise
 
         self.call(f"adding sparse vector {vector_name!r} to {collection!r}", create)
@@ -150,10 +148,7 @@ class ClientDriver:
         except ValueError:
             return  # a development build: let the request itself say
         if numbers < _ADD_VECTOR_SINCE:
-            raise BackendError(
-                f"adding the sparse vector {vector_name!r} to collection {collection!r} needs a Qdrant server "
-                f"1.18 or later, and this one is {version}; upgrade the server"
-            )
+            raise BackendError(_needs_newer_server(collection, vector_name, f", and this one is {version}"))
 
     def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
         """One ``batch_update_points`` request: ``update_vectors`` for all, then a ``set_payload`` per point.
@@ -327,6 +322,14 @@ class ClientDriver:
         """Close the client, unless the application lent it."""
         if self.owns_client:
             self.client.close()
+
+
+def _needs_newer_server(collection: str, vector_name: str, evidence: str) -> str:
+    """Why attaching stops on a server that can't add a vector to an existing collection."""
+    return (
+        f"adding the sparse vector {vector_name!r} to collection {collection!r} needs a Qdrant server "
+        f"1.18 or later{evidence}; upgrade the server"
+    )
 
 
 def _vector(vector: Vector) -> Any:
