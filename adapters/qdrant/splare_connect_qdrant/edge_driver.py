@@ -220,14 +220,15 @@ class EdgeDriver:
         The directory is first renamed to a hidden name, so other processes see the whole
         collection or none of it, even if the deletion is interrupted.
         """
-        folder = self._folder(name)
-        if self._place(name).app_shard:
+        place = self._place(name)
+        if place.app_shard:
             raise BackendError(f"collection {name!r} belongs to another application; splare-connect does not drop it")
+        folder = place.folder
         self._close_one(name)
         with on_disk(f"dropping collection {name!r}"):
             if not folder.exists():
                 return
-            lock = CollectionLock(folder, name)
+            lock = place.lock(name)
             lock.acquire(dropping=True)
             try:
                 doomed = folder.with_name(f".{name}.dropping-{secrets.token_hex(6)}")
