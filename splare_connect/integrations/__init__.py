@@ -22,12 +22,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from splare_connect.errors import MissingDependencyError
+from splare_connect.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
 
-__all__ = ["require", "shared_encoder"]
+__all__ = ["encoder_from", "require", "shared_encoder"]
 
 _ENCODERS: dict[tuple[Any, ...], SplareEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
@@ -71,3 +71,18 @@ def shared_encoder(model: str | Path | None = None, **options: Any) -> SplareEnc
 
             _ENCODERS[key] = SplareEncoder.from_pretrained(model, **options)
         return _ENCODERS[key]
+
+
+def encoder_from(encoder: SplareEncoder | str | Path | None, **options: Any) -> SplareEncoder:
+    """An encoder given as itself, or loaded (once per process) from a model name or directory.
+
+    Raises:
+        ConfigError: Loading ``options`` given with an encoder that is already loaded.
+    """
+    if encoder is None or isinstance(encoder, (str, Path)):
+        return shared_encoder(encoder, **options)
+    if options:
+        raise ConfigError(
+            f"loading options {sorted(options)} apply only when a model name is given, not an encoder instance"
+        )
+    return encoder

@@ -46,7 +46,7 @@ from langchain_qdrant import SparseVector as LangChainSparseVector  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
 from splare_connect.errors import ConfigError  # noqa: E402
-from splare_connect.integrations import shared_encoder  # noqa: E402
+from splare_connect.integrations import encoder_from  # noqa: E402
 from splare_connect.retriever import Retriever, SearchHit  # noqa: E402
 
 if TYPE_CHECKING:
@@ -58,17 +58,6 @@ __all__ = ["SplareRetriever", "SplareSparseEmbeddings"]
 
 # Options LangChain reads from ``invoke(..., **kwargs)`` itself; they are not search options.
 _LANGCHAIN_INVOKE_OPTIONS = frozenset({"verbose"})
-
-
-def _resolve_encoder(encoder: SplareEncoder | str | Path | None, options: dict[str, Any]) -> SplareEncoder:
-    """An encoder given as itself, or loaded (once per process) from a model name or directory."""
-    if encoder is None or isinstance(encoder, (str, Path)):
-        return shared_encoder(encoder, **options)
-    if options:
-        raise ConfigError(
-            f"loading options {sorted(options)} apply only when a model name is given, not an encoder instance"
-        )
-    return encoder
 
 
 def _to_langchain(vector: SparseVector) -> LangChainSparseVector:
@@ -114,7 +103,7 @@ class SplareSparseEmbeddings(SparseEmbeddings):
     ) -> None:
         if batch_size <= 0:
             raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        self.encoder = _resolve_encoder(encoder, encoder_options)
+        self.encoder = encoder_from(encoder, **encoder_options)
         self.batch_size = batch_size
 
     def embed_documents(self, texts: list[str]) -> list[LangChainSparseVector]:
@@ -177,7 +166,7 @@ class SplareRetriever(BaseRetriever):
             BackendError: The collection does not exist.
             EncoderMismatchError: The collection was built by another encoder.
         """
-        return cls(retriever=Retriever(_resolve_encoder(encoder, {}), backend, collection), **kwargs)
+        return cls(retriever=Retriever(encoder_from(encoder), backend, collection), **kwargs)
 
     def _search_options(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         options = {**self.search_kwargs, **kwargs}

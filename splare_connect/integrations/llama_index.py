@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from splare_connect.integrations import require, shared_encoder
+from splare_connect.integrations import encoder_from, require
 
 require("llama_index.core", "llamaindex")
 
@@ -75,8 +75,7 @@ def splare_sparse_fns(encoder: SplareEncoder | str | Path | None = None, *, batc
         ``(doc_fn, query_fn)``; each maps ``list[str]`` to ``(indices, values)``, one list
         of each per text. A blank text gives empty lists (it has no features).
     """
-    if encoder is None or isinstance(encoder, str | Path):
-        encoder = shared_encoder(encoder)
+    encoder = encoder_from(encoder)
     return SparseFns(
         doc_fn=_sparse_fn(encoder, "document", batch_size),
         query_fn=_sparse_fn(encoder, "query", batch_size),
