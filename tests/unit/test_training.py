@@ -177,7 +177,7 @@ def test_sources_form_one_corpus_with_negatives_within_each_genre(
     from splare_connect.training.finetune import load_training_data, train
 
     first_dev_query = json.loads((tiny_dataset / "queries" / "en-dev.jsonl").read_text().splitlines()[0])["text"]
-    second = _second_genre(tmp_path / "second", example_records[30:42], repeated_dev_query=first_dev_query)
+    _second_genre(tmp_path / "second", example_records[30:42], repeated_dev_query=first_dev_query)
     config = TrainConfig.load(
         _write(
             tmp_path / "train.json",
@@ -249,7 +249,7 @@ def test_train_config_takes_one_genre_or_sources(tmp_path: Path) -> None:
                 },
             )
         )
-    with pytest.raises(ConfigError, match="source 1 needs 'dataset' and 'pairs'.*unknown keys: wieght"):
+    with pytest.raises(ConfigError, match=r"source 1 needs 'dataset' and 'pairs'.*unknown keys: wieght"):
         TrainConfig.load(
             _write(
                 tmp_path / "typo.json",
