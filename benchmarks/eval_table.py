@@ -1,6 +1,7 @@
 """Render ``splare-connect eval -o`` JSON files as markdown tables (for README / BENCHMARKS).
 
 python benchmarks/eval_table.py .bench/eval_zeroshot.json .bench/eval_finetuned.json
+python benchmarks/eval_table.py --by-language eval.json    # one row per query set (many languages)
 """
 
 from __future__ import annotations
@@ -31,10 +32,34 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+BY_LANGUAGE = ("sparse", "baseline-dense", "bm25", "dense", "hybrid")
+
+
+def table_by_language(result: dict) -> str:
+    """One row per query set: the fine-tuned sparse run against the teacher (``baseline-dense``,
+    with ``--baseline``) and BM25 in nDCG@10 / MRR@10, the sparse/teacher MRR@10 ratio, and the
+    hybrid against its two parts; for collections with many languages."""
+    scores = result["scores"]
+    systems = [s for s in BY_LANGUAGE if s in next(iter(scores.values()))]
+    head = ["query set", *systems, "sparse / teacher MRR@10", "hybrid > both parts"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for query_set in [s for s in SETS if s in scores] + sorted(s for s in scores if s not in SETS):
+        row = scores[query_set]
+        cells = [f"{row[system]['nDCG@10']:.3f} / {row[system]['RR@10']:.3f}" for system in systems]
+        teacher = row.get("baseline-dense", {}).get("RR@10")
+        cells.append(f"{row['sparse']['RR@10'] / teacher:.2f}" if teacher else "–")
+        parts = max(row["sparse"]["nDCG@10"], row["dense"]["nDCG@10"])
+        cells.append("yes" if row["hybrid"]["nDCG@10"] > parts else "no")
+        lines.append(f"| {query_set} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
-    for file in sys.argv[1:]:
+    files = [file for file in sys.argv[1:] if file != "--by-language"]
+    render = table_by_language if "--by-language" in sys.argv[1:] else table
+    for file in files:
         print(f"\n{Path(file).name}\n")
-        print(table(json.loads(Path(file).read_text(encoding="utf-8"))))
+        print(render(json.loads(Path(file).read_text(encoding="utf-8"))))
 
 
 if __name__ == "__main__":
