@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from splare_connect.config_files import read_settings
+from splare_connect.config_files import read_settings, reject_unknown_keys
 from splare_connect.errors import ConfigError
 
 
@@ -120,12 +120,9 @@ class TrainConfig:
         if "sources" in data:
             sources = []
             for number, source in enumerate(data["sources"], 1):
-                unknown = sorted(set(source) - {"dataset", "pairs", "weight"})
-                if unknown or not {"dataset", "pairs"} <= set(source):
-                    raise ConfigError(
-                        f"{file}: source {number} needs 'dataset' and 'pairs' (and optionally 'weight')"
-                        + (f"; unknown keys: {', '.join(unknown)}" if unknown else "")
-                    )
+                reject_unknown_keys(TrainingSource, source, f"{file}: source {number}")
+                if not {"dataset", "pairs"} <= set(source):
+                    raise ConfigError(f"{file}: source {number} needs 'dataset' and 'pairs' (and optionally 'weight')")
                 sources.append(
                     TrainingSource(
                         located(source["dataset"]), located(source["pairs"]), float(source.get("weight", 1.0))

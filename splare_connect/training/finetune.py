@@ -30,7 +30,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,8 +80,6 @@ def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path)
     """Read every source, keep each source's pairs clear of every source's evaluation queries,
     and compute the teacher's embeddings (documents cached, shared with ``eval``) and
     negatives. ``encoder`` must still be the unmodified base model: it is the teacher."""
-    from dataclasses import replace
-
     from splare_connect.evaluation.corpus_cache import encode_corpus
     from splare_connect.evaluation.dataset import load_beir
 

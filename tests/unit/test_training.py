@@ -249,7 +249,7 @@ def test_train_config_takes_one_genre_or_sources(tmp_path: Path) -> None:
                 },
             )
         )
-    with pytest.raises(ConfigError, match=r"source 1 needs 'dataset' and 'pairs'.*unknown keys: wieght"):
+    with pytest.raises(ConfigError, match=r"source 1: unknown settings \['wieght'\]"):
         TrainConfig.load(
             _write(
                 tmp_path / "typo.json",
@@ -257,6 +257,13 @@ def test_train_config_takes_one_genre_or_sources(tmp_path: Path) -> None:
                     "output_dir": "o",
                     "sources": [{"dataset": "d", "pairs": "p", "wieght": 2}],
                 },
+            )
+        )
+    with pytest.raises(ConfigError, match=r"source 2 needs 'dataset' and 'pairs'"):
+        TrainConfig.load(
+            _write(
+                tmp_path / "missing.json",
+                {"output_dir": "o", "sources": [{"dataset": "d", "pairs": "p"}, {"dataset": "d2"}]},
             )
         )
 
