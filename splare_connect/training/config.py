@@ -20,11 +20,14 @@ class TrainingSource:
         pairs: JSONL of ``{"query", "doc_id", "lang"}`` training pairs.
         weight: Share of each batch's queries drawn from this source, relative to the other
             sources' weights (so a small genre is not drowned by a large one).
+        languages: Only the pairs in these languages (all when empty): with the same
+            dataset listed twice, one language can get a share of its own.
     """
 
     dataset: str
     pairs: str
     weight: float = 1.0
+    languages: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,9 @@ class TrainConfig:
         dataset / pairs: The training data when it is one genre (see ``TrainingSource``).
         sources: The training data when it is several genres; give either ``sources`` or
             ``dataset`` and ``pairs``.
+        initial_adapter: A fine-tuned model (name or directory) over ``base_model`` whose LoRA
+            adapter training continues from, instead of a fresh one; its rank, alpha and
+            target modules then come from that adapter. The teacher stays the base model.
         base_model: Model name or directory to start from (the zero-shot model if omitted: the
             default model already carries an adapter).
         name: Name of the fine-tuned model.
@@ -76,6 +82,7 @@ class TrainConfig:
     pairs: str | None = None
     sources: tuple[TrainingSource, ...] = ()
     base_model: str | None = None
+    initial_adapter: str | None = None
     name: str = "splare-finetuned"
     steps: int = 200
     batch_size: int = 16
@@ -122,10 +129,15 @@ class TrainConfig:
             for number, source in enumerate(data["sources"], 1):
                 reject_unknown_keys(TrainingSource, source, f"{file}: source {number}")
                 if not {"dataset", "pairs"} <= set(source):
-                    raise ConfigError(f"{file}: source {number} needs 'dataset' and 'pairs' (and optionally 'weight')")
+                    raise ConfigError(
+                        f"{file}: source {number} needs 'dataset' and 'pairs' (and optionally 'weight', 'languages')"
+                    )
                 sources.append(
                     TrainingSource(
-                        located(source["dataset"]), located(source["pairs"]), float(source.get("weight", 1.0))
+                        located(source["dataset"]),
+                        located(source["pairs"]),
+                        float(source.get("weight", 1.0)),
+                        tuple(source.get("languages", ())),
                     )
                 )
             data["sources"] = tuple(sources)
@@ -150,5 +162,5 @@ class TrainConfig:
         data = asdict(self)
         data["lora_targets"] = list(self.lora_targets)
         data["parallel_languages"] = list(self.parallel_languages)
-        data["sources"] = [asdict(source) for source in self.sources]
+        data["sources"] = [{**asdict(source), "languages": list(source.languages)} for source in self.sources]
         return data

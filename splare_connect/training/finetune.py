@@ -96,6 +96,10 @@ def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path)
         offset = len(doc_texts)
         doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
         own = load_pairs(Path(source.pairs), doc_index, exclude=evaluation_queries)
+        if source.languages:
+            own = [p for p in own if p.lang in source.languages]
+            if not own:
+                raise ConfigError(f"{source.pairs}: no usable training pairs in {', '.join(source.languages)}")
         corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache)
         assert corpus.dense is not None
         own_queries = encoder.encode([p.query for p in own], role="query", dense=True, batch_size=64).dense
@@ -258,7 +262,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     Returns:
         The output model directory, loadable with ``SplareEncoder.from_pretrained``.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import LoraConfig, PeftModel, get_peft_model
 
     from splare_connect.encoder import SplareEncoder
     from splare_connect.encoder_config import EncoderConfig
@@ -274,6 +278,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     base_config = EncoderConfig.load(base_dir)
     if base_config.lora is not None:
         raise ConfigError(f"{base_dir} already has a LoRA adapter; start from its base model")
+    adapter_dir = initial_adapter_dir(config.initial_adapter, base_dir, base_config) if config.initial_adapter else None
     encoder = SplareEncoder.from_pretrained(base_dir, device=config.device)
     if not encoder.has_dense:
         raise ConfigError("the teacher is the model's own dense embedding: the base model needs dense_pooling")
@@ -283,15 +288,18 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     teacher_docs, teacher_queries = data.teacher_docs, data.teacher_queries  # the unmodified backbone's
     parallel = load_parallel_set(encoder, config, exclude=evaluation_queries)
 
-    peft_model = get_peft_model(
-        encoder.reader.model,
-        LoraConfig(
-            r=config.lora_rank,
-            lora_alpha=config.lora_alpha,
-            lora_dropout=config.lora_dropout,
-            target_modules=list(config.lora_targets),
-        ),
-    )
+    if adapter_dir is not None:
+        peft_model = PeftModel.from_pretrained(encoder.reader.model, adapter_dir, is_trainable=True)
+    else:
+        peft_model = get_peft_model(
+            encoder.reader.model,
+            LoraConfig(
+                r=config.lora_rank,
+                lora_alpha=config.lora_alpha,
+                lora_dropout=config.lora_dropout,
+                target_modules=list(config.lora_targets),
+            ),
+        )
     encoder.reader.model.train()
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
@@ -359,6 +367,32 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             on_step(step, stats)
 
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
+
+
+def initial_adapter_dir(model: str, base_dir: Path, base_config: Any) -> Path:
+    """The LoRA adapter directory of the fine-tuned ``model`` that training continues from.
+
+    Raises:
+        ConfigError: ``model`` has no adapter, or it was fine-tuned over another backbone or
+            SAE than the base model (its adapter would not fit the weights it is put on).
+    """
+    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.models import resolve_model
+
+    model_dir = resolve_model(model)
+    model_config = EncoderConfig.load(model_dir)
+    if model_config.lora is None:
+        raise ConfigError(f"initial_adapter: {model} has no LoRA adapter to continue from")
+
+    def located(directory: Path, location: str) -> Path:
+        return (directory / location).resolve()  # an absolute location stays as it is
+
+    same_base = located(model_dir, model_config.backbone) == located(base_dir, base_config.backbone) and located(
+        model_dir, model_config.sae
+    ) == located(base_dir, base_config.sae)
+    if not same_base:
+        raise ConfigError(f"initial_adapter: {model} was fine-tuned over another base model than {base_dir}")
+    return located(model_dir, model_config.lora)
 
 
 def _batch_sampler(

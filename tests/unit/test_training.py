@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
 from splare_connect import ConfigError, SplareEncoder
-from splare_connect.training.config import TrainConfig
+from splare_connect.training.config import TrainConfig, TrainingSource
 
 
 def test_finetune_writes_a_loadable_lora_model(
@@ -215,6 +216,62 @@ def test_sources_form_one_corpus_with_negatives_within_each_genre(
     assert len(seen) == 2 and (output / "adapter" / "adapter_model.safetensors").is_file()
     recorded = json.loads((output / "training.json").read_text())["config"]["sources"]
     assert [Path(s["dataset"]).name for s in recorded] == ["data", "second"]
+
+
+def test_a_source_can_keep_only_some_languages(tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path) -> None:
+    from splare_connect.training.finetune import load_training_data
+
+    pairs = tiny_dataset / "train" / "pairs.jsonl"
+    languages = {json.loads(line)["lang"] for line in pairs.read_text().splitlines()}
+    kept = sorted(languages)[0]
+    config = TrainConfig(
+        output_dir="o",
+        sources=(
+            TrainingSource(str(tiny_dataset), str(pairs)),
+            TrainingSource(str(tiny_dataset), str(pairs), 2.0, (kept,)),
+        ),
+        mine_depth=3,
+    )
+    encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    data = load_training_data(encoder, config, tmp_path / "cache")
+    assert {p.lang for p in data.pairs if p.source == 0} == languages
+    assert {p.lang for p in data.pairs if p.source == 1} == {kept}
+    absent = replace(config, sources=(TrainingSource(str(tiny_dataset), str(pairs), 1.0, ("xx",)),))
+    with pytest.raises(ConfigError, match="no usable training pairs in xx"):
+        load_training_data(encoder, absent, tmp_path / "cache")
+
+
+def test_training_continues_from_a_fine_tuned_models_adapter(
+    tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    from splare_connect.training.finetune import train
+
+    monkeypatch.setenv("SPLARE_CONNECT_CACHE", str(tmp_path / "cache"))
+    first = TrainConfig(
+        dataset=str(tiny_dataset),
+        pairs=str(tiny_dataset / "train" / "pairs.jsonl"),
+        output_dir=str(tmp_path / "first"),
+        base_model=str(tiny_model_dir),
+        steps=2,
+        batch_size=4,
+        hard_negatives=1,
+        mine_depth=3,
+        learning_rate=5e-3,
+        lora_targets=("query", "value"),
+    )
+    first_dir = train(first)
+    unchanged = train(
+        replace(first, output_dir=str(tmp_path / "again"), initial_adapter=str(first_dir), learning_rate=0.0)
+    )
+    before = load_file(str(first_dir / "adapter" / "adapter_model.safetensors"))
+    after = load_file(str(unchanged / "adapter" / "adapter_model.safetensors"))
+    assert before.keys() == after.keys()
+    assert all(torch.equal(before[name], after[name]) for name in before)  # started from, not re-initialised
+    assert any(before[name].abs().sum() > 0 for name in before if "lora_B" in name)  # a fresh lora_B is all zeros
+    with pytest.raises(ConfigError, match="has no LoRA adapter to continue from"):
+        train(replace(first, output_dir=str(tmp_path / "none"), initial_adapter=str(tiny_model_dir)))
 
 
 def test_source_weights_set_each_genres_share_of_the_queries() -> None:
