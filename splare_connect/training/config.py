@@ -29,6 +29,10 @@ class TrainingSource:
     weight: float = 1.0
     languages: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.languages, tuple) or not all(isinstance(lang, str) for lang in self.languages):
+            raise ConfigError(f"training source {self.dataset}: 'languages' must be a list of language codes")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -124,6 +128,8 @@ class TrainConfig:
         for key in ("dataset", "pairs", "output_dir"):
             if key in data:
                 data[key] = located(data[key])
+        if data.get("initial_adapter") and (base / data["initial_adapter"]).is_dir():
+            data["initial_adapter"] = located(data["initial_adapter"])  # a directory; else a model name
         if "sources" in data:
             sources = []
             for number, source in enumerate(data["sources"], 1):
@@ -137,7 +143,7 @@ class TrainConfig:
                         located(source["dataset"]),
                         located(source["pairs"]),
                         float(source.get("weight", 1.0)),
-                        tuple(source.get("languages", ())),
+                        _languages(source.get("languages", []), f"{file}: source {number}"),
                     )
                 )
             data["sources"] = tuple(sources)
@@ -164,3 +170,10 @@ class TrainConfig:
         data["parallel_languages"] = list(self.parallel_languages)
         data["sources"] = [{**asdict(source), "languages": list(source.languages)} for source in self.sources]
         return data
+
+
+def _languages(value: Any, where: str) -> tuple[str, ...]:
+    """A source's ``languages`` from JSON: a list of codes (a bare string would read as letters)."""
+    if not isinstance(value, list) or not all(isinstance(lang, str) for lang in value):
+        raise ConfigError(f"{where}: 'languages' must be a list of language codes, e.g. [\"en\"]")
+    return tuple(value)

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from splare_connect.encoding.inputs import Role
-from splare_connect.errors import ConfigError
+from splare_connect.errors import ConfigError, SplareError
 from splare_connect.pooling import top_k_weights
 from splare_connect.training.config import TrainConfig
 from splare_connect.training.parallel_text import ParallelPair, normalize, read_message_catalogs, require_polib
@@ -65,7 +65,8 @@ class TrainingData:
     """Every source's pairs and documents, indexed as one corpus.
 
     Hard negatives are mined within each pair's own source: a package description is no
-    negative for a man-page query, it is simply another genre.
+    negative for a man-page query, it is simply another genre. Sources reading the same
+    dataset share its rows, so a document is never its own copy's negative in a batch.
     """
 
     pairs: list[TrainingPair]
@@ -92,8 +93,8 @@ def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path)
     teacher_blocks: list[np.ndarray] = []
     query_blocks: list[np.ndarray] = []
     negatives: list[list[int]] = []
+    offsets: dict[Path, int] = {}  # one copy of each corpus, however many sources read it
     for number, (source, dataset) in enumerate(zip(config.training_sources, datasets, strict=True)):
-        offset = len(doc_texts)
         doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
         own = load_pairs(Path(source.pairs), doc_index, exclude=evaluation_queries)
         if source.languages:
@@ -105,10 +106,14 @@ def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path)
         own_queries = encoder.encode([p.query for p in own], role="query", dense=True, batch_size=64).dense
         assert own_queries is not None
         mined = mine_hard_negatives(own_queries, corpus.dense, [p.doc_index for p in own], config.mine_depth)
+        key = Path(source.dataset).resolve()
+        if key not in offsets:
+            offsets[key] = len(doc_texts)
+            doc_texts += dataset.doc_texts
+            teacher_blocks.append(corpus.dense)
+        offset = offsets[key]
         pairs += [replace(p, doc_index=p.doc_index + offset, source=number) for p in own]
         negatives += [[d + offset for d in row] for row in mined]
-        doc_texts += dataset.doc_texts
-        teacher_blocks.append(corpus.dense)
         query_blocks.append(own_queries)
     return TrainingData(
         pairs, doc_texts, np.concatenate(teacher_blocks), np.concatenate(query_blocks), negatives, evaluation_queries
@@ -379,8 +384,11 @@ def initial_adapter_dir(model: str, base_dir: Path, base_config: Any) -> Path:
     from splare_connect.encoder_config import EncoderConfig
     from splare_connect.models import resolve_model
 
-    model_dir = resolve_model(model)
-    model_config = EncoderConfig.load(model_dir)
+    try:
+        model_dir = resolve_model(model)
+        model_config = EncoderConfig.load(model_dir)
+    except SplareError as error:
+        raise ConfigError(f"initial_adapter: {error}") from None
     if model_config.lora is None:
         raise ConfigError(f"initial_adapter: {model} has no LoRA adapter to continue from")
 
@@ -391,7 +399,10 @@ def initial_adapter_dir(model: str, base_dir: Path, base_config: Any) -> Path:
         model_dir, model_config.sae
     ) == located(base_dir, base_config.sae)
     if not same_base:
-        raise ConfigError(f"initial_adapter: {model} was fine-tuned over another base model than {base_dir}")
+        raise ConfigError(
+            f"initial_adapter: {model} was fine-tuned over backbone {located(model_dir, model_config.backbone)}, "
+            f"not the base model's {located(base_dir, base_config.backbone)} (or over another SAE)"
+        )
     return located(model_dir, model_config.lora)
 
 

@@ -234,24 +234,36 @@ def test_sources_form_one_corpus_with_negatives_within_each_genre(
 def test_a_source_can_keep_only_some_languages(tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path) -> None:
     from splare_connect.training.finetune import load_training_data
 
-    pairs = tiny_dataset / "train" / "pairs.jsonl"
-    languages = {json.loads(line)["lang"] for line in pairs.read_text().splitlines()}
-    kept = sorted(languages)[0]
+    records = [json.loads(line) for line in (tiny_dataset / "train" / "pairs.jsonl").read_text().splitlines()]
+    for record in records[::2]:
+        record["lang"] = "de"  # the tiny pairs are all English: make half of them German
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps(record) + "\n" for record in records))
     config = TrainConfig(
         output_dir="o",
         sources=(
             TrainingSource(str(tiny_dataset), str(pairs)),
-            TrainingSource(str(tiny_dataset), str(pairs), 2.0, (kept,)),
+            TrainingSource(str(tiny_dataset), str(pairs), 2.0, ("de",)),
         ),
         mine_depth=3,
     )
     encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
     data = load_training_data(encoder, config, tmp_path / "cache")
-    assert {p.lang for p in data.pairs if p.source == 0} == languages
-    assert {p.lang for p in data.pairs if p.source == 1} == {kept}
+    whole = [p for p in data.pairs if p.source == 0]
+    german = [p for p in data.pairs if p.source == 1]
+    assert {p.lang for p in whole} == {"en", "de"} and {p.lang for p in german} == {"de"}
+    assert len(german) == sum(1 for p in whole if p.lang == "de") < len(whole)
+    assert len(data.doc_texts) == data.teacher_docs.shape[0] == 24  # one copy of the corpus for both sources
+    assert {p.doc_index for p in german} <= {p.doc_index for p in whole}
     absent = replace(config, sources=(TrainingSource(str(tiny_dataset), str(pairs), 1.0, ("xx",)),))
     with pytest.raises(ConfigError, match="no usable training pairs in xx"):
         load_training_data(encoder, absent, tmp_path / "cache")
+    with pytest.raises(ConfigError, match="'languages' must be a list"):
+        TrainConfig.load(
+            _write(
+                tmp_path / "s.json", {"output_dir": "o", "sources": [{"dataset": "d", "pairs": "p", "languages": "en"}]}
+            )
+        )
 
 
 def test_training_continues_from_a_fine_tuned_models_adapter(
@@ -275,8 +287,15 @@ def test_training_continues_from_a_fine_tuned_models_adapter(
         lora_targets=("query", "value"),
     )
     first_dir = train(first)
-    unchanged = train(
-        replace(first, output_dir=str(tmp_path / "again"), initial_adapter=str(first_dir), learning_rate=0.0)
+    unchanged = train(  # other LoRA settings in the config: the adapter's own are kept
+        replace(
+            first,
+            output_dir=str(tmp_path / "again"),
+            initial_adapter=str(first_dir),
+            learning_rate=0.0,
+            lora_targets=("key",),
+            lora_rank=2,
+        )
     )
     before = load_file(str(first_dir / "adapter" / "adapter_model.safetensors"))
     after = load_file(str(unchanged / "adapter" / "adapter_model.safetensors"))
@@ -285,6 +304,8 @@ def test_training_continues_from_a_fine_tuned_models_adapter(
     assert any(before[name].abs().sum() > 0 for name in before if "lora_B" in name)  # a fresh lora_B is all zeros
     with pytest.raises(ConfigError, match="has no LoRA adapter to continue from"):
         train(replace(first, output_dir=str(tmp_path / "none"), initial_adapter=str(tiny_model_dir)))
+    with pytest.raises(ConfigError, match=r"^initial_adapter: "):
+        train(replace(first, output_dir=str(tmp_path / "none"), initial_adapter=str(tmp_path / "no-such-model")))
 
 
 def test_source_weights_set_each_genres_share_of_the_queries() -> None:
