@@ -93,7 +93,7 @@ def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path)
     teacher_blocks: list[np.ndarray] = []
     query_blocks: list[np.ndarray] = []
     negatives: list[list[int]] = []
-    offsets: dict[Path, int] = {}  # one copy of each corpus, however many sources read it
+    corpora: dict[Path, tuple[int, np.ndarray]] = {}  # row offset, teacher embeddings: one copy per dataset
     for number, (source, dataset) in enumerate(zip(config.training_sources, datasets, strict=True)):
         doc_index = {doc_id: i for i, doc_id in enumerate(dataset.doc_ids)}
         own = load_pairs(Path(source.pairs), doc_index, exclude=evaluation_queries)
@@ -101,17 +101,17 @@ def load_training_data(encoder: SplareEncoder, config: TrainConfig, cache: Path)
             own = [p for p in own if p.lang in source.languages]
             if not own:
                 raise ConfigError(f"{source.pairs}: no usable training pairs in {', '.join(source.languages)}")
-        corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache)
-        assert corpus.dense is not None
-        own_queries = encoder.encode([p.query for p in own], role="query", dense=True, batch_size=64).dense
-        assert own_queries is not None
-        mined = mine_hard_negatives(own_queries, corpus.dense, [p.doc_index for p in own], config.mine_depth)
         key = Path(source.dataset).resolve()
-        if key not in offsets:
-            offsets[key] = len(doc_texts)
+        if key not in corpora:
+            corpus = encode_corpus(encoder, dataset.doc_ids, dataset.doc_texts, cache)
+            assert corpus.dense is not None
+            corpora[key] = (len(doc_texts), corpus.dense)
             doc_texts += dataset.doc_texts
             teacher_blocks.append(corpus.dense)
-        offset = offsets[key]
+        offset, corpus_dense = corpora[key]
+        own_queries = encoder.encode([p.query for p in own], role="query", dense=True, batch_size=64).dense
+        assert own_queries is not None
+        mined = mine_hard_negatives(own_queries, corpus_dense, [p.doc_index for p in own], config.mine_depth)
         pairs += [replace(p, doc_index=p.doc_index + offset, source=number) for p in own]
         negatives += [[d + offset for d in row] for row in mined]
         query_blocks.append(own_queries)
