@@ -31,6 +31,13 @@ class Precision(_Choice):
     INT8 = "int8"
 
 
+class Runtime(_Choice):
+    """What runs the encoder's forward pass: torch op by op, or one compiled OpenVINO graph (CPU)."""
+
+    TORCH = "torch"
+    OPENVINO = "openvino"
+
+
 class EvalSystem(_Choice):
     """A retrieval system ``splare-connect eval`` scores."""
 

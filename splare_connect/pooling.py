@@ -20,6 +20,10 @@ from splare_connect.sparse_vector import SparseVector
 # Tokens per SAE matmul: bounds the (tokens x d_sae) activation buffer (~128 MB at 16k latents).
 SAE_TOKEN_CHUNK = 2048
 
+# Padded tokens (batch x seq) per call of a compiled graph: bounds its (tokens x d_sae)
+# pre-activation and activation buffers (~256 MB at 16k latents) like SAE_TOKEN_CHUNK.
+GRAPH_TOKEN_BUDGET = 2048
+
 
 def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
     """Max-pool SAE activations over each text's content tokens.
@@ -54,6 +58,28 @@ def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: tor
             acts = sae.activate(pre)
             pooled = pooled.scatter_reduce(0, doc_ids.unsqueeze(1).expand_as(acts), acts, reduce="amax")
     return torch.log1p(pooled)
+
+
+def pool_latents_padded(sae: SparseAutoencoder, states: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
+    """:func:`pool_latents` in a form a graph compiler can take: every token, masked.
+
+    Same rule and same result (up to float rounding and the choice among exactly tied
+    activations), but with no data-dependent shapes or Python loop: the SAE runs on
+    every position of the padded batch and tokens outside ``content_mask`` contribute
+    zero, which the max over non-negative activations ignores. It holds a
+    ``(batch, seq, d_sae)`` buffer, so callers bound ``batch * seq`` (the OpenVINO
+    runtime feeds it at most :data:`GRAPH_TOKEN_BUDGET` tokens per call).
+
+    Args and returns: as :func:`pool_latents`; ``content_mask`` may be bool or integer.
+    """
+    pre = sae.pre_activation(states.float())
+    keep = content_mask.unsqueeze(-1).to(pre.dtype)
+    if sae.config.activation == "topk":
+        values, features = sae.topk(pre)
+        acts = torch.zeros_like(pre).scatter(-1, features, values * keep)
+    else:
+        acts = sae.activate(pre) * keep
+    return torch.log1p(acts.amax(dim=1))
 
 
 def pool_dense(last_hidden: torch.Tensor, attention_mask: torch.Tensor, mode: str) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from splare_connect.choices import Precision
+from splare_connect.choices import Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
     BackendOption,
@@ -25,6 +25,7 @@ from splare_connect.cli.common import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    RuntimeOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -84,6 +85,7 @@ def attach(
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
     precision: PrecisionOption = Precision.FP32,
+    runtime: RuntimeOption = Runtime.TORCH,
     trust_remote_code: TrustRemoteCodeOption = False,
     idf: IdfOption = False,
     batch_size: BatchSizeOption = 32,
@@ -114,7 +116,7 @@ def attach(
             if store.inspect_collection(collection) is None:
                 raise SplareError(f"collection {collection!r} does not exist")
             attacher = Attacher(
-                load_encoder(model, precision, trust_remote_code),
+                load_encoder(model, precision, trust_remote_code, runtime),
                 store,
                 collection,
                 text_field=text_field,

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from splare_connect.choices import Precision
+from splare_connect.choices import Precision, Runtime
 from splare_connect.errors import SplareError
 
 if TYPE_CHECKING:
@@ -56,6 +56,15 @@ PrecisionOption = Annotated[
         "--precision",
         envvar="SPLARE_PRECISION",
         help="Encoder precision: fp32, or int8 (fast CPU path; a collection keeps the precision it was ingested with).",
+    ),
+]
+RuntimeOption = Annotated[
+    Runtime,
+    typer.Option(
+        "--runtime",
+        envvar="SPLARE_RUNTIME",
+        help="What runs the encoder: torch, or openvino (one compiled graph on the CPU; same vectors at fp32, "
+        "faster; compiled on first use and cached).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -135,14 +144,19 @@ def open_backend(
 
 
 def load_encoder(
-    model: str | None, precision: Precision | str = Precision.FP32, trust_remote_code: bool = False
+    model: str | None,
+    precision: Precision | str = Precision.FP32,
+    trust_remote_code: bool = False,
+    runtime: Runtime | str = Runtime.TORCH,
 ) -> SplareEncoder:
     from transformers.utils import logging as transformers_logging
 
     from splare_connect.encoder import SplareEncoder
 
     transformers_logging.disable_progress_bar()  # the CLI shows its own progress
-    return SplareEncoder.from_pretrained(model, precision=precision, trust_remote_code=trust_remote_code)
+    return SplareEncoder.from_pretrained(
+        model, precision=precision, runtime=runtime, trust_remote_code=trust_remote_code
+    )
 
 
 def open_early(store: Backend, collection: str, *, must_exist: bool) -> CollectionSpec | None:

@@ -8,11 +8,12 @@ from typing import Annotated
 
 import typer
 
-from splare_connect.choices import EvalSystem, Precision
+from splare_connect.choices import EvalSystem, Precision, Runtime
 from splare_connect.cli.common import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    RuntimeOption,
     TrustRemoteCodeOption,
     fail,
     load_encoder,
@@ -25,6 +26,7 @@ def eval_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
     model: ModelOption = None,
     precision: PrecisionOption = Precision.FP32,
+    runtime: RuntimeOption = Runtime.TORCH,
     trust_remote_code: TrustRemoteCodeOption = False,
     query_set: Annotated[
         list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")
@@ -52,14 +54,14 @@ def eval_command(
 
     try:
         data = load_beir(dataset, query_set or None)
-        encoder = load_encoder(model, precision, trust_remote_code)
+        encoder = load_encoder(model, precision, trust_remote_code, runtime)
         result = evaluate(
             encoder,
             data,
             systems=tuple(s.value for s in system) or tuple(s.value for s in EvalSystem),
             doc_pruning=tuple(doc_pruning) or (200, 100),
             cache_dir=cache_dir or model_cache() / "eval",
-            baseline=None if baseline is None else load_encoder(baseline, precision, trust_remote_code),
+            baseline=None if baseline is None else load_encoder(baseline, precision, trust_remote_code, runtime),
         )
     except SplareError as error:
         raise fail(error) from error
@@ -75,7 +77,7 @@ def eval_command(
     table = Table(
         "system",
         *(f"{name}\nnDCG@10 / MRR@10 / R@100" for name in result.scores),
-        title=f"{result.model} ({result.precision})"
+        title=f"{result.model} ({result.precision}, {result.runtime})"
         + (f", baseline {result.baseline['model']}" if result.baseline else ""),
     )
     for name in systems_seen:

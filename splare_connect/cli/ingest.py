@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from splare_connect.choices import Precision
+from splare_connect.choices import Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
     BackendOption,
@@ -22,6 +22,7 @@ from splare_connect.cli.common import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    RuntimeOption,
     ShardOption,
     SourceArgument,
     StoreTextOption,
@@ -96,6 +97,7 @@ def sync(
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
     precision: PrecisionOption = Precision.FP32,
+    runtime: RuntimeOption = Runtime.TORCH,
     trust_remote_code: TrustRemoteCodeOption = False,
     dense: DenseOption = None,
     index_field: IndexFieldOption = [],  # noqa: B006
@@ -130,7 +132,7 @@ def sync(
         try:
             open_early(store, collection, must_exist=False)
             syncer = Syncer(
-                load_encoder(model, precision, trust_remote_code),
+                load_encoder(model, precision, trust_remote_code, runtime),
                 store,
                 collection,
                 dense=dense,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from splare_connect.choices import Fusion, Precision
+from splare_connect.choices import Fusion, Precision, Runtime
 from splare_connect.cli.common import (
     BackendOption,
     BackendOptionsOption,
@@ -17,6 +17,7 @@ from splare_connect.cli.common import (
     JsonOption,
     ModelOption,
     PrecisionOption,
+    RuntimeOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -47,6 +48,7 @@ def search(
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
     precision: PrecisionOption = Precision.FP32,
+    runtime: RuntimeOption = Runtime.TORCH,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -61,7 +63,7 @@ def search(
             spec = open_early(store, collection, must_exist=True)
             if hybrid is not None and spec is not None and not spec.dense_dim:
                 raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
-            retriever = Retriever(load_encoder(model, precision, trust_remote_code), store, collection)
+            retriever = Retriever(load_encoder(model, precision, trust_remote_code, runtime), store, collection)
             hits = retriever.search(
                 query,
                 k=k,

@@ -46,7 +46,10 @@ def encode_corpus(
     """Encode documents (sparse + dense when the model has one), or load them from the cache."""
     file = None
     if cache_dir is not None:
-        file = cache_dir / f"{corpus_key(doc_ids, doc_texts, encoder.fingerprint['digest'])}.npz"
+        # Keyed by the runtime too: runtimes share a fingerprint (their vectors agree to
+        # float rounding), but an evaluation of one must not read the other's encodings.
+        producer = encoder.fingerprint["digest"] + ("" if encoder.runtime == "torch" else f"-{encoder.runtime}")
+        file = cache_dir / f"{corpus_key(doc_ids, doc_texts, producer)}.npz"
         if file.is_file():
             with np.load(file, allow_pickle=False) as stored:
                 return EncodedCorpus(_unpack(stored, encoder.dim), stored.get("dense"), 0.0, True)

@@ -40,6 +40,7 @@ class EvaluationResult:
     sparsity: dict[str, float] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     baseline: dict[str, Any] | None = None  # the compared encoder's name and fingerprint, if any
+    runtime: str = "torch"  # what ran the encoder (runtimes share a fingerprint)
 
     @property
     def precision(self) -> str:
@@ -51,6 +52,7 @@ class EvaluationResult:
             "model": self.model,
             "fingerprint": self.fingerprint,
             "precision": self.precision,
+            "runtime": self.runtime,
             "scores": self.scores,
             "sparsity": self.sparsity,
             "timing": self.timing,
@@ -123,7 +125,7 @@ def evaluate(
     except ImportError as exc:
         raise MissingDependencyError("evaluation needs ir-measures: pip install ir-measures") from exc
     metrics = [ir_measures.parse_measure(name) for name in METRIC_NAMES]
-    result = EvaluationResult(model=encoder.config.name, fingerprint=dict(encoder.fingerprint))
+    result = EvaluationResult(model=encoder.config.name, fingerprint=dict(encoder.fingerprint), runtime=encoder.runtime)
     model = _EncodedCorpus(encoder, dataset, doc_pruning, cache_dir, batch_size)
     compared = _EncodedCorpus(baseline, dataset, (), cache_dir, batch_size) if baseline is not None else None
     if baseline is not None:

@@ -39,6 +39,12 @@ def test_cli_ingest_and_search_on_embedded_qdrant(small_corpus: Path, tmp_path: 
     search = runner.invoke(app, ["search", "copy files and directories", "-k", "3", "--json"], env=env)
     assert search.exit_code == 0, search.output
     assert "cp.1" in [hit["doc_id"] for hit in json.loads(search.stdout)]
+    # The OpenVINO runtime writes the same vectors, so it searches the collection torch wrote.
+    fast = runner.invoke(
+        app, ["search", "copy files and directories", "-k", "3", "--runtime", "openvino", "--json"], env=env
+    )
+    assert fast.exit_code == 0, fast.output
+    assert [hit["doc_id"] for hit in json.loads(fast.stdout)] == [hit["doc_id"] for hit in json.loads(search.stdout)]
 
     hybrid = runner.invoke(
         app, ["search", "change file permissions", "-k", "3", "--hybrid", "rrf", "--documents", "--json"], env=env

@@ -1,0 +1,272 @@
+"""The encoder as one compiled OpenVINO graph: backbone, SAE, pooling and dense embedding.
+
+Why: on a CPU, torch runs the encoder op by op, with Python between the ops and the
+SAE stage (a 384 x 16,384 product, per-token top-k, max-pool) as separate kernels.
+OpenVINO's CPU plugin compiles the whole pass into one graph (fused attention, fused
+product and top-k), which on the project's 2-core CPU was measured at about 1.6x
+torch's documents/s and about 3x its query speed at fp32, with the same vectors (see
+BENCHMARKS.md). At fp32 the graph computes what :meth:`SplareEncoder.forward` does, up
+to float rounding (and the choice among exactly tied activations), so it shares the
+encoder's fingerprint: a collection written by one runtime is searched by the other.
+
+The graph is exported once per encoder and kept on disk under the model cache,
+keyed by the encoder's fingerprint digest and the OpenVINO version, so a changed
+model never reuses a stale graph. OpenVINO's own compiled-blob cache sits beside it,
+so a second load skips compilation as well. An export is checked against torch on
+probe batches before it is kept; one that disagrees is refused, never used.
+
+Nothing from the model directory is executed: the graph is traced from the loaded
+torch modules, and OpenVINO's IR is an XML description plus a weights file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from splare_connect.choices import Runtime
+from splare_connect.errors import ConfigError
+from splare_connect.pooling import GRAPH_TOKEN_BUDGET, pool_dense, pool_latents_padded
+
+if TYPE_CHECKING:
+    import openvino
+
+    from splare_connect.backbone import LayerReader
+    from splare_connect.encoding.batching import EncoderBatch
+    from splare_connect.sae import SparseAutoencoder
+
+GRAPH_FILE = "encoder.xml"
+CHECKED_FILE = "checked"
+
+# How far a freshly exported graph may stray from torch on the probe batches. Dense
+# embeddings agree to ~1e-7; pooled weights to ~1e-6, except where a tie between two
+# activations at a token's k-th place resolves the other way, so a few weights may differ.
+_DENSE_TOLERANCE = 1e-4
+_WEIGHT_TOLERANCE = 1e-3
+_DIFFERING_WEIGHTS_ALLOWED = 1e-3  # share of a probe batch's pooled weights
+
+
+class EncoderGraph(nn.Module):
+    """What is exported: token ids and masks in, pooled SAE weights (and dense) out.
+
+    The same computation as :meth:`SplareEncoder.forward`, written with the padded
+    pooling (:func:`~splare_connect.pooling.pool_latents_padded`) so it has no
+    data-dependent shapes.
+    """
+
+    def __init__(self, reader: LayerReader, sae: SparseAutoencoder, dense_pooling: str) -> None:
+        super().__init__()
+        self.reader = reader
+        self.sae = sae
+        self.dense_pooling = dense_pooling
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, content_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
+        states, last_hidden = self.reader(input_ids, attention_mask)
+        pooled = pool_latents_padded(self.sae, states, content_mask)
+        if self.dense_pooling == "none":
+            return (pooled,)
+        return pooled, pool_dense(last_hidden, attention_mask, self.dense_pooling)
+
+
+class CompiledEncoderGraph:
+    """A compiled encoder graph, called with the encoder's batches.
+
+    Not thread-safe on its own (one inference request is reused);
+    :class:`SplareEncoder` serialises its calls under its lock.
+    """
+
+    def __init__(self, compiled: openvino.CompiledModel, *, has_dense: bool, location: Path) -> None:
+        self.compiled = compiled
+        self.has_dense = has_dense
+        self.location = location
+        self._request = compiled.create_infer_request()
+
+    def __call__(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(pooled, dense)`` for one batch, as :meth:`SplareEncoder.forward` returns them.
+
+        Rows are fed in slices of at most :data:`GRAPH_TOKEN_BUDGET` padded tokens, which
+        bounds the graph's activation buffers whatever the caller's batch size.
+        """
+        input_ids = batch.input_ids.cpu().numpy()
+        attention = batch.attention_mask.cpu().numpy()
+        content = batch.content_mask.cpu().numpy().astype(np.int64)
+        rows_per_call = max(1, GRAPH_TOKEN_BUDGET // max(1, input_ids.shape[1]))
+        pooled_parts, dense_parts = [], []
+        for start in range(0, input_ids.shape[0], rows_per_call):
+            rows = slice(start, start + rows_per_call)
+            outputs = self._request.infer([input_ids[rows], attention[rows], content[rows]])
+            pooled_parts.append(np.array(outputs[0], copy=True))
+            if self.has_dense:
+                dense_parts.append(np.array(outputs[1], copy=True))
+        pooled = torch.from_numpy(np.concatenate(pooled_parts))
+        dense = torch.from_numpy(np.concatenate(dense_parts)) if self.has_dense else None
+        return pooled, dense
+
+
+def check_runtime(runtime: str, precision: str, device: torch.device) -> str:
+    """Validate a runtime for a precision and device; returns its plain name.
+
+    The OpenVINO graph is a CPU path at fp32 for now: the int8 path is torch's own
+    dynamic quantization, which OpenVINO does not take.
+    """
+    try:
+        chosen = Runtime(runtime)
+    except ValueError:
+        raise ConfigError(f"runtime must be one of {[r.value for r in Runtime]}, got {runtime!r}") from None
+    if chosen is Runtime.OPENVINO:
+        if device.type != "cpu":
+            raise ConfigError(f"runtime 'openvino' is a CPU path; on {device.type} use runtime='torch'")
+        if precision != "fp32":
+            raise ConfigError(f"runtime 'openvino' runs at fp32; precision {precision!r} needs runtime='torch'")
+        openvino_version()
+    return chosen.value
+
+
+def openvino_version() -> str:
+    """The installed OpenVINO's version, or a ConfigError saying how to install it."""
+    try:
+        import openvino
+    except ImportError:
+        raise ConfigError(
+            "runtime 'openvino' needs the openvino package: pip install 'splare-connect[openvino]'"
+        ) from None
+    return str(openvino.get_version()).split("-")[0]
+
+
+def load_graph(
+    reader: LayerReader,
+    sae: SparseAutoencoder,
+    *,
+    dense_pooling: str,
+    digest: str,
+    reference: Callable[[EncoderBatch], tuple[torch.Tensor, torch.Tensor | None]],
+    probe_batches: list[EncoderBatch],
+    cache_root: Path,
+    threads: int,
+) -> CompiledEncoderGraph:
+    """The compiled graph of an encoder: read from the cache, or exported, checked and cached.
+
+    A cached graph that no longer compiles (a damaged file) is removed and exported again.
+
+    Args:
+        reader: The encoder's backbone reader (fp32).
+        sae: The encoder's SAE.
+        dense_pooling: The encoder's ``dense_pooling``.
+        digest: The encoder's fingerprint digest: the cache key, with the OpenVINO version.
+        reference: The torch forward pass a new graph must agree with.
+        probe_batches: Batches an export is traced on (the first) and checked on (all).
+        cache_root: Directory holding one folder per cached graph.
+        threads: CPU threads the graph may use.
+
+    Raises:
+        ConfigError: OpenVINO is missing, or a fresh export fails to compile or
+            disagrees with ``reference``.
+    """
+    version = openvino_version()
+    location = cache_root / f"{digest}-openvino-{version}"
+    has_dense = dense_pooling != "none"
+    exported = False
+    if not (location / GRAPH_FILE).is_file():
+        _export(EncoderGraph(reader, sae, dense_pooling).eval(), probe_batches[0], location)
+        exported = True
+    try:
+        graph = _compile(location, has_dense=has_dense, threads=threads)
+    except RuntimeError as exc:
+        shutil.rmtree(location, ignore_errors=True)
+        if exported:
+            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"OpenVINO cannot compile this model's graph ({reason}); use runtime='torch'") from None
+        return load_graph(
+            reader,
+            sae,
+            dense_pooling=dense_pooling,
+            digest=digest,
+            reference=reference,
+            probe_batches=probe_batches,
+            cache_root=cache_root,
+            threads=threads,
+        )
+    if not (location / CHECKED_FILE).is_file():
+        _check(graph, reference, probe_batches, location)
+        (location / CHECKED_FILE).write_text("outputs agree with torch on the probe batches\n", encoding="utf-8")
+    return graph
+
+
+def _compile(location: Path, *, has_dense: bool, threads: int) -> CompiledEncoderGraph:
+    import openvino
+
+    core = openvino.Core()
+    core.set_property({"CACHE_DIR": str(location / "compiled")})
+    compiled = core.compile_model(
+        str(location / GRAPH_FILE),
+        "CPU",
+        # f32: the CPU plugin would otherwise pick bf16 where the CPU has it, and change the vectors.
+        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)},
+    )
+    return CompiledEncoderGraph(compiled, has_dense=has_dense, location=location)
+
+
+def _export(module: EncoderGraph, example: EncoderBatch, location: Path) -> None:
+    """Trace ``module`` on ``example`` and save it as IR at ``location``, atomically."""
+    import openvino
+
+    location.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{location.name}-", dir=location.parent))
+    try:
+        inputs = (example.input_ids.cpu(), example.attention_mask.cpu(), example.content_mask.cpu().long())
+        with torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
+            warnings.simplefilter("ignore")  # tracing warnings about Python branches on shapes
+            model = openvino.convert_model(module, example_input=inputs, input=[openvino.PartialShape([-1, -1])] * 3)
+        openvino.save_model(model, str(staging / GRAPH_FILE), compress_to_fp16=False)
+        try:
+            staging.rename(location)
+        except OSError:
+            if not (location / GRAPH_FILE).is_file():  # lost a race to a complete export: fine
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check(
+    graph: CompiledEncoderGraph,
+    reference: Callable[[EncoderBatch], tuple[torch.Tensor, torch.Tensor | None]],
+    batches: list[EncoderBatch],
+    location: Path,
+) -> None:
+    """Refuse (and delete) a graph whose outputs stray from the torch pass on the probe batches."""
+    for batch in batches:
+        with torch.inference_mode():
+            expected_pooled, expected_dense = reference(batch)
+        pooled, dense = graph(batch)
+        differing = float((pooled - expected_pooled).abs().gt(_WEIGHT_TOLERANCE).float().mean())
+        dense_error = 0.0 if dense is None or expected_dense is None else float((dense - expected_dense).abs().max())
+        if differing > _DIFFERING_WEIGHTS_ALLOWED or dense_error > _DENSE_TOLERANCE:
+            shutil.rmtree(location, ignore_errors=True)
+            raise ConfigError(
+                f"the OpenVINO graph disagrees with torch on a probe batch ({differing:.2%} of weights off, "
+                f"dense off by {dense_error:.1e}); use runtime='torch' for this model"
+            )
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Any:
+    """Silence transformers' notices while the model is traced (it reads config attributes)."""
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)

@@ -1,0 +1,128 @@
+"""The OpenVINO runtime on a tiny real model: the same vectors as torch, cached, checked."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from splare_connect import ConfigError, SplareEncoder
+from splare_connect.encoding import openvino_graph
+from splare_connect.evaluation.corpus_cache import encode_corpus
+from splare_connect.models.registry import CACHE_ENV
+from tests.tiny_models import SAMPLE_TEXTS
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture
+def model_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def openvino_encoder(tiny_model_dir: Path, model_cache: Path) -> Iterator[SplareEncoder]:
+    yield SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="openvino")
+
+
+def _graph_dirs(cache: Path) -> list[Path]:
+    return sorted(path for path in (cache / "compiled").iterdir() if not path.name.startswith("."))
+
+
+def test_openvino_vectors_equal_torch_and_share_its_fingerprint(
+    tiny_encoder: SplareEncoder, openvino_encoder: SplareEncoder
+) -> None:
+    assert "runtime=openvino" in repr(openvino_encoder)
+    assert openvino_encoder.fingerprint == tiny_encoder.fingerprint
+    texts = [*SAMPLE_TEXTS, "", "  \u200b "]
+    for role in ("document", "query"):
+        expected = tiny_encoder.encode(texts, role=role, dense=True, batch_size=3)
+        got = openvino_encoder.encode(texts, role=role, dense=True, batch_size=3)
+        for want, have in zip(expected.sparse, got.sparse, strict=True):
+            np.testing.assert_array_equal(have.indices, want.indices)
+            np.testing.assert_allclose(have.values, want.values, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(got.dense, expected.dense, atol=1e-5)
+        assert got.sparse[-1].nnz == 0 and got.sparse[-2].nnz == 0  # blank texts stay empty
+
+
+def test_an_evaluation_does_not_read_the_other_runtimes_encodings(
+    tiny_encoder: SplareEncoder, openvino_encoder: SplareEncoder, tmp_path: Path
+) -> None:
+    ids = [str(i) for i in range(len(SAMPLE_TEXTS))]
+    encode_corpus(tiny_encoder, ids, SAMPLE_TEXTS, tmp_path / "eval")
+    assert not encode_corpus(openvino_encoder, ids, SAMPLE_TEXTS, tmp_path / "eval").from_cache
+    assert encode_corpus(openvino_encoder, ids, SAMPLE_TEXTS, tmp_path / "eval").from_cache
+
+
+def test_a_batch_over_the_token_budget_is_fed_in_slices(
+    tiny_encoder: SplareEncoder, openvino_encoder: SplareEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(openvino_graph, "GRAPH_TOKEN_BUDGET", 8)
+    texts = SAMPLE_TEXTS * 3
+    expected = tiny_encoder.encode_documents(texts, batch_size=len(texts))
+    got = openvino_encoder.encode_documents(texts, batch_size=len(texts))
+    for want, have in zip(expected, got, strict=True):
+        np.testing.assert_array_equal(have.indices, want.indices)
+
+
+def test_the_graph_is_exported_once_and_read_back(
+    tiny_model_dir: Path, openvino_encoder: SplareEncoder, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    [location] = _graph_dirs(model_cache)
+    assert location.name.startswith(openvino_encoder.fingerprint["digest"])
+    assert (location / openvino_graph.GRAPH_FILE).is_file()
+
+    def no_export(*_args: object) -> None:
+        raise AssertionError("the cached graph was exported again")
+
+    monkeypatch.setattr(openvino_graph, "_export", no_export)
+    again = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="openvino")
+    assert again.encode_queries(["list files"])[0] == openvino_encoder.encode_queries(["list files"])[0]
+
+
+def test_another_model_gets_its_own_graph(
+    openvino_encoder: SplareEncoder, other_tiny_model_dir: Path, model_cache: Path
+) -> None:
+    SplareEncoder.from_pretrained(other_tiny_model_dir, device="cpu", runtime="openvino")
+    assert len(_graph_dirs(model_cache)) == 2
+
+
+def test_an_export_that_disagrees_with_torch_is_refused_and_removed(
+    tiny_model_dir: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if the converter got the pooling wrong: the check against torch's pass catches it."""
+    right = openvino_graph.pool_latents_padded
+    monkeypatch.setattr(openvino_graph, "pool_latents_padded", lambda *args: right(*args) * 1.01)
+    with pytest.raises(ConfigError, match="disagrees with torch"):
+        SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="openvino")
+    assert _graph_dirs(model_cache) == []
+
+
+def test_a_damaged_cached_graph_is_exported_again(
+    tiny_model_dir: Path, openvino_encoder: SplareEncoder, model_cache: Path
+) -> None:
+    [location] = _graph_dirs(model_cache)
+    shutil.rmtree(location / "compiled")
+    weights = location / "encoder.bin"
+    data = weights.read_bytes()
+    weights.unlink()  # a new file, not truncated in place: the live encoder above maps the old one
+    weights.write_bytes(data[: len(data) // 2])
+    again = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="openvino")
+    assert again.encode_queries(["list files"])[0] == openvino_encoder.encode_queries(["list files"])[0]
+    assert (location / openvino_graph.CHECKED_FILE).is_file()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"runtime": "onnx"}, "runtime must be one of"),
+        ({"runtime": "openvino", "precision": "int8"}, "runs at fp32"),
+    ],
+)
+def test_bad_runtime_choices_are_one_line_errors(tiny_model_dir: Path, options: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", **options)
