@@ -1,15 +1,18 @@
-"""The fast CPU path against fp32: documents/s, ms per query, and how far the vectors move.
+"""The fast CPU paths against torch fp32: documents/s, ms per query, vector agreement, cold start.
 
-Two encoders of the same model are loaded side by side, fp32 and int8 (dynamic int8
-matrix products, ``precision="int8"``). Each of the encoder's document batches and each
-query is encoded by both, back to back and in alternating order, so that a noisy
-neighbour slows both alike; the headline is the ratio of the two times.
+Encoders of the same model are loaded side by side: torch fp32 (the reference), torch
+int8 (dynamic int8 matrix products, ``precision="int8"``) and the OpenVINO graph at fp32
+(``runtime="openvino"``). Each of the encoder's document batches and each query is
+encoded by all of them, back to back, the order rotating every round, so that a noisy
+neighbour slows all alike; the headlines are ratios to torch fp32 within this one run.
 
 Vector agreement is measured on the same texts: the share of fp32's top-10 features
-that int8 keeps, and the cosine of the two weight vectors. Retrieval quality is measured
-by the evaluation (``splare-connect eval --precision int8``), see BENCHMARKS.md.
+that the other keeps, and the cosine of the two weight vectors. Retrieval quality is
+measured by the evaluation (``splare-connect eval --precision int8`` or ``--runtime
+openvino``), see BENCHMARKS.md. ``--cold-start`` also times ``from_pretrained`` and a CLI
+search in fresh processes, twice each (the second finds every cache warm).
 
-    python benchmarks/fast_path.py --docs 192 --queries 300 --json .bench/fast_path.json
+    python benchmarks/fast_path.py --docs 192 --queries 300 --cold-start --json .bench/fast_path.json
 
 Not a test: no figure is asserted.
 """
@@ -20,6 +23,8 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -28,6 +33,13 @@ import torch
 from report import percentile, print_and_save
 
 from splare_connect import SparseVector, SplareEncoder
+
+# name -> from_pretrained options; the first is the reference the others are compared with.
+CONTENDERS: dict[str, dict[str, str]] = {
+    "torch-fp32": {},
+    "torch-int8": {"precision": "int8"},
+    "openvino-fp32": {"runtime": "openvino"},
+}
 
 
 def load_documents(corpus: Path, count: int) -> list[str]:
@@ -54,6 +66,23 @@ def agreement(reference: list[SparseVector], other: list[SparseVector]) -> dict[
     return {"top10_overlap": float(np.mean(overlaps)), "cosine": float(np.mean(cosines))}
 
 
+def rotated(names: list[str], index: int) -> list[str]:
+    """``names`` starting at ``index`` (mod len): each contender goes first in turn."""
+    shift = index % len(names)
+    return names[shift:] + names[:shift]
+
+
+def cold_load_seconds(model: str | None, options: dict[str, str]) -> float:
+    """Seconds ``SplareEncoder.from_pretrained`` takes in a fresh Python process (imports excluded)."""
+    code = (
+        "import time, torch; from splare_connect import SplareEncoder; start = time.perf_counter(); "
+        f"SplareEncoder.from_pretrained({model!r}, device='cpu', **{options!r}); "
+        "print(time.perf_counter() - start)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(done.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=Path("data/manpages/corpus.jsonl"))
@@ -62,13 +91,20 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=192)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--contenders",
+        type=lambda text: text.split(","),
+        default=list(CONTENDERS),
+        help=f"comma-separated, the first is the reference (default: {','.join(CONTENDERS)})",
+    )
+    parser.add_argument("--cold-start", action="store_true", help="also time loading in fresh processes")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
     encoders = {
-        "fp32": SplareEncoder.from_pretrained(args.model, device="cpu"),
-        "int8": SplareEncoder.from_pretrained(args.model, device="cpu", precision="int8"),
+        name: SplareEncoder.from_pretrained(args.model, device="cpu", **CONTENDERS[name]) for name in args.contenders
     }
+    reference = args.contenders[0]
     docs = load_documents(args.corpus, args.docs)
     with args.queries_file.open(encoding="utf-8") as lines:
         queries = [json.loads(line)["text"] for line, _ in zip(lines, range(args.queries), strict=False)]
@@ -80,7 +116,7 @@ def main() -> None:
     doc_vectors: dict[str, list[SparseVector]] = {name: [] for name in encoders}
     batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
     for index, batch in enumerate(batches):
-        for name in list(encoders)[:: 1 if index % 2 == 0 else -1]:
+        for name in rotated(list(encoders), index):
             start = time.perf_counter()
             doc_vectors[name].extend(encoders[name].encode_documents(batch, batch_size=args.batch_size))
             doc_seconds[name] += time.perf_counter() - start
@@ -88,7 +124,7 @@ def main() -> None:
     query_ms: dict[str, list[float]] = {name: [] for name in encoders}
     query_vectors: dict[str, list[SparseVector]] = {name: [] for name in encoders}
     for index, query in enumerate(queries):
-        for name in list(encoders)[:: 1 if index % 2 == 0 else -1]:
+        for name in rotated(list(encoders), index):
             start = time.perf_counter()
             query_vectors[name].append(encoders[name].encode_query(query))
             query_ms[name].append((time.perf_counter() - start) * 1000)
@@ -96,19 +132,25 @@ def main() -> None:
     result: dict[str, object] = {
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
         "date": time.strftime("%Y-%m-%d"),
-        "model": encoders["fp32"].config.name,
+        "model": encoders[reference].config.name,
         "documents": len(docs),
         "queries": len(queries),
+        "batch_size": args.batch_size,
     }
     for name in encoders:
         result[f"{name}_documents_per_second"] = len(docs) / doc_seconds[name]
         result[f"{name}_query_ms_p50"] = statistics.median(query_ms[name])
         result[f"{name}_query_ms_p99"] = percentile(query_ms[name], 0.99)
-    result["document_throughput_ratio_int8_over_fp32"] = doc_seconds["fp32"] / doc_seconds["int8"]
-    result["query_time_ratio_fp32_over_int8"] = sum(query_ms["fp32"]) / sum(query_ms["int8"])
-    for kind, vectors in (("document", doc_vectors), ("query", query_vectors)):
-        for measure, value in agreement(vectors["fp32"], vectors["int8"]).items():
-            result[f"{kind}_{measure}"] = value
+    for name in list(encoders)[1:]:
+        result[f"{name}_documents_speedup"] = doc_seconds[reference] / doc_seconds[name]
+        result[f"{name}_queries_speedup"] = sum(query_ms[reference]) / sum(query_ms[name])
+        for kind, vectors in (("document", doc_vectors), ("query", query_vectors)):
+            for measure, value in agreement(vectors[reference], vectors[name]).items():
+                result[f"{name}_{kind}_{measure}"] = value
+    if args.cold_start:
+        for name in encoders:
+            for attempt in (1, 2):
+                result[f"{name}_load_seconds_{attempt}"] = cold_load_seconds(args.model, CONTENDERS[name])
     print_and_save(result, args.json)
 
 

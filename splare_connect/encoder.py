@@ -30,7 +30,7 @@ from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, 
 from splare_connect.choices import Runtime
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.encoding.batching import EncoderBatch, iter_batches, pad_token_id
-from splare_connect.encoding.fingerprint import encoder_fingerprint
+from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint
 from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
 from splare_connect.encoding.openvino_graph import check_runtime
 from splare_connect.encoding.progress import progress
@@ -90,8 +90,11 @@ class SplareEncoder:
         device: str | torch.device | None = None,
         precision: str = "fp32",
         runtime: str = "torch",
+        source_files: Sequence[Path] = (),
     ) -> None:
         self.config = config
+        # The files the encoder was loaded from: the fingerprint is cached against them.
+        self.source_files = tuple(source_files)
         self.tokenizer: PreTrainedTokenizerBase = backbone.tokenizer
         hidden = _hidden_size(backbone.model)
         if sae.config.d_in != hidden:
@@ -198,14 +201,16 @@ class SplareEncoder:
         Relative paths in ``config`` are resolved against ``base_dir``. Remote code runs
         only with ``trust_remote_code=True`` (see :meth:`from_pretrained`).
         """
+        backbone_location = _resolve(config.backbone, base_dir)
+        lora_location = None if config.lora is None else _resolve(config.lora, base_dir)
+        sae_location = _resolve(config.sae, base_dir)
         backbone = load_backbone(
-            _resolve(config.backbone, base_dir),
-            lora=None if config.lora is None else _resolve(config.lora, base_dir),
-            trust_remote_code=trust_remote_code,
-            torch_dtype=torch_dtype,
+            backbone_location, lora=lora_location, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype
         )
-        sae = load_sae(_resolve(config.sae, base_dir), config.sae_format)  # type: ignore[arg-type]
-        return cls(config, backbone, sae, device=device, precision=precision, runtime=runtime)
+        sae = load_sae(sae_location, config.sae_format)  # type: ignore[arg-type]
+        local = [Path(location) for location in (backbone_location, lora_location, sae_location) if location]
+        sources = local if all(path.exists() for path in local) and Path(backbone_location).is_dir() else []
+        return cls(config, backbone, sae, device=device, precision=precision, runtime=runtime, source_files=sources)
 
     @classmethod
     def from_components(
@@ -459,15 +464,27 @@ class SplareEncoder:
         the SAE's layer, the SAE encoder), the tokenizer, the layer, prefixes, pooling
         and pruning. Two encoders with equal digests produce the same vectors.
         """
-        return encoder_fingerprint(
-            config=self.config,
-            tokenizer=self.tokenizer,
-            backbone=self.reader.model,
-            sae=self.sae,
-            layer=self.reader.layer,
-            max_length=self.max_length,
-            precision=self.precision,
-        )
+        from splare_connect.models import cache_dir
+
+        def compute() -> dict[str, Any]:
+            return encoder_fingerprint(
+                config=self.config,
+                tokenizer=self.tokenizer,
+                backbone=self.reader.model,
+                sae=self.sae,
+                layer=self.reader.layer,
+                max_length=self.max_length,
+                precision=self.precision,
+            )
+
+        settings = {
+            "config": self.config.to_dict(),
+            "layer": self.reader.layer,
+            "max_length": self.max_length,
+            "precision": self.precision,
+            "dtype": str(next(self.reader.model.parameters()).dtype),
+        }
+        return cached_fingerprint(self.source_files, settings, cache_dir() / "fingerprints", compute)
 
     def __repr__(self) -> str:
         return (

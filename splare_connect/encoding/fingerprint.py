@@ -8,8 +8,13 @@ the model's name or paths, and not with state a tokenizer keeps between calls.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -18,6 +23,10 @@ if TYPE_CHECKING:
 
     from splare_connect.encoder_config import EncoderConfig
     from splare_connect.sae import SparseAutoencoder
+
+# Bumped whenever encoder_fingerprint() changes what it hashes: cached digests from an
+# older scheme are then not reused.
+FINGERPRINT_SCHEME = 1
 
 # Config fields that name or locate things without changing the vectors.
 _NOT_HASHED = ("name", "backbone", "sae", "lora", "sae_format")
@@ -103,3 +112,61 @@ def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> bytes:
         definition.pop("padding", None)
         return json.dumps(definition, sort_keys=True).encode()
     return json.dumps(sorted(tokenizer.get_vocab().items())).encode()
+
+
+def cached_fingerprint(
+    sources: Sequence[Path], settings: dict[str, Any], cache: Path, compute: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
+    """The fingerprint, read from ``cache`` when the files it was computed from are unchanged.
+
+    Hashing the weights takes seconds at every load (half a gigabyte for the default
+    model), though they rarely change. So the result of ``compute`` is stored under a key
+    made of each source file's path, size, modification time and inode, the encoder
+    settings, and the library versions that shape the hash. Rewriting any weights,
+    tokenizer or config file changes its modification time, hence the key, and the
+    digest is computed afresh; nothing else is trusted.
+
+    Args:
+        sources: Files or directories the encoder was loaded from (every file under a
+            directory counts). Empty: no caching (e.g. a backbone from the model hub).
+        settings: Everything else the fingerprint depends on (config, layer, precision,
+            dtype...), JSON-serialisable.
+        cache: Directory of cached fingerprints.
+        compute: Computes the fingerprint (:func:`encoder_fingerprint`).
+    """
+    if not sources:
+        return compute()
+    key = _cache_key(sources, settings)
+    file = cache / f"{key}.json"
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads(file.read_text(encoding="utf-8"))
+        if isinstance(stored, dict) and isinstance(stored.get("digest"), str):
+            return stored
+    fingerprint = compute()
+    with contextlib.suppress(OSError):  # a read-only cache costs speed, not correctness
+        cache.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(prefix=f".{key}-", dir=cache)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            json.dump(fingerprint, out)
+        os.replace(staging, file)
+    return fingerprint
+
+
+def _cache_key(sources: Sequence[Path], settings: dict[str, Any]) -> str:
+    import tokenizers
+    import torch
+    import transformers
+
+    files = []
+    for source in sources:
+        paths = sorted(path for path in source.rglob("*") if path.is_file()) if source.is_dir() else [source]
+        for path in paths:
+            stat = path.stat()
+            files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino])
+    described = {
+        "files": files,
+        "settings": settings,
+        "scheme": FINGERPRINT_SCHEME,
+        "versions": [torch.__version__, transformers.__version__, tokenizers.__version__],
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:32]

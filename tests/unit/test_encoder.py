@@ -11,6 +11,7 @@ from safetensors.numpy import save_file
 
 from splare_connect import BadInputError, CheckpointError, ConfigError, SplareEncoder
 from splare_connect.backbone import load_backbone
+from splare_connect.models.registry import CACHE_ENV
 from tests.tiny_models import (
     HIDDEN,
     SAMPLE_TEXTS,
@@ -336,12 +337,38 @@ def test_fingerprint_tracks_what_changes_vectors(bert_dir: Path, tmp_path: Path)
         assert changed.fingerprint["digest"] != base["digest"]
 
 
-def test_fingerprint_is_stable_across_use_and_instances(bert_dir: Path, tmp_path: Path) -> None:
+def test_fingerprint_is_stable_across_use_and_instances(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
     used = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
     used.encode_documents(SAMPLE_TEXTS)  # the tokenizer now carries truncation state
     fresh = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
-    assert used.fingerprint == fresh.fingerprint
+    # Each computed, not read from the fingerprint cache: one cache directory each.
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-used"))
+    used_fingerprint = used.fingerprint
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-fresh"))
+    assert used_fingerprint == fresh.fingerprint
+
+
+def test_fingerprint_is_read_from_its_cache_until_a_file_changes(
+    bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing the weights is skipped at a second load, and never when a file was rewritten."""
+    import splare_connect.encoder as encoder_module
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
+    first = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    assert list((tmp_path / "cache" / "fingerprints").glob("*.json"))
+    compute = encoder_module.encoder_fingerprint
+    calls = []
+    monkeypatch.setattr(encoder_module, "encoder_fingerprint", lambda **parts: calls.append(1) or compute(**parts))
+    assert SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint == first
+    assert calls == []
+    write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=9), "topk")  # new weights, same place
+    changed = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    assert calls == [1] and changed["digest"] != first["digest"]
 
 
 def test_loading_prints_no_library_noise(bert_dir: Path, tmp_path: Path) -> None:
