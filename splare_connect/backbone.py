@@ -13,7 +13,8 @@ time (SPLARE's intermediate-layer finding is also a speed win).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,15 +25,60 @@ from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.quiet import quiet_loading
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 
-@dataclass
 class LoadedBackbone:
-    """A backbone model and its tokenizer, ready for :class:`LayerReader`."""
+    """A backbone's tokenizer and config, and its model, loaded now or on first use.
 
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
+    The model (weights, LoRA merge) is the slow part of loading. A caller that may not
+    need it (the OpenVINO runtime with a cached graph) asks :func:`load_backbone` for a
+    lazy backbone: :attr:`model` then loads on first access.
+
+    Args:
+        tokenizer: The backbone's tokenizer.
+        model: The model, or ``None`` when ``load_model`` will provide it.
+        model_config: The model's config; taken from ``model`` when not given.
+        load_model: Loads the model on first access of :attr:`model`.
+        dtype: The parameter dtype ``load_model`` loads at (read from ``model`` when given).
+    """
+
+    def __init__(
+        self,
+        *,
+        tokenizer: PreTrainedTokenizerBase,
+        model: PreTrainedModel | None = None,
+        model_config: PretrainedConfig | None = None,
+        load_model: Callable[[], PreTrainedModel] | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if model is None and load_model is None:
+            raise ValueError("a backbone needs a model or a way to load one")
+        self.tokenizer = tokenizer
+        self._model = model
+        self._load_model = load_model
+        self._dtype = dtype
+        self.model_config = model_config if model_config is not None else model.config  # type: ignore[union-attr]
+
+    @property
+    def model(self) -> PreTrainedModel:
+        """The model, loaded now if it was not yet."""
+        if self._model is None:
+            assert self._load_model is not None  # guaranteed by __init__
+            self._model = self._load_model()
+        return self._model
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's parameter dtype (without loading it)."""
+        if self._model is not None:
+            return next(self._model.parameters()).dtype
+        return self._dtype
+
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the model's weights are in memory."""
+        return self._model is not None
 
 
 def load_backbone(
@@ -41,6 +87,7 @@ def load_backbone(
     lora: str | Path | None = None,
     trust_remote_code: bool = False,
     torch_dtype: torch.dtype = torch.float32,
+    lazy: bool = False,
 ) -> LoadedBackbone:
     """Load a transformers model and tokenizer, merging a LoRA adapter if given.
 
@@ -53,35 +100,50 @@ def load_backbone(
         lora: Directory of a peft LoRA adapter to apply and merge, or ``None``.
         trust_remote_code: Allow model code shipped with the checkpoint to run.
         torch_dtype: Parameter dtype.
+        lazy: Load the tokenizer and config now and the model on first use (its
+            errors are then raised there).
 
     Raises:
         CheckpointError: The model or adapter can't be found or read, or the model needs
             its own code and ``trust_remote_code`` is off.
     """
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoConfig, AutoTokenizer
 
     location = str(name_or_path)
     if _looks_local(location) and not Path(location).is_dir():
         raise CheckpointError(f"backbone directory not found: {location}")
-    try:
-        with quiet_loading():
-            tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    with _loading_errors(location, trust_remote_code), quiet_loading():
+        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+        model_config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+
+    def load_model() -> PreTrainedModel:
+        from transformers import AutoModel
+
+        with _loading_errors(location, trust_remote_code), quiet_loading():
             model = AutoModel.from_pretrained(
-                location,
-                trust_remote_code=trust_remote_code,
-                use_safetensors=True,
-                dtype=torch_dtype,
+                location, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch_dtype
             )
+        if lora is not None:
+            with quiet_loading():
+                model = _merge_lora(model, Path(lora))
+        model.eval()
+        model.requires_grad_(False)
+        return model
+
+    if lazy:
+        return LoadedBackbone(tokenizer=tokenizer, model_config=model_config, load_model=load_model, dtype=torch_dtype)
+    return LoadedBackbone(tokenizer=tokenizer, model=load_model())
+
+
+@contextlib.contextmanager
+def _loading_errors(location: str, trust_remote_code: bool) -> Iterator[None]:
+    """Turn transformers' loading errors into one-line CheckpointErrors."""
+    try:
+        yield
     except (OSError, ValueError, KeyError) as exc:
         if not trust_remote_code and "trust_remote_code" in str(exc):
             raise CheckpointError(_remote_code_refused(location)) from exc
         raise CheckpointError(f"cannot load backbone {location!r}: {exc}") from exc
-    if lora is not None:
-        with quiet_loading():
-            model = _merge_lora(model, Path(lora))
-    model.eval()
-    model.requires_grad_(False)
-    return LoadedBackbone(model=model, tokenizer=tokenizer)
 
 
 def _remote_code_refused(location: str) -> str:
@@ -115,14 +177,18 @@ def _looks_local(location: str) -> bool:
     return location.startswith((".", "/", "~")) or Path(location).exists()
 
 
-def window_length(tokenizer: PreTrainedTokenizerBase, model: nn.Module, cap: int | None = None) -> int:
+def window_length(tokenizer: PreTrainedTokenizerBase, model_config: Any, cap: int | None = None) -> int:
     """Tokens a text may have, specials included: the smallest of ``cap``, the tokenizer's
-    limit and the model's position embeddings (512 when none of them says)."""
+    limit and the model's position embeddings (512 when none of them says).
+
+    ``model_config`` is the model's config (or the model itself, whose ``config`` is read).
+    """
     limits = [cap] if cap is not None else []
     tokenizer_limit = getattr(tokenizer, "model_max_length", None)
     if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
         limits.append(tokenizer_limit)
-    positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    model_config = getattr(model_config, "config", model_config)
+    positions = getattr(model_config, "max_position_embeddings", None)
     if isinstance(positions, int):
         limits.append(positions)
     return min(limits) if limits else 512
@@ -140,7 +206,7 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     Raises:
         ConfigError: No such list exists (an architecture this reader can't handle).
     """
-    n_layers = _num_layers(model)
+    n_layers = block_count(model)
     for name, module in model.named_modules():
         if isinstance(module, nn.ModuleList) and len(module) == n_layers and n_layers > 0:
             return name, module
@@ -149,13 +215,28 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
     )
 
 
-def _num_layers(model: nn.Module) -> int:
-    config = getattr(model, "config", None)
+def block_count(model_config: Any) -> int:
+    """Transformer blocks in a model, from its config (or the model itself)."""
+    config = getattr(model_config, "config", model_config)
     for key in ("num_hidden_layers", "n_layer", "num_layers"):
         value = getattr(config, key, None)
         if isinstance(value, int):
             return value
-    raise ConfigError(f"{type(model).__name__} has no num_hidden_layers in its config")
+    raise ConfigError(f"{type(config).__name__} has no num_hidden_layers")
+
+
+def check_layer(layer: int, n_layers: int, model_name: str) -> int:
+    """``layer`` as a block index in ``0..n_layers-1`` (negative counts from the end).
+
+    Raises:
+        ConfigError: ``layer`` is out of range; the message gives the valid range.
+    """
+    if not -n_layers <= layer < n_layers:
+        raise ConfigError(
+            f"layer {layer} is out of range for {model_name} with {n_layers} blocks "
+            f"(valid: 0..{n_layers - 1}, or -{n_layers}..-1 from the end)"
+        )
+    return layer % n_layers
 
 
 class LayerReader(nn.Module):
@@ -175,12 +256,7 @@ class LayerReader(nn.Module):
         super().__init__()
         path, blocks = find_blocks(model)
         n_layers = len(blocks)
-        if not -n_layers <= layer < n_layers:
-            raise ConfigError(
-                f"layer {layer} is out of range for {type(model).__name__} with {n_layers} blocks "
-                f"(valid: 0..{n_layers - 1}, or -{n_layers}..-1 from the end)"
-            )
-        self.layer = layer % n_layers
+        self.layer = check_layer(layer, n_layers, type(model).__name__)
         self.n_layers_total = n_layers
         self.reads_last_layer = self.layer == n_layers - 1
         if not keep_all_layers and not self.reads_last_layer:

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from splare_connect.backbone import LayerReader, LoadedBackbone, load_backbone, window_length
+from splare_connect.backbone import LayerReader, LoadedBackbone, block_count, check_layer, load_backbone, window_length
 from splare_connect.choices import Runtime
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.encoding.batching import EncoderBatch, iter_batches, pad_token_id
@@ -96,28 +96,32 @@ class SplareEncoder:
         # The files the encoder was loaded from: the fingerprint is cached against them.
         self.source_files = tuple(source_files)
         self.tokenizer: PreTrainedTokenizerBase = backbone.tokenizer
-        hidden = _hidden_size(backbone.model)
-        if sae.config.d_in != hidden:
+        self._backbone = backbone
+        self.torch_dtype = backbone.dtype
+        # Shape facts come from the model's config, so the weights can stay unloaded (the
+        # OpenVINO runtime with a cached graph never needs them).
+        self.hidden_size = _hidden_size(backbone.model_config)
+        if sae.config.d_in != self.hidden_size:
             raise CheckpointError(
                 f"the SAE reads {sae.config.d_in}-wide states but the backbone's hidden size is "
-                f"{hidden}: this SAE was not trained on this backbone"
+                f"{self.hidden_size}: this SAE was not trained on this backbone"
             )
-        self.reader = LayerReader(backbone.model, config.layer, keep_all_layers=config.dense_pooling != "none")
-        if sae.config.hook_layer is not None and sae.config.hook_layer != self.reader.layer:
+        self.layer = check_layer(config.layer, block_count(backbone.model_config), _model_name(backbone.model_config))
+        if sae.config.hook_layer is not None and sae.config.hook_layer != self.layer:
             warnings.warn(
                 f"the SAE was trained on block {sae.config.hook_layer} but the encoder reads block "
-                f"{self.reader.layer}; set layer={sae.config.hook_layer} unless this is deliberate",
+                f"{self.layer}; set layer={sae.config.hook_layer} unless this is deliberate",
                 stacklevel=2,
             )
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.precision = check_precision(precision, self.device)
         self.runtime = check_runtime(runtime, self.precision, self.device)
-        self.reader.to(self.device)
         self.sae = sae.to(self.device).eval()
-        self.max_length = window_length(self.tokenizer, backbone.model, config.max_length)
+        self.max_length = window_length(self.tokenizer, backbone.model_config, config.max_length)
         self.pad_token_id = pad_token_id(self.tokenizer)
-        # What forward() runs: the reader, or on the fast path its trace (same outputs, less Python).
-        self._run_reader: torch.nn.Module = self.reader
+        # What forward() runs instead of the reader, if anything: on the int8 path, its
+        # trace (same outputs, less Python).
+        self._traced_reader: torch.nn.Module | None = None
         # encode() is serialised: a fast tokenizer keeps its truncation and padding settings
         # in shared state, so concurrent calls corrupt each other's batches, and a CPU
         # forward pass already uses every core; threads sharing one encoder (a web server,
@@ -129,12 +133,20 @@ class SplareEncoder:
             _ = self.fingerprint
             quantize_linear_layers(self.reader.model)
             quantize_sae(self.sae)
-            vocab_size = int(getattr(backbone.model.config, "vocab_size", 0) or len(self.tokenizer))
-            self._run_reader = trace_reader(self.reader, vocab_size) or self.reader
+            vocab_size = int(getattr(backbone.model_config, "vocab_size", 0) or len(self.tokenizer))
+            self._traced_reader = trace_reader(self.reader, vocab_size)
         # On the OpenVINO runtime, encode() runs the whole pass as one compiled graph.
         self._graph: CompiledEncoderGraph | None = None
         if self.runtime == Runtime.OPENVINO:
             self._graph = self._load_graph()
+        else:
+            _ = self.reader  # torch runs the model: load it now, so errors surface at load time
+
+    @cached_property
+    def reader(self) -> LayerReader:
+        """The backbone up to the SAE's layer, on the encoder's device (loaded on first use)."""
+        reader = LayerReader(self._backbone.model, self.layer, keep_all_layers=self.config.dense_pooling != "none")
+        return reader.to(self.device)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -205,7 +217,11 @@ class SplareEncoder:
         lora_location = None if config.lora is None else _resolve(config.lora, base_dir)
         sae_location = _resolve(config.sae, base_dir)
         backbone = load_backbone(
-            backbone_location, lora=lora_location, trust_remote_code=trust_remote_code, torch_dtype=torch_dtype
+            backbone_location,
+            lora=lora_location,
+            trust_remote_code=trust_remote_code,
+            torch_dtype=torch_dtype,
+            lazy=runtime == Runtime.OPENVINO,
         )
         sae = load_sae(sae_location, config.sae_format)  # type: ignore[arg-type]
         local = [Path(location) for location in (backbone_location, lora_location, sae_location) if location]
@@ -271,7 +287,7 @@ class SplareEncoder:
     @property
     def dense_dim(self) -> int | None:
         """Width of the dense embedding, or None when the model has none."""
-        return _hidden_size(self.reader.model) if self.has_dense else None
+        return self.hidden_size if self.has_dense else None
 
     def encode_queries(self, texts: Sequence[str], *, batch_size: int = 32) -> list[SparseVector]:
         """Sparse vectors for queries (query prefix, ``query_top_k`` pruning)."""
@@ -338,7 +354,7 @@ class SplareEncoder:
             raise ConfigError(f"model {self.config.name!r} defines no dense embedding (dense_pooling='none')")
         top_k = self.config.query_top_k if role == "query" else self.config.document_top_k
         sparse: list[SparseVector | None] = [None] * len(items)
-        dense_out = np.zeros((len(items), _hidden_size(self.reader.model)), np.float32) if dense else None
+        dense_out = np.zeros((len(items), self.hidden_size), np.float32) if dense else None
         num_tokens = np.zeros(len(items), np.int64)
         truncated = np.zeros(len(items), np.bool_)
         with progress(len(items), show_progress, batch_size) as advance, torch.inference_mode():
@@ -389,7 +405,7 @@ class SplareEncoder:
             >>> pooled.shape == (1, encoder.dim)                               # doctest: +SKIP
             True
         """
-        states, last_hidden = self._run_reader(batch.input_ids, batch.attention_mask)
+        states, last_hidden = (self._traced_reader or self.reader)(batch.input_ids, batch.attention_mask)
         pooled = pool_latents(self.sae, states, batch.content_mask)
         if not self.has_dense:
             return pooled, None
@@ -439,15 +455,14 @@ class SplareEncoder:
 
     def _load_graph(self) -> CompiledEncoderGraph:
         """This encoder's compiled OpenVINO graph, from the cache or exported now."""
-        from splare_connect.encoding.openvino_graph import load_graph
+        from splare_connect.encoding.openvino_graph import EncoderGraph, load_graph
         from splare_connect.models import cache_dir
 
         probes = [*self.iter_batches(_PROBE_TEXTS, role="document", batch_size=2)]
         probes += [*self.iter_batches(_PROBE_TEXTS[:3], role="query", batch_size=3)]
         return load_graph(
-            self.reader,
-            self.sae,
-            dense_pooling=self.config.dense_pooling,
+            lambda: EncoderGraph(self.reader, self.sae, self.config.dense_pooling),
+            has_dense=self.has_dense,
             digest=self.fingerprint["digest"],
             reference=self.forward,
             probe_batches=probes,
@@ -472,23 +487,23 @@ class SplareEncoder:
                 tokenizer=self.tokenizer,
                 backbone=self.reader.model,
                 sae=self.sae,
-                layer=self.reader.layer,
+                layer=self.layer,
                 max_length=self.max_length,
                 precision=self.precision,
             )
 
         settings = {
             "config": self.config.to_dict(),
-            "layer": self.reader.layer,
+            "layer": self.layer,
             "max_length": self.max_length,
             "precision": self.precision,
-            "dtype": str(next(self.reader.model.parameters()).dtype),
+            "dtype": str(self.torch_dtype),
         }
         return cached_fingerprint(self.source_files, settings, cache_dir() / "fingerprints", compute)
 
     def __repr__(self) -> str:
         return (
-            f"SplareEncoder(name={self.config.name!r}, layer={self.reader.layer}, "
+            f"SplareEncoder(name={self.config.name!r}, layer={self.layer}, "
             f"latents={self.dim}, device={self.device.type}, precision={self.precision}, runtime={self.runtime})"
         )
 
@@ -508,13 +523,18 @@ _PROBE_TEXTS = [
 ]
 
 
-def _hidden_size(model: torch.nn.Module) -> int:
-    config = model.config
+def _model_name(config: Any) -> str:
+    """The model's class name as its config records it (``BertModel``), for messages."""
+    architectures = getattr(config, "architectures", None) or [type(config).__name__]
+    return str(architectures[0])
+
+
+def _hidden_size(config: Any) -> int:
     for key in ("hidden_size", "d_model", "n_embd"):
         value = getattr(config, key, None)
         if isinstance(value, int):
             return value
-    raise ConfigError(f"cannot tell the hidden size of {type(model).__name__}")
+    raise ConfigError(f"cannot tell the hidden size of {type(config).__name__}")
 
 
 def _resolve(location: str, base_dir: str | Path | None) -> str:

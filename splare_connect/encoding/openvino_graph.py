@@ -145,10 +145,9 @@ def openvino_version() -> str:
 
 
 def load_graph(
-    reader: LayerReader,
-    sae: SparseAutoencoder,
+    build_module: Callable[[], EncoderGraph],
     *,
-    dense_pooling: str,
+    has_dense: bool,
     digest: str,
     reference: Callable[[EncoderBatch], tuple[torch.Tensor, torch.Tensor | None]],
     probe_batches: list[EncoderBatch],
@@ -158,11 +157,12 @@ def load_graph(
     """The compiled graph of an encoder: read from the cache, or exported, checked and cached.
 
     A cached graph that no longer compiles (a damaged file) is removed and exported again.
+    Only an export needs the torch model (``build_module``), so a cached graph loads
+    without the backbone's weights.
 
     Args:
-        reader: The encoder's backbone reader (fp32).
-        sae: The encoder's SAE.
-        dense_pooling: The encoder's ``dense_pooling``.
+        build_module: Builds the torch module to export (loads the backbone's weights).
+        has_dense: Whether the graph also returns the dense embedding.
         digest: The encoder's fingerprint digest: the cache key, with the OpenVINO version.
         reference: The torch forward pass a new graph must agree with.
         probe_batches: Batches an export is traced on (the first) and checked on (all).
@@ -175,10 +175,9 @@ def load_graph(
     """
     version = openvino_version()
     location = cache_root / f"{digest}-openvino-{version}"
-    has_dense = dense_pooling != "none"
     exported = False
     if not (location / GRAPH_FILE).is_file():
-        _export(EncoderGraph(reader, sae, dense_pooling).eval(), probe_batches[0], location)
+        _export(build_module().eval(), probe_batches[0], location)
         exported = True
     try:
         graph = _compile(location, has_dense=has_dense, threads=threads)
@@ -188,9 +187,8 @@ def load_graph(
             reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
             raise ConfigError(f"OpenVINO cannot compile this model's graph ({reason}); use runtime='torch'") from None
         return load_graph(
-            reader,
-            sae,
-            dense_pooling=dense_pooling,
+            build_module,
+            has_dense=has_dense,
             digest=digest,
             reference=reference,
             probe_batches=probe_batches,

@@ -82,6 +82,9 @@ def test_the_graph_is_exported_once_and_read_back(
     monkeypatch.setattr(openvino_graph, "_export", no_export)
     again = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="openvino")
     assert again.encode_queries(["list files"])[0] == openvino_encoder.encode_queries(["list files"])[0]
+    # The graph and the cached fingerprint are all it needs: the backbone's weights stay on disk.
+    assert not again._backbone.model_loaded
+    assert again.fingerprint == openvino_encoder.fingerprint
 
 
 def test_another_model_gets_its_own_graph(

@@ -87,7 +87,7 @@ def test_int8_is_a_cpu_path(tiny_model_dir: Path) -> None:
 
 
 def test_the_fast_path_runs_a_trace_with_the_eager_outputs(int8_encoder: SplareEncoder) -> None:
-    traced = int8_encoder._run_reader
+    traced = int8_encoder._traced_reader
     assert isinstance(traced, torch.jit.ScriptModule)
     for batch in int8_encoder.iter_batches([*SAMPLE_TEXTS, "a much longer text " * 9], role="document", batch_size=3):
         with torch.inference_mode():
