@@ -21,7 +21,7 @@ import numpy as np
 from splare_connect.errors import MissingDependencyError
 from splare_connect.evaluation.corpus_cache import encode_corpus
 from splare_connect.evaluation.dataset import BeirDataset
-from splare_connect.evaluation.systems import Bm25, Run, dense_run, rrf, sparse_matrix, sparse_run
+from splare_connect.evaluation.systems import Bm25, Run, dense_run, rrf, sparse_matrix, sparse_run, strict_ranking
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -148,7 +148,8 @@ def evaluate(
         qrels = [ir_measures.Qrel(q, d, rel) for q, docs in query_set.qrels.items() for d, rel in docs.items()]
         result.scores[query_set.name] = {}
         for name, run in runs.items():
-            scored = [ir_measures.ScoredDoc(q, d, s) for q, docs in run.items() for d, s in docs.items()]
+            ranked = strict_ranking(run)
+            scored = [ir_measures.ScoredDoc(q, d, s) for q, docs in ranked.items() for d, s in docs.items()]
             aggregate = ir_measures.calc_aggregate(metrics, qrels, scored)
             result.scores[query_set.name][name] = {str(m): float(aggregate.get(m, 0.0)) for m in metrics}
     result.sparsity["query_nnz_mean"] = float(np.mean(model.query_nnz)) if model.query_nnz else 0.0

@@ -99,12 +99,37 @@ class Bm25:
 
 
 def rrf(runs: Sequence[Run], k: int = 60, depth: int = 100) -> Run:
-    """Reciprocal rank fusion: ``sum 1 / (k + rank)`` over the runs, ranks from 1."""
+    """Reciprocal rank fusion: ``sum 1 / (k + rank)`` over the runs, ranks from 1.
+
+    Fused scores tie often (a document first in one run and third in the other scores
+    exactly what one third and first does); :func:`strict_ranking` orders such ties
+    before the run is scored.
+    """
     fused: Run = {}
     for run in runs:
         for query_id, scored in run.items():
-            ranked = sorted(scored.items(), key=lambda item: -item[1])
             target = fused.setdefault(query_id, {})
-            for rank, (doc_id, _) in enumerate(ranked, start=1):
+            for rank, doc_id in enumerate(_ranked(scored), start=1):
                 target[doc_id] = target.get(doc_id, 0.0) + 1.0 / (k + rank)
-    return {q: dict(sorted(scores.items(), key=lambda item: -item[1])[:depth]) for q, scores in fused.items()}
+    return {q: {doc_id: scores[doc_id] for doc_id in _ranked(scores)[:depth]} for q, scores in fused.items()}
+
+
+def strict_ranking(run: Run) -> Run:
+    """The same ranking with no tied scores: ties ordered by document id, scores replaced by
+    ``n - position``.
+
+    Metric implementations break score ties each their own way (trec_eval by document
+    id, descending; others by input order), so a run with ties could get an nDCG@10 and an
+    MRR@10 from two different orders; with single-relevant queries MRR@10 could even
+    exceed nDCG@10. Every run is scored through this, so all metrics see one order.
+    """
+    strict: Run = {}
+    for query_id, scored in run.items():
+        ranked = _ranked(scored)
+        strict[query_id] = {doc_id: float(len(ranked) - position) for position, doc_id in enumerate(ranked)}
+    return strict
+
+
+def _ranked(scored: dict[str, float]) -> list[str]:
+    """Document ids by score, highest first; equal scores by document id."""
+    return sorted(scored, key=lambda doc_id: (-scored[doc_id], doc_id))

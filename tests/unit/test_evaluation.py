@@ -5,11 +5,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from splare_connect import ConfigError
 from splare_connect.evaluation import evaluate, load_beir
-from splare_connect.evaluation.systems import Bm25, rrf
+from splare_connect.evaluation.systems import Bm25, rrf, strict_ranking
+
+
+def test_tied_scores_are_ranked_one_way_for_every_metric() -> None:
+    """trec_eval (nDCG) and the RR@10 provider break ties differently: the relevant document
+    tied for first was second for nDCG@10 (0.631) and first for RR@10 (1.0)."""
+    import ir_measures
+
+    from splare_connect.evaluation.run import METRIC_NAMES
+
+    run = {"q": {"z": 1.0, "a": 1.0, "b": 0.5}, "p": {"x": 2.0, "y": 1.0}}
+    strict = strict_ranking(run)
+    assert list(strict["q"]) == ["a", "z", "b"] and strict["q"]["a"] > strict["q"]["z"] > strict["q"]["b"]
+    assert list(strict["p"]) == ["x", "y"]
+    metrics = [ir_measures.parse_measure(name) for name in METRIC_NAMES]
+    scored = [ir_measures.ScoredDoc(q, d, s) for q, docs in strict.items() for d, s in docs.items()]
+    scores = ir_measures.calc_aggregate(metrics, [ir_measures.Qrel("q", "a", 1), ir_measures.Qrel("p", "y", 1)], scored)
+    by_name = {str(measure): value for measure, value in scores.items()}
+    assert by_name["RR@10"] == pytest.approx((1 + 1 / 2) / 2)
+    assert by_name["nDCG@10"] == pytest.approx((1 + 1 / np.log2(3)) / 2)
+
+
+def test_rrf_orders_equal_fused_scores_by_document_id() -> None:
+    fused = rrf([{"q": {"b": 2.0, "a": 1.0}}, {"q": {"a": 2.0, "b": 1.0}}], k=60)
+    assert list(fused["q"]) == ["a", "b"] and fused["q"]["a"] == fused["q"]["b"]
 
 
 def test_rrf_adds_reciprocal_ranks() -> None:
