@@ -97,6 +97,7 @@ class SplareEncoder:
         self.source_files = tuple(source_files)
         self.tokenizer: PreTrainedTokenizerBase = backbone.tokenizer
         self._backbone = backbone
+        self._reader: LayerReader | None = None
         self.torch_dtype = backbone.dtype
         # Shape facts come from the model's config, so the weights can stay unloaded (the
         # OpenVINO runtime with a cached graph never needs them).
@@ -142,11 +143,21 @@ class SplareEncoder:
         else:
             _ = self.reader  # torch runs the model: load it now, so errors surface at load time
 
-    @cached_property
+    @property
     def reader(self) -> LayerReader:
-        """The backbone up to the SAE's layer, on the encoder's device (loaded on first use)."""
-        reader = LayerReader(self._backbone.model, self.layer, keep_all_layers=self.config.dense_pooling != "none")
-        return reader.to(self.device)
+        """The backbone up to the SAE's layer, on the encoder's device (loaded on first use).
+
+        Built once under :attr:`lock`: building it cuts the model's blocks and hooks one, so
+        two threads must never both build it.
+        """
+        if self._reader is None:
+            with self.lock:
+                if self._reader is None:
+                    keep_all = self.config.dense_pooling != "none"
+                    self._reader = LayerReader(self._backbone.model, self.layer, keep_all_layers=keep_all).to(
+                        self.device
+                    )
+        return self._reader
 
     # ---------------------------------------------------------------- loading
     @classmethod

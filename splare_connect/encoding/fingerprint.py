@@ -121,10 +121,12 @@ def cached_fingerprint(
 
     Hashing the weights takes seconds at every load (half a gigabyte for the default
     model), though they rarely change. So the result of ``compute`` is stored under a key
-    made of each source file's path, size, modification time and inode, the encoder
+    made of each source file's path, size, modification and change times and inode, the encoder
     settings, and the library versions that shape the hash. Rewriting any weights,
-    tokenizer or config file changes its modification time, hence the key, and the
-    digest is computed afresh; nothing else is trusted.
+    tokenizer or config file changes its change time (``st_ctime``, which no copy tool
+    can set back), hence the key, and the digest is computed afresh. The digest is that of
+    the files: weights changed in memory after loading are not seen (the encoder computes
+    its fingerprint once, at load, anyway).
 
     Args:
         sources: Files or directories the encoder was loaded from (every file under a
@@ -146,9 +148,13 @@ def cached_fingerprint(
     with contextlib.suppress(OSError):  # a read-only cache costs speed, not correctness
         cache.mkdir(parents=True, exist_ok=True)
         handle, staging = tempfile.mkstemp(prefix=f".{key}-", dir=cache)
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(fingerprint, out)
-        os.replace(staging, file)
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as out:
+                json.dump(fingerprint, out)
+            os.replace(staging, file)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)  # left only when the replace did not happen
     return fingerprint
 
 
@@ -162,7 +168,9 @@ def _cache_key(sources: Sequence[Path], settings: dict[str, Any]) -> str:
         paths = sorted(path for path in source.rglob("*") if path.is_file()) if source.is_dir() else [source]
         for path in paths:
             stat = path.stat()
-            files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino])
+            # ctime as well as mtime: a copy that keeps timestamps (cp -p, rsync -t) can set
+            # mtime back, but any write or utime moves ctime, which user code cannot set.
+            files.append([str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino])
     described = {
         "files": files,
         "settings": settings,

@@ -177,7 +177,13 @@ def load_graph(
     location = cache_root / f"{digest}-openvino-{version}"
     exported = False
     if not (location / GRAPH_FILE).is_file():
-        _export(build_module().eval(), probe_batches[0], location)
+        try:
+            _export(build_module().eval(), probe_batches[0], location)
+        except Exception as exc:  # any conversion failure: this model stays on torch
+            reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:200]
+            raise ConfigError(
+                f"OpenVINO cannot export this model's graph ({type(exc).__name__}: {reason}); use runtime='torch'"
+            ) from None
         exported = True
     try:
         graph = _compile(location, has_dense=has_dense, threads=threads)

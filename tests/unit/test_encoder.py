@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -369,6 +370,15 @@ def test_fingerprint_is_read_from_its_cache_until_a_file_changes(
     write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=9), "topk")  # new weights, same place
     changed = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
     assert calls == [1] and changed["digest"] != first["digest"]
+    # Rewritten with its old size and modification time put back (as cp -p or rsync -t do):
+    # still hashed again, because the change time moved.
+    sae_files = sorted(path for path in sae_dir.rglob("*") if path.is_file())
+    times = {path: (path.stat().st_atime_ns, path.stat().st_mtime_ns) for path in sae_files}
+    write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=11), "topk")
+    for path, (atime, mtime) in times.items():
+        os.utime(path, ns=(atime, mtime))
+    again = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    assert calls == [1, 1] and again["digest"] not in {first["digest"], changed["digest"]}
 
 
 def test_loading_prints_no_library_noise(bert_dir: Path, tmp_path: Path) -> None:

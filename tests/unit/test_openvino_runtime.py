@@ -105,6 +105,20 @@ def test_an_export_that_disagrees_with_torch_is_refused_and_removed(
     assert _graph_dirs(model_cache) == []
 
 
+def test_a_model_openvino_cannot_convert_is_a_one_line_error(
+    tiny_model_dir: Path, model_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import openvino
+
+    def unsupported(*_args: object, **_kwargs: object) -> None:
+        raise TypeError("no conversion rule for aten::made_up\n  at some frame")
+
+    monkeypatch.setattr(openvino, "convert_model", unsupported)
+    with pytest.raises(ConfigError, match=r"cannot export .*TypeError: .*made_up.*runtime='torch'"):
+        SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="openvino")
+    assert _graph_dirs(model_cache) == []
+
+
 def test_a_damaged_cached_graph_is_exported_again(
     tiny_model_dir: Path, openvino_encoder: SplareEncoder, model_cache: Path
 ) -> None:
