@@ -28,6 +28,7 @@ from torch import nn
 
 from splare_connect.choices import Precision
 from splare_connect.errors import ConfigError
+from splare_connect.quiet import quiet_tracing
 
 if TYPE_CHECKING:
     from splare_connect.sae.model import SparseAutoencoder
@@ -110,13 +111,8 @@ def trace_reader(reader: nn.Module, vocab_size: int) -> nn.Module | None:
             mask[row, length // 2 + row :] = 0
         return ids, mask
 
-    from transformers.utils import logging as transformers_logging
-
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()  # tracing reads config attributes that log notices
     try:
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with torch.inference_mode(), quiet_tracing():
             traced = torch.jit.trace(reader, probe(2, 11, 1), check_trace=False, strict=False)
             for ids, mask in (probe(1, 5, 0), probe(3, 37, 2), probe(4, 64, 3)):
                 expected, got = reader(ids, mask), traced(ids, mask)
@@ -125,6 +121,4 @@ def trace_reader(reader: nn.Module, vocab_size: int) -> nn.Module | None:
     except Exception as exc:  # any tracing failure means: stay eager
         warnings.warn(f"encoding stays in eager mode (the backbone could not be traced: {exc})", stacklevel=3)
         return None
-    finally:
-        transformers_logging.set_verbosity(verbosity)
     return traced

@@ -37,6 +37,26 @@ def quiet_loading() -> Iterator[None]:
 
 
 @contextmanager
+def quiet_tracing() -> Iterator[None]:
+    """Within the block: transformers logs errors only, and no warnings are shown.
+
+    Tracing a model (TorchScript, OpenVINO's converter) reads config attributes that make
+    transformers log notices, and warns about Python branches on tensor shapes; neither
+    is the user's concern.
+    """
+    from transformers.utils import logging as transformers_logging
+
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+@contextmanager
 def quiet_sentencepiece() -> Iterator[None]:
     """sentencepiece's C++ INFO lines off within the block (errors still show)."""
     import sentencepiece

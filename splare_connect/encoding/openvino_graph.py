@@ -3,8 +3,8 @@
 Why: on a CPU, torch runs the encoder op by op, with Python between the ops and the
 SAE stage (a 384 x 16,384 product, per-token top-k, max-pool) as separate kernels.
 OpenVINO's CPU plugin compiles the whole pass into one graph (fused attention, fused
-product and top-k), which on the project's 2-core CPU was measured at about 1.6x
-torch's documents/s and about 3x its query speed at fp32, with the same vectors (see
+product and top-k). On the project's 2-core CPU at fp32 it encoded queries 2.3x as fast
+as torch with the same vectors, but long (512-token) man pages only 1.04x as fast (see
 BENCHMARKS.md). At fp32 the graph computes what :meth:`SplareEncoder.forward` does, up
 to float rounding (and the choice among exactly tied activations), so it shares the
 encoder's fingerprint: a collection written by one runtime is searched by the other.
@@ -21,13 +21,11 @@ torch modules, and OpenVINO's IR is an XML description plus a weights file.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -36,6 +34,7 @@ from torch import nn
 from splare_connect.choices import Runtime
 from splare_connect.errors import ConfigError
 from splare_connect.pooling import GRAPH_TOKEN_BUDGET, pool_dense, pool_latents_padded
+from splare_connect.quiet import quiet_tracing
 
 if TYPE_CHECKING:
     import openvino
@@ -175,32 +174,26 @@ def load_graph(
     """
     version = openvino_version()
     location = cache_root / f"{digest}-openvino-{version}"
-    exported = False
-    if not (location / GRAPH_FILE).is_file():
-        try:
-            _export(build_module().eval(), probe_batches[0], location)
-        except Exception as exc:  # any conversion failure: this model stays on torch
-            reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:200]
-            raise ConfigError(
-                f"OpenVINO cannot export this model's graph ({type(exc).__name__}: {reason}); use runtime='torch'"
-            ) from None
-        exported = True
-    try:
-        graph = _compile(location, has_dense=has_dense, threads=threads)
-    except RuntimeError as exc:
-        shutil.rmtree(location, ignore_errors=True)
+    while True:  # at most twice: a damaged cached graph is removed, and the second pass exports
+        exported = not (location / GRAPH_FILE).is_file()
         if exported:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"OpenVINO cannot compile this model's graph ({reason}); use runtime='torch'") from None
-        return load_graph(
-            build_module,
-            has_dense=has_dense,
-            digest=digest,
-            reference=reference,
-            probe_batches=probe_batches,
-            cache_root=cache_root,
-            threads=threads,
-        )
+            try:
+                _export(build_module().eval(), probe_batches[0], location)
+            except Exception as exc:  # any conversion failure: this model stays on torch
+                reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:200]
+                raise ConfigError(
+                    f"OpenVINO cannot export this model's graph ({type(exc).__name__}: {reason}); use runtime='torch'"
+                ) from None
+        try:
+            graph = _compile(location, has_dense=has_dense, threads=threads)
+            break
+        except RuntimeError as exc:
+            shutil.rmtree(location, ignore_errors=True)
+            if exported:
+                reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                raise ConfigError(
+                    f"OpenVINO cannot compile this model's graph ({reason}); use runtime='torch'"
+                ) from None
     if not (location / CHECKED_FILE).is_file():
         _check(graph, reference, probe_batches, location)
         (location / CHECKED_FILE).write_text("outputs agree with torch on the probe batches\n", encoding="utf-8")
@@ -229,8 +222,7 @@ def _export(module: EncoderGraph, example: EncoderBatch, location: Path) -> None
     staging = Path(tempfile.mkdtemp(prefix=f".{location.name}-", dir=location.parent))
     try:
         inputs = (example.input_ids.cpu(), example.attention_mask.cpu(), example.content_mask.cpu().long())
-        with torch.no_grad(), warnings.catch_warnings(), _quiet_transformers():
-            warnings.simplefilter("ignore")  # tracing warnings about Python branches on shapes
+        with torch.no_grad(), quiet_tracing():
             model = openvino.convert_model(module, example_input=inputs, input=[openvino.PartialShape([-1, -1])] * 3)
         openvino.save_model(model, str(staging / GRAPH_FILE), compress_to_fp16=False)
         try:
@@ -261,16 +253,3 @@ def _check(
                 f"the OpenVINO graph disagrees with torch on a probe batch ({differing:.2%} of weights off, "
                 f"dense off by {dense_error:.1e}); use runtime='torch' for this model"
             )
-
-
-@contextlib.contextmanager
-def _quiet_transformers() -> Any:
-    """Silence transformers' notices while the model is traced (it reads config attributes)."""
-    from transformers.utils import logging as transformers_logging
-
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
