@@ -39,7 +39,7 @@ def load_texts(corpus: Path, count: int, min_tokens: int, encoder: SplareEncoder
         for line in lines:
             record = json.loads(line)
             text = " ".join(part for part in (record.get("title", ""), record.get("text", "")) if part)
-            if len(encoder.tokenizer(text, verbose=False)["input_ids"]) >= min_tokens:
+            if encoder.tokenizer.count_tokens(text) >= min_tokens:
                 texts.append(text)
             if len(texts) == count:
                 break
@@ -105,7 +105,7 @@ def main() -> None:
     encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)  # warm-up
     full, forward = paired_times(encoder, docs, args.batch_size, args.rounds)
 
-    query_tokens = [len(encoder.tokenizer(encoder.config.query_prefix + q)["input_ids"]) for q in queries]
+    query_tokens = [encoder.tokenizer.count_tokens(encoder.config.query_prefix + q) for q in queries]
     latencies = []
     for query in queries:
         start = time.perf_counter()

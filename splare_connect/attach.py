@@ -257,11 +257,10 @@ class Attacher:
     def _encode(self, texts: list[str]) -> list[SparseVector]:
         """Document vectors; a text past the window is encoded in windows and max-pooled."""
         tokenizer = self.encoder.tokenizer
-        with self.encoder.lock:  # the tokenizer is shared with other threads' encode() calls
-            windows: list[list[str]] = [
-                [chunk.text for chunk in chunk_document(Document("-", text), tokenizer, self.window, self.overlap)]
-                for text in texts
-            ]
+        windows: list[list[str]] = [
+            [chunk.text for chunk in chunk_document(Document("-", text), tokenizer, self.window, self.overlap)]
+            for text in texts
+        ]
         flat = [window for text_windows in windows for window in text_windows]
         encoded = self.encoder.encode(flat, role="document", batch_size=self.batch_size).sparse
         vectors, position = [], 0

@@ -14,8 +14,10 @@ time (SPLARE's intermediate-layer finding is also a speed win).
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -23,9 +25,10 @@ from torch import nn
 
 from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.quiet import quiet_loading
+from splare_connect.tokenization import TextTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
-    from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+    from transformers import PretrainedConfig, PreTrainedModel
 
 
 class LoadedBackbone:
@@ -38,7 +41,8 @@ class LoadedBackbone:
     Args:
         tokenizer: The backbone's tokenizer.
         model: The model, or ``None`` when ``load_model`` will provide it.
-        model_config: The model's config; taken from ``model`` when not given.
+        model_config: The model's config (or, read without transformers, its
+            ``config.json`` as a namespace); taken from ``model`` when not given.
         load_model: Loads the model on first access of :attr:`model`.
         dtype: The parameter dtype ``load_model`` loads at (read from ``model`` when given).
     """
@@ -46,9 +50,9 @@ class LoadedBackbone:
     def __init__(
         self,
         *,
-        tokenizer: PreTrainedTokenizerBase,
+        tokenizer: TextTokenizer,
         model: PreTrainedModel | None = None,
-        model_config: PretrainedConfig | None = None,
+        model_config: PretrainedConfig | SimpleNamespace | None = None,
         load_model: Callable[[], PreTrainedModel] | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
@@ -101,20 +105,24 @@ def load_backbone(
         trust_remote_code: Allow model code shipped with the checkpoint to run.
         torch_dtype: Parameter dtype.
         lazy: Load the tokenizer and config now and the model on first use (its
-            errors are then raised there).
+            errors are then raised there). A plain ``config.json`` and
+            ``tokenizer.json`` are then read without importing transformers.
 
     Raises:
         CheckpointError: The model or adapter can't be found or read, or the model needs
             its own code and ``trust_remote_code`` is off.
     """
-    from transformers import AutoConfig, AutoTokenizer
-
     location = str(name_or_path)
     if _looks_local(location) and not Path(location).is_dir():
         raise CheckpointError(f"backbone directory not found: {location}")
-    with _loading_errors(location, trust_remote_code), quiet_loading():
-        tokenizer = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
-        model_config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
+    with _loading_errors(location, trust_remote_code):
+        tokenizer = load_tokenizer(location, trust_remote_code=trust_remote_code, deferred=lazy)
+        model_config = read_model_config(location) if lazy else None
+        if lazy and model_config is None:
+            from transformers import AutoConfig
+
+            with quiet_loading():
+                model_config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
 
     def load_model() -> PreTrainedModel:
         from transformers import AutoModel
@@ -173,20 +181,46 @@ def _merge_lora(model: PreTrainedModel, adapter_dir: Path) -> PreTrainedModel:
     return peft_model.merge_and_unload()
 
 
+# config.json keys the encoder reads, in the spellings block_count() and _hidden_size() know.
+_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+_WIDTH_KEYS = ("hidden_size", "d_model", "n_embd")
+
+
+def read_model_config(location: str) -> SimpleNamespace | None:
+    """A local backbone's ``config.json`` as a namespace, read without transformers.
+
+    Only for a config that states every fact the encoder reads (block count, width, and
+    position limit, since transformers fills in class defaults for keys a config leaves
+    out) and runs no code of its own; ``None`` otherwise, and the caller asks
+    transformers.
+    """
+    try:
+        config = json.loads(Path(location, "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or "auto_map" in config or "model_type" not in config:
+        return None
+    stated = (
+        any(isinstance(config.get(key), int) for key in _LAYER_KEYS)
+        and any(isinstance(config.get(key), int) for key in _WIDTH_KEYS)
+        and isinstance(config.get("max_position_embeddings"), int)
+    )
+    return SimpleNamespace(**config) if stated else None
+
+
 def _looks_local(location: str) -> bool:
     return location.startswith((".", "/", "~")) or Path(location).exists()
 
 
-def window_length(tokenizer: PreTrainedTokenizerBase, model_config: Any, cap: int | None = None) -> int:
+def window_length(tokenizer: TextTokenizer, model_config: Any, cap: int | None = None) -> int:
     """Tokens a text may have, specials included: the smallest of ``cap``, the tokenizer's
     limit and the model's position embeddings (512 when none of them says).
 
     ``model_config`` is the model's config (or the model itself, whose ``config`` is read).
     """
     limits = [cap] if cap is not None else []
-    tokenizer_limit = getattr(tokenizer, "model_max_length", None)
-    if isinstance(tokenizer_limit, int) and tokenizer_limit < 1_000_000:
-        limits.append(tokenizer_limit)
+    if tokenizer.model_max_length is not None:
+        limits.append(tokenizer.model_max_length)
     model_config = getattr(model_config, "config", model_config)
     positions = getattr(model_config, "max_position_embeddings", None)
     if isinstance(positions, int):

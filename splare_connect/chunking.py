@@ -15,9 +15,8 @@ from splare_connect.documents import Document
 from splare_connect.errors import ConfigError
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from splare_connect.encoder import SplareEncoder
+    from splare_connect.tokenization import TextTokenizer
 
 
 @dataclass(frozen=True)
@@ -44,9 +43,8 @@ class Chunk:
 def content_window(encoder: SplareEncoder) -> int:
     """Content tokens one encoder pass can see: the window minus the document prefix and special tokens."""
     tokenizer = encoder.tokenizer
-    with encoder.lock:  # the tokenizer is shared with other threads' encode() calls
-        prefix_tokens = len(tokenizer(encoder.config.document_prefix, add_special_tokens=False)["input_ids"])
-        special_tokens = len(tokenizer("", add_special_tokens=True)["input_ids"])
+    prefix_tokens = tokenizer.count_tokens(encoder.config.document_prefix, add_special_tokens=False)
+    special_tokens = tokenizer.count_tokens("", add_special_tokens=True)
     return encoder.max_length - prefix_tokens - special_tokens
 
 
@@ -64,14 +62,12 @@ def chunk_record_id(doc_id: str, index: int) -> str:
     return f"{doc_id}#{index}"
 
 
-def chunk_document(
-    document: Document, tokenizer: PreTrainedTokenizerBase, max_tokens: int, overlap: int
-) -> list[Chunk]:
+def chunk_document(document: Document, tokenizer: TextTokenizer, max_tokens: int, overlap: int) -> list[Chunk]:
     """Cut a document into windows of at most ``max_tokens`` content tokens.
 
     Args:
         document: The document.
-        tokenizer: The encoder's tokenizer (offsets mapping needed: a fast tokenizer).
+        tokenizer: The encoder's tokenizer.
         max_tokens: Content tokens per chunk (the window minus prefix and specials).
         overlap: Tokens shared by consecutive chunks, so no sentence loses its context.
 
@@ -80,9 +76,7 @@ def chunk_document(
     """
     if not 0 <= overlap < max_tokens:
         raise ConfigError(f"chunk overlap must be in [0, {max_tokens}), got {overlap}")
-    offsets = tokenizer(document.text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)[
-        "offset_mapping"
-    ]
+    offsets = tokenizer.encode_batch([document.text], add_special_tokens=False)[0].offsets
     if len(offsets) <= max_tokens:
         return [Chunk(chunk_record_id(document.id, 0), document.id, 0, 1, document.text, 0)]
     step = max_tokens - overlap

@@ -29,7 +29,7 @@ import torch
 from splare_connect.backbone import LayerReader, LoadedBackbone, block_count, check_layer, load_backbone, window_length
 from splare_connect.choices import Runtime
 from splare_connect.encoder_config import EncoderConfig
-from splare_connect.encoding.batching import EncoderBatch, iter_batches, pad_token_id
+from splare_connect.encoding.batching import EncoderBatch, iter_batches
 from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint
 from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
 from splare_connect.encoding.openvino_graph import check_runtime
@@ -41,9 +41,8 @@ from splare_connect.sae import SparseAutoencoder, load_sae
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from splare_connect.encoding.openvino_graph import CompiledEncoderGraph
+    from splare_connect.tokenization import TextTokenizer
 
 __all__ = ["EncodeResult", "EncoderBatch", "Role", "SplareEncoder"]
 
@@ -95,7 +94,7 @@ class SplareEncoder:
         self.config = config
         # The files the encoder was loaded from: the fingerprint is cached against them.
         self.source_files = tuple(source_files)
-        self.tokenizer: PreTrainedTokenizerBase = backbone.tokenizer
+        self.tokenizer: TextTokenizer = backbone.tokenizer
         self._backbone = backbone
         self._reader: LayerReader | None = None
         self.torch_dtype = backbone.dtype
@@ -119,22 +118,20 @@ class SplareEncoder:
         self.runtime = check_runtime(runtime, self.precision, self.device)
         self.sae = sae.to(self.device).eval()
         self.max_length = window_length(self.tokenizer, backbone.model_config, config.max_length)
-        self.pad_token_id = pad_token_id(self.tokenizer)
         # What forward() runs instead of the reader, if anything: on the int8 path, its
         # trace (same outputs, less Python).
         self._traced_reader: torch.nn.Module | None = None
-        # encode() is serialised: a fast tokenizer keeps its truncation and padding settings
-        # in shared state, so concurrent calls corrupt each other's batches, and a CPU
-        # forward pass already uses every core; threads sharing one encoder (a web server,
-        # a RAG framework's thread pool) take turns. Code that uses ``tokenizer`` directly
-        # in such a process holds ``lock`` too (re-entrant, so encode() can run inside it).
+        # encode() is serialised: a CPU forward pass already uses every core, and the lazy
+        # reader and the compiled graph's inference request are built or reused once;
+        # threads sharing one encoder (a web server, a RAG framework's thread pool) take
+        # turns. The lock is re-entrant, so encode() can run inside it.
         self.lock = threading.RLock()
         if self.precision == "int8":
             # The fingerprint hashes the fp32 weights (and the precision): take it first.
             _ = self.fingerprint
             quantize_linear_layers(self.reader.model)
             quantize_sae(self.sae)
-            vocab_size = int(getattr(backbone.model_config, "vocab_size", 0) or len(self.tokenizer))
+            vocab_size = int(getattr(backbone.model_config, "vocab_size", 0) or self.tokenizer.vocab_size)
             self._traced_reader = trace_reader(self.reader, vocab_size)
         # On the OpenVINO runtime, encode() runs the whole pass as one compiled graph.
         self._graph: CompiledEncoderGraph | None = None
@@ -142,6 +139,7 @@ class SplareEncoder:
             self._graph = self._load_graph()
         else:
             _ = self.reader  # torch runs the model: load it now, so errors surface at load time
+        self.tokenizer.wait()  # a tokenizer built in the background: its errors surface here too
 
     @property
     def reader(self) -> LayerReader:
@@ -349,8 +347,7 @@ class SplareEncoder:
             ConfigError: ``dense=True`` for a model without a dense embedding, or a bad
                 ``role``/``batch_size``.
 
-        Thread-safe: one encoder may be shared by threads; their calls run one at a time
-        (hold :attr:`lock` around any direct use of :attr:`tokenizer`, too).
+        Thread-safe: one encoder may be shared by threads; their calls run one at a time.
         """
         with self.lock:
             return self._encode(texts, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress)
@@ -458,7 +455,6 @@ class SplareEncoder:
             prefix=self.config.query_prefix if role == "query" else self.config.document_prefix,
             max_length=self.max_length if max_length is None else min(self.max_length, max_length),
             batch_size=batch_size,
-            pad_token_id=self.pad_token_id,
             pool_prefix_tokens=self.config.pool_prefix_tokens,
             pool_special_tokens=self.config.pool_special_tokens,
             device=self.device,
@@ -469,8 +465,10 @@ class SplareEncoder:
         from splare_connect.encoding.openvino_graph import EncoderGraph, load_graph
         from splare_connect.models import cache_dir
 
-        probes = [*self.iter_batches(_PROBE_TEXTS, role="document", batch_size=2)]
-        probes += [*self.iter_batches(_PROBE_TEXTS[:3], role="query", batch_size=3)]
+        def probes() -> list[EncoderBatch]:
+            documents = self.iter_batches(_PROBE_TEXTS, role="document", batch_size=2)
+            return [*documents, *self.iter_batches(_PROBE_TEXTS[:3], role="query", batch_size=3)]
+
         return load_graph(
             lambda: EncoderGraph(self.reader, self.sae, self.config.dense_pooling),
             has_dense=self.has_dense,
@@ -479,6 +477,7 @@ class SplareEncoder:
             probe_batches=probes,
             cache_root=cache_dir() / "compiled",
             threads=torch.get_num_threads(),
+            meanwhile=self.tokenizer.wait,  # a deferred tokenizer builds while the graph compiles
         )
 
     # ------------------------------------------------------------ identity

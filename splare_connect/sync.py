@@ -307,8 +307,7 @@ class Syncer:
         report.deleted_documents = len(missing)
 
     def _chunks(self, document: Document) -> list[Chunk]:
-        with self.encoder.lock:  # the tokenizer is shared with other threads' encode() calls
-            return chunk_document(document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap)
+        return chunk_document(document, self.encoder.tokenizer, self.max_chunk_tokens, self.chunk_overlap)
 
     def _stored_state(self) -> dict[str, _Stored]:
         state: dict[str, _Stored] = {}

@@ -11,14 +11,16 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    import tokenizers
+
+    from splare_connect.tokenization import TextTokenizer
 
 # Texts tokenized together before being sorted by length into batches: bounds memory
 # while keeping padding low (length-bucketed batches).
@@ -49,13 +51,12 @@ class EncoderBatch:
 
 
 def iter_batches(
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: TextTokenizer,
     texts: list[str],
     *,
     prefix: str,
     max_length: int,
     batch_size: int,
-    pad_token_id: int,
     pool_prefix_tokens: bool,
     pool_special_tokens: bool,
     device: torch.device,
@@ -63,12 +64,12 @@ def iter_batches(
     """Tokenize ``texts`` into padded, length-bucketed batches on ``device``.
 
     Args:
-        tokenizer: The backbone's tokenizer (offsets and special-token masks needed).
+        tokenizer: The backbone's tokenizer; its pad token fills the padding (masked out,
+            so any id works).
         texts: Validated texts, without prefix.
         prefix: Prepended to every text (the role's prefix, e.g. ``"query: "``).
         max_length: Tokens per text, specials included; longer texts are cut.
         batch_size: Texts per batch.
-        pad_token_id: Id that fills the padding (masked out; any id works).
         pool_prefix_tokens: Let the prefix's own tokens add features.
         pool_special_tokens: Let special tokens (CLS, SEP, BOS...) add features.
         device: Where the batch tensors go.
@@ -83,15 +84,8 @@ def iter_batches(
         originals = texts[chunk_start : chunk_start + chunk_size]
         chunk = [prefix + text for text in originals]
         has_text = [has_visible_text(text) for text in originals]
-        encoded = tokenizer(
-            chunk,
-            truncation=True,
-            max_length=max_length,
-            return_special_tokens_mask=True,
-            return_offsets_mapping=True,
-            return_attention_mask=False,
-        )
-        by_length = sorted(range(len(chunk)), key=lambda i: len(encoded["input_ids"][i]))
+        encoded = tokenizer.encode_batch(chunk, max_length=max_length)
+        by_length = sorted(range(len(chunk)), key=lambda i: len(encoded[i].ids))
         for start in range(0, len(by_length), batch_size):
             members = by_length[start : start + batch_size]
             yield _make_batch(
@@ -101,14 +95,14 @@ def iter_batches(
                 members,
                 positions=[chunk_start + i for i in members],
                 prefix_chars=prefix_chars,
-                pad_token_id=pad_token_id,
+                pad_token_id=tokenizer.pad_token_id,
                 pool_special_tokens=pool_special_tokens,
                 device=device,
             )
 
 
 def _make_batch(
-    encoded: Any,
+    encoded: list[tokenizers.Encoding],
     chunk: list[str],
     has_text: list[bool],
     members: list[int],
@@ -120,15 +114,15 @@ def _make_batch(
     device: torch.device,
 ) -> EncoderBatch:
     """Pad the ``members`` of one tokenized chunk into a batch and mark their content tokens."""
-    width = max(len(encoded["input_ids"][i]) for i in members)
+    width = max(len(encoded[i].ids) for i in members)
     input_ids = np.full((len(members), width), pad_token_id, np.int64)
     attention = np.zeros((len(members), width), np.int64)
     content = np.zeros((len(members), width), np.bool_)
     truncated = []
     for row, i in enumerate(members):
-        ids = encoded["input_ids"][i]
-        special = np.asarray(encoded["special_tokens_mask"][i], np.bool_)
-        offsets = np.asarray(encoded["offset_mapping"][i], np.int64).reshape(-1, 2)
+        ids = encoded[i].ids
+        special = np.asarray(encoded[i].special_tokens_mask, np.bool_)
+        offsets = np.asarray(encoded[i].offsets, np.int64).reshape(-1, 2)
         input_ids[row, : len(ids)] = ids
         attention[row, : len(ids)] = 1
         content[row, : len(ids)] = content_tokens(
@@ -179,15 +173,3 @@ def content_tokens(
         return np.zeros(len(special), np.bool_)
     after_prefix = offsets[:, 0] >= prefix_chars
     return after_prefix if pool_special_tokens else ~special & after_prefix
-
-
-def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
-    """The id padding is filled with: the pad token, else EOS, else 0.
-
-    Padded positions are masked out of attention and pooling, so any id works; decoder
-    tokenizers often define no pad token.
-    """
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if isinstance(candidate, int):
-            return candidate
-    return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import tempfile
@@ -19,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from torch import nn
-    from transformers import PreTrainedTokenizerBase
 
     from splare_connect.encoder_config import EncoderConfig
     from splare_connect.sae import SparseAutoencoder
+    from splare_connect.tokenization import TextTokenizer
 
 # Bumped whenever encoder_fingerprint() changes what it hashes: cached digests from an
 # older scheme are then not reused.
@@ -38,7 +39,7 @@ _SAE_ENCODER_TENSORS = ("W_enc", "b_enc", "b_dec", "threshold")
 def encoder_fingerprint(
     *,
     config: EncoderConfig,
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: TextTokenizer,
     backbone: nn.Module,
     sae: SparseAutoencoder,
     layer: int,
@@ -77,7 +78,7 @@ def encoder_fingerprint(
     extra = {} if precision == "fp32" else {"precision": precision}
     settings.update(extra)
     digest.update(json.dumps(settings, sort_keys=True).encode())
-    digest.update(tokenizer_identity(tokenizer))
+    digest.update(tokenizer.identity())
     for name, tensor in sorted(backbone.state_dict().items()):
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -96,22 +97,6 @@ def encoder_fingerprint(
         "digest": digest.hexdigest()[:32],
         **extra,
     }
-
-
-def tokenizer_identity(tokenizer: PreTrainedTokenizerBase) -> bytes:
-    """What defines the tokenizer's output, minus per-call state.
-
-    A fast tokenizer's serialisation also records the truncation and padding of its
-    last call; those are dropped, or the fingerprint would change once the encoder
-    has run (and differ between an ingest process and a search process).
-    """
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None:
-        definition = json.loads(backend.to_str())
-        definition.pop("truncation", None)
-        definition.pop("padding", None)
-        return json.dumps(definition, sort_keys=True).encode()
-    return json.dumps(sorted(tokenizer.get_vocab().items())).encode()
 
 
 def cached_fingerprint(
@@ -159,10 +144,6 @@ def cached_fingerprint(
 
 
 def _cache_key(sources: Sequence[Path], settings: dict[str, Any]) -> str:
-    import tokenizers
-    import torch
-    import transformers
-
     files = []
     for source in sources:
         paths = sorted(path for path in source.rglob("*") if path.is_file()) if source.is_dir() else [source]
@@ -175,6 +156,20 @@ def _cache_key(sources: Sequence[Path], settings: dict[str, Any]) -> str:
         "files": files,
         "settings": settings,
         "scheme": FINGERPRINT_SCHEME,
-        "versions": [torch.__version__, transformers.__version__, tokenizers.__version__],
+        # Read from the installed metadata: importing transformers only for its version
+        # would cost seconds on a load that otherwise never needs it.
+        "versions": [_installed_version(name) for name in _HASHING_LIBRARIES],
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+# Libraries whose versions could change what the fingerprint hashes (tensor bytes,
+# tokenizer serialisation): a cached digest is not reused across their upgrades.
+_HASHING_LIBRARIES = ("torch", "transformers", "tokenizers")
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "absent"

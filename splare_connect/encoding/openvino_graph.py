@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -149,9 +150,10 @@ def load_graph(
     has_dense: bool,
     digest: str,
     reference: Callable[[EncoderBatch], tuple[torch.Tensor, torch.Tensor | None]],
-    probe_batches: list[EncoderBatch],
+    probe_batches: Callable[[], list[EncoderBatch]],
     cache_root: Path,
     threads: int,
+    meanwhile: Callable[[], None] = lambda: None,
 ) -> CompiledEncoderGraph:
     """The compiled graph of an encoder: read from the cache, or exported, checked and cached.
 
@@ -164,9 +166,13 @@ def load_graph(
         has_dense: Whether the graph also returns the dense embedding.
         digest: The encoder's fingerprint digest: the cache key, with the OpenVINO version.
         reference: The torch forward pass a new graph must agree with.
-        probe_batches: Batches an export is traced on (the first) and checked on (all).
+        probe_batches: Makes the batches an export is traced on (the first) and checked
+            on (all); called only when a graph is exported or not yet checked, so a cached
+            graph compiles without waiting for the tokenizer.
         cache_root: Directory holding one folder per cached graph.
         threads: CPU threads the graph may use.
+        meanwhile: Work to do on this thread while the graph compiles on another (the
+            compile releases the GIL, so the two overlap); done exactly once.
 
     Raises:
         ConfigError: OpenVINO is missing, or a fresh export fails to compile or
@@ -174,44 +180,81 @@ def load_graph(
     """
     version = openvino_version()
     location = cache_root / f"{digest}-openvino-{version}"
+    probes: list[EncoderBatch] = []
+    pending = meanwhile
     while True:  # at most twice: a damaged cached graph is removed, and the second pass exports
         exported = not (location / GRAPH_FILE).is_file()
         if exported:
             try:
-                _export(build_module().eval(), probe_batches[0], location)
+                probes = probes or probe_batches()
+                _export(build_module().eval(), probes[0], location)
             except Exception as exc:  # any conversion failure: this model stays on torch
                 reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:200]
                 raise ConfigError(
                     f"OpenVINO cannot export this model's graph ({type(exc).__name__}: {reason}); use runtime='torch'"
                 ) from None
         try:
-            graph = _compile(location, has_dense=has_dense, threads=threads)
+            graph = _compile(location, has_dense=has_dense, threads=threads, meanwhile=pending)
             break
-        except RuntimeError as exc:
+        except _CompileError as failure:
+            pending = lambda: None  # noqa: E731 - done during the failed compile
             shutil.rmtree(location, ignore_errors=True)
             if exported:
+                exc = failure.__cause__
                 reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
                 raise ConfigError(
                     f"OpenVINO cannot compile this model's graph ({reason}); use runtime='torch'"
                 ) from None
     if not (location / CHECKED_FILE).is_file():
-        _check(graph, reference, probe_batches, location)
+        _check(graph, reference, probes or probe_batches(), location)
         (location / CHECKED_FILE).write_text("outputs agree with torch on the probe batches\n", encoding="utf-8")
     return graph
 
 
-def _compile(location: Path, *, has_dense: bool, threads: int) -> CompiledEncoderGraph:
+def _compile(location: Path, *, has_dense: bool, threads: int, meanwhile: Callable[[], None]) -> CompiledEncoderGraph:
+    """Compile the graph at ``location`` (from OpenVINO's blob cache when it is there),
+    on a second thread while this one runs ``meanwhile``.
+
+    Raises:
+        _CompileError: OpenVINO cannot compile it (a damaged file); errors from
+            ``meanwhile`` propagate as they are.
+    """
     import openvino
 
     core = openvino.Core()
     core.set_property({"CACHE_DIR": str(location / "compiled")})
-    compiled = core.compile_model(
-        str(location / GRAPH_FILE),
-        "CPU",
-        # f32: the CPU plugin would otherwise pick bf16 where the CPU has it, and change the vectors.
-        {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)},
-    )
-    return CompiledEncoderGraph(compiled, has_dense=has_dense, location=location)
+    graph_file = str(location / GRAPH_FILE)
+    # f32: the CPU plugin would otherwise pick bf16 where the CPU has it, and change the vectors.
+    settings = {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": str(threads)}
+    compiled: list[openvino.CompiledModel] = []
+    failed: list[BaseException] = []
+    # Set just before the compile call: if this thread began ``meanwhile`` earlier, a
+    # ``meanwhile`` that holds the GIL (a tokenizer build) would keep the compile from starting.
+    compiling_now = threading.Event()
+
+    def compile_graph() -> None:
+        try:
+            compiling_now.set()
+            compiled.append(core.compile_model(graph_file, "CPU", settings))
+        except BaseException as exc:  # re-raised on the calling thread below
+            failed.append(exc)
+
+    compiling = threading.Thread(target=compile_graph, name="splare-connect-compile", daemon=True)
+    compiling.start()
+    try:
+        compiling_now.wait()
+        meanwhile()
+    finally:
+        compiling.join()
+    if failed and isinstance(failed[0], RuntimeError):  # how OpenVINO reports an unreadable graph
+        raise _CompileError() from failed[0]
+    if failed:
+        raise failed[0]
+    return CompiledEncoderGraph(compiled[0], has_dense=has_dense, location=location)
+
+
+class _CompileError(Exception):
+    """OpenVINO could not compile a graph file; the cause is OpenVINO's error."""
 
 
 def _export(module: EncoderGraph, example: EncoderBatch, location: Path) -> None:

@@ -51,25 +51,27 @@ def collect_states(
 ) -> torch.Tensor:
     """Content-token states at block ``layer`` for up to ``max_tokens`` tokens: ``(tokens, hidden)``."""
     from splare_connect.backbone import LayerReader, load_backbone, window_length
+    from splare_connect.encoding.batching import iter_batches
 
     loaded = load_backbone(backbone)
     length = window_length(loaded.tokenizer, loaded.model, max_length)
     reader = LayerReader(loaded.model, layer)
     chunks: list[torch.Tensor] = []
     gathered = 0
+    batches = iter_batches(
+        loaded.tokenizer,
+        list(texts),
+        prefix="",
+        max_length=length,
+        batch_size=batch_size,
+        pool_prefix_tokens=True,
+        pool_special_tokens=False,
+        device=torch.device("cpu"),
+    )
     with torch.inference_mode():
-        for start in range(0, len(texts), batch_size):
-            encoded = loaded.tokenizer(
-                list(texts[start : start + batch_size]),
-                truncation=True,
-                max_length=length,
-                padding=True,
-                return_special_tokens_mask=True,
-                return_tensors="pt",
-            )
-            states, _ = reader(encoded["input_ids"], encoded["attention_mask"])
-            content = (encoded["attention_mask"] == 1) & (encoded["special_tokens_mask"] == 0)
-            chunks.append(states[content].float().clone())
+        for batch in batches:
+            states, _ = reader(batch.input_ids, batch.attention_mask)
+            chunks.append(states[batch.content_mask].float().clone())
             gathered += chunks[-1].shape[0]
             if gathered >= max_tokens:
                 break

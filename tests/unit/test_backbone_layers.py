@@ -18,14 +18,17 @@ def backbone_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     return build(tmp_path_factory.mktemp(request.param))
 
 
-def _inputs(tokenizer) -> dict[str, torch.Tensor]:  # type: ignore[no-untyped-def]
+def _inputs(backbone_dir: Path) -> dict[str, torch.Tensor]:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(backbone_dir)
     return dict(tokenizer(["list files in the directory", "copy a file"], padding=True, return_tensors="pt"))
 
 
 @pytest.mark.parametrize("layer", range(N_LAYERS - 1))
 def test_layer_l_is_hidden_states_l_plus_one(backbone_dir: Path, layer: int) -> None:
     reference = load_backbone(backbone_dir)
-    inputs = _inputs(reference.tokenizer)
+    inputs = _inputs(backbone_dir)
     with torch.no_grad():
         expected = reference.model(**inputs, output_hidden_states=True).hidden_states[layer + 1]
         truncated = load_backbone(backbone_dir)
@@ -38,7 +41,7 @@ def test_layer_l_is_hidden_states_l_plus_one(backbone_dir: Path, layer: int) -> 
 
 def test_last_layer_is_read_before_any_final_norm(backbone_dir: Path) -> None:
     loaded = load_backbone(backbone_dir)
-    inputs = _inputs(loaded.tokenizer)
+    inputs = _inputs(backbone_dir)
     captured = {}
     blocks = find_blocks(loaded.model)[1]
     blocks[-1].register_forward_hook(

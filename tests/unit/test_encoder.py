@@ -69,10 +69,13 @@ def expected_vectors(
     lora: Path | None = None,
 ) -> list[dict[int, float]]:
     """The recipe spelled out: full model, hidden_states[L+1], content tokens, SAE, pool, prune."""
+    from transformers import AutoTokenizer
+
     loaded = load_backbone(backbone_dir, lora=lora)
+    tokenizer = AutoTokenizer.from_pretrained(backbone_dir)  # transformers' own, as a reference
     vectors = []
     for text in texts:
-        encoded = loaded.tokenizer(text, return_special_tokens_mask=True, return_tensors="pt")
+        encoded = tokenizer(text, return_special_tokens_mask=True, return_tensors="pt")
         with torch.no_grad():
             hidden = loaded.model(
                 input_ids=encoded["input_ids"],
@@ -233,8 +236,8 @@ def test_blank_texts_have_no_features_whatever_their_tokens(
     )
     # The tokenizer does make non-special tokens of blanks: "▁" over the prefix's trailing
     # space, "▁" per blank, [UNK] for the ideographic and zero-width spaces.
-    blank_tokens = encoder.tokenizer(settings.get("document_prefix", "") + "   \n\t", return_special_tokens_mask=True)
-    assert sum(1 - flag for flag in blank_tokens["special_tokens_mask"]) > 1
+    [blank_tokens] = encoder.tokenizer.encode_batch([settings.get("document_prefix", "") + "   \n\t"])
+    assert sum(1 - flag for flag in blank_tokens.special_tokens_mask) > 1
     for role in ("query", "document"):
         result = encoder.encode([*BLANK_TEXTS, *TEXTS_WITH_BLANK_TOKENS], role=role, dense=True, batch_size=4)
         assert [v.nnz for v in result.sparse[: len(BLANK_TEXTS)]] == [0] * len(BLANK_TEXTS), role

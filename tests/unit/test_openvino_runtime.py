@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from splare_connect import ConfigError, SplareEncoder
+from splare_connect import CheckpointError, ConfigError, SplareEncoder
 from splare_connect.encoding import openvino_graph
 from splare_connect.evaluation.corpus_cache import encode_corpus
 from splare_connect.models.registry import CACHE_ENV
@@ -143,3 +143,38 @@ def test_a_damaged_cached_graph_is_exported_again(
 def test_bad_runtime_choices_are_one_line_errors(tiny_model_dir: Path, options: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", **options)
+
+
+def test_a_broken_tokenizer_is_a_load_error_on_the_openvino_runtime(
+    tiny_model_dir: Path, openvino_encoder: SplareEncoder, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    (broken / "backbone" / "tokenizer.json").write_text('{"model": {"type": "Unigram", "vocab": 7}}')
+    with pytest.raises(CheckpointError, match="cannot read tokenizer"):
+        SplareEncoder.from_pretrained(broken, device="cpu", runtime="openvino")
+
+
+def test_work_done_while_the_graph_compiles_keeps_its_own_errors(
+    openvino_encoder: SplareEncoder, model_cache: Path
+) -> None:
+    """The tokenizer is built while the cached graph compiles on another thread; an error
+    there is raised as it is, and the cached graph is not taken for a damaged one."""
+    [location] = _graph_dirs(model_cache)
+
+    def failing_tokenizer_build() -> None:
+        raise CheckpointError("cannot read tokenizer")
+
+    with pytest.raises(CheckpointError, match="cannot read tokenizer"):
+        openvino_graph.load_graph(
+            lambda: pytest.fail("a cached graph was exported"),  # type: ignore[arg-type,return-value]
+            has_dense=True,
+            digest=openvino_encoder.fingerprint["digest"],
+            reference=openvino_encoder.forward,
+            probe_batches=lambda: pytest.fail("a checked graph was probed"),  # type: ignore[arg-type,return-value]
+            cache_root=model_cache / "compiled",
+            threads=1,
+            meanwhile=failing_tokenizer_build,
+        )
+    assert (location / openvino_graph.GRAPH_FILE).is_file()
+    assert (location / openvino_graph.CHECKED_FILE).is_file()
