@@ -31,16 +31,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from report import percentile, print_and_save
+from report import CONTENDERS, percentile, print_and_save
 
 from splare_connect import SparseVector, SplareEncoder
-
-# name -> from_pretrained options; the first is the reference the others are compared with.
-CONTENDERS: dict[str, dict[str, str]] = {
-    "torch-fp32": {},
-    "torch-int8": {"precision": "int8"},
-    "openvino-fp32": {"runtime": "openvino"},
-}
 
 
 def load_documents(corpus: Path, count: int) -> list[str]:

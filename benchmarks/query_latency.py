@@ -1,17 +1,19 @@
 """End-to-end query latency on embedded Qdrant Edge: encode the query, search top-10, return hits.
 
-For each precision, the whole man-page corpus is put into its own Edge collection, encoded
-at that precision (document vectors from the evaluation's encoded-corpus cache, so a
-repeated run does not re-encode; the first run encodes once), with the document text in
-the payload as ``splare-connect ingest`` stores it. Then every dev query (all languages)
-goes through ``Retriever.search(query, k=10)`` once per precision, against the collection
-of its precision, the precisions alternating query by query.
+For each vector space (encoders with one fingerprint share one: torch and OpenVINO at
+fp32), the whole man-page corpus is put into its own Edge collection (document vectors from
+the evaluation's encoded-corpus cache, so a repeated run does not re-encode; the first run
+encodes once), with the document text in the payload as ``splare-connect ingest`` stores
+it. Then every dev query (all languages) goes through ``Retriever.search(query, k=10)``
+once per encoder, against the collection of its space, the encoders alternating query by
+query.
 
 Peak memory: the process's peak RSS is read after loading, after serving, and (with
-``--encode-docs N``) after encoding N documents; run one precision per process for a
-clean per-precision figure (``--precision int8``).
+``--encode-docs N``) after encoding N documents; run one encoder per process for a
+clean per-encoder figure (``--encoders openvino-fp32``), with ``--data-dir`` so that the
+collections built by an earlier run are reused.
 
-    python benchmarks/query_latency.py --precision fp32 int8 --json .bench/query_latency.json
+    python benchmarks/query_latency.py --encoders torch-fp32 openvino-fp32 --json .bench/query_latency.json
 
 Not a test: no figure is asserted.
 """
@@ -27,7 +29,7 @@ import time
 from pathlib import Path
 
 import torch
-from report import percentile, print_and_save
+from report import CONTENDERS, percentile, print_and_save
 
 from splare_connect import SplareEncoder
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
@@ -59,9 +61,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", type=Path, default=Path("data/manpages"))
     parser.add_argument("--model", default=None, help="model name or directory (default model if omitted)")
-    parser.add_argument("--precision", nargs="+", default=["fp32", "int8"], choices=["fp32", "int8"])
+    parser.add_argument("--encoders", nargs="+", default=["torch-fp32", "torch-int8"], choices=list(CONTENDERS))
     parser.add_argument("--queries", type=int, default=0, help="use the first N queries (default: all)")
     parser.add_argument("--encode-docs", type=int, default=0, help="also encode N documents, for peak RSS")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="keep the Edge collections here and reuse them in later runs (default: a temporary directory)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -70,7 +78,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
     }
     encoders = {
-        name: SplareEncoder.from_pretrained(args.model, device="cpu", precision=name) for name in args.precision
+        name: SplareEncoder.from_pretrained(args.model, device="cpu", **CONTENDERS[name]) for name in args.encoders
     }
     result["peak_rss_mb_after_loading"] = peak_rss_mb()
     from splare_connect_qdrant import EdgeDriver, QdrantBackend
@@ -78,13 +86,15 @@ def main() -> None:
     dataset = load_beir(args.dataset)
     queries = [text for query_set in dataset.query_sets for text in query_set.queries.values()]
     queries = queries[: args.queries] if args.queries else queries
-    with tempfile.TemporaryDirectory(prefix="latency-bench-") as workdir:
-        backend = QdrantBackend(EdgeDriver(Path(workdir)))
-        for name, encoder in encoders.items():  # a collection is searched at the precision it was ingested with
-            build_collection(encoder, backend, f"manpages-{name}", dataset)
-        result["documents"] = backend.count(f"manpages-{args.precision[0]}")
+    with tempfile.TemporaryDirectory(prefix="latency-bench-") as scratch:
+        backend = QdrantBackend(EdgeDriver(args.data_dir or Path(scratch)))
+        collections = {name: f"manpages-{encoder.fingerprint['digest']}" for name, encoder in encoders.items()}
+        for name, encoder in encoders.items():  # a collection is searched by encoders of its vector space
+            if collections[name] not in backend.list_collections():
+                build_collection(encoder, backend, collections[name], dataset)
+        result["documents"] = backend.count(collections[args.encoders[0]])
         result["queries"] = len(queries)
-        retrievers = {name: Retriever(encoder, backend, f"manpages-{name}") for name, encoder in encoders.items()}
+        retrievers = {name: Retriever(encoder, backend, collections[name]) for name, encoder in encoders.items()}
         for retriever in retrievers.values():  # warm-up
             retriever.search(queries[0], k=10)
         latencies: dict[str, list[float]] = {name: [] for name in retrievers}

@@ -1,10 +1,18 @@
-"""What the benchmark scripts share: percentiles, and printing a result as a table plus JSON."""
+"""What the benchmark scripts share: the encoders they compare, percentiles, and printing a
+result as a table plus JSON."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from pathlib import Path
+
+# Encoder name -> SplareEncoder.from_pretrained options (CLI: --precision / --runtime).
+CONTENDERS: dict[str, dict[str, str]] = {
+    "torch-fp32": {},
+    "torch-int8": {"precision": "int8"},
+    "openvino-fp32": {"runtime": "openvino"},
+}
 
 
 def percentile(values: list[float], q: float) -> float:

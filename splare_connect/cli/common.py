@@ -149,11 +149,10 @@ def load_encoder(
     trust_remote_code: bool = False,
     runtime: Runtime | str = Runtime.TORCH,
 ) -> SplareEncoder:
-    from transformers.utils import logging as transformers_logging
-
     from splare_connect.encoder import SplareEncoder
 
-    transformers_logging.disable_progress_bar()  # the CLI shows its own progress
+    # transformers' loading bars are switched off around each load (quiet_loading); a
+    # cached OpenVINO graph loads without transformers at all.
     return SplareEncoder.from_pretrained(
         model, precision=precision, runtime=runtime, trust_remote_code=trust_remote_code
     )
