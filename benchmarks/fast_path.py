@@ -35,6 +35,10 @@ from report import CONTENDERS, percentile, print_and_save
 
 from splare_connect import SparseVector, SplareEncoder
 
+# The CLI of the running interpreter's environment, found without PATH (a venv's python can
+# be run without activating the venv).
+CLI = str(Path(sys.executable).with_name("splare-connect"))
+
 
 def load_documents(corpus: Path, count: int) -> list[str]:
     """The first ``count`` corpus documents (title + text), as the evaluation reads them."""
@@ -79,7 +83,7 @@ def cold_load_seconds(model: str | None, options: dict[str, str]) -> float:
 
 def cold_search_seconds(data_dir: Path, model: str | None, options: dict[str, str]) -> float:
     """Wall seconds of ``splare-connect search`` in a fresh process: start, imports, load, search."""
-    command = ["splare-connect", "search", "copy files", "--data-dir", str(data_dir), "--json"]
+    command = [CLI, "search", "copy files", "--data-dir", str(data_dir), "--json"]
     command += [] if model is None else ["--model", model]
     for key, value in options.items():
         command += [f"--{key}", value]
@@ -96,7 +100,7 @@ def cold_start(args: argparse.Namespace, docs: list[str], result: dict[str, obje
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch, "pages.jsonl")
         source.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(docs[:50])))
-        ingest = ["splare-connect", "ingest", str(source), "--data-dir", str(Path(scratch, "data"))]
+        ingest = [CLI, "ingest", str(source), "--data-dir", str(Path(scratch, "data"))]
         ingest += [] if args.model is None else ["--model", args.model]
         subprocess.run(ingest, check=True, capture_output=True)
         for name in args.contenders:
