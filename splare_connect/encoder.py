@@ -42,6 +42,7 @@ from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
     from splare_connect.encoding.openvino_graph import CompiledEncoderGraph
+    from splare_connect.features import FeatureDictionary, FeatureWeight
     from splare_connect.tokenization import TextTokenizer
 
 __all__ = ["EncodeResult", "EncoderBatch", "Role", "SplareEncoder"]
@@ -90,8 +91,11 @@ class SplareEncoder:
         precision: str = "fp32",
         runtime: str = "torch",
         source_files: Sequence[Path] = (),
+        directory: Path | None = None,
     ) -> None:
         self.config = config
+        # The model directory it was loaded from, if any: where its feature dictionary lives.
+        self.directory = directory
         # The files the encoder was loaded from: the fingerprint is cached against them.
         self.source_files = tuple(source_files)
         self.tokenizer: TextTokenizer = backbone.tokenizer
@@ -235,7 +239,16 @@ class SplareEncoder:
         sae = load_sae(sae_location, config.sae_format)  # type: ignore[arg-type]
         local = [Path(location) for location in (backbone_location, lora_location, sae_location) if location]
         sources = local if all(path.exists() for path in local) and Path(backbone_location).is_dir() else []
-        return cls(config, backbone, sae, device=device, precision=precision, runtime=runtime, source_files=sources)
+        return cls(
+            config,
+            backbone,
+            sae,
+            device=device,
+            precision=precision,
+            runtime=runtime,
+            source_files=sources,
+            directory=None if base_dir is None else Path(base_dir),
+        )
 
     @classmethod
     def from_components(
@@ -479,6 +492,31 @@ class SplareEncoder:
             threads=torch.get_num_threads(),
             meanwhile=self.tokenizer.wait,  # a deferred tokenizer builds while the graph compiles
         )
+
+    # ------------------------------------------------------- interpretation
+    @cached_property
+    def feature_dictionary(self) -> FeatureDictionary | None:
+        """What this encoder's features mean (labels, evidence), or ``None`` when its model
+        has no dictionary (build one with ``splare-connect features build``)."""
+        from splare_connect.features import dictionary_for
+
+        return dictionary_for(self)
+
+    def explain(self, text: str, *, role: Role = "query", top: int = 10) -> list[FeatureWeight]:
+        """A text's strongest features, with their labels when the model has a dictionary.
+
+        Args:
+            text: The text.
+            role: Encode it as a ``"query"`` (default) or a ``"document"``.
+            top: Features listed.
+        """
+        from splare_connect.features import labelled
+
+        [vector] = self.encode([text], role=role).sparse
+        strongest = vector.top_k(top)
+        order = np.argsort(-strongest.values, kind="stable")
+        pairs = [(int(strongest.indices[i]), float(strongest.values[i])) for i in order]
+        return labelled(pairs, self.feature_dictionary)
 
     # ------------------------------------------------------------ identity
     @cached_property

@@ -60,6 +60,37 @@ def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: tor
     return torch.log1p(pooled)
 
 
+def token_latents(
+    sae: SparseAutoencoder, states: torch.Tensor, content_mask: torch.Tensor, *, per_token: int = 32
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each content token's strongest SAE activations, before pooling: what a feature
+    dictionary reads (which words make a feature fire).
+
+    The same activations :func:`pool_latents` max-pools: a TopK SAE's ``k`` per token
+    (``per_token`` is then ignored), or for other SAEs the ``per_token`` largest.
+
+    Returns:
+        ``(rows, columns, values, features)``: for each content token, its batch row and
+        position, and ``(tokens, n)`` activation values (zero where fewer fired) with
+        their feature ids.
+    """
+    rows, cols = content_mask.nonzero(as_tuple=True)
+    values_parts, feature_parts = [], []
+    tokens = states[rows, cols].float()
+    for start in range(0, tokens.shape[0], SAE_TOKEN_CHUNK):
+        pre = sae.pre_activation(tokens[start : start + SAE_TOKEN_CHUNK])
+        if sae.config.activation == "topk":
+            values, features = sae.topk(pre)
+        else:
+            values, features = torch.topk(sae.activate(pre), min(per_token, sae.d_sae), dim=-1)
+        values_parts.append(values)
+        feature_parts.append(features)
+    if not values_parts:
+        empty = torch.zeros(0, 1)
+        return rows, cols, empty, empty.long()
+    return rows, cols, torch.cat(values_parts), torch.cat(feature_parts)
+
+
 def pool_latents_padded(sae: SparseAutoencoder, states: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
     """:func:`pool_latents` in a form a graph compiler can take: every token, masked.
 

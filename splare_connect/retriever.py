@@ -26,6 +26,7 @@ from splare_connect.backends.protocol import check_same_encoder
 from splare_connect.backends.schema import STATE_KEY, StoredChunk, payload_value
 from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, BadInputError, ConfigError
+from splare_connect.features.explanation import FeatureWeight, MissExplanation, explain_miss, labelled
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
@@ -46,8 +47,11 @@ class SearchHit:
         text: The chunk's text, when the collection stores text.
         metadata: The document's metadata fields.
         chunk_index: Which chunk of the document matched.
-        features: With ``explain=True``: ``(feature id, contribution)`` pairs whose
-            sum is the sparse score, largest first.
+        features: With ``explain=True``: the matched features, largest contribution
+            first, as ``(feature, contribution, label)``
+            (:class:`~splare_connect.features.FeatureWeight`); the contributions sum to
+            the sparse score, and ``label`` says what the feature means when the model
+            has a feature dictionary (else ``None``).
     """
 
     id: str
@@ -56,7 +60,7 @@ class SearchHit:
     text: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     chunk_index: int = 0
-    features: list[tuple[int, float]] | None = None
+    features: list[FeatureWeight] | None = None
 
 
 class Retriever:
@@ -178,6 +182,20 @@ class Retriever:
             results.append(self._to_search_hits(hits, sparse if explain else None))
         return results
 
+    def explain_miss(self, query: str, record_id: str) -> MissExplanation:
+        """Why a stored record did not match ``query`` (or matched weakly): which of the
+        query's features it has, and which it lacks, with labels when the model has a
+        feature dictionary.
+
+        Raises:
+            BackendError: No record ``record_id`` in the collection.
+        """
+        [vector] = self.encoder.encode([query], role="query").sparse
+        stored = self.backend.fetch_sparse(self.collection, [record_id])
+        if record_id not in stored:
+            raise BackendError(f"collection {self.collection!r} has no record {record_id!r}")
+        return explain_miss(record_id, vector, stored[record_id], self.encoder.feature_dictionary)
+
     async def asearch(self, query: str, **options: Any) -> list[SearchHit]:
         """:meth:`search` without blocking the event loop (runs in a worker thread)."""
         return await asyncio.to_thread(self.search, query, **options)
@@ -220,7 +238,11 @@ class Retriever:
         stored = self.backend.fetch_sparse(self.collection, [h.id for h in hits]) if query is not None else {}
         results = []
         for hit in hits:
-            features = query.contributions(stored[hit.id]) if query is not None and hit.id in stored else None
+            features = (
+                labelled(query.contributions(stored[hit.id]), self.encoder.feature_dictionary)
+                if query is not None and hit.id in stored
+                else None
+            )
             if self.spec.attached:
                 results.append(self._attached_hit(hit, features))
                 continue
@@ -238,7 +260,7 @@ class Retriever:
             )
         return results
 
-    def _attached_hit(self, hit: Hit, features: list[tuple[int, float]] | None) -> SearchHit:
+    def _attached_hit(self, hit: Hit, features: list[FeatureWeight] | None) -> SearchHit:
         """A hit from an app's own point: its text at the text field, the rest of its payload as metadata."""
         text_field = self.spec.text_field
         assert text_field is not None

@@ -1,7 +1,7 @@
-"""The ``splare-connect`` command line: ingest, sync, attach, search, collections, eval, train.
+"""The ``splare-connect`` command line: ingest, sync, attach, search, collections, features, eval, train.
 
 One module per command group (``ingest``, ``attach``, ``search``, ``collections``,
-``evaluate``, ``train``); ``common`` holds what they share. Heavy imports (torch, transformers,
+``features``, ``evaluate``, ``train``); ``common`` holds what they share. Heavy imports (torch, transformers,
 database clients) happen inside the commands, so ``splare-connect --help`` is instant.
 Every setting can come from an environment variable (shown in ``--help``); secrets such
 as API keys are read by the backends from the environment only, never from arguments.
@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from splare_connect.cli import attach, collections, evaluate, ingest, search, train
+from splare_connect.cli import attach, collections, evaluate, features, ingest, search, train
 from splare_connect.cli.common import EXIT_SKIPPED, print_error
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
@@ -42,6 +42,7 @@ app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
 app.command("train-sae")(train.train_sae_command)
 app.add_typer(collections.app, name="collections")
+app.add_typer(features.app, name="features")
 
 
 def main() -> None:

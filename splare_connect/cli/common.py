@@ -21,6 +21,7 @@ from splare_connect.errors import SplareError
 if TYPE_CHECKING:
     from splare_connect.backends import Backend, CollectionSpec
     from splare_connect.encoder import SplareEncoder
+    from splare_connect.features import FeatureWeight
 
 EXIT_SKIPPED = 3
 
@@ -206,3 +207,10 @@ def print_line(label: str, message: str) -> None:
     from splare_connect.redaction import safe_message
 
     stderr.print(label, escape(safe_message(message, limit=2000)), highlight=False, soft_wrap=True)
+
+
+def format_features(features: Sequence[FeatureWeight]) -> str:
+    """Features on one line: ``copy / kopieren (6675) 1.01; ...``; the id alone when unlabelled."""
+    return "; ".join(
+        f"{f.label} ({f.feature}) {f.weight:.2f}" if f.label else f"{f.feature}:{f.weight:.2f}" for f in features
+    )

@@ -22,6 +22,7 @@ from splare_connect.cli.common import (
     TrustRemoteCodeOption,
     UrlOption,
     fail,
+    format_features,
     load_encoder,
     open_backend,
     open_early,
@@ -84,7 +85,7 @@ def search(
                 "score": h.score,
                 "text": h.text,
                 "metadata": dict(h.metadata),
-                **({"features": [[f, c] for f, c in h.features]} if h.features is not None else {}),
+                **({"features": [list(f) for f in h.features]} if h.features is not None else {}),
             }
             for h in hits
         ]
@@ -97,6 +98,6 @@ def search(
         # Stored text and ids are data: escaped, so '[/]' in a record can't break the table.
         snippet = escape(" ".join((hit.text or "").split())[:100])
         if hit.features:
-            snippet += "\n[dim]features: " + ", ".join(f"{f}:{c:.2f}" for f, c in hit.features[:6]) + "[/]"
+            snippet += "\n[dim]" + escape(format_features(hit.features[:6])) + "[/]"
         table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.doc_id), snippet)
     stdout.print(table)

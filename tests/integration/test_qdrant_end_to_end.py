@@ -54,7 +54,7 @@ def test_cli_ingest_and_search_on_embedded_qdrant(small_corpus: Path, tmp_path: 
     filtered = runner.invoke(app, ["search", "list files", "--filter", "section=1", "--explain", "--json"], env=env)
     hits = json.loads(filtered.stdout)
     assert hits and all(hit["metadata"]["section"] == "1" for hit in hits)
-    assert all(abs(sum(c for _, c in hit["features"]) - hit["score"]) < 1e-3 * max(1, hit["score"]) for hit in hits)
+    assert all(abs(sum(f[1] for f in hit["features"]) - hit["score"]) < 1e-3 * max(1, hit["score"]) for hit in hits)
 
     info = runner.invoke(app, ["collections", "info", "splare", "--json"], env=env)
     assert json.loads(info.stdout)["encoder"]["name"] == DEFAULT_MODEL

@@ -290,7 +290,7 @@ def test_search_reads_the_apps_points_and_fuses_with_its_own_dense_vectors(
         "record_id": f"app-{best}",
     }
     [explained] = retriever.search(query, k=1, explain=True)  # the stored vector is found by the app's id
-    assert explained.features and sum(c for _, c in explained.features) == pytest.approx(explained.score, rel=1e-4)
+    assert explained.features and sum(f.weight for f in explained.features) == pytest.approx(explained.score, rel=1e-4)
 
     # The app's own query vector for point 7, all weight on the dense side: point 7 first.
     fused = retriever.search("anything", dense=app_vector(7), using="openai", weights=(0.0, 1.0), k=3)

@@ -1,0 +1,58 @@
+"""What SAE features mean: a labelled feature dictionary per model, and explanations.
+
+:class:`FeatureDictionary` labels each latent of one encoder (built by
+:func:`build_dictionary`, stored beside the model); :func:`dictionary_for` finds the one
+that belongs to an encoder; :class:`FeatureWeight` and :class:`MissExplanation` are what
+explanations return.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from splare_connect.features.dictionary import (
+    DICTIONARY_FILE,
+    FeatureDictionary,
+    FeatureEntry,
+    WordEvidence,
+)
+from splare_connect.features.explanation import FeatureWeight, MissExplanation, explain_miss, labelled
+
+if TYPE_CHECKING:
+    from splare_connect.encoder import SplareEncoder
+
+__all__ = [
+    "DICTIONARY_FILE",
+    "FEATURES_DIR",
+    "FeatureDictionary",
+    "FeatureEntry",
+    "FeatureWeight",
+    "MissExplanation",
+    "WordEvidence",
+    "dictionary_for",
+    "explain_miss",
+    "labelled",
+]
+
+# Where a model directory keeps its dictionary: <model dir>/features/feature_dictionary.json.gz
+FEATURES_DIR = "features"
+
+
+def dictionary_for(encoder: SplareEncoder) -> FeatureDictionary | None:
+    """The dictionary of ``encoder``'s vector space, or ``None`` when it has none.
+
+    Looked for in the model's directory (``features/``), then among the dictionaries
+    shipped with the package's models. One built for another fingerprint (another
+    model, or the same one with other settings) is passed over: its labels would name
+    other features.
+    """
+    from splare_connect.models.packaged_adapter import LORA_DIR
+
+    places = [] if encoder.directory is None else [encoder.directory / FEATURES_DIR]
+    places.append(LORA_DIR / encoder.config.name / FEATURES_DIR)
+    for place in places:
+        if (place / DICTIONARY_FILE).is_file():
+            dictionary = FeatureDictionary.load(place)
+            if dictionary.digest == encoder.fingerprint["digest"]:
+                return dictionary
+    return None
