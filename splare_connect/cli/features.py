@@ -43,6 +43,9 @@ def build(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Directory for the dictionary.")],
     per_source: Annotated[int | None, typer.Option(min=1, help="Texts to take from each source at most.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option(min=3, help="Tokens read per text (default: the model's window).")
+    ] = None,
     batch_size: BatchSizeOption = 16,
     model: ModelOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
@@ -63,6 +66,7 @@ def build(
             sources=[path.name for path in sources],
             total=total,
             batch_size=batch_size,
+            max_tokens=max_tokens,
         )
     except SplareError as error:
         raise fail(error) from error

@@ -8,17 +8,19 @@ as ingestion), and every content token's SAE activations are read before pooling
 token's own text), so labels are words a reader knows, not sub-word pieces.
 
 The build checkpoints its state every few hundred texts; run again with the same
-sources and model and it continues where it stopped. Texts longer than the encoder's
+sources and model and it continues where it stopped (the checkpoint is removed once the
+dictionary is written). Texts longer than the encoder's
 window are cut, as the encoder cuts them.
 """
 
 from __future__ import annotations
 
+import functools
 import gzip
 import heapq
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -90,6 +92,8 @@ class _Stats:
         # feature -> [[activation, snippet], ...], a min-heap of the strongest
         self.examples: dict[int, list[list[Any]]] = {int(f): ex for f, ex in state.get("examples", {}).items()}
         self.texts_fired: dict[int, int] = {int(f): int(n) for f, n in state.get("texts_fired", {}).items()}
+        # language -> content tokens read: how much text each language had to fire on
+        self.language_tokens: dict[str, int] = dict(state.get("language_tokens", {}))
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,9 +101,10 @@ class _Stats:
             "words": {str(f): w for f, w in self.words.items()},
             "examples": {str(f): e for f, e in self.examples.items()},
             "texts_fired": {str(f): n for f, n in self.texts_fired.items()},
+            "language_tokens": self.language_tokens,
         }
 
-    def add(self, feature: int, activation: float, word: str, language: str, snippet: Any) -> None:
+    def add(self, feature: int, activation: float, word: str, language: str, snippet: Callable[[], str]) -> None:
         words = self.words.setdefault(feature, {})
         record = words.get(word)
         if record is None:
@@ -127,6 +132,7 @@ def build_dictionary(
     sources: Sequence[str] = (),
     total: int | None = None,
     batch_size: int = 16,
+    max_tokens: int | None = None,
     checkpoint_every: int = 256,
     show_progress: bool | None = None,
 ) -> FeatureDictionary:
@@ -141,6 +147,9 @@ def build_dictionary(
             resumed build must name the same.
         total: Number of texts, for the progress bar.
         batch_size: Texts per forward pass.
+        max_tokens: Read at most this many tokens of each text (the encoder's window
+            when ``None``): the start of a long document names its features as well as
+            the whole, for a fraction of the time.
         checkpoint_every: Texts between checkpoints.
         show_progress: As :meth:`SplareEncoder.encode`.
 
@@ -149,7 +158,7 @@ def build_dictionary(
     """
     if checkpoint_every < 1:
         raise ConfigError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
-    identity = {"digest": encoder.fingerprint["digest"], "sources": list(sources)}
+    identity = {"digest": encoder.fingerprint["digest"], "sources": list(sources), "max_tokens": max_tokens}
     stats = _Stats(_read_state(output, identity))
     pending: list[LabellingText] = []
     with progress(total or 0, show_progress if total else False, batch_size) as advance:
@@ -159,20 +168,23 @@ def build_dictionary(
                 continue
             pending.append(item)
             if len(pending) == checkpoint_every:
-                _label_texts(encoder, pending, stats, batch_size)
+                _label_texts(encoder, pending, stats, batch_size, max_tokens)
                 advance(len(pending))
                 pending = []
                 _write_state(output, identity, stats)
         if pending:
-            _label_texts(encoder, pending, stats, batch_size)
+            _label_texts(encoder, pending, stats, batch_size, max_tokens)
             advance(len(pending))
             _write_state(output, identity, stats)
     dictionary = _finish(encoder, stats, list(sources))
     dictionary.save(output)
+    (output / STATE_FILE).unlink(missing_ok=True)  # done: a new build starts afresh
     return dictionary
 
 
-def _label_texts(encoder: SplareEncoder, items: list[LabellingText], stats: _Stats, batch_size: int) -> None:
+def _label_texts(
+    encoder: SplareEncoder, items: list[LabellingText], stats: _Stats, batch_size: int, max_tokens: int | None
+) -> None:
     """Add the evidence of ``items`` to ``stats``."""
     import torch
 
@@ -180,29 +192,30 @@ def _label_texts(encoder: SplareEncoder, items: list[LabellingText], stats: _Sta
 
     prefix = encoder.config.document_prefix
     texts = [item.text for item in items]
+    window = encoder.max_length if max_tokens is None else min(encoder.max_length, max_tokens)
     with encoder.lock, torch.inference_mode():
-        for batch in encoder.iter_batches(texts, role="document", batch_size=batch_size):
+        for batch in encoder.iter_batches(texts, role="document", batch_size=batch_size, max_length=window):
             states, _ = encoder.reader(batch.input_ids, batch.attention_mask)
             rows, cols, values, features = token_latents(encoder.sae, states, batch.content_mask)
-            encodings = encoder.tokenizer.encode_batch(
-                [prefix + texts[p] for p in batch.positions], max_length=encoder.max_length
-            )
+            encodings = encoder.tokenizer.encode_batch([prefix + texts[p] for p in batch.positions], max_length=window)
             fired: dict[int, set[int]] = {}
             for row, col, token_values, token_features in zip(
                 rows.tolist(), cols.tolist(), values.tolist(), features.tolist(), strict=True
             ):
                 text = texts[batch.positions[row]]
+                language = items[batch.positions[row]].language
+                stats.language_tokens[language] = stats.language_tokens.get(language, 0) + 1
                 start, end = encodings[row].offsets[col]
                 span = _word_span(text, start - len(prefix), end - len(prefix))
                 if span is None:
                     continue
                 word = normalize_word(text[span[0] : span[1]])
-                language = items[batch.positions[row]].language
+                snippet = functools.partial(_snippet, text, *span)  # made only if kept
                 for value, feature in zip(token_values, token_features, strict=True):
                     if value <= 0:
                         continue
                     fired.setdefault(feature, set()).add(row)
-                    stats.add(feature, value, word, language, lambda t=text, s=span: _snippet(t, *s))
+                    stats.add(feature, value, word, language, snippet)
             for feature, text_rows in fired.items():
                 stats.texts_fired[feature] = stats.texts_fired.get(feature, 0) + len(text_rows)
     stats.texts_done += len(items)
@@ -269,7 +282,9 @@ def _finish(encoder: SplareEncoder, stats: _Stats, sources: list[str]) -> Featur
             )
             for word, (strongest, count, total, langs) in words
         )
-        label, status = label_feature(evidence, texts_fired=fired, min_texts=MIN_TEXTS)
+        label, status = label_feature(
+            evidence, texts_fired=fired, min_texts=MIN_TEXTS, language_tokens=stats.language_tokens
+        )
         examples = tuple(snippet for _, snippet in sorted(stats.examples.get(feature, []), reverse=True))
         entries[feature] = FeatureEntry(
             feature=feature,

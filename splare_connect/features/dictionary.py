@@ -17,7 +17,7 @@ from __future__ import annotations
 import gzip
 import json
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -201,13 +201,25 @@ def normalize_word(word: str) -> str:
     return unicodedata.normalize("NFKC", word).casefold().strip()
 
 
-def label_feature(words: Iterable[WordEvidence], *, texts_fired: int, min_texts: int) -> tuple[str, Status]:
+def label_feature(
+    words: Iterable[WordEvidence],
+    *,
+    texts_fired: int,
+    min_texts: int,
+    language_tokens: Mapping[str, int] | None = None,
+) -> tuple[str, Status]:
     """A feature's label and status from its words (strongest first) and how often it fired.
 
-    The label is the strongest word, followed by the strongest word of up to two other
-    languages (a concept shared across languages reads ``copy / kopieren / コピー``).
-    When the strongest word accounts for under a quarter of the mass of the top eight,
-    the evidence is mixed and the label says so, listing the top three words instead.
+    The label is the strongest word, then the strongest word of up to two other
+    languages when the feature fires on it about as readily (a concept shared across
+    languages reads ``copy / kopieren / コピー``). Readiness is the word's total activation
+    per token of text its language had (``language_tokens``), so a language with little
+    labelling text still gets its translation named.
+
+    The evidence is mixed when, among the top eight words of the strongest word's own
+    language, that word holds under a quarter of the activation: the feature fires on
+    unrelated words, and the label says so (``mixed: a · b · c``). Translations never
+    count against a label, since they are agreement, not mixing.
     """
     ranked = list(words)
     if texts_fired == 0 or not ranked:
@@ -215,16 +227,21 @@ def label_feature(words: Iterable[WordEvidence], *, texts_fired: int, min_texts:
     if texts_fired < min_texts:
         return "rare: " + " · ".join(e.word for e in ranked[:3]), "rare"
     top = ranked[:8]
-    share = top[0].total / max(sum(e.total for e in top), 1e-12)
-    if share < 0.25:
+
+    def language(evidence: WordEvidence) -> str:
+        return evidence.languages[0] if evidence.languages else ""
+
+    def readiness(evidence: WordEvidence) -> float:
+        tokens = (language_tokens or {}).get(language(evidence), 0)
+        return evidence.total / tokens if tokens else evidence.total
+
+    own = [e for e in top if language(e) == language(top[0])]
+    if top[0].total / max(sum(e.total for e in own), 1e-12) < 0.25:
         return "mixed: " + " · ".join(e.word for e in ranked[:3]), "mixed"
     chosen = [top[0]]
-    seen_languages = set(top[0].languages[:1])
     for evidence in top[1:]:
-        language = evidence.languages[0] if evidence.languages else ""
-        if language not in seen_languages and evidence.total >= 0.2 * top[0].total:
+        if language(evidence) not in {language(c) for c in chosen} and readiness(evidence) >= 0.2 * readiness(top[0]):
             chosen.append(evidence)
-            seen_languages.add(language)
         if len(chosen) == 3:
             break
     return " / ".join(e.word for e in chosen), "labelled"

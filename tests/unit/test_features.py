@@ -15,8 +15,16 @@ from typer.testing import CliRunner
 from splare_connect import ConfigError, SplareEncoder
 from splare_connect.cli import app
 from splare_connect.encoder_config import EncoderConfig
-from splare_connect.features import DICTIONARY_FILE, FEATURES_DIR, FeatureDictionary, builder, dictionary_for
+from splare_connect.features import (
+    DICTIONARY_FILE,
+    FEATURES_DIR,
+    FeatureDictionary,
+    WordEvidence,
+    builder,
+    dictionary_for,
+)
 from splare_connect.features.builder import LabellingText, build_dictionary, read_labelling_sources
+from splare_connect.features.dictionary import label_feature
 from splare_connect.sae import SaeConfig, SparseAutoencoder
 from tests.tiny_models import HIDDEN, build_bert
 
@@ -184,6 +192,8 @@ def test_a_build_killed_midway_resumes_to_the_same_dictionary(
     with pytest.raises(KeyboardInterrupt):
         build_dictionary(planted_encoder, dies_after(25), tmp_path, sources=["corpus"], checkpoint_every=10)
     assert not (tmp_path / DICTIONARY_FILE).exists()
+    with pytest.raises(ConfigError, match="another model or other sources"):
+        build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["other"], checkpoint_every=10)
     labelled: list[int] = []
     label_texts = builder._label_texts
     monkeypatch.setattr(
@@ -191,12 +201,11 @@ def test_a_build_killed_midway_resumes_to_the_same_dictionary(
     )
     resumed = build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["corpus"], checkpoint_every=10)
     assert sum(labelled) == len(corpus) - 20  # two checkpoints of 10 were kept; the rest is new work
+    assert (tmp_path / DICTIONARY_FILE).is_file() and not (tmp_path / builder.STATE_FILE).exists()
     # Texts are batched per checkpoint span, so the uninterrupted build to match uses the same spans.
     whole = build_dictionary(planted_encoder, iter(corpus), tmp_path / "whole", sources=["corpus"], checkpoint_every=10)
     assert resumed.entries == whole.entries and resumed.texts == len(corpus)
     assert {f: e.label for f, e in resumed.entries.items()} == {f: e.label for f, e in dictionary.entries.items()}
-    with pytest.raises(ConfigError, match="another model or other sources"):
-        build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["other"])
 
 
 def test_explanations_carry_labels(planted_encoder: SplareEncoder, dictionary: FeatureDictionary) -> None:
@@ -246,3 +255,24 @@ def test_the_features_commands(planted_model: Path, tmp_path: Path) -> None:
     assert found.exit_code == 0 and "kernel" in found.output
     missing = runner.invoke(app, ["features", "build", str(tmp_path / "nope.jsonl"), "-o", str(out)])
     assert missing.exit_code == 1 and "no such source" in missing.output
+
+
+def _word(word: str, language: str, total: float) -> WordEvidence:
+    return WordEvidence(word, (language,), activation=total, count=1, total=total)
+
+
+def test_labels_name_translations_and_say_when_evidence_is_mixed() -> None:
+    tokens = {"en": 10_000, "de": 1_000, "ja": 1_000}
+    shared = [_word("copy", "en", 50.0), _word("copies", "en", 20.0), _word("kopieren", "de", 4.0)]
+    shared.append(_word("コピー", "ja", 3.0))
+    # German and Japanese had a tenth of the text: 4.0 and 3.0 are as strong, per token, as English's 50.
+    assert label_feature(shared, texts_fired=9, min_texts=3, language_tokens=tokens) == (
+        "copy / kopieren / コピー",
+        "labelled",
+    )
+    # Without token counts a translation must carry a fifth of the top word's activation itself.
+    assert label_feature(shared, texts_fired=9, min_texts=3) == ("copy", "labelled")
+    scattered = [_word(w, "en", 10.0) for w in ("copy", "kernel", "date", "user", "page")]
+    assert label_feature(scattered, texts_fired=9, min_texts=3) == ("mixed: copy · kernel · date", "mixed")
+    assert label_feature(shared, texts_fired=2, min_texts=3) == ("rare: copy · copies · kopieren", "rare")
+    assert label_feature([], texts_fired=0, min_texts=3) == ("dead", "dead")
