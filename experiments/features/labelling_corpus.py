@@ -1,11 +1,15 @@
 """The labelling corpus of the default model's feature dictionary, and its held-out pairs.
 
-Built from what a fresh Debian machine has: man pages (the first N pages of the man-page
-collection's corpus, English) and the translated gettext message catalogs under
-/usr/share/locale (English messages and their translations, several languages, some of
-them languages the model was never fine-tuned on). One pair in ten of the catalogs, chosen
-by a hash of its English text (so the split is deterministic), is held out of labelling:
-the label-quality check reads those.
+Built from what a fresh Debian machine has:
+
+- man pages: English, from the man-page collection's corpus, at most three per command
+  family (two thirds of that corpus are the pages of one program, gcloud, whose words would
+  otherwise name most features);
+- the translated gettext message catalogs under /usr/share/locale: English messages and
+  their translations in 14 languages, some of which the model was never fine-tuned on.
+
+One catalog pair in ten, chosen by a hash of its English text (a deterministic split), is
+held out of labelling: the label-quality check reads those.
 
     python experiments/features/labelling_corpus.py --out .bench/features
     # writes labelling.jsonl (texts with "lang") and heldout_pairs.jsonl
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from splare_connect.training.parallel_text import read_message_catalogs
@@ -23,6 +28,11 @@ from splare_connect.training.parallel_text import read_message_catalogs
 # Catalog languages: ones the fine-tuning saw (de, fr, es, ru, ja, zh_CN, pt_BR, it, pl, nl)
 # and ones it did not (uk, ko, ca, tr).
 LANGUAGES = ["de", "fr", "es", "ru", "ja", "zh_CN", "pt_BR", "it", "pl", "nl", "uk", "ko", "ca", "tr"]
+
+
+def command_family(page_id: str) -> str:
+    """``man1/gcloud_compute_ssh.1`` -> ``gcloud``: the name before the first ``_``, ``-`` or ``.``."""
+    return re.split(r"[-_.]", page_id.rsplit("/", 1)[-1], maxsplit=1)[0]
 
 
 def held_out(english: str) -> bool:
@@ -33,15 +43,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--manpages", type=Path, default=Path("data/manpages/corpus.jsonl"))
-    parser.add_argument("--pages", type=int, default=1500)
+    parser.add_argument("--pages-per-family", type=int, default=3)
     parser.add_argument("--pairs-per-language", type=int, default=600)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     texts: list[dict[str, str]] = []
+    families: dict[str, int] = {}
     with args.manpages.open(encoding="utf-8") as lines:
-        for _, line in zip(range(args.pages), lines, strict=False):
+        for line in lines:
             record = json.loads(line)
-            texts.append({"text": "\n".join(p for p in (record.get("title", ""), record["text"]) if p), "lang": "en"})
+            family = command_family(record["_id"])
+            families[family] = families.get(family, 0) + 1
+            if families[family] <= args.pages_per_family:
+                text = "\n".join(p for p in (record.get("title", ""), record["text"]) if p)
+                texts.append({"text": text, "lang": "en"})
     pairs = read_message_catalogs(LANGUAGES, max_pairs_per_language=args.pairs_per_language)
     heldout, english_seen = [], set()
     for pair in pairs:

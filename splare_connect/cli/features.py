@@ -115,32 +115,27 @@ def find(
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """The features a word makes fire, strongest first."""
+    """The features a word activates, strongest first, in any language.
+
+    The word is encoded as a query, so any word works, seen in labelling or not; a
+    feature that also keeps the word in its evidence is marked with *.
+    """
     try:
         encoder = load_encoder(model, Precision.FP32, trust_remote_code, runtime)
         dictionary = encoder.feature_dictionary
         if dictionary is None:
             raise ConfigError(_no_dictionary(encoder.config.name))
-        found = dictionary.find(word, limit=limit)
+        activated = encoder.explain(word, top=limit)
+        in_evidence = {entry.feature for entry, _ in dictionary.find(word, limit=dictionary.width)}
     except SplareError as error:
         raise fail(error) from error
     if as_json:
-        rows = [
-            {
-                "feature": e.feature,
-                "label": e.label,
-                "activation": w.activation,
-                "count": w.count,
-                "languages": w.languages,
-            }
-            for e, w in found
-        ]
+        rows = [{**f._asdict(), "in_evidence": f.feature in in_evidence} for f in activated]
         stdout.print_json(json.dumps(rows, ensure_ascii=False))
         return
-    if not found:
-        stdout.print(f"no feature of {escape(encoder.config.name)} keeps {escape(word)!r} among its words")
-    for entry, evidence in found:
-        stdout.print(f"{entry.feature:>6}  {escape(entry.label)}  (max {evidence.activation:.2f}, {evidence.count}×)")
+    for feature in activated:
+        mark = "*" if feature.feature in in_evidence else " "
+        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}{mark} {escape(feature.label or '')}")
 
 
 @app.command("why-not")

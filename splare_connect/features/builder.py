@@ -7,7 +7,7 @@ as ingestion), and every content token's SAE activations are read before pooling
 (the run of letters and digits around it; for scripts written without spaces, the
 token's own text), so labels are words a reader knows, not sub-word pieces.
 
-The build checkpoints its state every few hundred texts; run again with the same
+The build checkpoints its state every minute or so; run again with the same
 sources and model and it continues where it stopped (the checkpoint is removed once the
 dictionary is written). Texts longer than the encoder's
 window are cut, as the encoder cuts them.
@@ -20,6 +20,7 @@ import gzip
 import heapq
 import json
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,7 @@ def build_dictionary(
     batch_size: int = 16,
     max_tokens: int | None = None,
     checkpoint_every: int = 256,
+    checkpoint_seconds: float = 60.0,
     show_progress: bool | None = None,
 ) -> FeatureDictionary:
     """Label every latent of ``encoder`` from ``texts`` and write the dictionary to ``output``.
@@ -150,7 +152,10 @@ def build_dictionary(
         max_tokens: Read at most this many tokens of each text (the encoder's window
             when ``None``): the start of a long document names its features as well as
             the whole, for a fraction of the time.
-        checkpoint_every: Texts between checkpoints.
+        checkpoint_every: Texts labelled between checkpoint opportunities.
+        checkpoint_seconds: Least time between two checkpoints (the state of a large
+            model is tens of megabytes; writing it after every few hundred short texts
+            would cost more than the labelling).
         show_progress: As :meth:`SplareEncoder.encode`.
 
     Returns:
@@ -161,6 +166,7 @@ def build_dictionary(
     identity = {"digest": encoder.fingerprint["digest"], "sources": list(sources), "max_tokens": max_tokens}
     stats = _Stats(_read_state(output, identity))
     pending: list[LabellingText] = []
+    last_checkpoint = time.monotonic()
     with progress(total or 0, show_progress if total else False, batch_size) as advance:
         advance(stats.texts_done)
         for position, item in enumerate(texts):
@@ -171,11 +177,12 @@ def build_dictionary(
                 _label_texts(encoder, pending, stats, batch_size, max_tokens)
                 advance(len(pending))
                 pending = []
-                _write_state(output, identity, stats)
+                if time.monotonic() - last_checkpoint >= checkpoint_seconds:
+                    _write_state(output, identity, stats)
+                    last_checkpoint = time.monotonic()
         if pending:
             _label_texts(encoder, pending, stats, batch_size, max_tokens)
             advance(len(pending))
-            _write_state(output, identity, stats)
     dictionary = _finish(encoder, stats, list(sources))
     dictionary.save(output)
     (output / STATE_FILE).unlink(missing_ok=True)  # done: a new build starts afresh

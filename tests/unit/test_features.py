@@ -178,6 +178,9 @@ def test_the_dictionary_round_trips_and_belongs_to_one_encoder(
     assert dictionary_for(tiny_encoder) is None
 
 
+EVERY_10 = {"checkpoint_every": 10, "checkpoint_seconds": 0}
+
+
 def test_a_build_killed_midway_resumes_to_the_same_dictionary(
     planted_encoder: SplareEncoder, dictionary: FeatureDictionary, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -190,20 +193,28 @@ def test_a_build_killed_midway_resumes_to_the_same_dictionary(
             yield item
 
     with pytest.raises(KeyboardInterrupt):
-        build_dictionary(planted_encoder, dies_after(25), tmp_path, sources=["corpus"], checkpoint_every=10)
+        build_dictionary(
+            planted_encoder, dies_after(25), tmp_path, sources=["corpus"], checkpoint_every=10, checkpoint_seconds=0
+        )
     assert not (tmp_path / DICTIONARY_FILE).exists()
     with pytest.raises(ConfigError, match="another model or other sources"):
-        build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["other"], checkpoint_every=10)
+        build_dictionary(
+            planted_encoder, iter(corpus), tmp_path, sources=["other"], checkpoint_every=10, checkpoint_seconds=0
+        )
     labelled: list[int] = []
     label_texts = builder._label_texts
     monkeypatch.setattr(
         builder, "_label_texts", lambda enc, items, *rest: labelled.append(len(items)) or label_texts(enc, items, *rest)
     )
-    resumed = build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["corpus"], checkpoint_every=10)
+    resumed = build_dictionary(
+        planted_encoder, iter(corpus), tmp_path, sources=["corpus"], checkpoint_every=10, checkpoint_seconds=0
+    )
     assert sum(labelled) == len(corpus) - 20  # two checkpoints of 10 were kept; the rest is new work
     assert (tmp_path / DICTIONARY_FILE).is_file() and not (tmp_path / builder.STATE_FILE).exists()
     # Texts are batched per checkpoint span, so the uninterrupted build to match uses the same spans.
-    whole = build_dictionary(planted_encoder, iter(corpus), tmp_path / "whole", sources=["corpus"], checkpoint_every=10)
+    whole = build_dictionary(
+        planted_encoder, iter(corpus), tmp_path / "whole", sources=["corpus"], checkpoint_every=10, checkpoint_seconds=0
+    )
     assert resumed.entries == whole.entries and resumed.texts == len(corpus)
     assert {f: e.label for f, e in resumed.entries.items()} == {f: e.label for f, e in dictionary.entries.items()}
 
@@ -237,7 +248,7 @@ def test_search_explains_hits_and_misses_with_labels(
     backend.close()
 
 
-def test_the_features_commands(planted_model: Path, tmp_path: Path) -> None:
+def test_the_features_commands(planted_model: Path, dictionary: FeatureDictionary, tmp_path: Path) -> None:
     source = tmp_path / "corpus.jsonl"
     records = [{"id": str(i), "text": t.text, "lang": t.language} for i, t in enumerate(_corpus())]
     source.write_text("".join(json.dumps(record) + "\n" for record in records))
@@ -247,12 +258,14 @@ def test_the_features_commands(planted_model: Path, tmp_path: Path) -> None:
     built = runner.invoke(app, ["features", "build", str(source), "-o", str(out), "--model", str(planted_model)])
     assert built.exit_code == 0, built.output
     assert "5 labelled, 1 mixed" in built.output and "10 dead" in built.output
-    assert FeatureDictionary.load(out).entries == FeatureDictionary.load(planted_model / FEATURES_DIR).entries
+    assert FeatureDictionary.load(out).entries == dictionary.entries
     shown = runner.invoke(app, ["features", "show", "copy files", "--model", str(planted_model), "--json"])
     assert shown.exit_code == 0, shown.output
     assert {"copy", "files"} <= {row["label"] for row in json.loads(shown.output)}
-    found = runner.invoke(app, ["features", "find", "KERNEL", "--model", str(planted_model)])
-    assert found.exit_code == 0 and "kernel" in found.output
+    found = runner.invoke(app, ["features", "find", "KERNEL", "--model", str(planted_model), "--json"])
+    assert found.exit_code == 0, found.output
+    [kernel] = [row for row in json.loads(found.output) if row["label"] == "kernel"]
+    assert kernel["in_evidence"] and kernel["feature"] == PLANTED.index("kernel")
     missing = runner.invoke(app, ["features", "build", str(tmp_path / "nope.jsonl"), "-o", str(out)])
     assert missing.exit_code == 1 and "no such source" in missing.output
 
