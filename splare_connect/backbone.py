@@ -115,7 +115,7 @@ def load_backbone(
     location = str(name_or_path)
     if _looks_local(location) and not Path(location).is_dir():
         raise CheckpointError(f"backbone directory not found: {location}")
-    with _loading_errors(location, trust_remote_code):
+    with loading_errors(location, trust_remote_code):
         tokenizer = load_tokenizer(location, trust_remote_code=trust_remote_code, deferred=lazy)
         model_config = read_model_config(location) if lazy else None
         if lazy and model_config is None:
@@ -127,7 +127,7 @@ def load_backbone(
     def load_model() -> PreTrainedModel:
         from transformers import AutoModel
 
-        with _loading_errors(location, trust_remote_code), quiet_loading():
+        with loading_errors(location, trust_remote_code), quiet_loading():
             model = AutoModel.from_pretrained(
                 location, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch_dtype
             )
@@ -144,8 +144,8 @@ def load_backbone(
 
 
 @contextlib.contextmanager
-def _loading_errors(location: str, trust_remote_code: bool) -> Iterator[None]:
-    """Turn transformers' loading errors into one-line CheckpointErrors."""
+def loading_errors(location: str, trust_remote_code: bool) -> Iterator[None]:
+    """Turn transformers' loading errors (model, config or tokenizer) into one-line CheckpointErrors."""
     try:
         yield
     except (OSError, ValueError, KeyError) as exc:
@@ -181,9 +181,9 @@ def _merge_lora(model: PreTrainedModel, adapter_dir: Path) -> PreTrainedModel:
     return peft_model.merge_and_unload()
 
 
-# config.json keys the encoder reads, in the spellings block_count() and _hidden_size() know.
-_LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
-_WIDTH_KEYS = ("hidden_size", "d_model", "n_embd")
+# How model configs spell their block count and width (BERT, GPT-2, T5 ...).
+LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+WIDTH_KEYS = ("hidden_size", "d_model", "n_embd")
 
 
 def read_model_config(location: str) -> SimpleNamespace | None:
@@ -201,8 +201,8 @@ def read_model_config(location: str) -> SimpleNamespace | None:
     if not isinstance(config, dict) or "auto_map" in config or "model_type" not in config:
         return None
     stated = (
-        any(isinstance(config.get(key), int) for key in _LAYER_KEYS)
-        and any(isinstance(config.get(key), int) for key in _WIDTH_KEYS)
+        any(isinstance(config.get(key), int) for key in LAYER_KEYS)
+        and any(isinstance(config.get(key), int) for key in WIDTH_KEYS)
         and isinstance(config.get("max_position_embeddings"), int)
     )
     return SimpleNamespace(**config) if stated else None
@@ -252,7 +252,7 @@ def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
 def block_count(model_config: Any) -> int:
     """Transformer blocks in a model, from its config (or the model itself)."""
     config = getattr(model_config, "config", model_config)
-    for key in ("num_hidden_layers", "n_layer", "num_layers"):
+    for key in LAYER_KEYS:
         value = getattr(config, key, None)
         if isinstance(value, int):
             return value

@@ -26,7 +26,15 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from splare_connect.backbone import LayerReader, LoadedBackbone, block_count, check_layer, load_backbone, window_length
+from splare_connect.backbone import (
+    WIDTH_KEYS,
+    LayerReader,
+    LoadedBackbone,
+    block_count,
+    check_layer,
+    load_backbone,
+    window_length,
+)
 from splare_connect.choices import Runtime
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.encoding.batching import EncoderBatch, iter_batches
@@ -578,7 +586,7 @@ def _model_name(config: Any) -> str:
 
 
 def _hidden_size(config: Any) -> int:
-    for key in ("hidden_size", "d_model", "n_embd"):
+    for key in WIDTH_KEYS:
         value = getattr(config, key, None)
         if isinstance(value, int):
             return value

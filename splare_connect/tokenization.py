@@ -225,8 +225,9 @@ def plain_tokenizer_config(directory: Path) -> dict[str, Any] | None:
 
 
 def _read_plain(directory: Path, config: dict[str, Any], model_max_length: int | None) -> TextTokenizer | None:
-    """``tokenizer.json`` as it is, or ``None`` when a special token the config names is
-    missing from it (transformers would add it, changing the tokenizer)."""
+    """``tokenizer.json`` as it is, or ``None`` when a special token the config names is not
+    registered in it as a special added token (transformers would add or register it,
+    changing how text splits and so the vectors)."""
     import tokenizers
 
     backend_file = directory / "tokenizer.json"
@@ -235,9 +236,10 @@ def _read_plain(directory: Path, config: dict[str, Any], model_max_length: int |
     except Exception as exc:  # the Rust loader raises plain Exception for a malformed file
         raise CheckpointError(f"cannot read tokenizer {backend_file}: {str(exc).splitlines()[0][:200]}") from None
     specials = {key: _token_text(config.get(key)) for key in _SPECIAL_TOKEN_KEYS}
+    registered = {token.content for token in backend.get_added_tokens_decoder().values() if token.special}
+    if any(token is not None and token not in registered for token in specials.values()):
+        return None  # transformers would register it as a special token, changing how text splits
     ids = {key: backend.token_to_id(token) for key, token in specials.items() if token is not None}
-    if None in ids.values():
-        return None
     pad = ids.get("pad_token", ids.get("eos_token"))
     return TextTokenizer(backend, pad_token_id=0 if pad is None else pad, model_max_length=model_max_length)
 
@@ -245,9 +247,10 @@ def _read_plain(directory: Path, config: dict[str, Any], model_max_length: int |
 def _through_transformers(location: str, trust_remote_code: bool) -> TextTokenizer:
     from transformers import AutoTokenizer
 
+    from splare_connect.backbone import loading_errors
     from splare_connect.quiet import quiet_loading
 
-    with quiet_loading():
+    with loading_errors(location, trust_remote_code), quiet_loading():
         loaded = AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     return TextTokenizer.from_transformers(loaded)
 

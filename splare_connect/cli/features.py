@@ -64,6 +64,8 @@ def build(
             read_labelling_sources(sources, per_source=per_source),
             output,
             sources=[path.name for path in sources],
+            # A resumed build must read the same texts in the same order.
+            source_state=[per_source, *([str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns] for p in sources)],
             total=total,
             batch_size=batch_size,
             max_tokens=max_tokens,
@@ -166,9 +168,9 @@ def why_not(
             store.close()
     except SplareError as error:
         raise fail(error) from error
-    print_line("score", f"{report.score:.3f} (sparse)")
-    print_line("shared", escape(format_features(report.shared[:top])) or "none")
-    print_line("missing", escape(format_features(report.missing[:top])) or "none")
+    stdout.print(f"score    {report.score:.3f} (sparse)")
+    stdout.print(f"shared   {escape(format_features(report.shared[:top])) or 'none'}")
+    stdout.print(f"missing  {escape(format_features(report.missing[:top])) or 'none'}")
 
 
 def _no_dictionary(model: str) -> str:

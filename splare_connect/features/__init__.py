@@ -8,8 +8,10 @@ explanations return.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
+from splare_connect.errors import ConfigError
 from splare_connect.features.dictionary import (
     DICTIONARY_FILE,
     FeatureDictionary,
@@ -34,6 +36,8 @@ __all__ = [
     "labelled",
 ]
 
+LOGGER = logging.getLogger(__name__)
+
 # Where a model directory keeps its dictionary: <model dir>/features/feature_dictionary.json.gz
 FEATURES_DIR = "features"
 
@@ -53,6 +57,10 @@ def dictionary_for(encoder: SplareEncoder) -> FeatureDictionary | None:
     for place in places:
         if (place / DICTIONARY_FILE).is_file():
             dictionary = FeatureDictionary.load(place)
-            if dictionary.digest == encoder.fingerprint["digest"]:
-                return dictionary
+            try:
+                dictionary.check_encoder(encoder.fingerprint)
+            except ConfigError as mismatch:
+                LOGGER.warning("%s: not used (%s)", place / DICTIONARY_FILE, mismatch)
+                continue
+            return dictionary
     return None

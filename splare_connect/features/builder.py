@@ -21,6 +21,7 @@ import heapq
 import json
 import os
 import time
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,6 +132,7 @@ def build_dictionary(
     output: Path,
     *,
     sources: Sequence[str] = (),
+    source_state: Sequence[Any] = (),
     total: int | None = None,
     batch_size: int = 16,
     max_tokens: int | None = None,
@@ -147,6 +149,9 @@ def build_dictionary(
         output: Directory for the dictionary and the build's checkpoint.
         sources: What the corpus is (e.g. file names): stored in the dictionary, and a
             resumed build must name the same.
+        source_state: Anything else that decides which texts come in which order (file
+            sizes and times, a per-source cap): a resumed build must give the same, since
+            it skips the texts a previous run finished by position.
         total: Number of texts, for the progress bar.
         batch_size: Texts per forward pass.
         max_tokens: Read at most this many tokens of each text (the encoder's window
@@ -163,7 +168,12 @@ def build_dictionary(
     """
     if checkpoint_every < 1:
         raise ConfigError(f"checkpoint_every must be at least 1, got {checkpoint_every}")
-    identity = {"digest": encoder.fingerprint["digest"], "sources": list(sources), "max_tokens": max_tokens}
+    identity = {
+        "digest": encoder.fingerprint["digest"],
+        "sources": list(sources),
+        "source_state": json.loads(json.dumps(list(source_state), default=str)),
+        "max_tokens": max_tokens,
+    }
     stats = _Stats(_read_state(output, identity))
     pending: list[LabellingText] = []
     last_checkpoint = time.monotonic()
@@ -229,7 +239,7 @@ def _label_texts(
 
 
 def _word_span(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The whole word a token covers: the run of letters and digits around ``[start, end)``.
+    """The whole word a token covers: the run of word characters around ``[start, end)``.
 
     For scripts written without spaces (CJK), where such a run is a whole phrase, the
     token's own text. ``None`` for a token of punctuation or blanks only.
@@ -251,7 +261,8 @@ def _word_span(text: str, start: int, end: int) -> tuple[int, int] | None:
 
 
 def _is_word_char(char: str) -> bool:
-    return char.isalnum() or char == "_"
+    """Letters, digits, ``_`` and combining marks (Devanagari vowel signs, decomposed accents)."""
+    return char.isalnum() or char == "_" or unicodedata.category(char).startswith("M")
 
 
 def _unspaced_script(char: str) -> bool:

@@ -237,9 +237,9 @@ def label_feature(
 
     own = [e for e in top if language(e) == language(top[0])]
     if top[0].total / max(sum(e.total for e in own), 1e-12) < 0.25:
-        return "mixed: " + " · ".join(e.word for e in ranked[:3]), "mixed"
+        return "mixed: " + " · ".join(e.word for e in own[:3]), "mixed"
     chosen = [top[0]]
-    for evidence in top[1:]:
+    for evidence in sorted(ranked[1:], key=readiness, reverse=True):
         if language(evidence) not in {language(c) for c in chosen} and readiness(evidence) >= 0.2 * readiness(top[0]):
             chosen.append(evidence)
         if len(chosen) == 3:

@@ -78,10 +78,11 @@ def _token_states(model_dir: Path, texts: list[str]) -> tuple[list[str], torch.T
     with torch.inference_mode():
         for batch in encoder.iter_batches(texts, role="document", batch_size=8):
             layer_states, _ = encoder.reader(batch.input_ids, batch.attention_mask)
-            encodings = encoder.tokenizer.encode_batch([texts[p] for p in batch.positions])
+            prefix = encoder.config.document_prefix
+            encodings = encoder.tokenizer.encode_batch([prefix + texts[p] for p in batch.positions])
             for row, col in zip(*batch.content_mask.nonzero(as_tuple=True), strict=True):
                 start, end = encodings[int(row)].offsets[int(col)]
-                words.append(texts[batch.positions[int(row)]][start:end].lower())
+                words.append((prefix + texts[batch.positions[int(row)]])[start:end].lower())
                 states.append(layer_states[row, col])
     return words, torch.stack(states)
 
@@ -113,7 +114,17 @@ def _planted_sae(words: list[str], states: torch.Tensor) -> SparseAutoencoder:
 def planted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     directory = tmp_path_factory.mktemp("planted")
     build_bert(directory / "backbone")
-    config = EncoderConfig(name="planted", backbone="backbone", sae="sae", layer=LAYER, document_top_k=None)
+    # Prefixes, as the default model has ("passage: "): word spans are found past them. The
+    # same for both roles, so a query's tokens see the contexts the features were planted in.
+    config = EncoderConfig(
+        name="planted",
+        backbone="backbone",
+        sae="sae",
+        layer=LAYER,
+        document_top_k=None,
+        document_prefix="text: ",
+        query_prefix="text: ",
+    )
     SparseAutoencoder(
         SaeConfig(d_in=HIDDEN, d_sae=WIDTH, activation="relu"),
         W_enc=torch.zeros(HIDDEN, WIDTH),
@@ -193,28 +204,22 @@ def test_a_build_killed_midway_resumes_to_the_same_dictionary(
             yield item
 
     with pytest.raises(KeyboardInterrupt):
-        build_dictionary(
-            planted_encoder, dies_after(25), tmp_path, sources=["corpus"], checkpoint_every=10, checkpoint_seconds=0
-        )
+        build_dictionary(planted_encoder, dies_after(25), tmp_path, sources=["corpus"], **EVERY_10)
     assert not (tmp_path / DICTIONARY_FILE).exists()
     with pytest.raises(ConfigError, match="another model or other sources"):
-        build_dictionary(
-            planted_encoder, iter(corpus), tmp_path, sources=["other"], checkpoint_every=10, checkpoint_seconds=0
-        )
+        build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["other"], **EVERY_10)
+    with pytest.raises(ConfigError, match="another model or other sources"):  # same name, other content
+        build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["corpus"], source_state=[7], **EVERY_10)
     labelled: list[int] = []
     label_texts = builder._label_texts
     monkeypatch.setattr(
         builder, "_label_texts", lambda enc, items, *rest: labelled.append(len(items)) or label_texts(enc, items, *rest)
     )
-    resumed = build_dictionary(
-        planted_encoder, iter(corpus), tmp_path, sources=["corpus"], checkpoint_every=10, checkpoint_seconds=0
-    )
+    resumed = build_dictionary(planted_encoder, iter(corpus), tmp_path, sources=["corpus"], **EVERY_10)
     assert sum(labelled) == len(corpus) - 20  # two checkpoints of 10 were kept; the rest is new work
     assert (tmp_path / DICTIONARY_FILE).is_file() and not (tmp_path / builder.STATE_FILE).exists()
     # Texts are batched per checkpoint span, so the uninterrupted build to match uses the same spans.
-    whole = build_dictionary(
-        planted_encoder, iter(corpus), tmp_path / "whole", sources=["corpus"], checkpoint_every=10, checkpoint_seconds=0
-    )
+    whole = build_dictionary(planted_encoder, iter(corpus), tmp_path / "whole", sources=["corpus"], **EVERY_10)
     assert resumed.entries == whole.entries and resumed.texts == len(corpus)
     assert {f: e.label for f, e in resumed.entries.items()} == {f: e.label for f, e in dictionary.entries.items()}
 
@@ -289,3 +294,31 @@ def test_labels_name_translations_and_say_when_evidence_is_mixed() -> None:
     assert label_feature(scattered, texts_fired=9, min_texts=3) == ("mixed: copy · kernel · date", "mixed")
     assert label_feature(shared, texts_fired=2, min_texts=3) == ("rare: copy · copies · kopieren", "rare")
     assert label_feature([], texts_fired=0, min_texts=3) == ("dead", "dead")
+
+
+def test_translations_are_found_beyond_the_strongest_words_and_never_make_a_label_mixed() -> None:
+    tokens = {"en": 10_000, "de": 1_000, "ja": 1_000}
+    english = [_word("copy", "en", 50.0), *(_word(f"w{i}", "en", 6.0) for i in range(7))]
+    # kopieren ranks ninth by its sum, but per token of German it fires as readily as copy.
+    label, _ = label_feature(
+        [*english, _word("kopieren", "de", 5.0)], texts_fired=9, min_texts=3, language_tokens=tokens
+    )
+    assert label == "copy / kopieren"
+    mixed = [_word(w, "en", 10.0) for w in ("copy", "kernel", "date", "user", "page")] + [_word("kopieren", "de", 9.0)]
+    assert label_feature(mixed, texts_fired=9, min_texts=3)[0] == "mixed: copy · kernel · date"
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "word"),
+    [
+        ("please \u0915\u0949\u092a\u0940 now", "\u0915", "\u0915\u0949\u092a\u0940"),  # Devanagari vowel signs
+        ("a nai\u0308ve test", "nai", "nai\u0308ve"),  # a decomposed accent
+        ("copy_file(x)", "file", "copy_file"),
+        ("ファイルをコピー", "コピー", "コピー"),  # no spaces: the token's own text
+        ("--force", "-", None),
+    ],
+)
+def test_tokens_are_credited_to_whole_words(text: str, token: str, word: str | None) -> None:
+    start = text.index(token)
+    span = builder._word_span(text, start, start + len(token))
+    assert (None if span is None else text[span[0] : span[1]]) == word

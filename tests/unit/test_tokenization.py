@@ -126,3 +126,17 @@ def test_a_cached_openvino_graph_loads_without_importing_transformers(
     assert output[-1] == "False"  # neither the tokenizer nor the config needed transformers
     assert output[-2] == first.fingerprint["digest"]
     assert json.loads("".join(output[:-2])) == sorted(expected.indices.tolist())
+
+
+def test_a_special_token_in_the_vocabulary_but_not_registered_is_left_to_transformers(tmp_path: Path) -> None:
+    """transformers registers a named special token found only in the vocabulary, which
+    changes how text around it splits; the direct read must not differ from that."""
+    build_tokenizer(tmp_path)
+    config_file = tmp_path / "tokenizer_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**config, "mask_token": "files"}))  # a plain vocabulary word
+    reference = _reference(tmp_path)
+    loaded = load_tokenizer(str(tmp_path))
+    assert loaded.identity() == reference.identity()
+    text = ["list files now"]
+    assert [e.ids for e in loaded.encode_batch(text)] == [e.ids for e in reference.encode_batch(text)]
