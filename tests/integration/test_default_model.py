@@ -155,3 +155,14 @@ def test_real_text_keeps_its_whitespace_tokens(encoder: SplareEncoder) -> None:
                 [reference] = prune_to_vectors(pool_latents(encoder.sae, states, content), top_k)
             assert vector.indices.tolist() == reference.indices.tolist(), (role, text)
             np.testing.assert_allclose(vector.values, reference.values, rtol=1e-5, atol=1e-6)
+
+
+def test_the_default_model_ships_its_feature_dictionary(encoder: SplareEncoder) -> None:
+    dictionary = encoder.feature_dictionary
+    assert dictionary is not None and dictionary.width == encoder.dim
+    assert dictionary.digest == encoder.fingerprint["digest"]
+    # The labels of an English query and its German translation name what they share.
+    english = {f.feature: f.label for f in encoder.explain("copy files to another directory")}
+    german = {f.feature: f.label for f in encoder.explain("Dateien in ein anderes Verzeichnis kopieren")}
+    shared = [english[f] for f in english.keys() & german.keys()]
+    assert any(label and "file" in label.split(" / ") for label in shared), shared
