@@ -13,9 +13,8 @@ time (SPLARE's intermediate-layer finding is also a speed win).
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
@@ -24,6 +23,7 @@ import torch
 from torch import nn
 
 from splare_connect.errors import CheckpointError, ConfigError
+from splare_connect.loading_errors import loading_errors
 from splare_connect.quiet import quiet_loading
 from splare_connect.tokenization import TextTokenizer, load_tokenizer
 
@@ -141,26 +141,6 @@ def load_backbone(
     if lazy:
         return LoadedBackbone(tokenizer=tokenizer, model_config=model_config, load_model=load_model, dtype=torch_dtype)
     return LoadedBackbone(tokenizer=tokenizer, model=load_model())
-
-
-@contextlib.contextmanager
-def loading_errors(location: str, trust_remote_code: bool) -> Iterator[None]:
-    """Turn transformers' loading errors (model, config or tokenizer) into one-line CheckpointErrors."""
-    try:
-        yield
-    except (OSError, ValueError, KeyError) as exc:
-        if not trust_remote_code and "trust_remote_code" in str(exc):
-            raise CheckpointError(_remote_code_refused(location)) from exc
-        raise CheckpointError(f"cannot load backbone {location!r}: {exc}") from exc
-
-
-def _remote_code_refused(location: str) -> str:
-    """The error for a backbone that only loads by running its own code, which was not allowed."""
-    return (
-        f"backbone {location!r} needs to run Python code shipped with it (an auto_map in its config.json), "
-        "and remote code is off. Inspect that code first; to run it, pass trust_remote_code=True "
-        "(CLI: --trust-remote-code). A setting in the model directory cannot allow it."
-    )
 
 
 def _merge_lora(model: PreTrainedModel, adapter_dir: Path) -> PreTrainedModel:

@@ -508,7 +508,7 @@ class SplareEncoder:
         has no dictionary (build one with ``splare-connect features build``)."""
         from splare_connect.features import dictionary_for
 
-        return dictionary_for(self)
+        return dictionary_for(self.directory, self.config.name, self.fingerprint)
 
     def explain(self, text: str, *, role: Role = "query", top: int = 10) -> list[FeatureWeight]:
         """A text's strongest features, with their labels when the model has a dictionary.

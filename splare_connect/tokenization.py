@@ -247,7 +247,7 @@ def _read_plain(directory: Path, config: dict[str, Any], model_max_length: int |
 def _through_transformers(location: str, trust_remote_code: bool) -> TextTokenizer:
     from transformers import AutoTokenizer
 
-    from splare_connect.backbone import loading_errors
+    from splare_connect.loading_errors import loading_errors
     from splare_connect.quiet import quiet_loading
 
     with loading_errors(location, trust_remote_code), quiet_loading():

@@ -9,7 +9,8 @@ explanations return.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 from splare_connect.errors import ConfigError
 from splare_connect.features.dictionary import (
@@ -19,9 +20,6 @@ from splare_connect.features.dictionary import (
     WordEvidence,
 )
 from splare_connect.features.explanation import FeatureWeight, MissExplanation, explain_miss, labelled
-
-if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
 
 __all__ = [
     "DICTIONARY_FILE",
@@ -42,23 +40,28 @@ LOGGER = logging.getLogger(__name__)
 FEATURES_DIR = "features"
 
 
-def dictionary_for(encoder: SplareEncoder) -> FeatureDictionary | None:
-    """The dictionary of ``encoder``'s vector space, or ``None`` when it has none.
+def dictionary_for(directory: Path | None, name: str, fingerprint: dict[str, Any]) -> FeatureDictionary | None:
+    """The dictionary of an encoder's vector space, or ``None`` when it has none.
 
     Looked for in the model's directory (``features/``), then among the dictionaries
-    shipped with the package's models. One built for another fingerprint (another
-    model, or the same one with other settings) is passed over: its labels would name
-    other features.
+    shipped with the package's models (by the model's ``name``). One built for another
+    fingerprint (another model, or the same one with other settings) is reported and
+    passed over: its labels would name other features.
+
+    Args:
+        directory: The model directory the encoder was loaded from, if any.
+        name: The model's name.
+        fingerprint: The encoder's fingerprint.
     """
     from splare_connect.models.packaged_adapter import LORA_DIR
 
-    places = [] if encoder.directory is None else [encoder.directory / FEATURES_DIR]
-    places.append(LORA_DIR / encoder.config.name / FEATURES_DIR)
+    places = [] if directory is None else [directory / FEATURES_DIR]
+    places.append(LORA_DIR / name / FEATURES_DIR)
     for place in places:
         if (place / DICTIONARY_FILE).is_file():
             dictionary = FeatureDictionary.load(place)
             try:
-                dictionary.check_encoder(encoder.fingerprint)
+                dictionary.check_encoder(fingerprint)
             except ConfigError as mismatch:
                 LOGGER.warning("%s: not used (%s)", place / DICTIONARY_FILE, mismatch)
                 continue

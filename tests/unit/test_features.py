@@ -21,7 +21,6 @@ from splare_connect.features import (
     FeatureDictionary,
     WordEvidence,
     builder,
-    dictionary_for,
 )
 from splare_connect.features.builder import LabellingText, build_dictionary, read_labelling_sources
 from splare_connect.features.dictionary import label_feature
@@ -182,11 +181,11 @@ def test_the_dictionary_round_trips_and_belongs_to_one_encoder(
 ) -> None:
     loaded = FeatureDictionary.load(planted_model / FEATURES_DIR)
     assert loaded.entries == dictionary.entries
-    assert dictionary_for(planted_encoder) is not None
+    assert planted_encoder.feature_dictionary is not None
     assert loaded.digest == planted_encoder.fingerprint["digest"]
     with pytest.raises(ConfigError, match="built for planted"):
         loaded.check_encoder(tiny_encoder.fingerprint)
-    assert dictionary_for(tiny_encoder) is None
+    assert tiny_encoder.feature_dictionary is None
 
 
 EVERY_10 = {"checkpoint_every": 10, "checkpoint_seconds": 0}
