@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-from splare_connect.errors import CheckpointError
+from splare_connect.errors import CheckpointError, SplareError
 
 
 @contextlib.contextmanager
@@ -18,6 +18,8 @@ def loading_errors(location: str, trust_remote_code: bool) -> Iterator[None]:
     """Turn transformers' loading errors (model, config or tokenizer) into one-line CheckpointErrors."""
     try:
         yield
+    except SplareError:
+        raise  # already one line of ours (a CheckpointError is a ValueError too): not wrapped twice
     except (OSError, ValueError, KeyError) as exc:
         if not trust_remote_code and "trust_remote_code" in str(exc):
             raise CheckpointError(_remote_code_refused(location)) from exc

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from splare_connect import CheckpointError, SplareEncoder
+from splare_connect.backbone import load_backbone
 from splare_connect.tokenization import TextTokenizer, load_tokenizer, plain_tokenizer_config
 from tests.tiny_models import SAMPLE_TEXTS, build_tokenizer
 
@@ -75,6 +76,8 @@ def test_a_malformed_tokenizer_file_is_a_one_line_error(tokenizer_dir: Path) -> 
     deferred = load_tokenizer(str(tokenizer_dir), deferred=True)  # nothing read yet...
     with pytest.raises(CheckpointError, match="cannot read tokenizer"):
         deferred.wait()  # ...the error comes with the build
+    with pytest.raises(CheckpointError, match=r"^cannot read tokenizer"):  # said once, not re-wrapped by the loader
+        load_backbone(tokenizer_dir)
 
 
 def test_a_deferred_tokenizer_builds_on_first_use(tokenizer_dir: Path) -> None:
