@@ -69,23 +69,16 @@ class TextTokenizer:
     def __init__(self, backend: tokenizers.Tokenizer, *, pad_token_id: int, model_max_length: int | None) -> None:
         self.model_max_length = model_max_length
         self._lock = threading.Lock()  # the backend's truncation setting is per tokenizer
-        self._build: Callable[[], TextTokenizer | None] | None = None
-        self._fallback: Callable[[], TextTokenizer] | None = None
+        self._build: Callable[[], TextTokenizer] | None = None
         self._backend = backend
         self._pad_token_id = pad_token_id
         backend.no_padding()  # the encoder pads its own batches
         backend.no_truncation()
 
     @classmethod
-    def deferred(
-        cls,
-        build: Callable[[], TextTokenizer | None],
-        *,
-        fallback: Callable[[], TextTokenizer],
-        model_max_length: int | None,
-    ) -> TextTokenizer:
-        """A tokenizer whose backend is built on first use (or :meth:`wait`), by ``build``,
-        or by ``fallback`` when ``build`` gives ``None``.
+    def deferred(cls, build: Callable[[], TextTokenizer], *, model_max_length: int | None) -> TextTokenizer:
+        """A tokenizer whose backend ``build`` makes on first use (or :meth:`wait`), on the
+        calling thread.
 
         Why: building a large vocabulary (the default model's 250,002 SentencePiece
         pieces) takes about a second and holds the GIL. Deferred, the OpenVINO runtime
@@ -96,7 +89,6 @@ class TextTokenizer:
         tokenizer.model_max_length = model_max_length
         tokenizer._lock = threading.Lock()
         tokenizer._build = build
-        tokenizer._fallback = fallback
         return tokenizer
 
     def wait(self) -> None:
@@ -104,9 +96,8 @@ class TextTokenizer:
         if self._build is None:
             return
         with self._lock:
-            build, fallback = self._build, self._fallback
-            if build is not None and fallback is not None:
-                built = build() or fallback()
+            if self._build is not None:
+                built = self._build()
                 self._backend, self._pad_token_id = built._backend, built._pad_token_id
                 self._build = None
 
@@ -202,15 +193,12 @@ def load_tokenizer(location: str, *, trust_remote_code: bool = False, deferred: 
     limit = config.get("model_max_length")
     model_max_length = limit if isinstance(limit, int) and limit < _NO_LIMIT else None
 
-    def build() -> TextTokenizer | None:
-        return _read_plain(Path(location), config, model_max_length)
+    def build() -> TextTokenizer:
+        return _read_plain(Path(location), config, model_max_length) or _through_transformers(
+            location, trust_remote_code
+        )
 
-    def fallback() -> TextTokenizer:
-        return _through_transformers(location, trust_remote_code)
-
-    if deferred:
-        return TextTokenizer.deferred(build, fallback=fallback, model_max_length=model_max_length)
-    return build() or fallback()
+    return TextTokenizer.deferred(build, model_max_length=model_max_length) if deferred else build()
 
 
 def plain_tokenizer_config(directory: Path) -> dict[str, Any] | None:
