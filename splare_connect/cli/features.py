@@ -25,8 +25,8 @@ from splare_connect.cli.common import (
     fail,
     format_features,
     load_encoder,
-    open_backend,
     open_early,
+    opened_backend,
     print_line,
     stdout,
 )
@@ -158,16 +158,10 @@ def why_not(
     """Why a record did not match a query: the query's features it has, and those it lacks."""
     from splare_connect.retriever import Retriever
 
-    try:
-        store = open_backend(backend, url, data_dir, timeout, backend_option)
-        try:
-            open_early(store, collection, must_exist=True)
-            encoder = load_encoder(model, Precision.FP32, trust_remote_code, runtime)
-            report = Retriever(encoder, store, collection).explain_miss(query, record_id)
-        finally:
-            store.close()
-    except SplareError as error:
-        raise fail(error) from error
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
+        open_early(store, collection, must_exist=True)
+        encoder = load_encoder(model, Precision.FP32, trust_remote_code, runtime)
+        report = Retriever(encoder, store, collection).explain_miss(query, record_id)
     stdout.print(f"score    {report.score:.3f} (sparse)")
     stdout.print(f"shared   {escape(format_features(report.shared[:top])) or 'none'}")
     stdout.print(f"missing  {escape(format_features(report.missing[:top])) or 'none'}")

@@ -24,8 +24,8 @@ from splare_connect.cli.common import (
     fail,
     format_features,
     load_encoder,
-    open_backend,
     open_early,
+    opened_backend,
     stdout,
 )
 from splare_connect.errors import SplareError
@@ -59,24 +59,21 @@ def search(
 
     try:
         conditions = parse_filters(filter_)
-        store = open_backend(backend, url, data_dir, timeout, backend_option)
-        try:
-            spec = open_early(store, collection, must_exist=True)
-            if hybrid is not None and spec is not None and not spec.dense_dim:
-                raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
-            retriever = Retriever(load_encoder(model, precision, trust_remote_code, runtime), store, collection)
-            hits = retriever.search(
-                query,
-                k=k,
-                filter=conditions,
-                hybrid=hybrid,
-                explain=explain,
-                group_by_document=documents,
-            )
-        finally:
-            store.close()
     except SplareError as error:
         raise fail(error) from error
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
+        spec = open_early(store, collection, must_exist=True)
+        if hybrid is not None and spec is not None and not spec.dense_dim:
+            raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
+        retriever = Retriever(load_encoder(model, precision, trust_remote_code, runtime), store, collection)
+        hits = retriever.search(
+            query,
+            k=k,
+            filter=conditions,
+            hybrid=hybrid,
+            explain=explain,
+            group_by_document=documents,
+        )
     if as_json:
         rows = [
             {

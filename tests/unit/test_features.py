@@ -231,7 +231,7 @@ def test_explanations_carry_labels(planted_encoder: SplareEncoder, dictionary: F
 
 
 def test_search_explains_hits_and_misses_with_labels(
-    planted_encoder: SplareEncoder, dictionary: FeatureDictionary, tmp_path: Path
+    planted_encoder: SplareEncoder, planted_model: Path, dictionary: FeatureDictionary, tmp_path: Path
 ) -> None:
     from splare_connect.documents import read_iterable
     from splare_connect.retriever import Retriever
@@ -250,6 +250,14 @@ def test_search_explains_hits_and_misses_with_labels(
     assert {"copy", "files"} <= {f.label for f in miss.missing}
     assert all(f.label and not f.label.startswith(("copy", "files")) for f in miss.shared)
     backend.close()
+    edge = ["--data-dir", str(tmp_path / "edge"), "-c", "pages", "--model", str(planted_model)]
+    runner = CliRunner()
+    report = runner.invoke(app, ["features", "why-not", "copy files", "b#0", *edge])
+    assert report.exit_code == 0, report.output
+    missing_line = next(line for line in report.output.splitlines() if line.startswith("missing"))
+    assert "copy (" in missing_line and "files (" in missing_line
+    absent = runner.invoke(app, ["features", "why-not", "copy files", "nope#0", *edge])
+    assert absent.exit_code == 1 and "has no record 'nope#0'" in absent.output
 
 
 def test_the_features_commands(planted_model: Path, dictionary: FeatureDictionary, tmp_path: Path) -> None:
