@@ -13,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Set
+from collections.abc import Callable, Iterable, Iterator, Sequence, Set
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
 
 from splare_connect.backends import Backend, CollectionSpec, PointRecord
 from splare_connect.backends.schema import CHUNK_COUNT, CONTENT_HASH, DOC_ID, StoredChunk
@@ -23,6 +26,7 @@ from splare_connect.chunking import DEFAULT_OVERLAP, Chunk, chunk_document, cont
 from splare_connect.documents import Document
 from splare_connect.errors import BadRecordError, ConfigError, PartialWriteError, RecordsRejectedError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem, id_problem
+from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -101,6 +105,21 @@ class _Stored:
 
     def complete_with(self, content_hash: str) -> bool:
         return self.hashes == {content_hash} and len(self.records) == self.chunk_count
+
+
+WriteBatch = list[tuple[Document, list[Chunk]]]  # documents encoded and written together, with their chunks
+
+
+@dataclass
+class SyncRun:
+    """One run's state: what the collection held at the start, what the source held so far, the counts."""
+
+    stored: dict[str, _Stored]
+    created: bool
+    started: float
+    report: SyncReport = field(default_factory=SyncReport)
+    seen: dict[str, str] = field(default_factory=dict)  # id -> where it was read, for duplicate ids
+    kept: set[str] = field(default_factory=set)  # ids of skipped records: in the source, so never "missing"
 
 
 class Syncer:
@@ -200,6 +219,26 @@ class Syncer:
         Returns:
             Counts of what happened; ``report.skipped`` lists the bad records.
         """
+        run = self.begin()
+        for batch in self.write_batches(source, run):
+            self.write(batch, run)
+            if on_progress:
+                on_progress(run.report)
+        self.end(run, delete_missing=delete_missing, force_delete=force_delete)
+        if on_progress:
+            on_progress(run.report)
+        return run.report
+
+    # The steps of a run, public so that another engine (splare_connect.distributed)
+    # can encode the write batches elsewhere and keep every other rule of this one.
+
+    def begin(self) -> SyncRun:
+        """Check the collection and read what it holds, before anything is encoded.
+
+        Raises:
+            ConfigError: The collection is attached to another application's points.
+            EncoderMismatchError: It was built by another encoder.
+        """
         started = time.perf_counter()
         existing = self.backend.describe_collection(self.collection)
         if existing is not None and existing.attached:
@@ -210,37 +249,36 @@ class Syncer:
         # A new collection is created at the first write, once the largest document
         # weight is known (indexes that quantize weights need it); an existing one is
         # checked now, before anything is encoded.
-        self._created = existing is not None
         if existing is not None:
             self.backend.create_collection(self.collection_spec(existing.max_weight))
         stored = self._stored_state() if existing is not None else {}
-        report = SyncReport()
-        seen: dict[str, str] = {}
-        kept: set[str] = set()  # ids of skipped records: present in the source, so never "missing"
-        pending: list[tuple[Document, list[Chunk]]] = []
+        return SyncRun(stored=stored, created=existing is not None, started=started)
+
+    def write_batches(self, source: Iterable[Document | BadRecordError], run: SyncRun) -> Iterator[WriteBatch]:
+        """The documents to encode, in write batches; counts and skips are recorded in ``run`` as it goes.
+
+        A document is new, changed (encoded again) or unchanged (skipped: all its
+        chunks are stored with its current content hash). A batch holds at most
+        ``documents_per_write`` documents and, unless one document alone has more,
+        ``chunks_per_write`` chunks.
+        """
+        report = run.report
+        pending: WriteBatch = []
         pending_chunks = 0
-
-        def flush() -> None:
-            nonlocal pending, pending_chunks
-            self._write(pending, stored, report)
-            pending, pending_chunks = [], 0
-            if on_progress:
-                on_progress(report)
-
         for item in source:
-            error = item if isinstance(item, BadRecordError) else self._problem(item, seen)
+            error = item if isinstance(item, BadRecordError) else self._problem(item, run.seen)
             if error is not None:
                 if error.record_id is not None:
-                    kept.add(error.record_id)
+                    run.kept.add(error.record_id)
                 if error.record_id is None or self.shard.owns(error.record_id):
                     report.skipped.append(error)
                 continue
             assert isinstance(item, Document)
             if not self.shard.owns(item.id):
                 continue
-            seen[item.id] = f"{item.source}:{item.line}" if item.line else str(item.source)
+            run.seen[item.id] = f"{item.source}:{item.line}" if item.line else str(item.source)
             report.documents += 1
-            previous = stored.get(item.id)
+            previous = run.stored.get(item.id)
             if previous is not None and previous.complete_with(item.content_hash):
                 report.unchanged += 1
                 continue
@@ -250,22 +288,79 @@ class Syncer:
                 report.changed += 1
             chunks = self._chunks(item)
             if pending and pending_chunks + len(chunks) > self.chunks_per_write:
-                flush()  # the write would grow past its chunk bound
+                yield pending  # the write would grow past its chunk bound
+                pending, pending_chunks = [], 0
             pending.append((item, chunks))
             pending_chunks += len(chunks)
             if len(pending) >= self.documents_per_write:
-                flush()
+                yield pending
+                pending, pending_chunks = [], 0
         if pending:
-            self._write(pending, stored, report)
-        if not self._created:
+            yield pending
+
+    def write(self, batch: WriteBatch, run: SyncRun) -> None:
+        """Encode one write batch here and store it."""
+        texts = [chunk.text for _, chunks in batch for chunk in chunks]
+        encoded = self.encoder.encode(texts, role="document", dense=self.dense, batch_size=self.batch_size)
+        self.store(batch, encoded.sparse, encoded.dense, run)
+
+    def store(
+        self,
+        batch: WriteBatch,
+        sparse: Sequence[SparseVector],
+        dense: npt.NDArray[np.float32] | None,
+        run: SyncRun,
+    ) -> None:
+        """Store one encoded write batch (vectors in chunk order), creating the collection at the first."""
+        if not run.created:
+            weights = [float(v.values.max()) for v in sparse if v.nnz]
+            self.backend.create_collection(self.collection_spec(max(weights, default=None)))
+            run.created = True
+        failures = upsert_documents(self.backend, self.collection, point_groups(batch, sparse, dense, self.store_text))
+        self.account(batch, failures, run)
+
+    def account(self, batch: WriteBatch, failures: Sequence[tuple[str, str]], run: SyncRun) -> None:
+        """Record a stored write batch: refused documents reported, stale chunks of changed ones deleted.
+
+        Refused documents stay incomplete, so the next run tries them again; their stored
+        chunks are kept as they are rather than lose the previous version.
+        """
+        report = run.report
+        refused = {record_id for record_id, _ in failures}
+        doc_of = {chunk.record_id: document for document, chunks in batch for chunk in chunks}
+        refused_documents: dict[str, tuple[Document | None, str]] = {}
+        for record_id, reason in failures:  # one line per refused document, not per chunk
+            document = doc_of.get(record_id)
+            refused_documents.setdefault(record_id if document is None else document.id, (document, reason))
+        for doc_id, (document, reason) in refused_documents.items():
+            report.skipped.append(
+                BadRecordError(
+                    f"refused by the database: {reason}",
+                    source=None if document is None else document.source,
+                    line=None if document is None else document.line,
+                    record_id=doc_id,
+                )
+            )
+        written = set(doc_of) - refused
+        stale = sorted(
+            record
+            for document, _ in batch
+            if document.id in run.stored and document.id not in refused_documents
+            for record in run.stored[document.id].records - written
+        )
+        self.backend.delete(self.collection, stale)
+        report.chunks_written += len(doc_of) - len(refused)
+        LOGGER.info("wrote %d documents (%d chunks)", len(batch), len(doc_of))
+
+    def end(self, run: SyncRun, *, delete_missing: bool = False, force_delete: bool = False) -> None:
+        """Create the collection if nothing was written, delete missing documents if asked, finalize."""
+        if not run.created:
             self.backend.create_collection(self.collection_spec())
+            run.created = True
         if delete_missing:
-            self._delete_missing(stored, seen.keys() | kept, report, force_delete)
+            self._delete_missing(run.stored, run.seen.keys() | run.kept, run.report, force_delete)
         self.backend.finalize(self.collection)
-        report.seconds = time.perf_counter() - started
-        if on_progress:
-            on_progress(report)
-        return report
+        run.report.seconds = time.perf_counter() - run.started
 
     def _problem(self, document: Document, seen: dict[str, str]) -> BadRecordError | None:
         """Why this document can't be ingested (a broken record rule, a duplicate id), if it can't."""
@@ -319,80 +414,52 @@ class Syncer:
             entry.chunk_count = chunk.chunk_count
         return state
 
-    def _write(
-        self, pending: list[tuple[Document, list[Chunk]]], stored: dict[str, _Stored], report: SyncReport
-    ) -> None:
-        documents = [document for document, _ in pending]
-        chunks = [(document, chunk) for document, document_chunks in pending for chunk in document_chunks]
-        encoded = self.encoder.encode(
-            [chunk.text for _, chunk in chunks], role="document", dense=self.dense, batch_size=self.batch_size
-        )
-        if not self._created:
-            weights = [float(v.values.max()) for v in encoded.sparse if v.nnz]
-            self.backend.create_collection(self.collection_spec(max(weights, default=None)))
-            self._created = True
-        groups: list[list[PointRecord]] = []  # one per document, for writing refused ones apart
-        position = 0
-        for document, document_chunks in pending:
-            group = []
-            for chunk in document_chunks:
-                row = StoredChunk(
-                    record_id=chunk.record_id,
-                    doc_id=document.id,
-                    chunk_index=chunk.index,
-                    chunk_count=chunk.count,
-                    content_hash=document.content_hash,
-                    text=chunk.text if self.store_text else None,
-                    metadata=document.metadata,
-                )
-                dense = None if encoded.dense is None else encoded.dense[position]
-                group.append(PointRecord(chunk.record_id, encoded.sparse[position], dense, row.to_payload()))
-                position += 1
-            groups.append(group)
-        failures = self._upsert(groups)
-        # Refused documents stay incomplete, so the next run tries them again; their
-        # stored chunks are kept as they are rather than lose the previous version.
-        refused = {record_id for record_id, _ in failures}
-        doc_of = {chunk.record_id: document for document, chunk in chunks}
-        refused_documents: dict[str, tuple[Document | None, str]] = {}
-        for record_id, reason in failures:  # one line per refused document, not per chunk
-            document = doc_of.get(record_id)
-            refused_documents.setdefault(record_id if document is None else document.id, (document, reason))
-        for doc_id, (document, reason) in refused_documents.items():
-            report.skipped.append(
-                BadRecordError(
-                    f"refused by the database: {reason}",
-                    source=None if document is None else document.source,
-                    line=None if document is None else document.line,
-                    record_id=doc_id,
-                )
+
+def point_groups(
+    batch: WriteBatch,
+    sparse: Sequence[SparseVector],
+    dense: npt.NDArray[np.float32] | None,
+    store_text: bool,
+) -> list[list[PointRecord]]:
+    """The points of one encoded write batch, one group per document (vectors in chunk order)."""
+    groups: list[list[PointRecord]] = []
+    position = 0
+    for document, chunks in batch:
+        group = []
+        for chunk in chunks:
+            row = StoredChunk(
+                record_id=chunk.record_id,
+                doc_id=document.id,
+                chunk_index=chunk.index,
+                chunk_count=chunk.count,
+                content_hash=document.content_hash,
+                text=chunk.text if store_text else None,
+                metadata=document.metadata,
             )
-        written = {chunk.record_id for _, chunk in chunks} - refused
-        stale = sorted(
-            record
-            for document in documents
-            if document.id in stored and document.id not in refused_documents
-            for record in stored[document.id].records - written
+            vector = None if dense is None else dense[position]
+            group.append(PointRecord(chunk.record_id, sparse[position], vector, row.to_payload()))
+            position += 1
+        groups.append(group)
+    return groups
+
+
+def upsert_documents(backend: Backend, collection: str, groups: list[list[PointRecord]]) -> list[tuple[str, str]]:
+    """Write one group of points per document; return ``(record id, reason)`` for each refused point.
+
+    When the database refuses a write's data (:class:`RecordsRejectedError`), the
+    documents are written apart by halving, so one bad document costs a few more
+    writes and the others land. A partial write reports its own refused points.
+    """
+    points = [point for group in groups for point in group]
+    try:
+        backend.upsert(collection, points)
+    except PartialWriteError as error:
+        return list(error.failures)
+    except RecordsRejectedError as error:
+        if len(groups) == 1:
+            return [(point.id, str(error)) for point in points]
+        middle = len(groups) // 2
+        return upsert_documents(backend, collection, groups[:middle]) + upsert_documents(
+            backend, collection, groups[middle:]
         )
-        self.backend.delete(self.collection, stale)
-        report.chunks_written += len(chunks) - len(refused)
-        LOGGER.info("wrote %d documents (%d chunks)", len(documents), len(chunks))
-
-    def _upsert(self, groups: list[list[PointRecord]]) -> list[tuple[str, str]]:
-        """Write one group of points per document; return ``(record id, reason)`` for each refused point.
-
-        When the database refuses a write's data (:class:`RecordsRejectedError`), the
-        documents are written apart by halving, so one bad document costs a few more
-        writes and the others land. A partial write reports its own refused points.
-        """
-        points = [point for group in groups for point in group]
-        try:
-            self.backend.upsert(self.collection, points)
-        except PartialWriteError as error:
-            return list(error.failures)
-        except RecordsRejectedError as error:
-            if len(groups) == 1:
-                return [(point.id, str(error)) for point in points]
-            middle = len(groups) // 2
-            return self._upsert(groups[:middle]) + self._upsert(groups[middle:])
-        return []
+    return []
