@@ -1,4 +1,4 @@
-"""Where documents come from: JSONL files, directories of text files, Python iterables.
+"""Where documents come from: JSONL, JSON and Parquet files, directories of text files, Python iterables.
 
 Readers yield either a :class:`Document` or a :class:`BadRecordError` describing a
 record that can't be used (with its file and line), so one bad line never costs the
@@ -7,6 +7,8 @@ good records beside it: the sync engine reports and skips the errors.
 
 from __future__ import annotations
 
+import datetime
+import decimal
 import hashlib
 import json
 import logging
@@ -17,7 +19,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from splare_connect.errors import BadRecordError, ConfigError
+from splare_connect.errors import BadRecordError, ConfigError, MissingDependencyError
 from splare_connect.record_rules import INT64_MAX, INT64_MIN
 
 LOGGER = logging.getLogger(__name__)
@@ -62,7 +64,7 @@ def read_source(
     include_hidden: bool = False,
     on_skip: Callable[[str, str], None] | None = None,
 ) -> Iterator[Document | BadRecordError]:
-    """Read a JSONL file, a ``.json`` file holding an array of records, or a directory of text files.
+    """Read a JSONL file, a ``.json`` file holding an array of records, a Parquet file, or a directory of text files.
 
     Args:
         path: The file or directory.
@@ -81,9 +83,13 @@ def read_source(
         return read_jsonl(location)
     if location.is_file() and location.suffix == ".json":
         return read_json(location)
+    if location.is_file() and location.suffix == ".parquet":
+        return read_parquet(location)
     if not location.exists():
         raise ConfigError(f"source not found: {location}")
-    raise ConfigError(f"{location}: expected a .jsonl or .json file or a directory of {', '.join(TEXT_SUFFIXES)} files")
+    raise ConfigError(
+        f"{location}: expected a .jsonl, .json or .parquet file or a directory of {', '.join(TEXT_SUFFIXES)} files"
+    )
 
 
 def read_jsonl(path: str | Path) -> Iterator[Document | BadRecordError]:
@@ -127,6 +133,52 @@ def read_json(path: str | Path) -> Iterator[Document | BadRecordError]:
         yield from read_jsonl(path)
         return
     yield from _read_array(text, start + 1, source)
+
+
+def read_parquet(path: str | Path, *, rows_per_read: int = 1024) -> Iterator[Document | BadRecordError]:
+    """Documents from a Parquet file: one row per record, with the fields of a JSONL record.
+
+    A record's ``line`` is its row number (1-based). Values JSON has no type for are
+    stored as JSON ones, so that payloads and content hashes are the same whatever
+    the file format: dates and times as ISO 8601 strings, decimals as strings. A row
+    holding binary data or a non-finite number is a bad record; a file that cannot be
+    read (not Parquet, a damaged page) is one bad record without an id, which stops
+    ``--delete-missing`` from taking its unread rows for deleted documents.
+
+    Raises:
+        MissingDependencyError: pyarrow is not installed.
+    """
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "reading Parquet needs pyarrow: pip install pyarrow (or splare-connect[ray], which brings it)"
+        ) from exc
+    source = str(path)
+    row = 0
+    try:
+        for batch in pyarrow.parquet.ParquetFile(source).iter_batches(batch_size=rows_per_read):
+            for record in batch.to_pylist():
+                row += 1
+                try:
+                    values = parse_json(json.dumps(record, default=_json_value, ensure_ascii=False))
+                except (TypeError, ValueError) as exc:
+                    yield BadRecordError(str(exc), source=source, line=row)
+                    continue
+                yield document_from_record(values, source=source, line=row)
+    except (OSError, pyarrow.ArrowException) as exc:
+        where = f"after row {row}" if row else "at the start"
+        yield BadRecordError(f"cannot read Parquet {where}: {' '.join(str(exc).split())}", source=source)
+
+
+def _json_value(value: Any) -> Any:
+    """A JSON value for a Parquet value JSON has no type for."""
+    if isinstance(value, (datetime.date, datetime.time)):  # datetime is a date
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    raise TypeError(f"a {type(value).__name__} value has no JSON form (binary data cannot be stored)")
 
 
 def _read_array(text: str, position: int, source: str) -> Iterator[Document | BadRecordError]:

@@ -72,7 +72,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 SourceArgument = Annotated[
     Path,
     typer.Argument(
-        help="A .jsonl file (id/_id, text, ...), a .json array of such records, or a directory of text files."
+        help="A .jsonl file (id/_id, text, ...), a .json array of such records, a .parquet file of them, or a directory of text files."
     ),
 ]
 TimeoutOption = Annotated[
