@@ -47,7 +47,7 @@ def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: tor
     for start in range(0, tokens.shape[0], SAE_TOKEN_CHUNK):
         chunk = tokens[start : start + SAE_TOKEN_CHUNK]
         doc_ids = rows[start : start + SAE_TOKEN_CHUNK]
-        pre = sae.pre_activation(chunk)
+        pre = sae.pre_activation(chunk).float()  # under bf16 autocast the product comes back in bf16
         # Out of place: gradients must flow through every chunk when fine-tuning, and
         # copying the (batch, d_sae) buffer per chunk costs little.
         if sae.config.activation == "topk":

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from splare_connect.encoder_config import EncoderConfig
@@ -34,6 +35,16 @@ _NOT_HASHED = ("name", "backbone", "sae", "lora", "sae_format")
 
 # SAE tensors that the encoder half reads (``W_dec`` does not affect vectors).
 _SAE_ENCODER_TENSORS = ("W_enc", "b_enc", "b_dec", "threshold")
+
+
+def _tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """A tensor's bytes as stored; numpy has no bfloat16, so those are read as 16-bit integers."""
+    import torch
+
+    value = tensor.detach().cpu().contiguous()
+    if value.dtype == torch.bfloat16:
+        value = value.view(torch.int16)
+    return value.numpy().tobytes()
 
 
 def encoder_fingerprint(
@@ -81,12 +92,12 @@ def encoder_fingerprint(
     digest.update(tokenizer.identity())
     for name, tensor in sorted(backbone.state_dict().items()):
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(_tensor_bytes(tensor))
     for name in _SAE_ENCODER_TENSORS:
         tensor = getattr(sae, name, None)
         if tensor is not None:
             digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            digest.update(_tensor_bytes(tensor))
     digest.update(sae.config.to_json().encode())
     return {
         "name": config.name,

@@ -405,3 +405,18 @@ def test_loading_prints_no_library_noise(bert_dir: Path, tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "Loading weights" not in result.stderr and "is_gradient_checkpointing" not in result.stderr
     assert "the user still sees this" in result.stderr
+
+
+def test_bf16_encoders_work_and_bf16_weights_have_their_own_fingerprint(tiny_model_dir: Path) -> None:
+    """GPU runs use bf16: weights loaded in bf16 (a vector space of their own), or fp32 weights under autocast."""
+    text = ["copy files between hosts over ssh"]
+    fp32 = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    reference = fp32.encode(text, role="document").sparse[0]
+    bf16_weights = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", torch_dtype=torch.bfloat16)
+    assert bf16_weights.fingerprint["digest"] != fp32.fingerprint["digest"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = fp32.encode(text, role="document").sparse[0]
+    for vector in (bf16_weights.encode(text, role="document").sparse[0], autocast):
+        assert vector.values.dtype == np.float32
+        assert np.array_equal(vector.indices, reference.indices)
+        np.testing.assert_allclose(vector.values, reference.values, rtol=0.02)
