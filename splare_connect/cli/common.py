@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -72,7 +72,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts
 SourceArgument = Annotated[
     Path,
     typer.Argument(
-        help="A .jsonl file (id/_id, text, ...), a .json array of such records, a .parquet file of them, or a directory of text files."
+        help="A .jsonl file (id/_id, text, ...), a .json array of such records, a .parquet file of them, "
+        "or a directory of text files."
     ),
 ]
 TimeoutOption = Annotated[
@@ -121,27 +122,14 @@ def open_backend(
     timeout: float | None = None,
     option_pairs: Sequence[str] = (),
 ) -> Backend:
-    """Load a backend with the command's location options and its ``--backend-option`` settings.
+    """The command's backend, from its location options and ``--backend-option`` settings.
 
-    ``--url``, ``--data-dir`` and ``--timeout`` go only to a factory that names them:
-    ``--data-dir`` (or ``$SPLARE_DATA_DIR``) means something to embedded engines only, so
-    OpenSearch never sees it. Commands call this before loading the model, so a wrong
-    backend, option, URL or data directory is reported at once.
+    Commands call this before loading the model, so a wrong backend, option, URL or
+    data directory is reported at once (see :meth:`BackendLocation.open`).
     """
-    import inspect
+    from splare_connect.backends.location import BackendLocation
 
-    from splare_connect.backends import available_backends, load_backend
-    from splare_connect.backends.discovery import backend_options
-    from splare_connect.backends.options import parse_backend_options
-
-    entry_point = available_backends().get(name)
-    if entry_point is None:
-        return load_backend(name)  # says what to install
-    named = inspect.signature(entry_point.load()).parameters
-    locations = {"url": url or None, "data_dir": data_dir, "timeout": timeout}
-    options: dict[str, Any] = {key: value for key, value in locations.items() if value is not None and key in named}
-    options.update(parse_backend_options(option_pairs, backend_options(name), name))
-    return load_backend(name, **options)
+    return BackendLocation.of(name, url, data_dir, timeout, option_pairs).open()
 
 
 def load_encoder(

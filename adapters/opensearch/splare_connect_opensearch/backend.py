@@ -119,6 +119,8 @@ class OpenSearchBackend:
             retried (None: 120 s). Worst case per request: about this plus one timeout.
     """
 
+    concurrent_writers = True  # a cluster takes writes from many processes at once
+
     def __init__(
         self,
         client: Any,

@@ -99,7 +99,7 @@ def create_backend(
         return _client_backend(client, deadline, owns_client=False, **options)
     if url:
         url = check_url(url, env_name=URL_ENV if from_env else None, credentials_hint=_CREDENTIALS_HINT)
-        return _client_backend(_server_client(url, seconds), deadline, **options)
+        return _client_backend(_server_client(url, seconds), deadline, concurrent_writers=True, **options)
     from qdrant_client import QdrantClient
 
     client = QdrantClient(location=location) if location else QdrantClient(path=str(path))
@@ -115,6 +115,7 @@ def _client_backend(
     max_attempts: int = 6,
     backoff_seconds: float = 0.5,
     owns_client: bool = True,
+    concurrent_writers: bool = False,
 ) -> QdrantBackend:
     """The backend over qdrant-client: writes capped in size (a server refuses bodies over 32 MB), requests retried."""
     driver = ClientDriver(
@@ -124,7 +125,12 @@ def _client_backend(
         retry_deadline=retry_deadline,
         owns_client=owns_client,
     )
-    return QdrantBackend(driver, max_batch_points=max_batch_points, max_batch_bytes=max_batch_bytes)
+    return QdrantBackend(
+        driver,
+        max_batch_points=max_batch_points,
+        max_batch_bytes=max_batch_bytes,
+        concurrent_writers=concurrent_writers,
+    )
 
 
 def _server_client(url: str, timeout: float) -> Any:

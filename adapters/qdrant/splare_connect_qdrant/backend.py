@@ -57,12 +57,21 @@ class QdrantBackend:
         driver: The engine: an ``EdgeDriver`` or a ``ClientDriver``.
         max_batch_points: Points per write request (None: no cap).
         max_batch_bytes: Estimated JSON bytes per write request (None: no cap).
+        concurrent_writers: Whether other processes may write to the same collections at
+            the same time: true of a Qdrant server, not of the embedded engine or
+            qdrant-client's local mode (a distributed ingest writes from one process then).
     """
 
     def __init__(
-        self, driver: QdrantDriver, *, max_batch_points: int | None = None, max_batch_bytes: int | None = None
+        self,
+        driver: QdrantDriver,
+        *,
+        max_batch_points: int | None = None,
+        max_batch_bytes: int | None = None,
+        concurrent_writers: bool = False,
     ) -> None:
         self.driver = driver
+        self.concurrent_writers = concurrent_writers
         self.max_batch_points = max_batch_points
         self.max_batch_bytes = max_batch_bytes
         self._specs: dict[str, CollectionSpec] = {}

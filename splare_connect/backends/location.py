@@ -1,0 +1,83 @@
+"""Where a backend is: the settings that open it, kept apart from the open connection.
+
+A :class:`BackendLocation` is plain data, so it can be sent to other processes (the
+workers of a distributed ingest), and each opens its own connection with exactly the
+settings the command was given. Secrets are not part of it: every process reads them
+from its own environment, as the backends always do.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from splare_connect.backends.discovery import available_backends, backend_options, load_backend
+from splare_connect.backends.options import parse_backend_options
+from splare_connect.backends.protocol import Backend
+
+
+@dataclass(frozen=True)
+class BackendLocation:
+    """A backend by name, with its location settings and ``KEY=VALUE`` options.
+
+    Attributes:
+        name: The backend's entry-point name (``qdrant``, ``opensearch``, ...).
+        url: The database server's URL (None: what the backend does without one; Qdrant
+            runs embedded).
+        data_dir: Where an embedded engine keeps its collections.
+        timeout: Seconds each request to a server may take.
+        options: ``KEY=VALUE`` backend settings (``--backend-option``); unknown keys are
+            refused with the list of known ones.
+    """
+
+    name: str
+    url: str | None = None
+    data_dir: Path | None = None
+    timeout: float | None = None
+    options: tuple[str, ...] = ()
+
+    def open(self) -> Backend:
+        """Open the backend.
+
+        ``url``, ``data_dir`` and ``timeout`` go only to a factory that names them:
+        ``data_dir`` means something to embedded engines only, so OpenSearch never sees it.
+
+        Raises:
+            MissingDependencyError: No adapter of that name is installed (says what to install).
+            ConfigError: An unknown option, or a bad URL or data directory.
+        """
+        entry_point = available_backends().get(self.name)
+        if entry_point is None:
+            return load_backend(self.name)  # says what to install
+        named = inspect.signature(entry_point.load()).parameters
+        locations = {"url": self.url or None, "data_dir": self.data_dir, "timeout": self.timeout}
+        settings: dict[str, Any] = {
+            key: value for key, value in locations.items() if value is not None and key in named
+        }
+        settings.update(parse_backend_options(self.options, backend_options(self.name), self.name))
+        return load_backend(self.name, **settings)
+
+    @classmethod
+    def of(
+        cls,
+        name: str,
+        url: str | None = None,
+        data_dir: Path | None = None,
+        timeout: float | None = None,
+        options: Sequence[str] = (),
+    ) -> BackendLocation:
+        """The location from a command's options (``options`` as given, in any sequence)."""
+        return cls(name, url or None, data_dir, timeout, tuple(options))
+
+
+def accepts_concurrent_writers(backend: Backend) -> bool:
+    """Whether other processes may write to the backend's collections while this one does.
+
+    True for a database server; False for an embedded engine, which one process holds
+    at a time, and for any backend that does not say (``concurrent_writers``): one writer
+    is always safe.
+    """
+    return bool(getattr(backend, "concurrent_writers", False))
