@@ -38,6 +38,13 @@ class Runtime(_Choice):
     OPENVINO = "openvino"
 
 
+class Engine(_Choice):
+    """What runs an ingest: this process, or a Ray cluster's encoder actors."""
+
+    LOCAL = "local"
+    RAY = "ray"
+
+
 class EvalSystem(_Choice):
     """A retrieval system ``splare-connect eval`` scores."""
 

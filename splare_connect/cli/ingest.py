@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from splare_connect.choices import Precision, Runtime
+from splare_connect.choices import Engine, Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
     BackendOption,
@@ -112,6 +112,27 @@ def sync(
         bool,
         typer.Option("--include-hidden", help="Directory sources: also read hidden files and folders (.git, ...)."),
     ] = False,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            envvar="SPLARE_ENGINE",
+            help="Where documents are encoded: this process, or the encoder actors of a Ray cluster "
+            "(pip install 'splare-connect[ray]').",
+        ),
+    ] = Engine.LOCAL,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAY_ADDRESS",
+            help="--engine ray: the cluster to join ('auto': the one this machine belongs to); "
+            "without it a local cluster runs for this command.",
+        ),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="--engine ray: encoder actors, each loading the model once.")] = 2,
+    gpus_per_worker: Annotated[
+        float,
+        typer.Option(min=0, help="--engine ray: GPUs per actor; with GPUs actors encode on CUDA under bf16."),
+    ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
     """Make the collection match the source: upsert new/changed, optionally delete missing."""
@@ -143,7 +164,18 @@ def sync(
                 shard=shard_spec,
                 limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
             )
-            report = run_with_progress(syncer, documents, delete_missing, force_delete)
+            runner: Any = syncer
+            if engine == Engine.RAY:
+                from splare_connect.backends.location import BackendLocation
+                from splare_connect.distributed.ray_ingest import EncoderRecipe, RayCluster, RayIngest
+
+                runner = RayIngest(
+                    syncer,
+                    EncoderRecipe(model, str(precision), str(runtime), trust_remote_code),
+                    location=BackendLocation.of(backend, url, data_dir, timeout, backend_option),
+                    cluster=RayCluster(address=address, workers=workers, gpus_per_worker=gpus_per_worker),
+                )
+            report = run_with_progress(runner, documents, delete_missing, force_delete)
         finally:
             store.close()
     except SplareError as error:
@@ -166,5 +198,12 @@ def sync(
             highlight=False,
             soft_wrap=True,
         )
+        for worker in getattr(report, "workers", []):
+            stdout.print(
+                f"  {worker.worker}: {worker.batches} batches, {worker.documents} documents, "
+                f"{worker.chunks} chunks, {worker.documents_per_second:.1f} documents/s while busy",
+                highlight=False,
+                soft_wrap=True,
+            )
     if report.skipped or report.deletion_refused:
         raise typer.Exit(EXIT_SKIPPED)

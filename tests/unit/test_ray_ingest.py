@@ -1,0 +1,201 @@
+"""Ingest on a real local Ray cluster: the same collection as a local sync, point for point.
+
+The cluster is Ray's own (``ray.init`` with 2 CPUs; encoder actors are separate worker
+processes); the engines are the real Qdrant Edge and, for workers that write
+themselves, the in-memory OpenSearch cluster served over HTTP on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from splare_connect.backends import load_backend
+from splare_connect.backends.location import BackendLocation
+from splare_connect.backends.schema import point_id
+from splare_connect.documents import read_source
+from splare_connect.sync import Syncer, SyncReport
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("splare_connect_qdrant")
+
+from splare_connect.distributed.ray_ingest import EncoderRecipe, RayIngest  # noqa: E402
+
+FIELDS = ["doc_id", "chunk_index", "chunk_count", "content_hash", "text", "metadata"]
+
+
+@pytest.fixture(scope="module")
+def local_cluster() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
+    yield
+    ray.shutdown()
+
+
+def write_jsonl(path: Path, records: list[dict], bad_lines: tuple[str, ...] = ()) -> Path:
+    lines = [json.dumps(r) for r in records]
+    for position, bad in enumerate(bad_lines):
+        lines.insert(3 + 5 * position, bad)
+    path.write_text("".join(line + "\n" for line in lines))
+    return path
+
+
+def edge_contents(backend: Any, name: str) -> dict[str, Any]:
+    """Everything an Edge collection holds: its spec, and each point's payload and vectors."""
+    payloads = dict(backend.iter_payloads(name, FIELDS))
+    ids = sorted(payloads)
+    sparse = backend.fetch_sparse(name, ids)
+    dense = {}
+    for record_id in ids:
+        (point,) = backend.driver.retrieve(name, [point_id(record_id)], [], "dense")
+        dense[record_id] = np.asarray(point.vector["dense"], np.float32)
+    return {
+        "spec": backend.describe_collection(name).to_dict(),
+        "points": {
+            rid: (payloads[rid], sparse[rid].indices.tolist(), sparse[rid].values.tolist(), dense[rid].tolist())
+            for rid in ids
+        },
+    }
+
+
+def counts(report: SyncReport) -> dict[str, Any]:
+    data = report.to_dict()
+    return {
+        key: data[key]
+        for key in ("documents", "new", "changed", "unchanged", "deleted_documents", "chunks_written", "skipped")
+    }
+
+
+def test_scenarios_give_the_local_collection_point_for_point(
+    tmp_path: Path, local_cluster: None, tiny_encoder, tiny_model_dir: Path, example_records: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    """New, bad, changed and deleted records: same reports and same points as a local sync."""
+    first = write_jsonl(tmp_path / "first.jsonl", example_records[:24], ("{not json", '{"id": "x", "text": 5}'))
+    changed = [dict(r, text=r["text"] + " (revised)") if i % 7 == 0 else r for i, r in enumerate(example_records)]
+    second = write_jsonl(tmp_path / "second.jsonl", changed[4:30], ('{"id": "y"}',))
+    recipe = EncoderRecipe(model=str(tiny_model_dir))
+    local = load_backend("qdrant", data_dir=tmp_path / "local")
+    remote = load_backend("qdrant", data_dir=tmp_path / "ray")
+    try:
+        for source, delete in ((first, False), (second, True)):
+            options = {"documents_per_write": 3, "indexed_fields": ("section",)}
+            expected = Syncer(tiny_encoder, local, "man", **options).run(read_source(source), delete_missing=delete)
+            report = RayIngest(Syncer(tiny_encoder, remote, "man", **options), recipe).run(
+                read_source(source), delete_missing=delete
+            )
+            assert counts(report) == counts(expected)
+            assert sum(w.documents for w in report.workers) == report.encoded
+            assert any(w.worker != "driver" for w in report.workers)  # the actors did the work, not the driver
+        assert expected.changed > 0 and expected.deleted_documents == 4 and len(expected.skipped) == 1
+        assert expected.skipped[0].line == 4 and expected.skipped[0].source == str(second)
+        assert edge_contents(remote, "man") == edge_contents(local, "man")
+    finally:
+        local.close()
+        remote.close()
+
+
+def test_a_killed_worker_is_restarted_and_the_counts_are_exact(
+    tmp_path: Path, local_cluster: None, tiny_encoder, tiny_model_dir: Path, example_records: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    records = example_records[:60]
+    source = write_jsonl(tmp_path / "docs.jsonl", records)
+    backend = load_backend("qdrant", data_dir=tmp_path / "data")
+    killed: list[int] = []
+
+    def kill_a_worker(report: SyncReport) -> None:
+        workers = [w.worker for w in getattr(report, "workers", []) if w.worker != "driver"]
+        if workers and not killed:
+            pid = int(workers[0].rsplit(":", 1)[1])
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+
+    try:
+        syncer = Syncer(tiny_encoder, backend, "man", documents_per_write=2)
+        report = RayIngest(syncer, EncoderRecipe(model=str(tiny_model_dir))).run(
+            read_source(source), on_progress=kill_a_worker
+        )
+        assert killed, "no worker reported before the run ended"
+        chunks = sum(len(syncer._chunks(d)) for d in read_source(source))  # type: ignore[arg-type]
+        assert (report.new, report.chunks_written, report.skipped) == (len(records), chunks, [])
+        assert sum(w.batches for w in report.workers) == 30  # each write batch counted once
+        payloads = dict(backend.iter_payloads("man", ["doc_id", "chunk_count"]))
+        assert len(payloads) == backend.count("man") == chunks
+        assert {p["doc_id"] for p in payloads.values()} == {r["id"] for r in records}
+    finally:
+        backend.close()
+    again = load_backend("qdrant", data_dir=tmp_path / "data")
+    try:
+        resumed = Syncer(tiny_encoder, again, "man", documents_per_write=2).run(read_source(source))
+        assert resumed.unchanged == len(records)  # every document complete, with its current hash
+    finally:
+        again.close()
+
+
+def test_workers_write_to_a_server_themselves(
+    tmp_path: Path, local_cluster: None, tiny_encoder, tiny_model_dir: Path, example_records: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    """A database server takes writes from every worker; the index equals a local sync's."""
+    pytest.importorskip("splare_connect_opensearch")
+    from tests.opensearch_http import serve_cluster
+    from tests.opensearch_memory import MemoryCluster
+
+    source = write_jsonl(tmp_path / "docs.jsonl", example_records[:20], ("[1, 2]",))
+    cluster = MemoryCluster()
+    with serve_cluster(cluster) as url:
+        location = BackendLocation("opensearch", url=url, options=("replicas=0",))
+        backend = location.open()
+        try:
+            expected = Syncer(tiny_encoder, backend, "local", documents_per_write=3).run(read_source(source))
+            ingest = RayIngest(
+                Syncer(tiny_encoder, backend, "remote", documents_per_write=3),
+                EncoderRecipe(model=str(tiny_model_dir)),
+                location=location,
+            )
+            assert ingest.workers_write
+            report = ingest.run(read_source(source))
+        finally:
+            backend.close()
+    assert counts(report) == counts(expected)
+    assert cluster.documents["remote"] == cluster.documents["local"]
+    assert cluster.mappings["remote"] == cluster.mappings["local"]
+
+
+def test_cli_ingest_on_ray_then_a_local_sync_finds_nothing_to_do(
+    tmp_path: Path, tiny_model_dir: Path, example_records: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    source = write_jsonl(tmp_path / "docs.jsonl", example_records[:70], ("{oops",))  # two write batches of <= 64
+    env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "splare_connect.cli", "ingest", str(source), "-c", "man", "--json"]
+    ray_run = subprocess.run([*command, "--engine", "ray", "--workers", "1"], env=env, capture_output=True, text=True)
+    assert ray_run.returncode == 3, ray_run.stderr  # finished, one record skipped
+    report = json.loads(ray_run.stdout)
+    assert (report["new"], len(report["skipped"])) == (70, 1)
+    assert report["workers"][0]["worker"] == "driver" and len(report["workers"]) >= 2
+    assert f"skipped {source}:4" in " ".join(ray_run.stderr.split())
+    local_run = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert json.loads(local_run.stdout)["unchanged"] == 70, local_run.stderr
+
+
+def test_a_worker_with_another_model_stops_the_run_with_one_line(
+    tmp_path: Path, local_cluster: None, tiny_encoder, other_tiny_model_dir: Path, example_records: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    from splare_connect.errors import EncoderMismatchError
+
+    source = write_jsonl(tmp_path / "docs.jsonl", example_records[:8])
+    backend = load_backend("qdrant", data_dir=tmp_path / "data")
+    try:
+        syncer = Syncer(tiny_encoder, backend, "man", documents_per_write=2)
+        with pytest.raises(EncoderMismatchError) as caught:
+            RayIngest(syncer, EncoderRecipe(model=str(other_tiny_model_dir))).run(read_source(source))
+    finally:
+        backend.close()
+    message = str(caught.value)
+    assert "\n" not in message and "fingerprint" in message and "same model files" in message
