@@ -24,7 +24,7 @@ __all__ = ["MASK", "SECRET_ENV_VARS", "RedactingFilter", "install_log_redaction"
 
 MASK = "***"
 # Environment variables whose values are secrets: masked literally wherever they appear.
-SECRET_ENV_VARS = ("QDRANT_API_KEY", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY")
+SECRET_ENV_VARS = ("QDRANT_API_KEY", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY", "SPLARE_API_KEY")
 _MIN_LITERAL = 4  # shorter values would mask ordinary text ("a", "ok") all over a message
 
 # scheme://userinfo@ : everything up to the last "@" before a query, fragment, blank or quote
@@ -74,8 +74,8 @@ def redact(text: str) -> str:
     Masks URL userinfo (``https://user:pw@host`` -> ``https://***@host``), values of
     ``api-key``, ``x-api-key``, ``Authorization`` (Basic, Bearer, ApiKey ...),
     ``password``, ``passwd``, ``token``, ``secret`` and similar fields, and every
-    non-empty value (4+ characters) of ``QDRANT_API_KEY``, ``OPENSEARCH_PASSWORD`` and
-    ``OPENSEARCH_API_KEY``.
+    non-empty value (4+ characters) of ``QDRANT_API_KEY``, ``OPENSEARCH_PASSWORD``,
+    ``OPENSEARCH_API_KEY`` and ``SPLARE_API_KEY`` (the encoder service's key).
     """
     for literal in _secret_literals():
         text = text.replace(literal, MASK)

@@ -155,10 +155,7 @@ class Retriever:
         using: str | None = None,
     ) -> list[list[SearchHit]]:
         """:meth:`search` for several queries, encoded in one batch; ``dense`` holds one row per query."""
-        if k <= 0:
-            raise ConfigError(f"k must be positive, got {k}")
-        if hybrid is not None and hybrid not in tuple(Fusion):
-            raise ConfigError(f"hybrid must be one of {[f.value for f in Fusion]} or None, got {hybrid!r}")
+        _check_search(k, hybrid)
         own_dense = dense is None
         if dense is not None:
             hybrid = hybrid or "rrf"
@@ -171,16 +168,79 @@ class Retriever:
                 "vector and its field (dense=..., using=...) for hybrid search"
             )
         encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None and own_dense)
-        fetch = k * 4 if group_by_document else k
         results = []
         for position, sparse in enumerate(encoded.sparse):
             rows = encoded.dense if own_dense else dense
             query_dense = None if rows is None else rows[position]
-            hits = self._query(sparse, query_dense, fetch, filter, hybrid, weights, rrf_k, using)
-            if group_by_document:
-                hits = self._best_per_document(hits)[:k]
-            results.append(self._to_search_hits(hits, sparse if explain else None))
+            results.append(
+                self._search_one(
+                    sparse, query_dense, k, filter, hybrid, weights, rrf_k, explain, group_by_document, using
+                )
+            )
         return results
+
+    def search_encoded(
+        self,
+        sparse: SparseVector,
+        *,
+        dense: npt.ArrayLike | None = None,
+        k: int = 10,
+        filter: Any = None,
+        hybrid: Fusion | str | None = None,
+        weights: tuple[float, float] = (1.0, 1.0),
+        rrf_k: int = 60,
+        explain: bool = False,
+        group_by_document: bool = False,
+        using: str | None = None,
+    ) -> list[SearchHit]:
+        """:meth:`search` for a query this retriever's encoder has already encoded.
+
+        For callers that encode queries themselves: the HTTP service encodes the queries
+        of many clients in one batch, then searches each. The results are those of
+        :meth:`search` for the same text.
+
+        Args:
+            sparse: The query's sparse vector (``encoder.encode([q], role="query")``).
+            dense: The query's dense vector: the encoder's own (``dense=True``) for the
+                collection's dense field, or your model's for the field ``using``.
+                Needed for hybrid search, ignored otherwise.
+            k, filter, hybrid, weights, rrf_k, explain, group_by_document, using: As
+                :meth:`search`.
+
+        Raises:
+            ConfigError: A bad ``k`` or ``hybrid``, or hybrid search without a dense vector.
+        """
+        _check_search(k, hybrid)
+        if hybrid is not None and dense is None:
+            raise ConfigError("hybrid search needs the query's dense vector (encode it with dense=True)")
+        if hybrid is not None and using is None and not self.spec.dense_dim:
+            raise ConfigError(
+                f"collection {self.collection!r} has no dense vectors of splare-connect's: hybrid is unavailable"
+            )
+        query_dense = None if hybrid is None or dense is None else _dense_rows([dense], 1)[0]
+        return self._search_one(
+            sparse, query_dense, k, filter, hybrid, weights, rrf_k, explain, group_by_document, using
+        )
+
+    def _search_one(
+        self,
+        sparse: SparseVector,
+        dense: npt.NDArray[np.float32] | None,
+        k: int,
+        filter: Any,
+        hybrid: Fusion | str | None,
+        weights: tuple[float, float],
+        rrf_k: int,
+        explain: bool,
+        group_by_document: bool,
+        using: str | None,
+    ) -> list[SearchHit]:
+        """One encoded query: the engine's hits, grouped by document if asked, as search hits."""
+        fetch = k * 4 if group_by_document else k
+        hits = self._query(sparse, dense, fetch, filter, hybrid, weights, rrf_k, using)
+        if group_by_document:
+            hits = self._best_per_document(hits)[:k]
+        return self._to_search_hits(hits, sparse if explain else None)
 
     def explain_miss(self, query: str, record_id: str) -> MissExplanation:
         """Why a stored record did not match ``query`` (or matched weakly): which of the
@@ -287,6 +347,14 @@ class Retriever:
         for hit in hits:
             best.setdefault(self._document_of(hit), hit)
         return list(best.values())
+
+
+def _check_search(k: int, hybrid: Fusion | str | None) -> None:
+    """Refuse a non-positive ``k`` or an unknown fusion before anything is encoded or sent."""
+    if k <= 0:
+        raise ConfigError(f"k must be positive, got {k}")
+    if hybrid is not None and hybrid not in tuple(Fusion):
+        raise ConfigError(f"hybrid must be one of {[f.value for f in Fusion]} or None, got {hybrid!r}")
 
 
 def _dense_rows(dense: npt.ArrayLike, queries: int) -> npt.NDArray[np.float32]:

@@ -1,6 +1,6 @@
-"""The ``splare-connect`` command line: ingest, sync, attach, search, collections, features, eval, train.
+"""The ``splare-connect`` command line: ingest, sync, attach, search, serve, collections, features, eval, train.
 
-One module per command group (``ingest``, ``attach``, ``search``, ``collections``,
+One module per command group (``ingest``, ``attach``, ``search``, ``serve``, ``collections``,
 ``features``, ``evaluate``, ``train``); ``common`` holds what they share. Heavy imports (torch, transformers,
 database clients) happen inside the commands, so ``splare-connect --help`` is instant.
 Every setting can come from an environment variable (shown in ``--help``); secrets such
@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from splare_connect.cli import attach, collections, evaluate, features, ingest, search, train
+from splare_connect.cli import attach, collections, evaluate, features, ingest, search, serve, train
 from splare_connect.cli.common import EXIT_SKIPPED, print_error
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
@@ -38,6 +38,7 @@ app.command(
 )(ingest.sync)
 app.command("attach")(attach.attach)
 app.command("search")(search.search)
+app.command("serve")(serve.serve)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
 app.command("train-sae")(train.train_sae_command)

@@ -1,9 +1,15 @@
-"""``search``: query a collection, as a table or JSON."""
+"""``search``: query a collection, as a table or JSON.
+
+With ``--server URL`` the query goes to a running ``splare-connect serve`` (which holds
+the model and the database), and this command loads neither: no torch, no database
+client, an answer in a fraction of a second.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -52,15 +58,29 @@ def search(
     runtime: RuntimeOption = Runtime.TORCH,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            "--server",
+            envvar="SPLARE_SERVER",
+            help="URL of a running 'splare-connect serve' to send the query to, instead of loading the model here "
+            "(its API key from SPLARE_API_KEY). The server's database is used: --backend, --url, --data-dir and "
+            "the model options are ignored.",
+        ),
+    ] = None,
 ) -> None:
     """Search a collection."""
     from splare_connect.filters import parse_filters
-    from splare_connect.retriever import Retriever
 
     try:
         conditions = parse_filters(filter_)
     except SplareError as error:
         raise fail(error) from error
+    if server:
+        _print_rows(_search_server(server, query, collection, k, filter_, hybrid, explain, documents, timeout), as_json)
+        return
+    from splare_connect.retriever import Retriever
+
     with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         spec = open_early(store, collection, must_exist=True)
         if hybrid is not None and spec is not None and not spec.dense_dim:
@@ -74,27 +94,88 @@ def search(
             explain=explain,
             group_by_document=documents,
         )
-    if as_json:
-        rows = [
+    _print_rows([_row(hit) for hit in hits], as_json)
+
+
+def _search_server(
+    server: str,
+    query: str,
+    collection: str,
+    k: int,
+    filters: Sequence[str],
+    hybrid: Fusion | None,
+    explain: bool,
+    documents: bool,
+    timeout: float | None,
+) -> list[dict[str, Any]]:
+    """The hits from a running service, as rows like :func:`_row`'s (features as ``[id, weight, label]``)."""
+    from splare_connect.service.client import DEFAULT_TIMEOUT, ServiceClient
+
+    try:
+        client = ServiceClient(server, timeout=timeout or DEFAULT_TIMEOUT)
+        hits = client.search(
+            query,
+            collection=collection,
+            k=k,
+            filter=filters,
+            hybrid=None if hybrid is None else hybrid.value,
+            explain=explain,
+            documents=documents,
+        )
+    except SplareError as error:
+        raise fail(error) from error
+    rows = []
+    for hit in hits:
+        features = hit.get("features")
+        rows.append(
             {
-                "id": h.id,
-                "doc_id": h.doc_id,
-                "score": h.score,
-                "text": h.text,
-                "metadata": dict(h.metadata),
-                **({"features": [list(f) for f in h.features]} if h.features is not None else {}),
+                "id": hit["id"],
+                "doc_id": hit["doc_id"],
+                "score": hit["score"],
+                "text": hit.get("text"),
+                "metadata": hit.get("metadata") or {},
+                **(
+                    {"features": [[f["feature"], f["weight"], f.get("label")] for f in features]}
+                    if features is not None
+                    else {}
+                ),
             }
-            for h in hits
-        ]
-        stdout.print_json(json.dumps(rows, ensure_ascii=False, default=str))
+        )
+    return rows
+
+
+def _row(hit: Any) -> dict[str, Any]:
+    """One hit as the JSON output shows it (``features`` only when asked for)."""
+    return {
+        "id": hit.id,
+        "doc_id": hit.doc_id,
+        "score": hit.score,
+        "text": hit.text,
+        "metadata": dict(hit.metadata),
+        **({"features": [list(f) for f in hit.features]} if hit.features is not None else {}),
+    }
+
+
+def _print_rows(rows: Sequence[Mapping[str, Any]], as_json: bool) -> None:
+    """The hits as JSON for scripts, or as a table."""
+    if as_json:
+        stdout.print_json(json.dumps(list(rows), ensure_ascii=False, default=str))
         return
     from rich.table import Table
 
     table = Table("#", "score", "document", "text", show_lines=False)
-    for rank, hit in enumerate(hits, start=1):
+    for rank, row in enumerate(rows, start=1):
         # Stored text and ids are data: escaped, so '[/]' in a record can't break the table.
-        snippet = escape(" ".join((hit.text or "").split())[:100])
-        if hit.features:
-            snippet += "\n[dim]" + escape(format_features(hit.features[:6])) + "[/]"
-        table.add_row(str(rank), f"{hit.score:.3f}", escape(hit.doc_id), snippet)
+        snippet = escape(" ".join((row.get("text") or "").split())[:100])
+        features = row.get("features")
+        if features:
+            snippet += "\n[dim]" + escape(_format_feature_rows(features[:6])) + "[/]"
+        table.add_row(str(rank), f"{row['score']:.3f}", escape(str(row["doc_id"])), snippet)
     stdout.print(table)
+
+
+def _format_feature_rows(features: Sequence[Sequence[Any]]) -> str:
+    """``[feature, weight, label]`` rows on one line, as :func:`format_features` shows them."""
+    from splare_connect.features.explanation import FeatureWeight
+
+    return format_features([FeatureWeight(int(f[0]), float(f[1]), f[2]) for f in features])

@@ -1,0 +1,139 @@
+"""``serve``: the encoder as an HTTP service (see :mod:`splare_connect.service`)."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from splare_connect.choices import Precision, Runtime
+from splare_connect.cli.common import (
+    BackendOption,
+    BackendOptionsOption,
+    CollectionOption,
+    DataDirOption,
+    ModelOption,
+    PrecisionOption,
+    RuntimeOption,
+    TimeoutOption,
+    TrustRemoteCodeOption,
+    UrlOption,
+    fail,
+    open_backend,
+    print_line,
+)
+from splare_connect.errors import MissingDependencyError, SplareError
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def serve(
+    model: ModelOption = None,
+    precision: PrecisionOption = Precision.FP32,
+    runtime: RuntimeOption = Runtime.TORCH,
+    trust_remote_code: TrustRemoteCodeOption = False,
+    host: Annotated[
+        str,
+        typer.Option(
+            envvar="SPLARE_HOST",
+            help="Address to listen on. The default serves this machine only; set SPLARE_API_KEY before "
+            "listening on a network address.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="SPLARE_PORT", min=1, max=65535, help="Port to listen on.")] = 8000,
+    backend: BackendOption = "qdrant",
+    collection: CollectionOption = "splare",
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search/--no-search",
+            help="Serve /search on the database (--backend ...). --no-search serves /encode only "
+            "(e.g. for an OpenSearch ML connector) and opens no database.",
+        ),
+    ] = True,
+    max_batch: Annotated[
+        int, typer.Option(min=1, envvar="SPLARE_MAX_BATCH", help="Texts encoded together in one micro-batch at most.")
+    ] = 64,
+    max_wait_ms: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1000.0, envvar="SPLARE_MAX_WAIT_MS", help="How long a request waits for others to batch with."
+        ),
+    ] = 5.0,
+    max_queue: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="SPLARE_MAX_QUEUE",
+            help="Texts allowed to wait for the encoder; beyond it requests get 503 with Retry-After.",
+        ),
+    ] = 1024,
+    max_texts: Annotated[int, typer.Option(min=1, help="Texts per /encode request.")] = 256,
+    max_text_chars: Annotated[int, typer.Option(min=1, help="Characters per text.")] = 20_000,
+    search_threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Threads querying the database: keep 1 for embedded Qdrant; a database server can take more.",
+        ),
+    ] = 1,
+) -> None:
+    """Serve the encoder over HTTP: POST /encode, POST /search, GET /healthz, GET /metrics.
+
+    Requests arriving together are encoded together. With SPLARE_API_KEY set, every endpoint but
+    /healthz and the API schema needs 'Authorization: Bearer <key>' (or 'X-API-Key: <key>').
+    """
+    try:
+        import uvicorn
+
+        from splare_connect.service.app import create_app
+        from splare_connect.service.settings import ServiceSettings
+    except ImportError as error:
+        raise fail(
+            MissingDependencyError(f"serve needs {error.name or 'FastAPI'}: pip install 'splare-connect[serve]'")
+        ) from error
+    from splare_connect.cli.common import load_encoder
+    from splare_connect.redaction import install_log_redaction
+
+    try:
+        settings = ServiceSettings.from_env(
+            max_batch_texts=max_batch,
+            max_wait_ms=max_wait_ms,
+            max_queue_texts=max_queue,
+            max_texts=max_texts,
+            max_text_chars=max_text_chars,
+            search_threads=search_threads,
+            default_collection=collection,
+        )
+        store = open_backend(backend, url, data_dir, timeout, backend_option) if search else None
+    except SplareError as error:
+        raise fail(error) from error
+    try:
+        encoder = load_encoder(model, precision, trust_remote_code, runtime)
+        app = create_app(encoder, store, settings)
+        if host not in _LOOPBACK and not settings.api_key:
+            print_line("[bold yellow]warning:[/]", f"listening on {host} without an API key: set SPLARE_API_KEY")
+        auth = "API key required" if settings.api_key else "no API key"
+        print_line(
+            "[bold]serving[/]",
+            f"{encoder.config.name} (fingerprint {str(encoder.fingerprint['digest'])[:12]}) on http://{host}:{port} "
+            f"({auth}; {'search on ' + backend if store is not None else 'encode only'})",
+        )
+        install_log_redaction("uvicorn", "uvicorn.error", "uvicorn.access", "splare_connect.service")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=os.environ.get("SPLARE_LOG_LEVEL", "info").lower(),
+            server_header=False,
+        )
+    except SplareError as error:
+        raise fail(error) from error
+    finally:
+        if store is not None:
+            store.close()
