@@ -108,12 +108,33 @@ class RedactingFilter(logging.Filter):
             message = record.getMessage()
         except Exception:  # a malformed record: leave it to logging's own error handling
             return True
-        record.msg, record.args = redact(message), None
+        redacted = redact(message)
+        if redacted != message:
+            record.msg, record.args = _redacted_parts(record.msg, record.args, redacted)
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:
             record.exc_text = redact(record.exc_text)
         return True
+
+
+def _redacted_parts(msg: object, args: object, redacted: str) -> tuple[object, object]:
+    """A record's message and arguments with secrets masked, its shape kept where possible.
+
+    Formatters such as uvicorn's access log read ``record.args`` as a tuple, so each part
+    is redacted on its own; the record is flattened to the redacted text when the parts no
+    longer fit together or a secret still shows (split between the message and an argument).
+    """
+    if isinstance(args, tuple) and args:
+        parts_msg = redact(str(msg))
+        parts_args = tuple(redact(a) if isinstance(a, str) else a for a in args)
+        try:
+            text = parts_msg % parts_args
+        except (TypeError, ValueError):
+            return redacted, None
+        if redact(text) == text:
+            return parts_msg, parts_args
+    return redacted, None
 
 
 def install_log_redaction(*logger_names: str) -> None:

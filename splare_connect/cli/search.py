@@ -18,7 +18,6 @@ from splare_connect.choices import Fusion, Precision, Runtime
 from splare_connect.cli.common import (
     BackendOption,
     BackendOptionsOption,
-    CollectionOption,
     DataDirOption,
     JsonOption,
     ModelOption,
@@ -48,7 +47,15 @@ def search(
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
     documents: Annotated[bool, typer.Option("--documents", help="One result per document, not per chunk.")] = False,
     backend: BackendOption = "qdrant",
-    collection: CollectionOption = "splare",
+    collection: Annotated[
+        str | None,
+        typer.Option(
+            "--collection",
+            "-c",
+            envvar="SPLARE_COLLECTION",
+            help="Collection or index name (default: splare; with --server, the server's --collection).",
+        ),
+    ] = None,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
@@ -79,6 +86,7 @@ def search(
     if server:
         _print_rows(_search_server(server, query, collection, k, filter_, hybrid, explain, documents, timeout), as_json)
         return
+    collection = collection or "splare"
     from splare_connect.retriever import Retriever
 
     with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
@@ -100,7 +108,7 @@ def search(
 def _search_server(
     server: str,
     query: str,
-    collection: str,
+    collection: str | None,
     k: int,
     filters: Sequence[str],
     hybrid: Fusion | None,

@@ -553,3 +553,31 @@ def test_adding_a_vector_names_the_server_version_needed() -> None:
         backend.close()
     finally:
         server.close()
+
+
+def test_redaction_keeps_the_shape_of_records_whose_formatter_reads_their_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """uvicorn's access log formats ``record.args`` as a tuple: a redacted record must still be one."""
+    import logging
+
+    from uvicorn.logging import AccessFormatter
+
+    from splare_connect.redaction import RedactingFilter
+
+    monkeypatch.setenv("SPLARE_API_KEY", "k3y-that-must-not-show")
+    formatter = AccessFormatter('%(client_addr)s - "%(request_line)s" %(status_code)s', use_colors=False)
+    for path in ("/healthz", "/encode?api_key=k3y-that-must-not-show"):
+        record = logging.LogRecord(
+            "uvicorn.access",
+            logging.INFO,
+            __file__,
+            1,
+            '%s - "%s %s HTTP/%s" %d',
+            ("127.0.0.1:5000", "GET", path, "1.1", 200),
+            None,
+        )
+        RedactingFilter().filter(record)
+        line = formatter.format(record)
+        assert line.startswith('127.0.0.1:5000 - "GET /') and line.endswith(" 200 OK")
+        assert "k3y-that-must-not-show" not in line
