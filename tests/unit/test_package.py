@@ -143,6 +143,35 @@ def test_core_never_imports_adapters_or_database_clients(import_graph: dict[str,
     assert offenders == {}
 
 
+# Optional extras: which modules alone may import each one (directly; the rest import those lazily).
+EXTRA_HOMES = {
+    "ray": {"splare_connect.distributed.ray_ingest"},
+    "fastapi": {"splare_connect.service.app", "splare_connect.service.auth", "splare_connect.service.limits"},
+    "starlette": {"splare_connect.service.app", "splare_connect.service.auth", "splare_connect.service.limits"},
+    "uvicorn": {"splare_connect.cli.serve"},
+}
+
+
+def test_optional_extras_are_imported_only_by_their_own_modules(import_graph: dict[str, set[str]]) -> None:
+    """Ray and the web stack are extras: only their modules import them, and the CLI reaches
+    them only inside the commands that need them (checked by the import test above)."""
+    found = {
+        extra: {name for name, imported in import_graph.items() if extra in _top_level(imported)}
+        for extra in EXTRA_HOMES
+    }
+    assert {extra: names - EXTRA_HOMES[extra] for extra, names in found.items()} == {e: set() for e in EXTRA_HOMES}
+    assert found["ray"], "the check must see the module that imports Ray"
+
+
+def test_cli_help_imports_no_extra() -> None:
+    code = (
+        "import sys; from splare_connect.cli import app;"
+        "print(sorted(m for m in ('ray', 'fastapi', 'uvicorn', 'starlette', 'torch') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
 def test_adapters_never_import_torch(import_graph: dict[str, set[str]]) -> None:
     """Not directly, and not through a core module they import (lazy imports included)."""
     adapters = [name for name in import_graph if name.split(".")[0] != "splare_connect"]

@@ -199,3 +199,49 @@ def test_a_worker_with_another_model_stops_the_run_with_one_line(
         backend.close()
     message = str(caught.value)
     assert "\n" not in message and "fingerprint" in message and "same model files" in message
+
+
+def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
+    tmp_path: Path, tiny_model_dir: Path, example_records: list[dict]
+) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 the driver of `ingest --engine ray` after a worker's batch landed, then run it again."""
+    from splare_connect_qdrant import create_backend
+
+    records = example_records[:150]  # the driver's batch of 64, then two for the actor
+    source = write_jsonl(tmp_path / "docs.jsonl", records)
+    env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
+    command = [sys.executable, "-m", "splare_connect.cli", "ingest", str(source), "-c", "man", "--json"]
+    victim = subprocess.Popen(
+        [*command, "--engine", "ray", "--workers", "1"],
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    assert victim.stderr is not None
+    progress = 0
+    for line in victim.stderr:
+        progress += line.startswith("progress:")
+        if progress == 2:  # the driver's batch and one of the actor's are stored; one is not
+            break
+    os.killpg(victim.pid, signal.SIGKILL)  # the driver and the local cluster it started
+    victim.wait(timeout=30)
+    survivor = create_backend(data_dir=tmp_path / "data")
+    done_before = {p["doc_id"] for _, p in survivor.iter_payloads("man", ["doc_id"])}
+    survivor.close()
+    assert 0 < len(done_before) < len(records)
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    report = json.loads(resumed.stdout)
+    assert (report["documents"], report["unchanged"]) == (len(records), len(done_before))
+    final = create_backend(data_dir=tmp_path / "data")
+    payloads = dict(final.iter_payloads("man", ["doc_id", "chunk_count"]))
+    per_doc: dict[str, int] = {}
+    for payload in payloads.values():
+        per_doc[payload["doc_id"]] = per_doc.get(payload["doc_id"], 0) + 1
+    assert set(per_doc) == {r["id"] for r in records}
+    assert all(per_doc[d] == payloads[f"{d}#0"]["chunk_count"] for d in per_doc)  # no missing or extra chunk
+    assert final.count("man") == len(payloads)
+    final.close()
