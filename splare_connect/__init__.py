@@ -20,7 +20,6 @@ from splare_connect.errors import (
     RecordsRejectedError,
     SplareError,
 )
-from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
     from splare_connect.backends import load_backend
@@ -29,6 +28,7 @@ if TYPE_CHECKING:
     from splare_connect.encoder_config import EncoderConfig
     from splare_connect.filters import Condition
     from splare_connect.retriever import Retriever, SearchHit
+    from splare_connect.sparse_vector import SparseVector
     from splare_connect.sync import Syncer
 
 __version__ = "0.1.0"
@@ -58,8 +58,10 @@ __all__ = [
     "read_source",
 ]
 
-# What a RAG application needs, in one import, loaded on first use (torch comes with the encoder).
+# What a RAG application needs, in one import, loaded on first use (torch comes with the
+# encoder, numpy with SparseVector: a command that only talks to a service needs neither).
 _LAZY = {
+    "SparseVector": "splare_connect.sparse_vector",
     "SplareEncoder": "splare_connect.encoder",
     "EncodeResult": "splare_connect.encoder",
     "EncoderConfig": "splare_connect.encoder_config",
@@ -74,7 +76,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import heavy names (torch-backed) on first access."""
+    """Import heavy names (numpy- and torch-backed) on first access."""
     if name in _LAZY:
         import importlib
 
