@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from typer.testing import CliRunner
 
@@ -15,8 +14,7 @@ from tests.service.conftest import API_KEY, COLLECTION, RunningServer, free_port
 
 # Runs the real console entry point in a fresh interpreter, then reports what it imported.
 PROBE = """
-import json, sys, time
-started = time.perf_counter()
+import json, sys
 from splare_connect.cli import main
 sys.argv = ["splare-connect", *sys.argv[1:]]
 try:
@@ -24,7 +22,7 @@ try:
 except SystemExit as stop:
     code = stop.code
 heavy = [m for m in ("torch", "transformers", "qdrant_client", "qdrant_edge", "fastapi", "uvicorn") if m in sys.modules]
-print(json.dumps({"code": code, "heavy": heavy, "seconds": time.perf_counter() - started}), file=sys.stderr)
+print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
 """
 
 
@@ -40,11 +38,9 @@ def run_cli(*args: str, api_key: str | None = API_KEY) -> tuple[subprocess.Compl
 
 def test_search_server_prints_the_local_hits_and_loads_no_model(server: RunningServer, search_retriever) -> None:  # type: ignore[no-untyped-def]
     query = "copy files to another host"
-    started = time.perf_counter()
     result, report = run_cli(
         "search", query, "--server", server.url, "-c", COLLECTION, "-k", "4", "--json", "--explain"
     )
-    elapsed = time.perf_counter() - started
     assert report["code"] == 0, result.stderr
     assert report["heavy"] == []  # no torch, no database client, no web framework
     rows = json.loads(result.stdout)
@@ -53,8 +49,7 @@ def test_search_server_prints_the_local_hits_and_loads_no_model(server: RunningS
     assert [r["score"] for r in rows] == [float(h.score) for h in expected]
     assert [[f[0] for f in r["features"]] for r in rows] == [[f.feature for f in h.features] for h in expected]
     assert set(rows[0]) == {"id", "doc_id", "score", "text", "metadata", "features"}
-    # The command itself (imports included) answers in well under a second; the bound leaves room for a busy CI.
-    assert report["seconds"] < 3.0 and elapsed < 10.0, (report["seconds"], elapsed)
+    # How fast it answers is a benchmark's figure (BENCHMARKS.md), not this test's.
 
 
 def test_search_server_table_and_envvar(server: RunningServer, search_retriever) -> None:  # type: ignore[no-untyped-def]
