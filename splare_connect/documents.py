@@ -140,7 +140,8 @@ def read_parquet(path: str | Path, *, rows_per_read: int = 1024) -> Iterator[Doc
 
     A record's ``line`` is its row number (1-based). Values JSON has no type for are
     stored as JSON ones, so that payloads and content hashes are the same whatever
-    the file format: dates and times as ISO 8601 strings, decimals as strings. A row
+    the file format: dates and times as ISO 8601 strings, decimals as strings (a float32
+    column is read as the nearest double, which may hash apart from its JSONL text). A row
     holding binary data or a non-finite number is a bad record; a file that cannot be
     read (not Parquet, a damaged page) is one bad record without an id, which stops
     ``--delete-missing`` from taking its unread rows for deleted documents.
@@ -159,7 +160,14 @@ def read_parquet(path: str | Path, *, rows_per_read: int = 1024) -> Iterator[Doc
     row = 0
     try:
         for batch in pyarrow.parquet.ParquetFile(source).iter_batches(batch_size=rows_per_read):
-            for record in batch.to_pylist():
+            try:
+                records = batch.to_pylist()
+            except (ValueError, OverflowError, pyarrow.ArrowException) as exc:  # a date out of Python's range
+                first, row = row + 1, row + batch.num_rows
+                message = f"cannot read rows {first}-{row}: {' '.join(str(exc).split())}"
+                yield BadRecordError(message, source=source)  # no ids known: nothing is deleted
+                continue
+            for record in records:
                 row += 1
                 try:
                     values = parse_json(json.dumps(record, default=_json_value, ensure_ascii=False))
@@ -178,7 +186,8 @@ def _json_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, decimal.Decimal):
         return str(value)
-    raise TypeError(f"a {type(value).__name__} value has no JSON form (binary data cannot be stored)")
+    kind = "binary data" if isinstance(value, (bytes, bytearray)) else f"a {type(value).__name__} value"
+    raise TypeError(f"{kind} has no JSON form and cannot be stored")
 
 
 def _read_array(text: str, position: int, source: str) -> Iterator[Document | BadRecordError]:

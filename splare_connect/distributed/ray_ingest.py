@@ -26,12 +26,14 @@ sync: the collection is the record of what is done.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
 import re
 import socket
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -164,6 +166,8 @@ class EncodeWorker:
         store_text: Keep chunk text in the payload (when this worker writes).
         location: The backend to write to, or None to return the vectors to the driver.
         collection: The collection written to.
+        on_gpu: Encode on CUDA under bf16 autocast (the worker reserved a GPU); a worker
+            that reserved none stays on the CPU even where a GPU is visible.
     """
 
     def __init__(
@@ -175,12 +179,14 @@ class EncodeWorker:
         store_text: bool,
         location: BackendLocation | None,
         collection: str,
+        on_gpu: bool = False,
     ) -> None:
         import torch
 
         from splare_connect.encoder import SplareEncoder
 
-        on_gpu = torch.cuda.is_available()
+        if on_gpu and not torch.cuda.is_available():
+            raise ConfigError(f"worker {_worker_name()} reserved a GPU but torch sees no CUDA device")
         self.encoder = SplareEncoder.from_pretrained(
             recipe.model,
             device="cuda" if on_gpu else "cpu",
@@ -302,8 +308,10 @@ class RayIngest:
             report.credit("driver", first, time.perf_counter() - started)
             if on_progress:
                 on_progress(report)
-        with _cluster(ray, self.cluster.address):
-            for window in _windows(batches, self.cluster.batches_per_window):
+        second = next(batches, None)
+        rest = itertools.chain([second], batches) if second is not None else iter(())
+        with _cluster(ray, self.cluster) if second is not None else nullcontext():
+            for window in _windows(rest, self.cluster.batches_per_window):
                 for number, output in self._encode(ray, window):
                     batch = window[number]
                     if self.workers_write:
@@ -322,28 +330,10 @@ class RayIngest:
 
     def _encode(self, ray: Any, window: list[WriteBatch]) -> Iterator[tuple[int, dict[str, Any]]]:
         """Each batch's output once, as the workers finish them (any order)."""
-        syncer = self.syncer
         rows = [{"batch": number, "work": batch_to_json(batch)} for number, batch in enumerate(window)]
-        dataset = ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
-            EncodeWorker,
-            fn_constructor_kwargs={
-                "recipe": self.recipe,
-                "digest": syncer.encoder.fingerprint["digest"],
-                "batch_size": syncer.batch_size,
-                "dense": syncer.dense,
-                "store_text": syncer.store_text,
-                "location": self.location,
-                "collection": syncer.collection,
-            },
-            batch_size=1,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=self.cluster.workers),
-            num_cpus=self.cluster.cpus_per_worker,
-            num_gpus=self.cluster.gpus_per_worker or None,
-            # Ray Data's actor pools restart a worker that dies and run its batch again
-            # (max_restarts and max_task_retries default to -1 there); a worker's own
-            # error fails the run instead, at its first occurrence.
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # RayDeprecationWarning: see _RETRIES
+            dataset = self._dataset(ray, rows)
         done: set[int] = set()
         try:
             for output in dataset.iter_rows():
@@ -360,6 +350,37 @@ class RayIngest:
         if len(done) != len(window):
             raise BackendError(f"the Ray cluster returned {len(done)} of {len(window)} write batches")
 
+    def _dataset(self, ray: Any, rows: list[dict[str, Any]]) -> Any:
+        """The window as a Ray Dataset whose rows the actor pool encodes, one write batch each."""
+        syncer = self.syncer
+        return ray.data.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            EncodeWorker,
+            fn_constructor_kwargs={
+                "recipe": self.recipe,
+                "digest": syncer.encoder.fingerprint["digest"],
+                "batch_size": syncer.batch_size,
+                "dense": syncer.dense,
+                "store_text": syncer.store_text,
+                "location": self.location,
+                "collection": syncer.collection,
+                "on_gpu": self.cluster.gpus_per_worker > 0,
+            },
+            batch_size=1,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=self.cluster.workers),
+            num_cpus=self.cluster.cpus_per_worker,
+            num_gpus=self.cluster.gpus_per_worker or None,
+            # A worker that dies is restarted and its batch run again, a bounded number of
+            # times: a batch that kills its worker every time (out of memory) must end the
+            # run, not loop. A worker's own error fails the run at its first occurrence.
+            **_RETRIES,
+        )
+
+
+# Ray Data's actor pools would retry without limit (-1); Ray 2.60 warns that these
+# arguments move to named parameters in 2.64, hence the pin in the [ray] extra.
+_RETRIES = {"max_restarts": 4, "max_task_retries": 4}
+
 
 def _windows(batches: Iterator[WriteBatch], size: int) -> Iterator[list[WriteBatch]]:
     while window := list(islice(batches, size)):
@@ -367,9 +388,16 @@ def _windows(batches: Iterator[WriteBatch], size: int) -> Iterator[list[WriteBat
 
 
 @contextmanager
-def _cluster(ray: Any, address: str | None) -> Iterator[None]:
-    """Join the cluster at ``address`` or an already initialised one, or start a local one for this run."""
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the command shows its own progress
+def _cluster(ray: Any, cluster: RayCluster) -> Iterator[None]:
+    """Join the cluster at ``cluster.address`` or an already initialised one, or start a local one for this run.
+
+    A pool the cluster cannot hold (a GPU per worker on a cluster without GPUs) is refused
+    at once on a local cluster; on a joined one, which may grow, Ray Data waits at most
+    ``START_TIMEOUT_S`` for the pool's first actors.
+    """
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the command shows its own progress
+    context.wait_for_min_actors_s = START_TIMEOUT_S
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its INFO lines would bury the command's own
     if ray.is_initialized():
         yield
@@ -378,11 +406,25 @@ def _cluster(ray: Any, address: str | None) -> Iterator[None]:
     # actors' constructor arguments in the object store); failures reach this process as
     # exceptions anyway. Setting RAY_BACKEND_LOG_LEVEL yourself overrides this.
     os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
-    ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
+        if cluster.address is None:
+            _check_fits(ray.cluster_resources(), cluster)
         yield
     finally:
         ray.shutdown()
+
+
+START_TIMEOUT_S = 600
+
+
+def _check_fits(resources: dict[str, float], cluster: RayCluster) -> None:
+    """Refuse a pool whose actors this (local, fixed) cluster can never start."""
+    gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
+    if cluster.gpus_per_worker > gpus:
+        raise ConfigError(f"--gpus-per-worker {cluster.gpus_per_worker:g}: this machine's Ray cluster has {gpus:g}")
+    if cluster.cpus_per_worker > cpus:
+        raise ConfigError(f"cpus_per_worker {cluster.cpus_per_worker:g}: this machine's Ray cluster has {cpus:g} CPUs")
 
 
 def _import_ray() -> Any:

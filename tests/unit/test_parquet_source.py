@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from splare_connect.documents import Document, read_jsonl, read_source
+from splare_connect.documents import Document, read_jsonl, read_parquet, read_source
 from splare_connect.errors import BadRecordError
 
 pa = pytest.importorskip("pyarrow")
@@ -58,3 +58,36 @@ def test_a_file_that_is_not_parquet_is_one_bad_record_without_an_id(tmp_path: Pa
     items = list(read_source(broken))
     assert len(items) == 1 and isinstance(items[0], BadRecordError)
     assert items[0].record_id is None and "cannot read Parquet" in str(items[0]) and "\n" not in str(items[0])
+
+
+def test_numbers_and_nested_values_hash_as_in_jsonl(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "text": "x", "year": 2024, "score": 0.25, "tags": ["cp", "files"], "extra": {"n": 1}},
+        {"id": "b", "text": "y", "year": 1999, "score": 1.5, "tags": [], "extra": {"n": 2}},
+    ]
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    from_parquet = list(read_source(write_parquet(tmp_path / "docs.parquet", rows)))
+    assert [(dict(d.metadata), d.content_hash) for d in from_parquet] == [  # type: ignore[union-attr]
+        (dict(d.metadata), d.content_hash)  # type: ignore[union-attr]
+        for d in read_jsonl(jsonl)
+    ]
+
+
+def test_rows_python_cannot_represent_cost_only_their_read(tmp_path: Path) -> None:
+    """A timestamp past year 9999 cannot become a Python datetime: its rows are one bad record, no id."""
+    path = tmp_path / "dates.parquet"
+    broken = pa.table(
+        {
+            "id": ["a", "b", "c", "d"],
+            "text": ["1", "2", "3", "4"],
+            "when": pa.array([0, 400_000_000_000, 0, 0], pa.int64()),
+        }
+    )
+    broken = broken.set_column(2, "when", broken.column("when").cast(pa.timestamp("s")))
+    pq.write_table(broken, path)
+    items = list(read_parquet(path, rows_per_read=2))
+    good = [i.id for i in items if isinstance(i, Document)]
+    bad = [i for i in items if isinstance(i, BadRecordError)]
+    assert good == ["c", "d"]  # the second read holds only representable rows
+    assert len(bad) == 1 and bad[0].record_id is None and "rows 1-2" in str(bad[0])

@@ -28,7 +28,7 @@ from splare_connect.sync import Syncer, SyncReport
 ray = pytest.importorskip("ray")
 pytest.importorskip("splare_connect_qdrant")
 
-from splare_connect.distributed.ray_ingest import EncoderRecipe, RayIngest  # noqa: E402
+from splare_connect.distributed.ray_ingest import EncoderRecipe, RayCluster, RayIngest  # noqa: E402
 
 FIELDS = ["doc_id", "chunk_index", "chunk_count", "content_hash", "text", "metadata"]
 
@@ -79,7 +79,10 @@ def test_scenarios_give_the_local_collection_point_for_point(
 ) -> None:  # type: ignore[no-untyped-def]
     """New, bad, changed and deleted records: same reports and same points as a local sync."""
     first = write_jsonl(tmp_path / "first.jsonl", example_records[:24], ("{not json", '{"id": "x", "text": 5}'))
-    changed = [dict(r, text=r["text"] + " (revised)") if i % 7 == 0 else r for i, r in enumerate(example_records)]
+    changed = [  # some documents grow, some shrink to fewer chunks (their stale chunks must go)
+        dict(r, text=r["text"] + " (revised)") if i % 7 == 0 else dict(r, text=r["text"][:200]) if i % 5 == 0 else r
+        for i, r in enumerate(example_records)
+    ]
     second = write_jsonl(tmp_path / "second.jsonl", changed[4:30], ('{"id": "y"}',))
     recipe = EncoderRecipe(model=str(tiny_model_dir))
     local = load_backend("qdrant", data_dir=tmp_path / "local")
@@ -119,10 +122,13 @@ def test_a_killed_worker_is_restarted_and_the_counts_are_exact(
 
     try:
         syncer = Syncer(tiny_encoder, backend, "man", documents_per_write=2)
-        report = RayIngest(syncer, EncoderRecipe(model=str(tiny_model_dir))).run(
+        one_worker = RayCluster(workers=1)  # so that the batches after the kill need a restarted worker
+        report = RayIngest(syncer, EncoderRecipe(model=str(tiny_model_dir)), cluster=one_worker).run(
             read_source(source), on_progress=kill_a_worker
         )
         assert killed, "no worker reported before the run ended"
+        pids = {int(w.worker.rsplit(":", 1)[1]) for w in report.workers if w.worker != "driver"}
+        assert pids - set(killed), "no restarted worker did any batch"
         chunks = sum(len(syncer._chunks(d)) for d in read_source(source))  # type: ignore[arg-type]
         assert (report.new, report.chunks_written, report.skipped) == (len(records), chunks, [])
         assert sum(w.batches for w in report.workers) == 30  # each write batch counted once
@@ -207,7 +213,7 @@ def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
     """kill -9 the driver of `ingest --engine ray` after a worker's batch landed, then run it again."""
     from splare_connect_qdrant import create_backend
 
-    records = example_records[:150]  # the driver's batch of 64, then two for the actor
+    records = example_records[:200]  # the driver's batch of 64, then three for the actor
     source = write_jsonl(tmp_path / "docs.jsonl", records)
     env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "splare_connect.cli", "ingest", str(source), "-c", "man", "--json"]
@@ -245,3 +251,14 @@ def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
     assert all(per_doc[d] == payloads[f"{d}#0"]["chunk_count"] for d in per_doc)  # no missing or extra chunk
     assert final.count("man") == len(payloads)
     final.close()
+
+
+def test_a_pool_the_local_cluster_cannot_hold_is_refused_at_once() -> None:
+    from splare_connect.distributed.ray_ingest import _check_fits
+    from splare_connect.errors import ConfigError
+
+    _check_fits({"CPU": 2.0}, RayCluster(workers=4, cpus_per_worker=1))  # actors beyond the CPUs wait their turn
+    with pytest.raises(ConfigError, match="has 0"):
+        _check_fits({"CPU": 2.0}, RayCluster(gpus_per_worker=1))
+    with pytest.raises(ConfigError, match="has 2 CPUs"):
+        _check_fits({"CPU": 2.0}, RayCluster(cpus_per_worker=4))
