@@ -204,8 +204,6 @@ def create_app(
             raise SearchUnavailableError("this server was started without a database (serve --no-search)")
         collection = body.collection or settings.default_collection
         retriever = await searcher.retriever(collection)
-        if body.hybrid is not None and not retriever.spec.dense_dim:
-            raise ConfigError(f"collection {collection!r} has no dense vectors, so hybrid search is unavailable")
         encoded = await batcher.encode([body.query], role="query", dense=body.hybrid is not None)
         try:
             hits = await searcher.run(

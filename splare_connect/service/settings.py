@@ -9,7 +9,7 @@ history and process listings.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from splare_connect.errors import ConfigError
@@ -91,7 +91,3 @@ class ServiceSettings:
         """Settings with the API key from ``$SPLARE_API_KEY`` (unset or empty: no key)."""
         key = os.environ.get(API_KEY_ENV) or None
         return cls(**{"api_key": key, **overrides})
-
-    def with_changes(self, **changes: Any) -> ServiceSettings:
-        """A copy with some settings changed (validated again)."""
-        return replace(self, **changes)

@@ -8,6 +8,7 @@ own slice.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from types import SimpleNamespace
@@ -157,7 +158,7 @@ def test_settings_refuse_bad_values_and_keep_the_key_out_of_repr(monkeypatch: py
     settings = ServiceSettings.from_env(max_batch_texts=8)
     assert settings.api_key == "sekrit-value" and "sekrit" not in repr(settings)
     with pytest.raises(ConfigError, match="max_queue_texts must be a positive integer"):
-        settings.with_changes(max_queue_texts=0)
+        dataclasses.replace(settings, max_queue_texts=0)  # a changed copy is validated again
     monkeypatch.setenv("SPLARE_API_KEY", "   ")
     with pytest.raises(ConfigError, match="set but blank"):
         ServiceSettings.from_env()
