@@ -9,8 +9,9 @@ from its own environment, as the backends always do.
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,16 @@ class BackendLocation:
         }
         settings.update(parse_backend_options(self.options, backend_options(self.name), self.name))
         return load_backend(self.name, **settings)
+
+    def for_other_machines(self) -> BackendLocation:
+        """This location as a process on another machine must see it: the server URL written in.
+
+        A backend without a URL reads its server's from ``$<NAME>_URL`` (``$QDRANT_URL``,
+        ``$OPENSEARCH_URL``), which a worker elsewhere does not have: taken here from this
+        process's environment. Secrets stay out: each process reads those itself.
+        """
+        from_env = os.environ.get(f"{self.name.upper()}_URL") or None
+        return self if self.url or from_env is None else replace(self, url=from_env)
 
     @classmethod
     def of(

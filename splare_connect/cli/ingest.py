@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -171,15 +169,10 @@ def sync(
                 from splare_connect.backends.location import BackendLocation
                 from splare_connect.distributed.ray_ingest import EncoderRecipe, RayCluster, RayIngest
 
-                # Workers on other machines see neither this process's environment nor its
-                # working directory: the server URL (also when it came from $QDRANT_URL or
-                # $OPENSEARCH_URL) and a model directory travel with the work, resolved.
-                server_url = url or os.environ.get(f"{backend.upper()}_URL") or None
-                model_path = str(Path(model).resolve()) if model and Path(model).is_dir() else model
                 runner = RayIngest(
                     syncer,
-                    EncoderRecipe(model_path, str(precision), str(runtime), trust_remote_code),
-                    location=BackendLocation.of(backend, server_url, data_dir, timeout, backend_option),
+                    EncoderRecipe(model, str(precision), str(runtime), trust_remote_code),
+                    location=BackendLocation.of(backend, url, data_dir, timeout, backend_option),
                     cluster=RayCluster(address=address, workers=workers, gpus_per_worker=gpus_per_worker),
                 )
             report = run_with_progress(runner, documents, delete_missing, force_delete)

@@ -26,7 +26,6 @@ sync: the collection is the record of what is done.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
 import os
@@ -36,8 +35,9 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, field
-from itertools import islice
+from dataclasses import dataclass, field, replace
+from itertools import chain, islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +74,13 @@ class EncoderRecipe:
     precision: str = "fp32"
     runtime: str = "torch"
     trust_remote_code: bool = False
+
+    def for_other_machines(self) -> EncoderRecipe:
+        """The recipe with a model directory as an absolute path (workers elsewhere have
+        another working directory); a model name is left as it is."""
+        if self.model is None or not Path(self.model).is_dir():
+            return self
+        return replace(self, model=str(Path(self.model).resolve()))
 
 
 @dataclass(frozen=True)
@@ -235,19 +242,9 @@ class EncodeWorker:
         return {name: np.array(values, dtype=object) for name, values in out.items()}
 
 
-_OUTPUT_COLUMNS = (
-    "batch",
-    "failures",
-    "dim",
-    "lengths",
-    "indices",
-    "values",
-    "dense",
-    "worker",
-    "seconds",
-    "documents",
-    "chunks",
-)
+# A worker's output row: the batch's number, what was refused, the packed vectors (empty
+# when the worker wrote them itself) and what the batch cost.
+_OUTPUT_COLUMNS = ("batch", "failures", *pack_vectors([], None), "worker", "seconds", "documents", "chunks")
 
 
 class RayIngest:
@@ -275,10 +272,10 @@ class RayIngest:
         cluster: RayCluster = RayCluster(),
     ) -> None:
         self.syncer = syncer
-        self.recipe = recipe
+        self.recipe = recipe.for_other_machines()
         self.cluster = cluster
         self.workers_write = location is not None and accepts_concurrent_writers(syncer.backend)
-        self.location = location if self.workers_write else None
+        self.location = location.for_other_machines() if location is not None and self.workers_write else None
 
     def run(
         self,
@@ -309,7 +306,7 @@ class RayIngest:
             if on_progress:
                 on_progress(report)
         second = next(batches, None)
-        rest = itertools.chain([second], batches) if second is not None else iter(())
+        rest = chain([second], batches) if second is not None else iter(())
         with _cluster(ray, self.cluster) if second is not None else nullcontext():
             for window in _windows(rest, self.cluster.batches_per_window):
                 for number, output in self._encode(ray, window):

@@ -262,3 +262,19 @@ def test_a_pool_the_local_cluster_cannot_hold_is_refused_at_once() -> None:
         _check_fits({"CPU": 2.0}, RayCluster(gpus_per_worker=1))
     with pytest.raises(ConfigError, match="has 2 CPUs"):
         _check_fits({"CPU": 2.0}, RayCluster(cpus_per_worker=4))
+
+
+def test_what_workers_elsewhere_are_sent_needs_nothing_of_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model directory goes as an absolute path; a server URL from $<BACKEND>_URL is written in."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model").mkdir()
+    assert EncoderRecipe(model="model").for_other_machines().model == str(tmp_path / "model")
+    assert EncoderRecipe(model="a-model-name").for_other_machines().model == "a-model-name"
+    assert EncoderRecipe().for_other_machines().model is None
+    monkeypatch.setenv("QDRANT_URL", "http://qdrant.internal:6333")
+    assert BackendLocation("qdrant").for_other_machines().url == "http://qdrant.internal:6333"
+    assert BackendLocation("qdrant", url="http://given:6333").for_other_machines().url == "http://given:6333"
+    monkeypatch.delenv("QDRANT_URL")
+    assert BackendLocation("qdrant").for_other_machines().url is None
