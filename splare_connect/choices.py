@@ -51,4 +51,5 @@ class EvalSystem(_Choice):
     BM25 = "bm25"
     DENSE = "dense"
     SPARSE = "sparse"
-    HYBRID = "hybrid"
+    HYBRID = "hybrid"  # RRF, k=60
+    HYBRID_DBSF = "hybrid-dbsf"  # distribution-based score fusion, as Qdrant's

@@ -1,11 +1,12 @@
 """Hybrid fusion weights, scored on a dev split the way `splare-connect eval` scores hybrid.
 
-The default hybrid is equal-weight RRF (k=60) of the model's sparse and dense runs. Where
+The eval's ``hybrid`` is equal-weight RRF (k=60) of the model's sparse and dense runs. Where
 sparse is far stronger than dense (Chinese package descriptions), the fused ranking lands
 between the two, and the "hybrid above both of its parts" goal of issue 15 fails. This
-scores weighted RRF, ``sum w_i / (k + rank_i)``, for several sparse weights, from the same
-runs (queries encoded once, corpus from the eval cache), per query set: nDCG@10 of sparse,
-dense and each fused variant, and how many query sets each variant lifts above both parts.
+scores weighted RRF, ``sum w_i / (k + rank_i)``, for several sparse weights, and
+distribution-based score fusion (the eval's ``hybrid-dbsf``), from the same runs (queries
+encoded once, corpus from the eval cache), per query set: nDCG@10 of sparse, dense and each
+fused variant, and how many query sets each variant lifts above both parts.
 
     python experiments/fusion/fusion_weights.py data/debdesc --model .bench/splare-v11-seed13 \
         --json .bench/fusion-debdesc-v11-seed13.json
@@ -25,7 +26,7 @@ import ir_measures
 from splare_connect import SplareEncoder
 from splare_connect.evaluation import load_beir
 from splare_connect.evaluation.run import DEPTH, _EncodedCorpus
-from splare_connect.evaluation.systems import Run, strict_ranking
+from splare_connect.evaluation.systems import Run, dbsf, strict_ranking
 from splare_connect.models import cache_dir
 
 SPARSE_WEIGHTS = (1.0, 1.25, 1.5, 2.0, 3.0)
@@ -65,12 +66,11 @@ def main() -> None:
         row = {"sparse": ndcg(runs["sparse"], qrels), "dense": ndcg(runs["dense"], qrels)}
         for weight in SPARSE_WEIGHTS:
             row[f"hybrid w={weight}"] = ndcg(weighted_rrf(runs["sparse"], runs["dense"], weight), qrels)
+        row["hybrid dbsf"] = ndcg(dbsf([runs["sparse"], runs["dense"]], depth=DEPTH), qrels)
         table[query_set.name] = row
         print(query_set.name, " ".join(f"{name} {value:.3f}" for name, value in row.items()), flush=True)
-    wins = {
-        f"hybrid w={w}": sum(r[f"hybrid w={w}"] > max(r["sparse"], r["dense"]) for r in table.values())
-        for w in SPARSE_WEIGHTS
-    }
+    variants = [f"hybrid w={w}" for w in SPARSE_WEIGHTS] + ["hybrid dbsf"]
+    wins = {name: sum(r[name] > max(r["sparse"], r["dense"]) for r in table.values()) for name in variants}
     print(f"query sets: {len(table)}; hybrid above both parts: {wins}")
     if args.json:
         args.json.write_text(json.dumps({"model": args.model, "table": table, "wins": wins}, indent=2) + "\n")

@@ -4,7 +4,9 @@ Systems: ``sparse`` (the SAE encoder, documents pruned to the model's
 ``document_top_k``), ``sparse@N`` for stronger document pruning (top ``N`` of the same
 vectors: identical to encoding with ``document_top_k=N``), ``dense`` (the same
 backbone's dense embedding, from the same forward pass), ``bm25``, ``hybrid``
-(RRF, k=60, of sparse and dense), and, with a baseline encoder, ``baseline-sparse`` and
+(RRF, k=60, of sparse and dense), ``hybrid-dbsf`` (the same two runs fused by
+distribution-based score fusion, as Qdrant's ``Fusion.DBSF``), and, with a baseline
+encoder, ``baseline-sparse`` and
 ``baseline-dense``. Metrics come from ir-measures: nDCG@10, MRR@10
 (``RR@10``) and Recall@100.
 """
@@ -21,7 +23,16 @@ import numpy as np
 from splare_connect.errors import MissingDependencyError
 from splare_connect.evaluation.corpus_cache import encode_corpus
 from splare_connect.evaluation.dataset import BeirDataset
-from splare_connect.evaluation.systems import Bm25, Run, dense_run, rrf, sparse_matrix, sparse_run, strict_ranking
+from splare_connect.evaluation.systems import (
+    Bm25,
+    Run,
+    dbsf,
+    dense_run,
+    rrf,
+    sparse_matrix,
+    sparse_run,
+    strict_ranking,
+)
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
@@ -62,7 +73,7 @@ class EvaluationResult:
 
 class _EncodedCorpus:
     """One encoder's side of a run: its corpus vectors (cached on disk), and per query set
-    its sparse runs (every document pruning), dense run and RRF hybrid."""
+    its sparse runs (every document pruning), dense run and hybrids."""
 
     def __init__(
         self,
@@ -94,12 +105,15 @@ class _EncodedCorpus:
             for name, matrix in self.doc_matrices.items():
                 runs[name] = sparse_run(matrix, encoded.sparse, query_ids, self.doc_ids, self.encoder.dim, DEPTH)
         dense = None
-        if self.corpus.dense is not None and encoded.dense is not None and {"dense", "hybrid"} & set(systems):
+        wants_dense = {"dense", "hybrid", "hybrid-dbsf"} & set(systems)
+        if self.corpus.dense is not None and encoded.dense is not None and wants_dense:
             dense = dense_run(self.corpus.dense, encoded.dense, query_ids, self.doc_ids, DEPTH)
         if dense is not None and "dense" in systems:
             runs["dense"] = dense
         if dense is not None and "hybrid" in systems and "sparse" in runs:
             runs["hybrid"] = rrf([runs["sparse"], dense], k=60, depth=DEPTH)
+        if dense is not None and "hybrid-dbsf" in systems and "sparse" in runs:
+            runs["hybrid-dbsf"] = dbsf([runs["sparse"], dense], depth=DEPTH)
         return runs
 
 
@@ -107,7 +121,7 @@ def evaluate(
     encoder: SplareEncoder,
     dataset: BeirDataset,
     *,
-    systems: tuple[str, ...] = ("bm25", "dense", "sparse", "hybrid"),
+    systems: tuple[str, ...] = ("bm25", "dense", "sparse", "hybrid", "hybrid-dbsf"),
     doc_pruning: tuple[int, ...] = (200, 100),
     cache_dir: Path | None = None,
     batch_size: int = 32,

@@ -1,4 +1,4 @@
-"""The retrieval systems compared: SAE-sparse, dense, BM25, and their RRF hybrid.
+"""The retrieval systems compared: SAE-sparse, dense, BM25, and their hybrids (RRF and DBSF).
 
 Scoring is exact and in memory (a sparse or dense matrix product over the whole
 corpus), so the figures measure the models, not an index's approximations.
@@ -112,6 +112,34 @@ def rrf(runs: Sequence[Run], k: int = 60, depth: int = 100) -> Run:
             for rank, doc_id in enumerate(_ranked(scored), start=1):
                 target[doc_id] = target.get(doc_id, 0.0) + 1.0 / (k + rank)
     return {q: {doc_id: scores[doc_id] for doc_id in _ranked(scores)[:depth]} for q, scores in fused.items()}
+
+
+def dbsf(runs: Sequence[Run], depth: int = 100) -> Run:
+    """Distribution-based score fusion, as Qdrant computes it (``Fusion.DBSF``).
+
+    Each run's scores for a query are mapped linearly from ``mean - 3 std`` .. ``mean + 3
+    std`` (sample standard deviation) onto 0..1, and a document's mapped scores are
+    summed; a document missing from a run adds nothing. A run with one document, or with
+    all scores equal, maps them to 0.5. Unlike RRF it keeps how far apart the scores
+    are, so a ranking whose top document stands out counts for more.
+    """
+    fused: Run = {}
+    for run in runs:
+        for query_id, scored in run.items():
+            target = fused.setdefault(query_id, {})
+            for doc_id, value in _three_sigma_scaled(scored).items():
+                target[doc_id] = target.get(doc_id, 0.0) + value
+    return {q: {doc_id: scores[doc_id] for doc_id in _ranked(scores)[:depth]} for q, scores in fused.items()}
+
+
+def _three_sigma_scaled(scored: dict[str, float]) -> dict[str, float]:
+    """One run's scores for one query, ``mean +- 3 sample std`` mapped onto 0..1."""
+    values = np.fromiter(scored.values(), np.float64, len(scored))
+    if len(values) < 2 or not values.std() > 0:
+        return dict.fromkeys(scored, 0.5)
+    mean, std = values.mean(), values.std(ddof=1)
+    low = mean - 3 * std
+    return {doc_id: float((value - low) / (6 * std)) for doc_id, value in zip(scored, values, strict=True)}
 
 
 def strict_ranking(run: Run) -> Run:

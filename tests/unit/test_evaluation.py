@@ -10,7 +10,7 @@ import pytest
 
 from splare_connect import ConfigError
 from splare_connect.evaluation import evaluate, load_beir
-from splare_connect.evaluation.systems import Bm25, rrf, strict_ranking
+from splare_connect.evaluation.systems import Bm25, dbsf, rrf, strict_ranking
 
 
 def test_tied_scores_are_ranked_one_way_for_every_metric() -> None:
@@ -44,6 +44,35 @@ def test_rrf_adds_reciprocal_ranks() -> None:
     assert list(fused["q"]) == ["b", "a", "c"]
 
 
+def test_dbsf_fuses_as_qdrant_does() -> None:
+    """The eval's DBSF against qdrant-client's own (what its local mode runs): the same fused
+    scores, so the same ranking, on runs shaped like a sparse and a dense top-100."""
+    from qdrant_client.http import models
+    from qdrant_client.hybrid.fusion import distribution_based_score_fusion
+
+    generator = np.random.default_rng(7)
+    docs = [f"d{i}" for i in range(150)]
+
+    def run(scores: np.ndarray) -> dict[str, dict[str, float]]:
+        picked = generator.choice(docs, len(scores), replace=False)
+        return {"q": {str(d): float(s) for d, s in zip(picked, scores, strict=True)}}
+
+    sparse, dense = run(generator.gamma(2, 3, 100)), run(generator.normal(0.8, 0.03, 100))
+    fused = dbsf([sparse, dense], depth=150)["q"]
+    expected = distribution_based_score_fusion(
+        [[models.ScoredPoint(id=i, version=0, score=s) for i, s in run["q"].items()] for run in (sparse, dense)],
+        limit=150,
+    )
+    assert len(fused) == len(expected) > 100
+    assert fused == pytest.approx({point.id: point.score for point in expected}, abs=1e-9)
+    assert list(fused)[:20] == [point.id for point in expected[:20]]
+
+
+def test_dbsf_maps_a_lone_or_flat_run_to_one_half() -> None:
+    fused = dbsf([{"q": {"a": 3.0}}, {"q": {"a": 0.2, "b": 0.2}}])
+    assert fused["q"] == {"a": 1.0, "b": 0.5}
+
+
 def test_bm25_finds_a_document_from_its_own_words(example_records: list[dict]) -> None:
     texts = [r["text"] for r in example_records[:50]]
     ids = [r["id"] for r in example_records[:50]]
@@ -55,7 +84,7 @@ def test_evaluate_reports_every_system_and_caches_the_corpus(tiny_encoder, tiny_
     dataset = load_beir(tiny_dataset)
     first = evaluate(tiny_encoder, dataset, cache_dir=tmp_path / "cache", doc_pruning=(10,))
     scores = first.scores["en-dev"]
-    assert set(scores) == {"sparse", "sparse@10", "dense", "hybrid", "bm25"}
+    assert set(scores) == {"sparse", "sparse@10", "dense", "hybrid", "hybrid-dbsf", "bm25"}
     assert all(0.0 <= value <= 1.0 for system in scores.values() for value in system.values())
     assert scores["bm25"]["R@100"] == 1.0  # 24 documents: everything is within the top 100
     assert first.sparsity["document_nnz_mean@10"] <= 10 and first.timing["corpus_from_cache"] == 0.0
@@ -76,6 +105,6 @@ def test_a_baseline_encoder_joins_the_same_table(tiny_encoder, tiny_dataset: Pat
     # The encoder as its own baseline: its baseline rows must repeat its own rows exactly.
     result = evaluate(tiny_encoder, dataset, cache_dir=tmp_path / "cache", doc_pruning=(), baseline=tiny_encoder)
     scores = result.scores["en-dev"]
-    assert set(scores) == {"sparse", "dense", "hybrid", "bm25", "baseline-sparse", "baseline-dense"}
+    assert set(scores) == {"sparse", "dense", "hybrid", "hybrid-dbsf", "bm25", "baseline-sparse", "baseline-dense"}
     assert scores["baseline-sparse"] == scores["sparse"] and scores["baseline-dense"] == scores["dense"]
     assert result.to_dict()["baseline"] == {"model": "tiny", "fingerprint": dict(tiny_encoder.fingerprint)}
