@@ -36,6 +36,10 @@ class BackendError(SplareError, RuntimeError):
     """A vector database refused or failed an operation."""
 
 
+class CollectionNotFoundError(BackendError, LookupError):
+    """The collection (or index) a search or an attach names does not exist."""
+
+
 class PartialWriteError(BackendError):
     """Some records of a batch were refused while the others were written.
 

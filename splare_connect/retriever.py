@@ -25,7 +25,7 @@ from splare_connect.backends import Backend, Hit
 from splare_connect.backends.protocol import check_same_encoder
 from splare_connect.backends.schema import STATE_KEY, StoredChunk, payload_value
 from splare_connect.choices import Fusion
-from splare_connect.errors import BackendError, BadInputError, ConfigError
+from splare_connect.errors import BackendError, BadInputError, CollectionNotFoundError, ConfigError
 from splare_connect.features.explanation import FeatureWeight, MissExplanation, explain_miss, labelled
 from splare_connect.sparse_vector import SparseVector
 
@@ -72,7 +72,8 @@ class Retriever:
         collection: Collection name.
 
     Raises:
-        BackendError: The collection doesn't exist.
+        CollectionNotFoundError: The collection doesn't exist.
+        BackendError: The database could not be asked.
         EncoderMismatchError: The collection was built by another encoder.
     """
 
@@ -82,7 +83,7 @@ class Retriever:
         self.collection = collection
         spec = backend.describe_collection(collection)
         if spec is None:
-            raise BackendError(f"collection {collection!r} does not exist; ingest documents into it first")
+            raise CollectionNotFoundError(f"collection {collection!r} does not exist; ingest documents into it first")
         check_same_encoder(
             collection,
             spec.fingerprint,
@@ -113,7 +114,9 @@ class Retriever:
             filter: Conditions (:mod:`splare_connect.filters`) or a backend-native filter.
             hybrid: ``"rrf"`` or ``"dbsf"`` to fuse the sparse ranking with a dense one;
                 ``None`` for sparse only (or ``"rrf"`` when ``dense`` is given).
-            weights: ``(sparse, dense)`` fusion weights.
+            weights: ``(sparse, dense)`` fusion weights: RRF in every engine, and
+                OpenSearch's score fusion; Qdrant's DBSF takes none (unequal weights
+                are refused).
             rrf_k: RRF rank constant (sent explicitly; Qdrant's own default is 2).
             explain: Attach each hit's matched features and their contributions.
             group_by_document: Return the best chunk of each document, ``k`` documents.

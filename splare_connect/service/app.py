@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException
 from splare_connect.errors import (
     BackendError,
     BadInputError,
+    CollectionNotFoundError,
     ConfigError,
     EncoderMismatchError,
     SplareError,
@@ -50,7 +51,7 @@ from splare_connect.service.schemas import (
     SearchHitBody,
     SearchRequest,
 )
-from splare_connect.service.searching import CollectionNotFoundError, Searcher, SearchUnavailableError
+from splare_connect.service.searching import Searcher, SearchUnavailableError
 from splare_connect.service.settings import ServiceSettings
 
 if TYPE_CHECKING:

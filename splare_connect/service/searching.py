@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from splare_connect.errors import BackendError, SplareError
+from splare_connect.errors import SplareError
 
 if TYPE_CHECKING:
     from splare_connect.backends import Backend
@@ -28,10 +28,6 @@ if TYPE_CHECKING:
     from splare_connect.retriever import Retriever
 
 T = TypeVar("T")
-
-
-class CollectionNotFoundError(SplareError, LookupError):
-    """The collection a search names does not exist (HTTP 404)."""
 
 
 class SearchUnavailableError(SplareError, RuntimeError):
@@ -89,7 +85,8 @@ class Searcher:
 
         Raises:
             SearchUnavailableError: The server has no database.
-            CollectionNotFoundError: No such collection.
+            CollectionNotFoundError: No such collection (a database that cannot be asked
+                raises its BackendError, not this).
             EncoderMismatchError: The collection was built by another encoder.
         """
         if self.backend is None or self._lock is None:
@@ -110,9 +107,4 @@ class Searcher:
         from splare_connect.retriever import Retriever
 
         assert self.backend is not None
-        if self.backend.describe_collection(collection) is None:
-            raise CollectionNotFoundError(f"collection {collection!r} does not exist")
-        try:
-            return Retriever(self.encoder, self.backend, collection)
-        except BackendError as error:  # dropped between the two calls
-            raise CollectionNotFoundError(str(error)) from None
+        return Retriever(self.encoder, self.backend, collection)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splare_connect import BackendError, EncoderMismatchError, SparseVector
+from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
 from splare_connect.backends import CollectionSpec, Hit, PointRecord
 from splare_connect.filters import Condition, parse_filters
 from tests.conftest import open_qdrant
@@ -147,8 +147,16 @@ def test_hybrid_fuses_both_sides(loaded, fusion: str) -> None:  # type: ignore[n
     assert hits[0].id == target.id
     sparse_only = backend.search("docs", points[3].sparse, k=1)[0].id
     dense_far = -points[3].dense
-    fused = backend.hybrid_search("docs", points[3].sparse, dense_far, k=10, fusion=fusion, weights=(1.0, 0.0))
-    assert fused[0].id == sparse_only  # dense weight 0: the sparse ranking decides
+    if fusion == "rrf":
+        fused = backend.hybrid_search("docs", points[3].sparse, dense_far, k=10, fusion=fusion, weights=(1.0, 0.0))
+        assert fused[0].id == sparse_only  # dense weight 0: the sparse ranking decides
+    else:  # Qdrant's DBSF has no weights: asking for them is refused, not ignored
+        with pytest.raises(ConfigError, match=r"DBSF fusion takes no weights .* use hybrid='rrf'"):
+            backend.hybrid_search("docs", points[3].sparse, dense_far, k=10, fusion=fusion, weights=(1.0, 0.0))
+        equal = backend.hybrid_search("docs", points[3].sparse, dense_far, k=10, fusion=fusion, weights=(2.0, 2.0))
+        unweighted = backend.hybrid_search("docs", points[3].sparse, dense_far, k=10, fusion=fusion)
+        assert [h.id for h in equal] == [h.id for h in unweighted]
+        assert [h.score for h in equal] == pytest.approx([h.score for h in unweighted])
     filtered = backend.hybrid_search(
         "docs", points[3].sparse, points[3].dense, k=10, fusion=fusion, filter=[Condition("lang", "eq", "fr")]
     )

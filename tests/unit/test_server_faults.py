@@ -267,6 +267,37 @@ def test_opensearch_describe_collection_is_retried_too(servers: Any) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_database_that_cannot_answer_is_not_a_missing_collection(backend: str, servers: Any, tiny_encoder) -> None:  # type: ignore[no-untyped-def]
+    """A search service answers 404 for a missing collection (CollectionNotFoundError, see
+    tests/service) and 502 for a failing database: a retriever on a database that keeps
+    failing must not say the collection is missing."""
+    from splare_connect import CollectionNotFoundError, Retriever
+
+    server = servers(backend)
+    unavailable = {"status": {"error": "Service Unavailable"}} if backend == "qdrant" else {"error": "unavailable"}
+    server.forever = Reply(503, unavailable)
+    with pytest.raises(BackendError) as failed:
+        Retriever(tiny_encoder, connect(backend, server, max_attempts=2), "docs")
+    assert not isinstance(failed.value, CollectionNotFoundError) and "503" in str(failed.value)
+    pytest.importorskip("fastapi")
+    import asyncio
+
+    from splare_connect.service.searching import Searcher
+
+    async def open_retriever() -> None:
+        searcher = Searcher(tiny_encoder, connect(backend, server, max_attempts=2))
+        await searcher.start()
+        try:
+            await searcher.retriever("docs")
+        finally:
+            await searcher.close()
+
+    with pytest.raises(BackendError) as failed:
+        asyncio.run(open_retriever())
+    assert not isinstance(failed.value, CollectionNotFoundError)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_hanging_server_is_cut_by_the_timeout(backend: str, servers: Any) -> None:
     server = servers(backend)
     server.forever = Reply(body={}, delay=HANG_SECONDS)

@@ -42,7 +42,7 @@ from splare_connect.backends.schema import (
     pop_record_id,
     stored_payload,
 )
-from splare_connect.errors import BackendError
+from splare_connect.errors import BackendError, ConfigError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.batching import batches_by_size
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, QdrantDriver
@@ -241,7 +241,16 @@ class QdrantBackend:
 
         ``dense_field`` names one of the collection's dense vectors (an app's own, such as
         ``"openai"``; ``""`` for an unnamed one) that ``dense`` was made for.
+
+        Raises:
+            ConfigError: Unequal ``weights`` with DBSF: Qdrant's DBSF takes none, and
+                dropping them silently would rank otherwise than asked.
         """
+        if fusion == "dbsf" and weights[0] != weights[1]:
+            raise ConfigError(
+                f"Qdrant's DBSF fusion takes no weights (got {tuple(weights)}): use hybrid='rrf' to weigh "
+                "the sparse and dense rankings"
+            )
         spec = self._spec(collection)
         using, width = self._dense_field(spec, dense_field)
         fused = Fused(
