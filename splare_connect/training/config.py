@@ -77,6 +77,10 @@ class TrainConfig:
             of the relevant document among each query's candidates (raw student scores).
             Distillation alone can at best copy the teacher; the labels let the student
             rank a page first where the teacher does not. 0 turns it off.
+        lambda_dense_labels: Weight of the same label loss on the model's own dense
+            embedding (cosine / ``teacher_temperature``). The hybrid fuses the sparse
+            ranking with this embedding; where the labels lift only the sparse side, a
+            weak dense ranking can pull the fused one below sparse alone. 0 turns it off.
         seed: Random seed (sampling and LoRA initialisation).
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
@@ -109,6 +113,7 @@ class TrainConfig:
     parallel_batch_size: int = 16
     lambda_parallel: float = 1.0
     lambda_labels: float = 0.0
+    lambda_dense_labels: float = 0.0
     seed: int = 13
     device: str | None = None
 

@@ -9,6 +9,7 @@ loss is
   + lambda_dense * (1 - cos(student dense, teacher dense))
   + lambda_parallel * KL over a batch of parallel text (optional)
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
+  + lambda_dense_labels * the same, scored by the student's dense embedding (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
 encoder's own ``forward`` and the inference pruning, ``pooling.top_k_weights``), FLOPS
@@ -345,7 +346,14 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         keep_dense = (1 - (query_dense * teacher_q).sum(1)).mean() + (1 - (doc_dense * teacher_d).sum(1)).mean()
         positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
         labelled = F.cross_entropy(student, positives)
-        loss = distill + regular + config.lambda_dense * keep_dense + config.lambda_labels * labelled
+        dense_labelled = F.cross_entropy((query_dense @ doc_dense.T) / config.teacher_temperature, positives)
+        loss = (
+            distill
+            + regular
+            + config.lambda_dense * keep_dense
+            + config.lambda_labels * labelled
+            + config.lambda_dense_labels * dense_labelled
+        )
         aligned = torch.zeros((), device=student.device)
         if parallel is not None and next_parallel is not None:
             aligned = parallel_loss(encoder, parallel, next_parallel(), config.teacher_temperature, max_length=window)
@@ -364,6 +372,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             "dense": keep_dense.item(),
             "parallel": aligned.item(),
             "labels": labelled.item(),
+            "dense_labels": dense_labelled.item(),
             "accuracy": accuracy,
             "query_nnz": float((query_weights > 0).sum(1).float().mean()),
             "seconds": time.perf_counter() - started,
