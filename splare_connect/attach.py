@@ -32,7 +32,7 @@ from splare_connect.backends.protocol import check_same_encoder
 from splare_connect.backends.schema import STATE_HASH, STATE_KEY, payload_value, text_hash
 from splare_connect.chunking import chunk_document, content_window, window_overlap
 from splare_connect.documents import Document
-from splare_connect.errors import BackendError, ConfigError, PartialWriteError
+from splare_connect.errors import BackendError, CollectionNotFoundError, ConfigError, PartialWriteError
 from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_problem
 from splare_connect.sparse_vector import SparseVector
 
@@ -183,7 +183,9 @@ class Attacher:
         """Check the collection, store the spec and add the sparse field (idempotent); True on the first run."""
         layout = self.backend.inspect_collection(self.collection)
         if layout is None:
-            raise BackendError(f"collection {self.collection!r} does not exist; attach adds vectors to an existing one")
+            raise CollectionNotFoundError(
+                f"collection {self.collection!r} does not exist; attach adds vectors to an existing one"
+            )
         stored = layout.spec
         if stored is not None and not stored.attached:
             raise ConfigError(

@@ -37,7 +37,7 @@ class BackendError(SplareError, RuntimeError):
 
 
 class CollectionNotFoundError(BackendError, LookupError):
-    """The collection (or index) a search or an attach names does not exist."""
+    """The collection (or index) a search, a write or an attach names does not exist."""
 
 
 class PartialWriteError(BackendError):

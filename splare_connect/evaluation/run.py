@@ -36,6 +36,7 @@ from splare_connect.evaluation.systems import (
 
 if TYPE_CHECKING:
     from splare_connect.encoder import SplareEncoder
+    from splare_connect.sparse_vector import SparseVector
 
 METRIC_NAMES = ("nDCG@10", "RR@10", "R@100")
 DEPTH = 100
@@ -101,20 +102,28 @@ class _EncodedCorpus:
         self.query_seconds += time.perf_counter() - start
         self.query_nnz.extend(vector.nnz for vector in encoded.sparse)
         runs: dict[str, Run] = {}
+        hybrids = {"hybrid", "hybrid-dbsf"} & set(systems)
+        sparse = None
+        if "sparse" in systems or hybrids:  # a hybrid fuses the sparse run, asked for or not
+            sparse = self._sparse_run("sparse", encoded.sparse, query_ids)
         if "sparse" in systems:
-            for name, matrix in self.doc_matrices.items():
-                runs[name] = sparse_run(matrix, encoded.sparse, query_ids, self.doc_ids, self.encoder.dim, DEPTH)
+            for name in self.doc_matrices:
+                runs[name] = sparse if name == "sparse" else self._sparse_run(name, encoded.sparse, query_ids)
         dense = None
-        wants_dense = {"dense", "hybrid", "hybrid-dbsf"} & set(systems)
-        if self.corpus.dense is not None and encoded.dense is not None and wants_dense:
+        if self.corpus.dense is not None and encoded.dense is not None and ({"dense"} | hybrids) & set(systems):
             dense = dense_run(self.corpus.dense, encoded.dense, query_ids, self.doc_ids, DEPTH)
         if dense is not None and "dense" in systems:
             runs["dense"] = dense
-        if dense is not None and "hybrid" in systems and "sparse" in runs:
-            runs["hybrid"] = rrf([runs["sparse"], dense], k=60, depth=DEPTH)
-        if dense is not None and "hybrid-dbsf" in systems and "sparse" in runs:
-            runs["hybrid-dbsf"] = dbsf([runs["sparse"], dense], depth=DEPTH)
+        if dense is not None and sparse is not None:
+            if "hybrid" in hybrids:
+                runs["hybrid"] = rrf([sparse, dense], k=60, depth=DEPTH)
+            if "hybrid-dbsf" in hybrids:
+                runs["hybrid-dbsf"] = dbsf([sparse, dense], depth=DEPTH)
         return runs
+
+    def _sparse_run(self, documents: str, queries: list[SparseVector], query_ids: list[str]) -> Run:
+        """The queries' run against one of the document matrices (``"sparse"``, ``"sparse@200"``...)."""
+        return sparse_run(self.doc_matrices[documents], queries, query_ids, self.doc_ids, self.encoder.dim, DEPTH)
 
 
 def evaluate(

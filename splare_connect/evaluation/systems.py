@@ -135,7 +135,7 @@ def dbsf(runs: Sequence[Run], depth: int = 100) -> Run:
 def _three_sigma_scaled(scored: dict[str, float]) -> dict[str, float]:
     """One run's scores for one query, ``mean +- 3 sample std`` mapped onto 0..1."""
     values = np.fromiter(scored.values(), np.float64, len(scored))
-    if len(values) < 2 or not values.std() > 0:
+    if len(values) < 2 or values.max() == values.min():  # not std() == 0: its rounded mean can miss
         return dict.fromkeys(scored, 0.5)
     mean, std = values.mean(), values.std(ddof=1)
     low = mean - 3 * std

@@ -71,6 +71,16 @@ def test_dbsf_fuses_as_qdrant_does() -> None:
 def test_dbsf_maps_a_lone_or_flat_run_to_one_half() -> None:
     fused = dbsf([{"q": {"a": 3.0}}, {"q": {"a": 0.2, "b": 0.2}}])
     assert fused["q"] == {"a": 1.0, "b": 0.5}
+    # Three equal scores whose float mean is not exactly 0.1: still flat (as in Qdrant's server).
+    assert dbsf([{"q": {"a": 0.1, "b": 0.1, "c": 0.1}}])["q"] == {"a": 0.5, "b": 0.5, "c": 0.5}
+
+
+def test_a_hybrid_asked_for_alone_is_scored(tiny_encoder, tiny_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dataset = load_beir(tiny_dataset)
+    alone = evaluate(tiny_encoder, dataset, systems=("hybrid-dbsf",), cache_dir=tmp_path / "cache", doc_pruning=())
+    everything = evaluate(tiny_encoder, dataset, cache_dir=tmp_path / "cache", doc_pruning=())
+    assert set(alone.scores["en-dev"]) == {"hybrid-dbsf"}
+    assert alone.scores["en-dev"]["hybrid-dbsf"] == everything.scores["en-dev"]["hybrid-dbsf"]
 
 
 def test_bm25_finds_a_document_from_its_own_words(example_records: list[dict]) -> None:

@@ -39,7 +39,7 @@ from splare_connect.backends import (
 )
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
-from splare_connect.errors import BackendError, ConfigError, PartialWriteError
+from splare_connect.errors import BackendError, CollectionNotFoundError, ConfigError, PartialWriteError
 from splare_connect.redaction import safe_message
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_opensearch import bodies
@@ -271,7 +271,7 @@ class OpenSearchBackend:
         """``PUT /<index>/_mapping``: the spec merged into the app's ``_meta``, the sparse field added."""
         mapping = self._mapping(spec.name)
         if mapping is None:
-            raise BackendError(f"index {spec.name!r} does not exist")
+            raise CollectionNotFoundError(f"index {spec.name!r} does not exist")
         their_meta = {key: value for key, value in (mapping.get("_meta") or {}).items() if key != SPEC_KEY}
         body = bodies.attach_mapping(spec, their_meta)
         self._call(
@@ -575,14 +575,14 @@ class OpenSearchBackend:
         if name not in self._layouts:
             layout = self.inspect_collection(name)
             if layout is None:
-                raise BackendError(f"index {name!r} does not exist")
+                raise CollectionNotFoundError(f"index {name!r} does not exist")
             self._layouts[name] = layout
         return self._layouts[name]
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)
         if spec is None:
-            raise BackendError(f"index {name!r} does not exist")
+            raise CollectionNotFoundError(f"index {name!r} does not exist")
         return spec
 
 

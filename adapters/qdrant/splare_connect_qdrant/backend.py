@@ -42,7 +42,7 @@ from splare_connect.backends.schema import (
     pop_record_id,
     stored_payload,
 )
-from splare_connect.errors import BackendError, ConfigError
+from splare_connect.errors import BackendError, CollectionNotFoundError, ConfigError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.batching import batches_by_size
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, QdrantDriver
@@ -293,14 +293,14 @@ class QdrantBackend:
         if name not in self._layouts:
             layout = self.inspect_collection(name)
             if layout is None:
-                raise BackendError(f"collection {name!r} does not exist{self.driver.where}")
+                raise CollectionNotFoundError(f"collection {name!r} does not exist{self.driver.where}")
             self._layouts[name] = layout
         return self._layouts[name]
 
     def _spec(self, name: str) -> CollectionSpec:
         spec = self.describe_collection(name)
         if spec is None:
-            raise BackendError(f"collection {name!r} does not exist{self.driver.where}")
+            raise CollectionNotFoundError(f"collection {name!r} does not exist{self.driver.where}")
         return spec
 
 
