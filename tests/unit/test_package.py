@@ -33,6 +33,7 @@ def test_public_names_are_pinned() -> None:
             "BadInputError",
             "BadRecordError",
             "CheckpointError",
+            "CollectionNotFoundError",
             "Condition",
             "ConfigError",
             "EncodeResult",
