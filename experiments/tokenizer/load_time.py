@@ -12,7 +12,7 @@ process and alternating, three loads of the same 250,002-piece Unigram vocabular
 
     python experiments/tokenizer/load_time.py [--rounds 3]
 
-An experiment, not a product benchmark: it records why the tokenizer stays as it is.
+An experiment, not a product benchmark: it records what the tokenizer's load is made of.
 """
 
 from __future__ import annotations
