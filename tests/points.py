@@ -1,6 +1,9 @@
-"""Synthetic stored chunks for backend tests: random sparse and dense vectors with real-looking payloads."""
+"""Synthetic stored chunks for backend tests: random sparse and dense vectors with real-looking payloads,
+and the check that a collection holds whole documents."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
@@ -40,3 +43,15 @@ def random_queries(count: int, seed: int) -> list[SparseVector]:
         SparseVector.clean(rng.choice(DIM, size=40, replace=False), rng.uniform(0.1, 2.0, size=40), DIM)
         for _ in range(count)
     ]
+
+
+def assert_documents_whole(backend: Any, collection: str, doc_ids: set[str]) -> None:
+    """The collection holds exactly ``doc_ids``, each with all of its chunks and no extra one
+    (what a sync killed mid-run and resumed must leave)."""
+    payloads = dict(backend.iter_payloads(collection, ["doc_id", "chunk_count"]))
+    per_doc: dict[str, int] = {}
+    for payload in payloads.values():
+        per_doc[payload["doc_id"]] = per_doc.get(payload["doc_id"], 0) + 1
+    assert set(per_doc) == doc_ids
+    assert all(per_doc[d] == payloads[f"{d}#0"]["chunk_count"] for d in per_doc)  # no missing or extra chunk
+    assert backend.count(collection) == len(payloads) == sum(per_doc.values())

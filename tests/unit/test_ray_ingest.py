@@ -24,6 +24,7 @@ from splare_connect.backends.location import BackendLocation
 from splare_connect.backends.schema import point_id
 from splare_connect.documents import read_source
 from splare_connect.sync import Syncer, SyncReport
+from tests.points import assert_documents_whole
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("splare_connect_qdrant")
@@ -243,13 +244,7 @@ def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
     report = json.loads(resumed.stdout)
     assert (report["documents"], report["unchanged"]) == (len(records), len(done_before))
     final = create_backend(data_dir=tmp_path / "data")
-    payloads = dict(final.iter_payloads("man", ["doc_id", "chunk_count"]))
-    per_doc: dict[str, int] = {}
-    for payload in payloads.values():
-        per_doc[payload["doc_id"]] = per_doc.get(payload["doc_id"], 0) + 1
-    assert set(per_doc) == {r["id"] for r in records}
-    assert all(per_doc[d] == payloads[f"{d}#0"]["chunk_count"] for d in per_doc)  # no missing or extra chunk
-    assert final.count("man") == len(payloads)
+    assert_documents_whole(final, "man", {r["id"] for r in records})
     final.close()
 
 

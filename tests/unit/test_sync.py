@@ -19,6 +19,7 @@ from splare_connect import BadRecordError, EncoderMismatchError
 from splare_connect.documents import Document, read_iterable, read_jsonl, read_source
 from splare_connect.retriever import Retriever
 from splare_connect.sync import Shard, Syncer
+from tests.points import assert_documents_whole
 
 pytest.importorskip("splare_connect_qdrant")
 
@@ -192,13 +193,7 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(
     assert report["unchanged"] == len(done_before) and report["encoded"] == total - report["unchanged"]
 
     final = create_backend(data_dir=tmp_path / "data")
-    payloads = dict(final.iter_payloads("crash", ["doc_id", "chunk_count"]))
-    per_doc: dict[str, int] = {}
-    for payload in payloads.values():
-        per_doc[payload["doc_id"]] = per_doc.get(payload["doc_id"], 0) + 1
-    assert set(per_doc) == {r["id"] for r in records}
-    assert all(per_doc[d] == payloads[f"{d}#0"]["chunk_count"] for d in per_doc)  # no missing or extra chunk
-    assert final.count("crash") == len(payloads) == sum(per_doc.values())
+    assert_documents_whole(final, "crash", {r["id"] for r in records})
     final.close()
 
     third = _cli(*args, env=env)
