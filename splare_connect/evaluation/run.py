@@ -110,7 +110,7 @@ class _EncodedCorpus:
             for name in self.doc_matrices:
                 runs[name] = sparse if name == "sparse" else self._sparse_run(name, encoded.sparse, query_ids)
         dense = None
-        if self.corpus.dense is not None and encoded.dense is not None and ({"dense"} | hybrids) & set(systems):
+        if self.corpus.dense is not None and encoded.dense is not None and ("dense" in systems or hybrids):
             dense = dense_run(self.corpus.dense, encoded.dense, query_ids, self.doc_ids, DEPTH)
         if dense is not None and "dense" in systems:
             runs["dense"] = dense

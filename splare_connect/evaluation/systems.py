@@ -6,7 +6,7 @@ corpus), so the figures measure the models, not an index's approximations.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -105,13 +105,11 @@ def rrf(runs: Sequence[Run], k: int = 60, depth: int = 100) -> Run:
     exactly what one third and first does); :func:`strict_ranking` orders such ties
     before the run is scored.
     """
-    fused: Run = {}
-    for run in runs:
-        for query_id, scored in run.items():
-            target = fused.setdefault(query_id, {})
-            for rank, doc_id in enumerate(_ranked(scored), start=1):
-                target[doc_id] = target.get(doc_id, 0.0) + 1.0 / (k + rank)
-    return {q: {doc_id: scores[doc_id] for doc_id in _ranked(scores)[:depth]} for q, scores in fused.items()}
+
+    def reciprocal_ranks(scored: dict[str, float]) -> dict[str, float]:
+        return {doc_id: 1.0 / (k + rank) for rank, doc_id in enumerate(_ranked(scored), start=1)}
+
+    return _fuse(runs, reciprocal_ranks, depth)
 
 
 def dbsf(runs: Sequence[Run], depth: int = 100) -> Run:
@@ -123,11 +121,17 @@ def dbsf(runs: Sequence[Run], depth: int = 100) -> Run:
     all scores equal, maps them to 0.5. Unlike RRF it keeps how far apart the scores
     are, so a ranking whose top document stands out counts for more.
     """
+    return _fuse(runs, _three_sigma_scaled, depth)
+
+
+def _fuse(runs: Sequence[Run], contribution: Callable[[dict[str, float]], dict[str, float]], depth: int) -> Run:
+    """Per query, each document's ``contribution`` from every run that holds it, summed; the
+    ``depth`` best kept."""
     fused: Run = {}
     for run in runs:
         for query_id, scored in run.items():
             target = fused.setdefault(query_id, {})
-            for doc_id, value in _three_sigma_scaled(scored).items():
+            for doc_id, value in contribution(scored).items():
                 target[doc_id] = target.get(doc_id, 0.0) + value
     return {q: {doc_id: scores[doc_id] for doc_id in _ranked(scores)[:depth]} for q, scores in fused.items()}
 
