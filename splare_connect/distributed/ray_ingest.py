@@ -419,9 +419,15 @@ def _check_fits(resources: dict[str, float], cluster: RayCluster) -> None:
     """Refuse a pool whose actors this (local, fixed) cluster can never start."""
     gpus, cpus = resources.get("GPU", 0.0), resources.get("CPU", 0.0)
     if cluster.gpus_per_worker > gpus:
-        raise ConfigError(f"--gpus-per-worker {cluster.gpus_per_worker:g}: this machine's Ray cluster has {gpus:g}")
+        raise ConfigError(
+            f"each Ray worker asks for {cluster.gpus_per_worker:g} GPU (--gpus-per-worker, "
+            f"RayCluster.gpus_per_worker) but this machine's Ray cluster has {gpus:g} GPUs"
+        )
     if cluster.cpus_per_worker > cpus:
-        raise ConfigError(f"cpus_per_worker {cluster.cpus_per_worker:g}: this machine's Ray cluster has {cpus:g} CPUs")
+        raise ConfigError(
+            f"each Ray worker asks for {cluster.cpus_per_worker:g} CPUs (RayCluster.cpus_per_worker) "
+            f"but this machine's Ray cluster has {cpus:g} CPUs"
+        )
 
 
 def _import_ray() -> Any:

@@ -253,9 +253,9 @@ def test_a_pool_the_local_cluster_cannot_hold_is_refused_at_once() -> None:
     from splare_connect.errors import ConfigError
 
     _check_fits({"CPU": 2.0}, RayCluster(workers=4, cpus_per_worker=1))  # actors beyond the CPUs wait their turn
-    with pytest.raises(ConfigError, match="has 0"):
+    with pytest.raises(ConfigError, match=r"asks for 1 GPU .*has 0 GPUs"):
         _check_fits({"CPU": 2.0}, RayCluster(gpus_per_worker=1))
-    with pytest.raises(ConfigError, match="has 2 CPUs"):
+    with pytest.raises(ConfigError, match=r"asks for 4 CPUs .*has 2 CPUs"):
         _check_fits({"CPU": 2.0}, RayCluster(cpus_per_worker=4))
 
 
