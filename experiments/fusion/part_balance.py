@@ -7,7 +7,7 @@ in each band, how many of them miss the goal, and the hybrid's mean margin over 
 part. It says how balanced a training recipe must leave the two parts, which is what the
 dense label weight (``lambda_dense_labels``) moves.
 
-    python experiments/fusion/part_balance.py $(ls .bench/eval-debdesc-v1*-seed*.json | grep -v strict)
+    python experiments/fusion/part_balance.py .bench/eval-debdesc-v14-seed13.json .bench/eval-debdesc-v14-seed29.json
 
 An experiment, not a product benchmark: it reads results, it computes none.
 """
