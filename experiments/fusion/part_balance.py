@@ -33,8 +33,9 @@ def main() -> None:
         misses = []
         for query_set, systems in sorted(scores.items()):
             sparse, dense, hybrid = (systems[name][METRIC] for name in ("sparse", "dense", "hybrid"))
-            gaps.append((sparse - dense, hybrid - max(sparse, dense)))
-            if hybrid <= max(sparse, dense):
+            margin = hybrid - max(sparse, dense)
+            gaps.append((sparse - dense, margin))
+            if margin <= 0:
                 misses.append(f"{query_set} ({sparse:.3f} / {dense:.3f} / {hybrid:.3f})")
         print(f"{path.name}: hybrid misses in {len(misses)} of {len(scores)}: {', '.join(misses) or '-'}")
     print(f"\nsparse - dense {METRIC} | query sets | hybrid misses | mean hybrid margin over the better part")
