@@ -81,6 +81,12 @@ class TrainConfig:
             embedding (cosine / ``teacher_temperature``). The hybrid fuses the sparse
             ranking with this embedding; where the labels lift only the sparse side, a
             weak dense ranking can pull the fused one below sparse alone. 0 turns it off.
+        lambda_dense_from_sparse: Weight of distilling the sparse student's ranking of each
+            query's candidates into the dense embedding (``KL(softmax(sparse) ||
+            softmax(dense))``, sparse scores held fixed). The labels lift each part by a
+            different amount in each language; this term pulls the two parts of the hybrid
+            towards each other, most where they disagree most, in either direction. 0 turns
+            it off.
         seed: Random seed (sampling and LoRA initialisation).
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
@@ -114,6 +120,7 @@ class TrainConfig:
     lambda_parallel: float = 1.0
     lambda_labels: float = 0.0
     lambda_dense_labels: float = 0.0
+    lambda_dense_from_sparse: float = 0.0
     seed: int = 13
     device: str | None = None
 

@@ -10,6 +10,7 @@ loss is
   + lambda_parallel * KL over a batch of parallel text (optional)
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
   + lambda_dense_labels * the same, scored by the student's dense embedding (optional)
+  + lambda_dense_from_sparse * KL( softmax(student) || softmax(student dense) )  (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
 encoder's own ``forward`` and the inference pruning, ``pooling.top_k_weights``), FLOPS
@@ -346,13 +347,16 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         keep_dense = (1 - (query_dense * teacher_q).sum(1)).mean() + (1 - (doc_dense * teacher_d).sum(1)).mean()
         positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
         labelled = F.cross_entropy(student, positives)
-        dense_labelled = F.cross_entropy((query_dense @ doc_dense.T) / config.teacher_temperature, positives)
+        dense_scores = (query_dense @ doc_dense.T) / config.teacher_temperature
+        dense_labelled = F.cross_entropy(dense_scores, positives)
+        dense_from_sparse = distillation(dense_scores, student.detach())
         loss = (
             distill
             + regular
             + config.lambda_dense * keep_dense
             + config.lambda_labels * labelled
             + config.lambda_dense_labels * dense_labelled
+            + config.lambda_dense_from_sparse * dense_from_sparse
         )
         aligned = torch.zeros((), device=student.device)
         if parallel is not None and next_parallel is not None:
@@ -373,6 +377,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             "parallel": aligned.item(),
             "labels": labelled.item(),
             "dense_labels": dense_labelled.item(),
+            "dense_from_sparse": dense_from_sparse.item(),
             "accuracy": accuracy,
             "query_nnz": float((query_weights > 0).sum(1).float().mean()),
             "seconds": time.perf_counter() - started,

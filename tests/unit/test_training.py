@@ -104,18 +104,18 @@ def test_sampling_exponent_moves_between_proportional_and_even(exponent: float, 
     assert drawn.count("en") / len(drawn) == pytest.approx(english_share, abs=0.03)
 
 
-def test_label_losses_add_the_cross_entropy_of_the_relevant_document(
+def test_label_and_dense_losses_add_their_weighted_terms(
     tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from splare_connect.training.finetune import train
 
     monkeypatch.setenv("SPLARE_CONNECT_CACHE", str(tmp_path / "cache"))
     first_steps: list[dict[str, float]] = []
-    for weight, dense_weight in ((0.0, 0.0), (2.0, 0.0), (0.0, 0.5)):
+    for weight, dense_weight, from_sparse in ((0.0, 0.0, 0.0), (2.0, 0.0, 0.0), (0.0, 0.5, 0.0), (0.0, 0.0, 0.7)):
         config = TrainConfig(
             dataset=str(tiny_dataset),
             pairs=str(tiny_dataset / "train" / "pairs.jsonl"),
-            output_dir=str(tmp_path / f"tuned-{weight}-{dense_weight}"),
+            output_dir=str(tmp_path / f"tuned-{weight}-{dense_weight}-{from_sparse}"),
             base_model=str(tiny_model_dir),
             steps=1,
             batch_size=4,
@@ -123,9 +123,10 @@ def test_label_losses_add_the_cross_entropy_of_the_relevant_document(
             mine_depth=3,
             lambda_labels=weight,
             lambda_dense_labels=dense_weight,
+            lambda_dense_from_sparse=from_sparse,
         )
         train(config, on_step=lambda step, stats: first_steps.append(stats))
-    without, with_labels, with_dense_labels = first_steps
+    without, with_labels, with_dense_labels, with_dense_from_sparse = first_steps
     # Same seed, same batch, same starting weights: the only difference is the weighted label term.
     assert with_labels["labels"] == pytest.approx(without["labels"]) and with_labels["labels"] > 0
     assert with_labels["loss"] - without["loss"] == pytest.approx(2.0 * with_labels["labels"], rel=1e-4)
@@ -133,6 +134,11 @@ def test_label_losses_add_the_cross_entropy_of_the_relevant_document(
     assert with_dense_labels["dense_labels"] == pytest.approx(without["dense_labels"]) and without["dense_labels"] > 0
     assert with_dense_labels["dense_labels"] != pytest.approx(without["labels"])
     assert with_dense_labels["loss"] - without["loss"] == pytest.approx(0.5 * without["dense_labels"], rel=1e-4)
+    # Distilling the sparse ranking into the dense one: a KL, zero only where the two agree.
+    assert without["dense_from_sparse"] > 0
+    assert with_dense_from_sparse["loss"] - without["loss"] == pytest.approx(
+        0.7 * without["dense_from_sparse"], rel=1e-4
+    )
 
 
 def test_training_pairs_that_repeat_an_evaluation_query_are_left_out(tmp_path: Path) -> None:
