@@ -28,7 +28,8 @@ def train_command(
                 f"step {step + 1}/{settings.steps}: loss {stats['loss']:.4f} (kl {stats['kl']:.4f}, "
                 f"flops {stats['flops']:.4f}, dense {stats['dense']:.4f}, parallel {stats['parallel']:.4f}, "
                 f"labels {stats['labels']:.4f}, dense labels {stats['dense_labels']:.4f}, "
-                f"dense from sparse {stats['dense_from_sparse']:.4f}), "
+                f"dense from sparse {stats['dense_from_sparse']:.4f}, "
+                f"sparse from dense {stats['sparse_from_dense']:.4f}), "
                 f"batch accuracy {stats['accuracy']:.2f}, "
                 f"query nnz {stats['query_nnz']:.0f}, {stats['seconds']:.0f} s",
                 highlight=False,

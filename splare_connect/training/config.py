@@ -87,6 +87,10 @@ class TrainConfig:
             different amount in each language; this term pulls the two parts of the hybrid
             towards each other, most where they disagree most, in either direction. 0 turns
             it off.
+        lambda_sparse_from_dense: The other direction: the dense embedding's ranking (held
+            fixed) distilled into the sparse student, beside the frozen teacher's. With
+            both, each part of the hybrid learns from the other (mutual distillation). 0
+            turns it off.
         seed: Random seed (sampling and LoRA initialisation).
         device: ``"cpu"``, ``"cuda"``; default: CUDA when available.
     """
@@ -121,6 +125,7 @@ class TrainConfig:
     lambda_labels: float = 0.0
     lambda_dense_labels: float = 0.0
     lambda_dense_from_sparse: float = 0.0
+    lambda_sparse_from_dense: float = 0.0
     seed: int = 13
     device: str | None = None
 

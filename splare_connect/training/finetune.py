@@ -11,6 +11,7 @@ loss is
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
   + lambda_dense_labels * the same, scored by the student's dense embedding (optional)
   + lambda_dense_from_sparse * KL( softmax(student) || softmax(student dense) )  (optional)
+  + lambda_sparse_from_dense * KL( softmax(student dense) || softmax(student) )  (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
 encoder's own ``forward`` and the inference pruning, ``pooling.top_k_weights``), FLOPS
@@ -350,6 +351,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         dense_scores = (query_dense @ doc_dense.T) / config.teacher_temperature
         dense_labelled = F.cross_entropy(dense_scores, positives)
         dense_from_sparse = distillation(dense_scores, student.detach())
+        sparse_from_dense = distillation(student, dense_scores.detach())
         loss = (
             distill
             + regular
@@ -357,6 +359,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             + config.lambda_labels * labelled
             + config.lambda_dense_labels * dense_labelled
             + config.lambda_dense_from_sparse * dense_from_sparse
+            + config.lambda_sparse_from_dense * sparse_from_dense
         )
         aligned = torch.zeros((), device=student.device)
         if parallel is not None and next_parallel is not None:
@@ -378,6 +381,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             "labels": labelled.item(),
             "dense_labels": dense_labelled.item(),
             "dense_from_sparse": dense_from_sparse.item(),
+            "sparse_from_dense": sparse_from_dense.item(),
             "accuracy": accuracy,
             "query_nnz": float((query_weights > 0).sum(1).float().mean()),
             "seconds": time.perf_counter() - started,

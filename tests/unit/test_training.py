@@ -111,11 +111,18 @@ def test_label_and_dense_losses_add_their_weighted_terms(
 
     monkeypatch.setenv("SPLARE_CONNECT_CACHE", str(tmp_path / "cache"))
     first_steps: list[dict[str, float]] = []
-    for weight, dense_weight, from_sparse in ((0.0, 0.0, 0.0), (2.0, 0.0, 0.0), (0.0, 0.5, 0.0), (0.0, 0.0, 0.7)):
+    settings = (
+        (0.0, 0.0, 0.0, 0.0),
+        (2.0, 0.0, 0.0, 0.0),
+        (0.0, 0.5, 0.0, 0.0),
+        (0.0, 0.0, 0.7, 0.0),
+        (0.0, 0.0, 0.0, 0.4),
+    )
+    for weight, dense_weight, from_sparse, from_dense in settings:
         config = TrainConfig(
             dataset=str(tiny_dataset),
             pairs=str(tiny_dataset / "train" / "pairs.jsonl"),
-            output_dir=str(tmp_path / f"tuned-{weight}-{dense_weight}-{from_sparse}"),
+            output_dir=str(tmp_path / f"tuned-{weight}-{dense_weight}-{from_sparse}-{from_dense}"),
             base_model=str(tiny_model_dir),
             steps=1,
             batch_size=4,
@@ -124,9 +131,10 @@ def test_label_and_dense_losses_add_their_weighted_terms(
             lambda_labels=weight,
             lambda_dense_labels=dense_weight,
             lambda_dense_from_sparse=from_sparse,
+            lambda_sparse_from_dense=from_dense,
         )
         train(config, on_step=lambda step, stats: first_steps.append(stats))
-    without, with_labels, with_dense_labels, with_dense_from_sparse = first_steps
+    without, with_labels, with_dense_labels, with_dense_from_sparse, with_sparse_from_dense = first_steps
     # Same seed, same batch, same starting weights: the only difference is the weighted label term.
     assert with_labels["labels"] == pytest.approx(without["labels"]) and with_labels["labels"] > 0
     assert with_labels["loss"] - without["loss"] == pytest.approx(2.0 * with_labels["labels"], rel=1e-4)
@@ -138,6 +146,13 @@ def test_label_and_dense_losses_add_their_weighted_terms(
     assert without["dense_from_sparse"] > 0
     assert with_dense_from_sparse["loss"] - without["loss"] == pytest.approx(
         0.7 * without["dense_from_sparse"], rel=1e-4
+    )
+    # And the other direction: the same two rankings, the KL taken the other way round.
+    assert without["sparse_from_dense"] > 0 and without["sparse_from_dense"] != pytest.approx(
+        without["dense_from_sparse"]
+    )
+    assert with_sparse_from_dense["loss"] - without["loss"] == pytest.approx(
+        0.4 * without["sparse_from_dense"], rel=1e-4
     )
 
 
