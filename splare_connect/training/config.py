@@ -83,10 +83,10 @@ class TrainConfig:
             weak dense ranking can pull the fused one below sparse alone. 0 turns it off.
         lambda_dense_from_sparse: Weight of distilling the sparse student's ranking of each
             query's candidates into the dense embedding (``KL(softmax(sparse) ||
-            softmax(dense))``, sparse scores held fixed). The labels lift each part by a
-            different amount in each language; this term pulls the two parts of the hybrid
-            towards each other, most where they disagree most, in either direction. 0 turns
-            it off.
+            softmax(dense))``, sparse scores held fixed), meant to pull the hybrid's two parts
+            together where they disagree. Measured (docs/fine-tuning-runs.md, v16 and v18):
+            it lifts the dense side in most languages, past sparse at 0.3, less at 0.1. 0
+            turns it off.
         lambda_sparse_from_dense: The other direction: the dense embedding's ranking (held
             fixed) distilled into the sparse student, beside the frozen teacher's. With
             both, each part of the hybrid learns from the other (mutual distillation). 0
