@@ -5,7 +5,7 @@ both parts in every language. This reads ``splare-connect eval`` result files an
 query set by the gap between its parts (sparse minus dense nDCG@10): how many query sets fall
 in each band, how many of them miss the goal, and the hybrid's mean margin over the better
 part. It says how balanced a training recipe must leave the two parts, which is what the
-dense label weight (``lambda_dense_labels``) moves.
+dense-side training terms (``lambda_dense_labels``, ``lambda_dense_from_sparse``) move.
 
     python experiments/fusion/part_balance.py .bench/eval-debdesc-v14-seed13.json .bench/eval-debdesc-v14-seed29.json
 
