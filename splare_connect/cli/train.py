@@ -30,7 +30,7 @@ def train_command(
                 f"labels {stats['labels']:.4f}, dense labels {stats['dense_labels']:.4f}, "
                 f"dense from sparse {stats['dense_from_sparse']:.4f}, "
                 f"sparse from dense {stats['sparse_from_dense']:.4f}), "
-                f"batch accuracy {stats['accuracy']:.2f}, "
+                f"batch accuracy {stats['accuracy']:.2f}, sparse leads {stats['sparse_leads']:.2f}, "
                 f"query nnz {stats['query_nnz']:.0f}, {stats['seconds']:.0f} s",
                 highlight=False,
                 soft_wrap=True,

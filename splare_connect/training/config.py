@@ -87,6 +87,11 @@ class TrainConfig:
             together where they disagree. Measured (docs/fine-tuning-runs.md, v16 and v18):
             it lifts the dense side in most languages, past sparse at 0.3, less at 0.1. 0
             turns it off.
+        dense_from_sparse_where_sparse_leads: Apply that term only to the queries where the
+            sparse student gives the labelled document a higher probability among the
+            candidates than the dense embedding does: the dense side learns from sparse where
+            it lags, and stops once it has caught up, instead of being pulled past sparse
+            in languages where it already leads (v16: Korean, Czech, Danish, Russian).
         lambda_sparse_from_dense: The other direction: the dense embedding's ranking (held
             fixed) distilled into the sparse student, beside the frozen teacher's. With
             both, each part of the hybrid learns from the other (mutual distillation). 0
@@ -125,6 +130,7 @@ class TrainConfig:
     lambda_labels: float = 0.0
     lambda_dense_labels: float = 0.0
     lambda_dense_from_sparse: float = 0.0
+    dense_from_sparse_where_sparse_leads: bool = False
     lambda_sparse_from_dense: float = 0.0
     seed: int = 13
     device: str | None = None

@@ -10,7 +10,8 @@ loss is
   + lambda_parallel * KL over a batch of parallel text (optional)
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
   + lambda_dense_labels * the same, scored by the student's dense embedding (optional)
-  + lambda_dense_from_sparse * KL( softmax(student) || softmax(student dense) )  (optional)
+  + lambda_dense_from_sparse * KL( softmax(student) || softmax(student dense) )  (optional;
+        optionally only for the queries where sparse ranks the labelled document higher)
   + lambda_sparse_from_dense * KL( softmax(student dense) || softmax(student) )  (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
@@ -185,11 +186,28 @@ def flops(weights: torch.Tensor) -> torch.Tensor:
     return (weights.abs().mean(dim=0) ** 2).sum()
 
 
-def distillation(student: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
-    """``KL(softmax(teacher) || softmax(student))`` over each row's candidates, batch mean."""
-    return F.kl_div(
-        F.log_softmax(student, dim=1), F.log_softmax(teacher_logits, dim=1), log_target=True, reduction="batchmean"
-    )
+def distillation(student: torch.Tensor, teacher_logits: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """``KL(softmax(teacher) || softmax(student))`` over each row's candidates, batch mean.
+
+    ``rows`` (one 0/1 weight per query, optional) keeps only some queries' terms; the mean
+    stays over the whole batch, so a term that applies to fewer queries weighs less.
+    """
+    per_row = F.kl_div(
+        F.log_softmax(student, dim=1), F.log_softmax(teacher_logits, dim=1), log_target=True, reduction="none"
+    ).sum(dim=1)
+    if rows is not None:
+        per_row = per_row * rows
+    return per_row.mean()
+
+
+def sparse_leads(sparse: torch.Tensor, dense: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """1 for each query whose labelled document the sparse scores give a higher probability
+    among its candidates than the dense scores do, else 0 (no gradient)."""
+    with torch.no_grad():
+        rows = torch.arange(len(positives), device=sparse.device)
+        sparse_p = F.log_softmax(sparse, dim=1)[rows, positives]
+        dense_p = F.log_softmax(dense, dim=1)[rows, positives]
+        return (sparse_p > dense_p).float()
 
 
 @dataclass(frozen=True)
@@ -350,7 +368,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         labelled = F.cross_entropy(student, positives)
         dense_scores = (query_dense @ doc_dense.T) / config.teacher_temperature
         dense_labelled = F.cross_entropy(dense_scores, positives)
-        dense_from_sparse = distillation(dense_scores, student.detach())
+        leads = sparse_leads(student, dense_scores, positives)
+        gate = leads if config.dense_from_sparse_where_sparse_leads else None
+        dense_from_sparse = distillation(dense_scores, student.detach(), rows=gate)
         sparse_from_dense = distillation(student, dense_scores.detach())
         loss = (
             distill
@@ -383,6 +403,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             "dense_from_sparse": dense_from_sparse.item(),
             "sparse_from_dense": sparse_from_dense.item(),
             "accuracy": accuracy,
+            "sparse_leads": float(leads.mean()),
             "query_nnz": float((query_weights > 0).sum(1).float().mean()),
             "seconds": time.perf_counter() - started,
         }

@@ -117,12 +117,13 @@ def test_label_and_dense_losses_add_their_weighted_terms(
         (0.0, 0.5, 0.0, 0.0),
         (0.0, 0.0, 0.7, 0.0),
         (0.0, 0.0, 0.0, 0.4),
+        (0.0, 0.0, 0.7, 0.0),
     )
-    for weight, dense_weight, from_sparse, from_dense in settings:
+    for number, (weight, dense_weight, from_sparse, from_dense) in enumerate(settings):
         config = TrainConfig(
             dataset=str(tiny_dataset),
             pairs=str(tiny_dataset / "train" / "pairs.jsonl"),
-            output_dir=str(tmp_path / f"tuned-{weight}-{dense_weight}-{from_sparse}-{from_dense}"),
+            output_dir=str(tmp_path / f"tuned-{number}"),
             base_model=str(tiny_model_dir),
             steps=1,
             batch_size=4,
@@ -132,9 +133,10 @@ def test_label_and_dense_losses_add_their_weighted_terms(
             lambda_dense_labels=dense_weight,
             lambda_dense_from_sparse=from_sparse,
             lambda_sparse_from_dense=from_dense,
+            dense_from_sparse_where_sparse_leads=number == len(settings) - 1,
         )
         train(config, on_step=lambda step, stats: first_steps.append(stats))
-    without, with_labels, with_dense_labels, with_dense_from_sparse, with_sparse_from_dense = first_steps
+    without, with_labels, with_dense_labels, with_dense_from_sparse, with_sparse_from_dense, gated = first_steps
     # Same seed, same batch, same starting weights: the only difference is the weighted label term.
     assert with_labels["labels"] == pytest.approx(without["labels"]) and with_labels["labels"] > 0
     assert with_labels["loss"] - without["loss"] == pytest.approx(2.0 * with_labels["labels"], rel=1e-4)
@@ -154,6 +156,34 @@ def test_label_and_dense_losses_add_their_weighted_terms(
     assert with_sparse_from_dense["loss"] - without["loss"] == pytest.approx(
         0.4 * without["sparse_from_dense"], rel=1e-4
     )
+    # Gated to the queries where sparse leads: part of the same KL, and what the loss adds.
+    assert gated["dense_from_sparse"] <= without["dense_from_sparse"] + 1e-6
+    assert gated["sparse_leads"] == without["sparse_leads"] and 0.0 <= without["sparse_leads"] <= 1.0
+    assert gated["loss"] - without["loss"] == pytest.approx(0.7 * gated["dense_from_sparse"], rel=1e-4, abs=1e-6)
+
+
+def test_distillation_keeps_only_the_rows_it_is_given() -> None:
+    from torch.nn.functional import kl_div, log_softmax
+
+    from splare_connect.training.finetune import distillation
+
+    torch.manual_seed(0)
+    student, teacher = torch.randn(4, 6), torch.randn(4, 6)
+    whole = kl_div(log_softmax(student, 1), log_softmax(teacher, 1), log_target=True, reduction="batchmean")
+    assert distillation(student, teacher) == pytest.approx(float(whole))
+    per_row = [float(distillation(student[i : i + 1], teacher[i : i + 1])) for i in range(4)]
+    kept = distillation(student, teacher, rows=torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    assert float(kept) == pytest.approx((per_row[0] + per_row[2]) / 4)
+
+
+def test_sparse_leads_where_it_gives_the_labelled_document_the_higher_probability() -> None:
+    from splare_connect.training.finetune import sparse_leads
+
+    sparse = torch.tensor([[5.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 2.0]], requires_grad=True)
+    dense = torch.tensor([[1.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 2.0]], requires_grad=True)
+    gate = sparse_leads(sparse, dense, torch.tensor([0, 1, 2]))
+    # Query 0: sparse is surer of its positive; 1: dense is; 2: a tie is not a lead.
+    assert gate.tolist() == [1.0, 0.0, 0.0] and not gate.requires_grad
 
 
 def test_training_pairs_that_repeat_an_evaluation_query_are_left_out(tmp_path: Path) -> None:
