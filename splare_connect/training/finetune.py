@@ -369,8 +369,9 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         dense_scores = (query_dense @ doc_dense.T) / config.teacher_temperature
         dense_labelled = F.cross_entropy(dense_scores, positives)
         leads = sparse_leads(student, dense_scores, positives)
-        gate = leads if config.dense_from_sparse_where_sparse_leads else None
-        dense_from_sparse = distillation(dense_scores, student.detach(), rows=gate)
+        dense_from_sparse = distillation(
+            dense_scores, student.detach(), rows=_dense_from_sparse_rows(config, batch_pairs, leads)
+        )
         sparse_from_dense = distillation(student, dense_scores.detach())
         loss = (
             distill
@@ -411,6 +412,18 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             on_step(step, stats)
 
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
+
+
+def _dense_from_sparse_rows(
+    config: TrainConfig, batch_pairs: list[TrainingPair], leads: torch.Tensor
+) -> torch.Tensor | None:
+    """Which queries the sparse-into-dense term applies to (``None``: all of them)."""
+    rows = leads if config.dense_from_sparse_where_sparse_leads else None
+    if config.dense_from_sparse_languages:
+        chosen = set(config.dense_from_sparse_languages)
+        in_language = torch.tensor([float(p.lang in chosen) for p in batch_pairs], device=leads.device)
+        rows = in_language if rows is None else rows * in_language
+    return rows
 
 
 def initial_adapter_dir(model: str, base_dir: Path, base_config: Any) -> Path:

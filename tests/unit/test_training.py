@@ -186,6 +186,43 @@ def test_sparse_leads_where_it_gives_the_labelled_document_the_higher_probabilit
     assert gate.tolist() == [1.0, 0.0, 0.0] and not gate.requires_grad
 
 
+@pytest.mark.parametrize(
+    ("where_sparse_leads", "languages", "expected"),
+    [
+        (False, (), None),
+        (True, (), [1.0, 0.0, 1.0]),
+        (False, ("zh_CN",), [0.0, 1.0, 1.0]),
+        (True, ("zh_CN",), [0.0, 0.0, 1.0]),
+    ],
+)
+def test_dense_from_sparse_applies_to_the_chosen_queries(
+    where_sparse_leads: bool, languages: tuple[str, ...], expected: list[float] | None
+) -> None:
+    from splare_connect.training.finetune import TrainingPair, _dense_from_sparse_rows
+
+    config = TrainConfig(
+        dataset="d",
+        pairs="p",
+        output_dir="o",
+        dense_from_sparse_where_sparse_leads=where_sparse_leads,
+        dense_from_sparse_languages=languages,
+    )
+    batch = [TrainingPair("q", 0, "en"), TrainingPair("q", 1, "zh_CN"), TrainingPair("q", 2, "zh_CN")]
+    rows = _dense_from_sparse_rows(config, batch, leads=torch.tensor([1.0, 0.0, 1.0]))
+    assert (rows if rows is None else rows.tolist()) == expected
+
+
+def test_dense_from_sparse_languages_must_be_a_list_of_codes(tmp_path: Path) -> None:
+    file = tmp_path / "train.json"
+    file.write_text(json.dumps({"dataset": "d", "pairs": "p", "output_dir": "o", "dense_from_sparse_languages": "zh"}))
+    with pytest.raises(ConfigError, match="language codes"):
+        TrainConfig.load(file)
+    file.write_text(
+        json.dumps({"dataset": "d", "pairs": "p", "output_dir": "o", "dense_from_sparse_languages": ["zh"]})
+    )
+    assert TrainConfig.load(file).dense_from_sparse_languages == ("zh",)
+
+
 def test_training_pairs_that_repeat_an_evaluation_query_are_left_out(tmp_path: Path) -> None:
     from splare_connect.training.finetune import load_pairs
 
