@@ -9,6 +9,8 @@ from typing import Any
 from splare_connect.config_files import read_settings, reject_unknown_keys
 from splare_connect.errors import ConfigError
 
+LEARNING_RATE_DECAYS = ("constant", "linear")
+
 
 @dataclass(frozen=True)
 class TrainingSource:
@@ -54,6 +56,10 @@ class TrainConfig:
         hard_negatives: Teacher-mined negatives per query (from its top ``mine_depth``).
         mine_depth: How deep in the teacher's ranking negatives are drawn.
         learning_rate: AdamW learning rate for the LoRA weights.
+        learning_rate_decay: After the warm-up (the first tenth of the steps), ``"constant"``
+            keeps the rate; ``"linear"`` lowers it to nearly 0 by the last step, so the weights a run
+            ends with are not one noisy step of a full-rate walk (the usual schedule for
+            fine-tuning transformers; it should cut the seed-to-seed spread).
         lora_rank / lora_alpha / lora_dropout / lora_targets: The peft LoRA adapter.
         teacher_temperature: Teacher scores are cosine / this.
         lambda_query / lambda_document: FLOPS regularisation weights.
@@ -119,6 +125,7 @@ class TrainConfig:
     hard_negatives: int = 3
     mine_depth: int = 30
     learning_rate: float = 3e-4
+    learning_rate_decay: str = "constant"
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.05
@@ -188,6 +195,10 @@ class TrainConfig:
             raise ConfigError("training data: give either 'dataset' and 'pairs', or 'sources'")
         if any(source.weight <= 0 for source in self.sources):
             raise ConfigError("training data: every source's 'weight' must be above 0")
+        if self.learning_rate_decay not in LEARNING_RATE_DECAYS:
+            raise ConfigError(
+                f"learning_rate_decay {self.learning_rate_decay!r}: expected one of {', '.join(LEARNING_RATE_DECAYS)}"
+            )
 
     @property
     def training_sources(self) -> tuple[TrainingSource, ...]:

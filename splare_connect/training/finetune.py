@@ -329,9 +329,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     encoder.reader.model.train()
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: min(1.0, (step + 1) / max(1, config.steps // 10))
-    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: learning_rate_factor(config, step))
     window = config.max_document_tokens  # per call: the encoder's own max_length is left as it is
     started = time.perf_counter()
     next_batch = _batch_sampler(
@@ -412,6 +410,16 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
             on_step(step, stats)
 
     return _save(config, base_dir, base_config, peft_model, time.perf_counter() - started)
+
+
+def learning_rate_factor(config: TrainConfig, step: int) -> float:
+    """The share of ``learning_rate`` used at ``step`` (0-based): a linear warm-up over the
+    first tenth of the steps, then constant or, with ``learning_rate_decay="linear"``, falling
+    in equal steps to nearly 0 at the last step."""
+    warm_up = max(1, config.steps // 10)
+    if step < warm_up or config.learning_rate_decay == "constant":
+        return min(1.0, (step + 1) / warm_up)
+    return max(0.0, (config.steps - step) / (config.steps - warm_up + 1))
 
 
 def _dense_from_sparse_rows(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,25 @@ def test_dense_from_sparse_languages_must_be_a_list_of_codes(tmp_path: Path) -> 
         json.dumps({"dataset": "d", "pairs": "p", "output_dir": "o", "dense_from_sparse_languages": ["zh"]})
     )
     assert TrainConfig.load(file).dense_from_sparse_languages == ("zh",)
+
+
+def test_learning_rate_warms_up_then_stays_or_decays_linearly() -> None:
+    from splare_connect.training.finetune import learning_rate_factor
+
+    constant = TrainConfig(dataset="d", pairs="p", output_dir="o", steps=100)
+    linear = replace(constant, learning_rate_decay="linear")
+    warm_up = [learning_rate_factor(constant, step) for step in range(10)]
+    assert warm_up == pytest.approx([(step + 1) / 10 for step in range(10)])
+    assert [learning_rate_factor(linear, step) for step in range(10)] == warm_up
+    assert all(learning_rate_factor(constant, step) == 1.0 for step in range(10, 100))
+    decayed = [learning_rate_factor(linear, step) for step in range(10, 100)]
+    assert decayed[0] == pytest.approx(1.0, abs=0.02) and 0 < decayed[-1] < 0.02
+    assert all(later < earlier for earlier, later in pairwise(decayed))
+
+
+def test_an_unknown_learning_rate_decay_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="learning_rate_decay 'cosine'"):
+        TrainConfig(dataset="d", pairs="p", output_dir="o", learning_rate_decay="cosine")
 
 
 def test_training_pairs_that_repeat_an_evaluation_query_are_left_out(tmp_path: Path) -> None:
