@@ -11,7 +11,8 @@ loss is
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
   + lambda_dense_labels * the same, scored by the student's dense embedding (optional)
   + lambda_dense_from_sparse * KL( softmax(student) || softmax(student dense) )  (optional;
-        optionally only for the queries where sparse ranks the labelled document higher)
+        optionally only for some languages' queries, or where sparse ranks the labelled
+        document higher)
   + lambda_sparse_from_dense * KL( softmax(student dense) || softmax(student) )  (optional)
 
 where the student score is the dot product of top-k pruned SAE-latent vectors (the
