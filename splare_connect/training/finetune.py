@@ -9,7 +9,8 @@ loss is
   + lambda_dense * (1 - cos(student dense, teacher dense))
   + lambda_parallel * KL over a batch of parallel text (optional)
   + lambda_labels * cross-entropy of the labelled document among the candidates (optional)
-  + lambda_dense_labels * the same, scored by the student's dense embedding (optional)
+  + lambda_dense_labels * the same, scored by the student's dense embedding (optional;
+        optionally only for some languages' queries)
   + lambda_dense_from_sparse * KL( softmax(student) || softmax(student dense) )  (optional;
         optionally only for some languages' queries, or where sparse ranks the labelled
         document higher)
@@ -201,6 +202,18 @@ def distillation(student: torch.Tensor, teacher_logits: torch.Tensor, rows: torc
     return per_row.mean()
 
 
+def labelled_loss(scores: torch.Tensor, positives: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy of each query's labelled document among its candidates, batch mean.
+
+    ``rows`` keeps only some queries' terms, as in ``distillation``: the mean stays over the
+    whole batch.
+    """
+    per_row = F.cross_entropy(scores, positives, reduction="none")
+    if rows is not None:
+        per_row = per_row * rows
+    return per_row.mean()
+
+
 def sparse_leads(sparse: torch.Tensor, dense: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """1 for each query whose labelled document the sparse scores give a higher probability
     among its candidates than the dense scores do, else 0 (no gradient)."""
@@ -366,7 +379,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
         labelled = F.cross_entropy(student, positives)
         dense_scores = (query_dense @ doc_dense.T) / config.teacher_temperature
-        dense_labelled = F.cross_entropy(dense_scores, positives)
+        dense_rows = _language_rows(config.dense_labels_languages, batch_pairs, student.device)
+        dense_labelled = labelled_loss(dense_scores, positives, dense_rows)
         leads = sparse_leads(student, dense_scores, positives)
         dense_from_sparse = distillation(
             dense_scores, student.detach(), rows=_dense_from_sparse_rows(config, batch_pairs, leads)
@@ -428,11 +442,20 @@ def _dense_from_sparse_rows(
 ) -> torch.Tensor | None:
     """Which queries the sparse-into-dense term applies to (``None``: all of them)."""
     rows = leads if config.dense_from_sparse_where_sparse_leads else None
-    if config.dense_from_sparse_languages:
-        chosen = set(config.dense_from_sparse_languages)
-        in_language = torch.tensor([float(p.lang in chosen) for p in batch_pairs], device=leads.device)
+    in_language = _language_rows(config.dense_from_sparse_languages, batch_pairs, leads.device)
+    if in_language is not None:
         rows = in_language if rows is None else rows * in_language
     return rows
+
+
+def _language_rows(
+    languages: tuple[str, ...], batch_pairs: list[TrainingPair], device: torch.device | str = "cpu"
+) -> torch.Tensor | None:
+    """1 for each query in one of ``languages``, else 0; ``None`` (all queries) when empty."""
+    if not languages:
+        return None
+    chosen = set(languages)
+    return torch.tensor([float(p.lang in chosen) for p in batch_pairs], device=device)
 
 
 def initial_adapter_dir(model: str, base_dir: Path, base_config: Any) -> Path:

@@ -475,3 +475,28 @@ def test_train_config_takes_one_genre_or_sources(tmp_path: Path) -> None:
 def _write(file: Path, settings: dict) -> Path:
     file.write_text(json.dumps(settings))
     return file
+
+
+def test_dense_labels_keep_only_the_chosen_languages_queries() -> None:
+    from torch.nn.functional import cross_entropy
+
+    from splare_connect.training.finetune import TrainingPair, _language_rows, labelled_loss
+
+    torch.manual_seed(0)
+    scores, positives = torch.randn(3, 5), torch.tensor([0, 3, 1])
+    assert float(labelled_loss(scores, positives)) == pytest.approx(float(cross_entropy(scores, positives)))
+    batch = [TrainingPair("q", 0, "en"), TrainingPair("q", 1, "zh_CN"), TrainingPair("q", 2, "nl")]
+    assert _language_rows((), batch) is None
+    rows = _language_rows(("zh_CN", "nl"), batch)
+    assert rows is not None and rows.tolist() == [0.0, 1.0, 1.0]
+    per_row = [float(cross_entropy(scores[i : i + 1], positives[i : i + 1])) for i in range(3)]
+    assert float(labelled_loss(scores, positives, rows)) == pytest.approx((per_row[1] + per_row[2]) / 3)
+
+
+def test_dense_labels_languages_must_be_a_list_of_codes(tmp_path: Path) -> None:
+    file = tmp_path / "train.json"
+    file.write_text(json.dumps({"dataset": "d", "pairs": "p", "output_dir": "o", "dense_labels_languages": "nl"}))
+    with pytest.raises(ConfigError, match=r"dense_labels_languages.*language codes"):
+        TrainConfig.load(file)
+    file.write_text(json.dumps({"dataset": "d", "pairs": "p", "output_dir": "o", "dense_labels_languages": ["nl"]}))
+    assert TrainConfig.load(file).dense_labels_languages == ("nl",)
