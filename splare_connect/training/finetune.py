@@ -197,9 +197,7 @@ def distillation(student: torch.Tensor, teacher_logits: torch.Tensor, rows: torc
     per_row = F.kl_div(
         F.log_softmax(student, dim=1), F.log_softmax(teacher_logits, dim=1), log_target=True, reduction="none"
     ).sum(dim=1)
-    if rows is not None:
-        per_row = per_row * rows
-    return per_row.mean()
+    return _mean_over_batch(per_row, rows)
 
 
 def labelled_loss(scores: torch.Tensor, positives: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -208,10 +206,12 @@ def labelled_loss(scores: torch.Tensor, positives: torch.Tensor, rows: torch.Ten
     ``rows`` keeps only some queries' terms, as in ``distillation``: the mean stays over the
     whole batch.
     """
-    per_row = F.cross_entropy(scores, positives, reduction="none")
-    if rows is not None:
-        per_row = per_row * rows
-    return per_row.mean()
+    return _mean_over_batch(F.cross_entropy(scores, positives, reduction="none"), rows)
+
+
+def _mean_over_batch(per_row: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """The batch mean of per-query terms, those outside ``rows`` (0/1 weights) counted as 0."""
+    return (per_row if rows is None else per_row * rows).mean()
 
 
 def sparse_leads(sparse: torch.Tensor, dense: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
@@ -377,7 +377,7 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
         regular = config.lambda_query * flops(query_weights) + config.lambda_document * flops(doc_weights)
         keep_dense = (1 - (query_dense * teacher_q).sum(1)).mean() + (1 - (doc_dense * teacher_d).sum(1)).mean()
         positives = torch.tensor([doc_ids.index(p.doc_index) for p in batch_pairs], device=student.device)
-        labelled = F.cross_entropy(student, positives)
+        labelled = labelled_loss(student, positives)
         dense_scores = (query_dense @ doc_dense.T) / config.teacher_temperature
         dense_rows = _language_rows(config.dense_labels_languages, batch_pairs, student.device)
         dense_labelled = labelled_loss(dense_scores, positives, dense_rows)
