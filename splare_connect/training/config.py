@@ -219,17 +219,22 @@ class TrainConfig:
         return (TrainingSource(self.dataset, self.pairs),)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["lora_targets"] = list(self.lora_targets)
-        data["parallel_languages"] = list(self.parallel_languages)
-        data["dense_labels_languages"] = list(self.dense_labels_languages)
-        data["dense_from_sparse_languages"] = list(self.dense_from_sparse_languages)
-        data["sources"] = [{**asdict(source), "languages": list(source.languages)} for source in self.sources]
-        return data
+        """The config as JSON values (every tuple field, nested ones included, as a list)."""
+        return _as_json(asdict(self))
+
+
+def _as_json(value: Any) -> Any:
+    """``value`` with its tuples turned into lists, at any depth, as ``json.loads`` would give them back."""
+    if isinstance(value, dict):
+        return {key: _as_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(item) for item in value]
+    return value
 
 
 def _languages(value: Any, where: str) -> tuple[str, ...]:
-    """A source's ``languages`` from JSON: a list of codes (a bare string would read as letters)."""
+    """Language codes from JSON (a source's ``languages``, or the languages a loss term is limited
+    to): a list of codes (a bare string would read as letters)."""
     if not isinstance(value, list) or not all(isinstance(lang, str) for lang in value):
         raise ConfigError(f"{where}: 'languages' must be a list of language codes, e.g. [\"en\"]")
     return tuple(value)
