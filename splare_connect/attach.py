@@ -5,13 +5,27 @@ A RAG stack already has its collection: its own point ids, a payload with the te
 vector field beside them and fills it from each point's text, writing only that vector
 and one namespaced payload key, ``_splare`` (``{"hash": <hash of the text encoded>}``):
 never a whole point, so nothing of the app's changes. The spec (encoder fingerprint,
-text field) is stored with the collection under ``splare_connect``.
+text field, state key) is stored with the collection under ``splare_connect``.
 
-A run reads every point's text and ``_splare.hash``. It encodes only points whose text
-is new or changed since the last run, picks up points the app added meanwhile, and
-takes points the app deleted (even while it runs) in its stride. Points whose text
-field is missing or not a string are reported by id and skipped. A run killed at any
-moment resumes: a point counts as done only once its hash is written, after its vector.
+**Ownership.** splare-connect writes only names it owns and can show it owns. Before
+the first write, every reserved name is checked against what is there: a vector of that
+name, a ``splare_connect`` metadata key, or any point with a ``_splare`` payload key
+means the app already uses it, and attach refuses with one line (the payload key and
+the vector name can be chosen instead: ``state_key``, ``sparse_vector_name``). A
+collection whose dense vector is unnamed is refused unless asked for
+(``allow_unnamed_vector``): once it has a named sparse vector too, Qdrant returns the
+app's vector in a map (``{"": [...]}``) instead of a list, which breaks code that reads
+it as a list. Once attached, the state key and its values are splare-connect's.
+
+**Convergence.** A run reads every point's text, state and whether it has the sparse
+vector. It encodes a point whose text hash differs from its state *or* whose vector is
+missing (an app that re-upserts a point with the payload it read but only its own
+vectors, or copies a point to a new id, removes it), picks up points the app added
+meanwhile, and takes points the app deleted (even while it runs) in its stride. A point
+without a usable text (missing, not a string, past the limits) is reported by id and
+loses splare-connect's vector and state, which would otherwise still match its old
+text. A run killed at any moment resumes: a point counts as done only once its hash is
+written, after its vector.
 
 Texts longer than the model window are encoded window by window and max-pooled, which
 is the SPLARE pooling (``max_t``) over all their tokens, so no text is cut short.
@@ -27,9 +41,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from splare_connect.backends import AttachableBackend, Backend, CollectionSpec, PointId, SparseUpdate
-from splare_connect.backends.protocol import check_same_encoder
-from splare_connect.backends.schema import STATE_HASH, STATE_KEY, payload_value, text_hash
+from splare_connect.backends import AttachableBackend, Backend, CollectionLayout, CollectionSpec, PointId, SparseUpdate
+from splare_connect.backends.protocol import check_same_encoder, check_state_key
+from splare_connect.backends.schema import SPEC_KEY, STATE_HASH, STATE_KEY, payload_value, text_hash
 from splare_connect.chunking import chunk_document, content_window, window_overlap
 from splare_connect.documents import Document
 from splare_connect.errors import BackendError, CollectionNotFoundError, ConfigError, PartialWriteError
@@ -52,6 +66,7 @@ class AttachReport:
         unchanged: Points whose vector was already current.
         encoded: Points encoded and written.
         vanished: Points the app deleted between being read and being written.
+        cleared: Points without a usable text that lost splare-connect's vector and state.
         skipped: ``(point id, reason)`` for points without a usable text.
         seconds: Wall time.
     """
@@ -61,6 +76,7 @@ class AttachReport:
     unchanged: int = 0
     encoded: int = 0
     vanished: int = 0
+    cleared: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -88,6 +104,10 @@ class Attacher:
             ``"splare"``); it must not exist yet unless a previous attach made it.
         idf: Ask the engine to weight query features by IDF (Qdrant; None: as attached
             before, else no).
+        state_key: The payload key for splare-connect's state of each point (None: as
+            attached before, else ``"_splare"``); one the app already uses is refused.
+        allow_unnamed_vector: Attach to a collection whose dense vector is unnamed,
+            accepting that the app then reads its vector back in a map keyed ``""``.
         batch_size: Texts per encoder forward pass.
         points_per_write: Points encoded and written together (also what a crash can lose).
         limits: Text limits (:class:`RecordLimits`); longer texts are skipped and reported.
@@ -103,6 +123,8 @@ class Attacher:
         doc_id_field: str | None = None,
         sparse_vector_name: str | None = None,
         idf: bool | None = None,
+        state_key: str | None = None,
+        allow_unnamed_vector: bool = False,
         batch_size: int = 32,
         points_per_write: int = 64,
         limits: RecordLimits = DEFAULT_LIMITS,
@@ -111,6 +133,10 @@ class Attacher:
             raise ConfigError(f"the {type(backend).__name__} backend cannot attach to existing collections")
         if points_per_write < 1:
             raise ConfigError(f"points_per_write must be at least 1, got {points_per_write}")
+        if state_key is not None:
+            check_state_key(state_key)
+            if text_field.split(".")[0] == state_key:
+                raise ConfigError(f"the text field {text_field!r} cannot live under the state key {state_key!r}")
         self.encoder = encoder
         self.backend: Any = backend
         self.collection = collection
@@ -118,6 +144,8 @@ class Attacher:
         self.doc_id_field = doc_id_field
         self.sparse_vector_name = sparse_vector_name
         self.idf = idf
+        self.state_key = state_key
+        self.allow_unnamed_vector = allow_unnamed_vector
         self.batch_size = batch_size
         self.points_per_write = points_per_write
         self.limits = limits
@@ -134,10 +162,12 @@ class Attacher:
             EncoderMismatchError: It was attached with another encoder.
         """
         started = time.perf_counter()
-        report = AttachReport(attached_now=self._attach())
-        text_field = self.text_field
-        fields = {text_field.split(".")[0], STATE_KEY}
+        spec, attached_now = self._attach()
+        report = AttachReport(attached_now=attached_now)
+        text_field, state_key = self.text_field, spec.state_key
+        fields = {text_field.split(".")[0], state_key}
         pending: list[tuple[PointId, str, str]] = []
+        stale: list[PointId] = []
 
         def flush() -> None:
             self._write(pending, report)
@@ -145,22 +175,28 @@ class Attacher:
             if on_progress:
                 on_progress(report)
 
-        for point_id, payload in self.backend.iter_points(self.collection, sorted(fields)):
+        for point in self.backend.iter_points(self.collection, sorted(fields), spec.sparse_vector_name):
             report.points += 1
-            text = payload_value(payload, text_field)
+            text = payload_value(point.payload, text_field)
             problem = _text_problem(text, text_field, self.limits)
             if problem is not None:
-                report.skipped.append((str(point_id), problem))
+                report.skipped.append((str(point.id), problem))
+                if point.has_sparse or state_key in point.payload:
+                    stale.append(point.id)
                 continue
             current = text_hash(text)
-            if payload_value(payload, f"{STATE_KEY}.{STATE_HASH}") == current:
+            if point.has_sparse and payload_value(point.payload, f"{state_key}.{STATE_HASH}") == current:
                 report.unchanged += 1
                 continue
-            pending.append((point_id, text, current))
+            pending.append((point.id, text, current))
             if len(pending) >= self.points_per_write:
                 flush()
         if pending:
             flush()
+        for start in range(0, len(stale), self.points_per_write):
+            batch = stale[start : start + self.points_per_write]
+            self.backend.clear_sparse(self.collection, batch)
+            report.cleared += len(batch)
         self.backend.finalize(self.collection)
         report.seconds = time.perf_counter() - started
         if on_progress:
@@ -177,10 +213,15 @@ class Attacher:
             idf=self.idf if self.idf is not None else (stored.idf if stored else False),
             text_field=self.text_field,
             doc_id_field=self.doc_id_field or (stored.doc_id_field if stored else None),
+            state_key=self.state_key or (stored.state_key if stored else STATE_KEY),
         )
 
-    def _attach(self) -> bool:
-        """Check the collection, store the spec and add the sparse field (idempotent); True on the first run."""
+    def _attach(self) -> tuple[CollectionSpec, bool]:
+        """Check the collection, store the spec and add the sparse field (idempotent).
+
+        Returns:
+            The spec in force, and whether this was the first run.
+        """
         layout = self.backend.inspect_collection(self.collection)
         if layout is None:
             raise CollectionNotFoundError(
@@ -199,24 +240,53 @@ class Attacher:
                 spec.fingerprint,
                 remedy="attach with the model it was attached with",
             )
-            for setting in ("sparse_vector_name", "idf"):
+            for setting in ("sparse_vector_name", "idf", "state_key"):
                 if getattr(stored, setting) != getattr(spec, setting):
                     raise ConfigError(
                         f"collection {self.collection!r} is attached with {setting}={getattr(stored, setting)!r}, "
                         f"not {getattr(spec, setting)!r}; its stored vectors are for that setting"
                     )
         else:
-            name = spec.sparse_vector_name
-            if name in layout.dense or name in layout.sparse:
-                raise BackendError(
-                    f"collection {self.collection!r} already has a vector named {name!r} that splare-connect did "
-                    "not make; choose another name for the SPLARE vector (--sparse-name)"
-                )
+            self._check_names_are_free(layout, spec)
             self._check_text_field()
         # Every run re-states the spec and the field (both idempotent), so a first run
         # killed between the two is completed by the next.
         self.backend.attach_collection(spec)
-        return stored is None
+        return spec, stored is None
+
+    def _check_names_are_free(self, layout: CollectionLayout, spec: CollectionSpec) -> None:
+        """Before the first write: every name splare-connect would write must be unused by the app.
+
+        Raises:
+            BackendError: The vector name is taken.
+            ConfigError: The metadata key, or the state key on some point, is the app's;
+                or the app's dense vector is unnamed and that was not accepted.
+        """
+        name = spec.sparse_vector_name
+        if name in layout.dense or name in layout.sparse:
+            raise BackendError(
+                f"collection {self.collection!r} already has a vector named {name!r} that splare-connect did "
+                "not make; choose another name for the SPLARE vector (--sparse-name)"
+            )
+        if layout.spec_key_taken:
+            raise ConfigError(
+                f"metadata key {SPEC_KEY!r} of {self.collection!r} is the application's own; splare-connect keeps "
+                "its settings under that key and will not overwrite it (nothing was changed)"
+            )
+        if "" in layout.dense and not self.allow_unnamed_vector:
+            raise ConfigError(
+                f"collection {self.collection!r} has an unnamed dense vector: once a named sparse vector is added, "
+                "Qdrant returns it to the app as {'': [...]} instead of a list, which breaks code reading it as a "
+                "list; pass --allow-unnamed-vector (allow_unnamed_vector=True) if your app reads vectors by name "
+                "or not at all (nothing was changed)"
+            )
+        for point in self.backend.iter_points(self.collection, [spec.state_key]):
+            if spec.state_key in point.payload:
+                raise ConfigError(
+                    f"point {point.id} of {self.collection!r} already has a payload key {spec.state_key!r} that "
+                    "splare-connect did not write; choose another key for splare-connect's state (--state-key) "
+                    "(nothing was changed)"
+                )
 
     def _check_text_field(self, sample: int = 1000) -> None:
         """Before anything is written on a first run: some point must have a string at the text field.
@@ -226,8 +296,8 @@ class Attacher:
         """
         top = self.text_field.split(".")[0]
         seen = 0
-        for _, payload in self.backend.iter_points(self.collection, [top]):
-            if isinstance(payload_value(payload, self.text_field), str):
+        for point in self.backend.iter_points(self.collection, [top]):
+            if isinstance(payload_value(point.payload, self.text_field), str):
                 return
             seen += 1
             if seen >= sample:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, Hit
 from splare_connect.backends.protocol import check_same_encoder
-from splare_connect.backends.schema import STATE_KEY, StoredChunk, payload_value
+from splare_connect.backends.schema import StoredChunk, payload_value
 from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, BadInputError, CollectionNotFoundError, ConfigError
 from splare_connect.features.explanation import FeatureWeight, MissExplanation, explain_miss, labelled
@@ -328,7 +328,7 @@ class Retriever:
         text_field = self.spec.text_field
         assert text_field is not None
         text = payload_value(hit.payload, text_field)
-        metadata = {key: value for key, value in hit.payload.items() if key not in (STATE_KEY, text_field)}
+        metadata = {key: value for key, value in hit.payload.items() if key not in (self.spec.state_key, text_field)}
         return SearchHit(
             id=hit.id,
             doc_id=self._document_of(hit),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from splare_connect.backends.attachable import AttachableBackend, CollectionLayout, PointId, SparseUpdate
+from splare_connect.backends.attachable import AppPoint, AttachableBackend, CollectionLayout, PointId, SparseUpdate
 from splare_connect.backends.discovery import ENTRY_POINT_GROUP, available_backends, load_backend
 from splare_connect.backends.protocol import (
     Backend,
@@ -16,6 +16,7 @@ from splare_connect.backends.protocol import (
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "AppPoint",
     "AttachableBackend",
     "Backend",
     "CollectionLayout",

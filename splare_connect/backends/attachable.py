@@ -30,12 +30,32 @@ class CollectionLayout:
         dense: Dense vector fields and their widths (Qdrant's unnamed vector is ``""``).
         sparse: Sparse vector fields (OpenSearch: ``rank_features`` fields).
         spec: splare-connect's spec, when it created or attached the collection.
+        spec_key_taken: The collection's metadata has the key splare-connect keeps its
+            spec under (``splare_connect``), holding something else: the app's own data.
     """
 
     name: str
     dense: Mapping[str, int] = field(default_factory=dict)
     sparse: tuple[str, ...] = ()
     spec: CollectionSpec | None = None
+    spec_key_taken: bool = False
+
+
+@dataclass(frozen=True)
+class AppPoint:
+    """One point of an app's collection as attach reads it.
+
+    Attributes:
+        id: The point's own id.
+        payload: The named top-level payload fields.
+        has_sparse: Whether the point has splare-connect's sparse vector now. An app
+            that re-upserts a point with the payload it read (our state key included)
+            but only its own vectors removes it, so the state alone is never trusted.
+    """
+
+    id: PointId
+    payload: dict[str, Any]
+    has_sparse: bool = False
 
 
 @dataclass(frozen=True)
@@ -45,8 +65,8 @@ class SparseUpdate:
     Attributes:
         point_id: The point's own id.
         sparse: The vector, stored under the spec's ``sparse_vector_name``.
-        state: Stored under the payload key ``_splare`` (``{"hash": ...}``); the rest
-            of the payload is left as it is.
+        state: Stored under the spec's state key (``_splare`` unless chosen otherwise):
+            ``{"hash": ...}``; the rest of the payload is left as it is.
     """
 
     point_id: PointId
@@ -72,8 +92,22 @@ class AttachableBackend(Protocol):
                 message names the version needed).
         """
 
-    def iter_points(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[PointId, dict[str, Any]]]:
-        """Every point's own id with the named top-level payload fields."""
+    def iter_points(
+        self, collection: str, fields: Sequence[str], sparse_vector_name: str | None = None
+    ) -> Iterator[AppPoint]:
+        """Every point with the named top-level payload fields.
+
+        Args:
+            sparse_vector_name: Report whether each point has this sparse vector
+                (``has_sparse``); None: don't look (the field may not exist yet).
+        """
+
+    def clear_sparse(self, collection: str, point_ids: Sequence[PointId]) -> None:
+        """Remove splare-connect's sparse vector and state key from these points; nothing else changes.
+
+        For points whose text went away: their old vector would still match the old text.
+        Points the app deleted meanwhile are ignored.
+        """
 
     def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
         """Write sparse vectors and state onto existing points, never replacing a point.

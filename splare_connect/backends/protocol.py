@@ -16,6 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from splare_connect.backends.schema import STATE_KEY
 from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
 from splare_connect.sparse_vector import SparseVector
@@ -44,6 +45,10 @@ class CollectionSpec:
             ``_splare`` payload key; points, ids and everything else are the app's.
         doc_id_field: On an attached collection, the payload path naming each point's
             source document (None: each point is its own document).
+        state_key: On an attached collection, the top-level payload key holding
+            splare-connect's state of each point (``{"hash": ...}``): ``_splare`` unless
+            the app already used that name when it was attached. Stored, so every later
+            command finds it again.
     """
 
     name: str
@@ -57,10 +62,12 @@ class CollectionSpec:
     max_weight: float | None = None
     text_field: str | None = None
     doc_id_field: str | None = None
+    state_key: str = STATE_KEY
 
     def __post_init__(self) -> None:
         check_field_names(self.indexed_fields)
         check_field_names([f for f in (self.text_field, self.doc_id_field) if f is not None])
+        check_state_key(self.state_key)
 
     @property
     def attached(self) -> bool:
@@ -79,7 +86,11 @@ class CollectionSpec:
             "indexed_fields": list(self.indexed_fields),
             "max_weight": self.max_weight,
             # Only attached collections carry these, so existing specs stay byte for byte as they were.
-            **({"text_field": self.text_field, "doc_id_field": self.doc_id_field} if self.attached else {}),
+            **(
+                {"text_field": self.text_field, "doc_id_field": self.doc_id_field, "state_key": self.state_key}
+                if self.attached
+                else {}
+            ),
         }
 
     def check_width(self, record_id: str, vector: SparseVector) -> None:
@@ -111,12 +122,41 @@ class CollectionSpec:
             max_weight=None if data.get("max_weight") is None else float(data["max_weight"]),
             text_field=None if data.get("text_field") is None else str(data["text_field"]),
             doc_id_field=None if data.get("doc_id_field") is None else str(data["doc_id_field"]),
+            state_key=str(data.get("state_key", STATE_KEY)),
         )
+
+    @classmethod
+    def parse_stored(cls, name: str, data: Any) -> CollectionSpec | None:
+        """The spec stored under the ``splare_connect`` metadata key, or None when the value is not one.
+
+        That key is in the application's metadata, where the app may have put something
+        of its own under the same name (a string, a list, an unrelated object): that is
+        not a spec of ours, and reading it must not crash every command.
+        """
+        if not isinstance(data, Mapping) or not isinstance(data.get("fingerprint"), Mapping):
+            return None
+        try:
+            return cls.from_dict(name, data)
+        except (KeyError, TypeError, ValueError, ConfigError):
+            return None
 
 
 # A metadata field name that every engine can index: dot-separated segments of letters,
 # digits, '_' and '-' (a space, a bracket or an empty segment breaks Qdrant's payload paths).
 _FIELD_NAME = re.compile(r"^[\w\-]+(\.[\w\-]+)*$")
+
+
+_STATE_KEY_NAME = re.compile(r"^[\w\-]{1,64}$")
+
+
+def check_state_key(name: str) -> None:
+    """Refuse a state key that is not one plain top-level payload key (no dots: nothing nested).
+
+    Raises:
+        ConfigError: Naming the key and the rule.
+    """
+    if not isinstance(name, str) or not _STATE_KEY_NAME.match(name):
+        raise ConfigError(f"state key {name!r}: use 1-64 letters, digits, '_' and '-' (one top-level payload key)")
 
 
 def check_field_names(names: Sequence[str]) -> None:

@@ -78,6 +78,22 @@ def attach(
         str | None,
         typer.Option("--sparse-name", help="Name of the sparse vector field to add [default: splare, or as attached]."),
     ] = None,
+    state_key: Annotated[
+        str | None,
+        typer.Option(
+            "--state-key",
+            help="Payload key for splare-connect's state of each point, if the app already uses '_splare' "
+            "[default: _splare, or as attached].",
+        ),
+    ] = None,
+    allow_unnamed_vector: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unnamed-vector",
+            help="Attach to a collection whose dense vector is unnamed: the app then reads it back as "
+            "{'': [...]} instead of a list.",
+        ),
+    ] = False,
     backend: BackendOption = "qdrant",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
@@ -97,17 +113,23 @@ def attach(
     """Add a SPLARE sparse vector to every point of an existing collection; re-run to encode only what changed.
 
     Only the new vector and a '_splare' payload key are written: the application's
-    points, ids, payload and other vectors stay as they are. With the embedded engine,
-    COLLECTION is a Qdrant Edge shard directory under --data-dir (close it in the app first).
+    points, ids, payload and other vectors stay as they are. A name the application
+    already uses (the vector, the '_splare' key on any point, the 'splare_connect'
+    metadata key) is refused before anything is written, and so is an unnamed dense
+    vector unless --allow-unnamed-vector. Points whose text went away lose the SPLARE
+    vector. With the embedded engine, COLLECTION is a Qdrant Edge shard directory under
+    --data-dir (close it in the app first).
     """
     from dataclasses import replace
 
     from splare_connect.attach import Attacher
     from splare_connect.backends import AttachableBackend
-    from splare_connect.backends.protocol import check_field_names
+    from splare_connect.backends.protocol import check_field_names, check_state_key
 
     try:
         check_field_names([f for f in (text_field, doc_id_field) if f is not None])
+        if state_key is not None:
+            check_state_key(state_key)
         store = open_backend(backend, url, data_dir, timeout, backend_option)
         try:
             if not isinstance(store, AttachableBackend):
@@ -123,6 +145,8 @@ def attach(
                 doc_id_field=doc_id_field,
                 sparse_vector_name=sparse_name,
                 idf=True if idf else None,  # absent: as attached before
+                state_key=state_key,
+                allow_unnamed_vector=allow_unnamed_vector,
                 batch_size=batch_size,
                 limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
             )
@@ -140,7 +164,9 @@ def attach(
     else:
         stdout.print(
             f"{report.points} points: {report.encoded} encoded, {report.unchanged} unchanged, "
-            f"{report.vanished} deleted meanwhile, {len(report.skipped)} skipped; {report.seconds:.1f} s"
+            f"{report.vanished} deleted meanwhile, {len(report.skipped)} skipped"
+            + (f" ({report.cleared} of them lost their SPLARE vector)" if report.cleared else "")
+            + f"; {report.seconds:.1f} s"
             + ("; added the sparse vector" if report.attached_now else ""),
             highlight=False,
             soft_wrap=True,

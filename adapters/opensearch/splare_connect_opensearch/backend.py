@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import (
+    AppPoint,
     CollectionLayout,
     CollectionSpec,
     Fusion,
@@ -220,6 +221,11 @@ class OpenSearchBackend:
         layout = self.inspect_collection(name)
         if layout is None:
             return None
+        if layout.spec is None and layout.spec_key_taken:
+            raise BackendError(
+                f"index {name!r} exists but was not created by splare-connect: its metadata key {SPEC_KEY!r} in "
+                "_meta holds the application's own data, so splare-connect can neither use nor attach to it"
+            )
         if layout.spec is None:
             raise BackendError(
                 f"index {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} in _meta); "
@@ -255,7 +261,8 @@ class OpenSearchBackend:
         if mapping is None:
             return None
         properties = mapping.get("properties") or {}
-        meta = (mapping.get("_meta") or {}).get(SPEC_KEY)
+        their_meta = mapping.get("_meta") or {}
+        spec = bodies.spec_from_meta(name, their_meta.get(SPEC_KEY))
         return CollectionLayout(
             name=name,
             dense={
@@ -264,7 +271,8 @@ class OpenSearchBackend:
                 if value.get("type") == "knn_vector" and "dimension" in value
             },
             sparse=tuple(field for field, value in properties.items() if value.get("type") == "rank_features"),
-            spec=None if meta is None else bodies.spec_from_meta(name, meta),
+            spec=spec,
+            spec_key_taken=spec is None and SPEC_KEY in their_meta,
         )
 
     def attach_collection(self, spec: CollectionSpec) -> None:
@@ -281,13 +289,19 @@ class OpenSearchBackend:
         self._specs[spec.name] = spec
         self._layouts.pop(spec.name, None)
 
-    def iter_points(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[PointId, dict[str, Any]]]:
-        """Every document's ``_id`` with the named ``_source`` fields, through the scroll API in index order.
+    def iter_points(
+        self, collection: str, fields: Sequence[str], sparse_vector_name: str | None = None
+    ) -> Iterator[AppPoint]:
+        """Every document with the named ``_source`` fields, through the scroll API in index order.
 
-        A retried page could in principle skip one; its points are then encoded by the
-        next run (a point is done only when its hash matches), never lost.
+        With a vector name, each document's ``_source`` also brings that field, to tell
+        whether it is there (OpenSearch has no cheaper test that is documented for
+        ``rank_features``). A retried page could in principle skip one; its points are
+        then encoded by the next run (a point is done only when its hash matches and its
+        vector is there), never lost.
         """
-        body = {"query": {"match_all": {}}, "_source": list(fields), "size": _SCROLL_PAGE, "sort": ["_doc"]}
+        wanted = [*fields, *([sparse_vector_name] if sparse_vector_name and sparse_vector_name not in fields else [])]
+        body = {"query": {"match_all": {}}, "_source": wanted, "size": _SCROLL_PAGE, "sort": ["_doc"]}
         routing = self._routing.setdefault(collection, {})
         response = self._call(
             f"reading {collection!r}", lambda: self.client.search(index=collection, body=body, scroll=_SCROLL_KEEP)
@@ -299,7 +313,11 @@ class OpenSearchBackend:
                 for hit in hits:
                     if hit.get("_routing") is not None:
                         routing[str(hit["_id"])] = str(hit["_routing"])
-                    yield str(hit["_id"]), dict(hit.get("_source") or {})
+                    source = dict(hit.get("_source") or {})
+                    has_sparse = sparse_vector_name is not None and sparse_vector_name in source
+                    if sparse_vector_name is not None and sparse_vector_name not in fields:
+                        source.pop(sparse_vector_name, None)
+                    yield AppPoint(str(hit["_id"]), source, has_sparse)
                 if len(hits) < _SCROLL_PAGE or not scroll_id:
                     return
                 current = scroll_id
@@ -332,6 +350,14 @@ class OpenSearchBackend:
         return self._bulk(
             f"updating {len(actions)} documents of {collection!r}", actions, by_id={a["_id"]: a["_id"] for a in actions}
         )
+
+    def clear_sparse(self, collection: str, point_ids: Sequence[PointId]) -> None:
+        """Bulk scripted ``update`` actions removing the sparse field and the state key (gone documents are skipped)."""
+        spec = self._spec(collection)
+        routing = self._routing.get(collection, {})
+        actions = [bodies.sparse_clear(spec, str(point), routing.get(str(point))) for point in point_ids]
+        if actions:
+            self._bulk(f"clearing {len(actions)} documents of {collection!r}", actions, by_id={})
 
     def list_collections(self) -> list[str]:
         """Indexes whose mapping carries a splare-connect spec."""

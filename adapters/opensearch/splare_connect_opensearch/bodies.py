@@ -29,7 +29,6 @@ from splare_connect.backends.schema import (
     PAYLOAD_FIELDS,
     SPEC_KEY,
     STATE_HASH,
-    STATE_KEY,
     metadata_path,
     stored_payload,
 )
@@ -131,9 +130,9 @@ def index_body(
     }
 
 
-def spec_from_meta(name: str, meta: Mapping[str, Any]) -> CollectionSpec:
-    """The CollectionSpec stored in an index mapping's ``_meta``."""
-    return CollectionSpec.from_dict(name, meta)
+def spec_from_meta(name: str, meta: Any) -> CollectionSpec | None:
+    """The CollectionSpec stored in an index mapping's ``_meta``, or None when the value there is the app's own."""
+    return CollectionSpec.parse_stored(name, meta)
 
 
 def document_source(
@@ -238,7 +237,7 @@ def knn_query(spec: CollectionSpec, dense: np.ndarray, k: int, field: str | None
 
 
 def attach_mapping(spec: CollectionSpec, their_meta: Mapping[str, Any]) -> dict[str, Any]:
-    """``PUT /<index>/_mapping`` body adding the ``rank_features`` field and ``_splare.hash`` to an app's index.
+    """``PUT /<index>/_mapping`` body adding the ``rank_features`` field and the state's hash to an app's index.
 
     The request replaces ``_meta`` as a whole, so the app's own ``_meta`` keys are sent
     back with the spec merged in; existing fields are not named, so they stay as they are.
@@ -247,7 +246,7 @@ def attach_mapping(spec: CollectionSpec, their_meta: Mapping[str, Any]) -> dict[
         "_meta": {**their_meta, SPEC_KEY: spec.to_dict()},
         "properties": {
             spec.sparse_vector_name: {"type": "rank_features"},
-            STATE_KEY: {"properties": {STATE_HASH: {"type": "keyword"}}},
+            spec.state_key: {"properties": {STATE_HASH: {"type": "keyword"}}},
         },
     }
 
@@ -264,7 +263,7 @@ def sparse_update(
     state: Mapping[str, Any],
     routing: str | None = None,
 ) -> dict[str, Any]:
-    """A bulk ``update`` action that sets the sparse field and ``_splare`` and touches nothing else.
+    """A bulk ``update`` action that sets the sparse field and the state key and touches nothing else.
 
     Scripted, not a partial ``doc``: OpenSearch merges a partial doc into the stored one
     recursively, which would keep the features of the point's previous text. Retried on
@@ -282,9 +281,30 @@ def sparse_update(
             "params": {
                 "field": spec.sparse_vector_name,
                 "vector": features(vector),
-                "state_key": STATE_KEY,
+                "state_key": spec.state_key,
                 "state": dict(state),
             },
+        },
+    }
+    if routing is not None:
+        action["routing"] = routing
+    return action
+
+
+_CLEAR_SPARSE_AND_STATE = "ctx._source.remove(params.field); ctx._source.remove(params.state_key)"
+
+
+def sparse_clear(spec: CollectionSpec, point_id: str, routing: str | None = None) -> dict[str, Any]:
+    """A bulk ``update`` action removing the sparse field and the state key, and nothing else."""
+    action: dict[str, Any] = {
+        "_op_type": "update",
+        "_index": spec.name,
+        "_id": point_id,
+        "retry_on_conflict": 3,
+        "script": {
+            "source": _CLEAR_SPARSE_AND_STATE,
+            "lang": "painless",
+            "params": {"field": spec.sparse_vector_name, "state_key": spec.state_key},
         },
     }
     if routing is not None:
@@ -298,7 +318,7 @@ def search_body(spec: CollectionSpec, query: dict[str, Any], k: int, app_vectors
     On an attached index the exclusions are exact names (splare-connect's field and state,
     the app's ``app_vectors``): a pattern such as ``dense*`` could hide an app's own field.
     """
-    excludes = [spec.sparse_vector_name, STATE_KEY, *app_vectors] if spec.attached else source_excludes(spec)
+    excludes = [spec.sparse_vector_name, spec.state_key, *app_vectors] if spec.attached else source_excludes(spec)
     return {"size": k, "query": query, "_source": {"excludes": excludes}}
 
 

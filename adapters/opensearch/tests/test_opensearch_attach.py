@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from splare_connect import BackendError, Retriever, SplareEncoder
+from splare_connect import BackendError, ConfigError, Retriever, SplareEncoder
 from splare_connect.attach import Attacher
 from splare_connect.backends.schema import STATE_KEY, text_hash
 from tests.opensearch_recording import (
@@ -57,6 +57,10 @@ def apply_update(stored: dict[str, Any], action: dict[str, Any]) -> None:
         merge(stored, action["doc"])
         return
     params = action["script"]["params"]
+    if action["script"]["source"] == "ctx._source.remove(params.field); ctx._source.remove(params.state_key)":
+        stored.pop(params["field"], None)
+        stored.pop(params["state_key"], None)
+        return
     assert action["script"]["source"] == (
         "ctx._source[params.field] = params.vector; ctx._source[params.state_key] = params.state"
     )
@@ -272,4 +276,44 @@ def test_an_alias_or_pattern_over_several_indexes_is_refused(index: AppIndex, ti
         Attacher(tiny_encoder, backend, "kb-*", text_field="page_content").run()
     with pytest.raises(BackendError, match="names 2 indexes"):
         backend.drop_collection("kb-*")
+    assert not writes(recorder)
+
+
+def test_a_document_that_lost_its_vector_is_encoded_and_one_without_text_is_cleared(
+    index: AppIndex, tiny_encoder: SplareEncoder
+) -> None:
+    backend, _ = connect(index)
+    Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    index.docs["doc-1"].pop("splare")  # the app re-indexed it with the _source it read, less our field
+    index.docs["doc-3"].pop("page_content")  # ...and removed another's text
+    backend, recorder = connect(index)
+    report = Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    assert (report.encoded, report.cleared, report.unchanged) == (1, 1, 4)
+    assert "splare" in index.docs["doc-1"]
+    assert "splare" not in index.docs["doc-3"] and STATE_KEY not in index.docs["doc-3"]
+    scripts = [line["script"]["source"] for r in recorder.find("POST", "/_bulk") for line in r.ndjson[1::2]]
+    assert "ctx._source.remove(params.field); ctx._source.remove(params.state_key)" in scripts
+
+
+def test_the_apps_own_state_key_or_meta_key_is_refused_before_any_write(
+    index: AppIndex, tiny_encoder: SplareEncoder
+) -> None:
+    index.docs["doc-2"][STATE_KEY] = {"hash": "app-own", "owner": "app"}
+    backend, recorder = connect(index)
+    with pytest.raises(ConfigError, match=r"point doc-2 of 'kb' already has a payload key '_splare'"):
+        Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    assert not writes(recorder)
+    backend, _ = connect(index)
+    Attacher(tiny_encoder, backend, "kb", text_field="page_content", state_key="_splare_state").run()
+    assert index.docs["doc-2"][STATE_KEY] == {"hash": "app-own", "owner": "app"}
+    assert index.mapping["_meta"]["splare_connect"]["state_key"] == "_splare_state"
+
+    other = AppIndex([])
+    other.mapping["_meta"]["splare_connect"] = "the app's own"
+    backend, recorder = connect(other)
+    assert backend.inspect_collection("kb").spec_key_taken
+    with pytest.raises(BackendError, match="its metadata key 'splare_connect' in _meta holds the application's own"):
+        Retriever(tiny_encoder, backend, "kb")
+    with pytest.raises(ConfigError, match="metadata key 'splare_connect' of 'kb' is the application's own"):
+        Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
     assert not writes(recorder)

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from splare_connect.backends import (
+    AppPoint,
     CollectionLayout,
     CollectionSpec,
     Fusion,
@@ -122,15 +123,36 @@ class QdrantBackend:
         self._specs[spec.name] = spec
         self._layouts.pop(spec.name, None)
 
-    def iter_points(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[PointId, dict[str, Any]]]:
-        """Every point's own id with the named top-level payload fields."""
+    def iter_points(
+        self, collection: str, fields: Sequence[str], sparse_vector_name: str | None = None
+    ) -> Iterator[AppPoint]:
+        """Every point with the named top-level payload fields, and whether it has the sparse vector.
+
+        With a vector name, two filtered scrolls (points with it, then points without
+        it) tell which points have it without reading any vector.
+        """
+        if sparse_vector_name is None:
+            yield from self._scroll_points(collection, fields, None)
+            return
+        for present in (True, False):
+            yield from self._scroll_points(collection, fields, (sparse_vector_name, present))
+
+    def _scroll_points(
+        self, collection: str, fields: Sequence[str], has_vector: tuple[str, bool] | None
+    ) -> Iterator[AppPoint]:
         offset = None
         while True:
-            records, offset = self.driver.scroll(collection, list(fields), offset, _PAGE)
+            records, offset = self.driver.scroll(collection, list(fields), offset, _PAGE, has_vector)
             for record in records:
-                yield record.id, dict(record.payload or {})
+                yield AppPoint(record.id, dict(record.payload or {}), has_vector is not None and has_vector[1])
             if offset is None:
                 return
+
+    def clear_sparse(self, collection: str, point_ids: Sequence[PointId]) -> None:
+        """Delete the sparse vector and the state key from these points (one request)."""
+        spec = self._spec(collection)
+        if point_ids:
+            self.driver.clear_vectors(collection, spec.sparse_vector_name, spec.state_key, point_ids)
 
     def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
         """Write the vectors (``update_vectors``) and state (``set_payload``) onto existing points.
@@ -145,7 +167,7 @@ class QdrantBackend:
         pending, vanished = list(updates), list[PointId]()
         while pending:
             try:
-                self.driver.update_vectors(collection, spec.sparse_vector_name, pending)
+                self.driver.update_vectors(collection, spec.sparse_vector_name, spec.state_key, pending)
                 break
             except BackendError:
                 present = self.driver.existing(collection, [u.point_id for u in pending])

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, RetryPolicy
-from splare_connect.backends.schema import SPEC_KEY, STATE_KEY
+from splare_connect.backends.schema import SPEC_KEY
 from splare_connect.errors import BackendError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
@@ -83,7 +83,7 @@ class ClientDriver:
         if layout is None:
             return None
         if layout.spec is None:
-            raise BackendError(not_ours_message(name))
+            raise BackendError(not_ours_message(name, layout.spec_key_taken))
         return layout.spec
 
     def layout(self, name: str) -> CollectionLayout | None:
@@ -98,12 +98,14 @@ class ClientDriver:
             dense = {vector: params.size for vector, params in vectors.items()}
         else:
             dense = {"": vectors.size}
-        stored = (info.config.metadata or {}).get(SPEC_KEY)
+        metadata = info.config.metadata or {}
+        spec = CollectionSpec.parse_stored(name, metadata.get(SPEC_KEY))
         return CollectionLayout(
             name=name,
             dense=dense,
             sparse=tuple(info.config.params.sparse_vectors or {}),
-            spec=None if stored is None else CollectionSpec.from_dict(name, stored),
+            spec=spec,
+            spec_key_taken=spec is None and SPEC_KEY in metadata,
         )
 
     def add_sparse_vector(self, collection: str, vector_name: str, idf: bool) -> None:
@@ -150,7 +152,9 @@ class ClientDriver:
         if numbers < _ADD_VECTOR_SINCE:
             raise BackendError(_needs_newer_server(collection, vector_name, f", and this one is {version}"))
 
-    def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
+    def update_vectors(
+        self, collection: str, vector_name: str, state_key: str, updates: Sequence[SparseUpdate]
+    ) -> None:
         """One ``batch_update_points`` request: ``update_vectors`` for all, then a ``set_payload`` per point.
 
         The vectors go first: if the request is cut short, a point may have its new
@@ -169,7 +173,7 @@ class ClientDriver:
         ]
         operations += [
             models.SetPayloadOperation(
-                set_payload=models.SetPayload(payload={STATE_KEY: dict(u.state)}, points=[u.point_id])
+                set_payload=models.SetPayload(payload={state_key: dict(u.state)}, points=[u.point_id])
             )
             for u in updates
         ]
@@ -177,6 +181,20 @@ class ClientDriver:
             f"updating {len(updates)} points of {collection!r}",
             lambda: self.client.batch_update_points(collection, update_operations=operations, wait=True),
             rejects_data=refuses_data,
+        )
+
+    def clear_vectors(self, collection: str, vector_name: str, state_key: str, point_ids: Sequence[PointId]) -> None:
+        """One ``batch_update_points`` request: ``delete_vectors`` and ``delete_payload`` of the state key."""
+        from qdrant_client import models
+
+        points = list(point_ids)
+        operations: list[Any] = [
+            models.DeleteVectorsOperation(delete_vectors=models.DeleteVectors(points=points, vector=[vector_name])),
+            models.DeletePayloadOperation(delete_payload=models.DeletePayload(keys=[state_key], points=points)),
+        ]
+        self.call(
+            f"clearing {len(point_ids)} points of {collection!r}",
+            lambda: self.client.batch_update_points(collection, update_operations=operations, wait=True),
         )
 
     def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
@@ -261,12 +279,30 @@ class ClientDriver:
     def finalize(self, collection: str) -> None:
         """Nothing to do: a server optimises in the background, and writes waited for completion."""
 
-    def scroll(self, collection: str, fields: Sequence[str], offset: Any, limit: int) -> tuple[list[Any], Any]:
-        """One page of points with the named payload fields, no vectors."""
+    def scroll(
+        self,
+        collection: str,
+        fields: Sequence[str],
+        offset: Any,
+        limit: int,
+        has_vector: tuple[str, bool] | None = None,
+    ) -> tuple[list[Any], Any]:
+        """One page of points with the named payload fields, no vectors; ``has_vector`` filters on one vector."""
+        from qdrant_client import models
+
+        scroll_filter = None
+        if has_vector is not None:
+            condition = models.HasVectorCondition(has_vector=has_vector[0])
+            scroll_filter = models.Filter(must=[condition]) if has_vector[1] else models.Filter(must_not=[condition])
         records, next_offset = self.call(
             f"scrolling {collection!r}",
             lambda: self.client.scroll(
-                collection, limit=limit, offset=offset, with_payload=list(fields), with_vectors=False
+                collection,
+                limit=limit,
+                offset=offset,
+                with_payload=list(fields),
+                with_vectors=False,
+                scroll_filter=scroll_filter,
             ),
         )
         return list(records), next_offset

@@ -37,8 +37,13 @@ def call_engine(
         raise BackendError(message) from exc
 
 
-def not_ours_message(name: str) -> str:
+def not_ours_message(name: str, spec_key_taken: bool = False) -> str:
     """Why a collection splare-connect didn't make can't be synced or searched as it is, and what to do."""
+    if spec_key_taken:
+        return (
+            f"collection {name!r} exists but was not created by splare-connect: its metadata key {SPEC_KEY!r} "
+            "holds the application's own data, so splare-connect can neither use nor attach to it"
+        )
     return (
         f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata); "
         "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"

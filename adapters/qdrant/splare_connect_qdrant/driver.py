@@ -102,8 +102,19 @@ class QdrantDriver(Protocol):
     def finalize(self, collection: str) -> None:
         """Make recent writes durable and fast to search."""
 
-    def scroll(self, collection: str, fields: Sequence[str], offset: Any, limit: int) -> tuple[list[Any], Any]:
-        """One page of points (``.payload`` with ``fields``) and the next page's offset (None: done)."""
+    def scroll(
+        self,
+        collection: str,
+        fields: Sequence[str],
+        offset: Any,
+        limit: int,
+        has_vector: tuple[str, bool] | None = None,
+    ) -> tuple[list[Any], Any]:
+        """One page of points (``.payload`` with ``fields``) and the next page's offset (None: done).
+
+        ``has_vector=(name, True)`` keeps only points that have the vector ``name``,
+        ``(name, False)`` only those that don't.
+        """
 
     def retrieve(self, collection: str, point_ids: Sequence[str], fields: Sequence[str], vector: str) -> list[Any]:
         """Points by database id, with ``fields`` of the payload and the vector ``vector`` (``.vector[vector]``)."""
@@ -124,8 +135,13 @@ class QdrantDriver(Protocol):
     def store_spec(self, spec: CollectionSpec) -> None:
         """Store the spec of an attached collection, leaving the app's own metadata as it is."""
 
-    def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
-        """Set one sparse vector and the ``_splare`` payload key on existing points; nothing else changes."""
+    def update_vectors(
+        self, collection: str, vector_name: str, state_key: str, updates: Sequence[SparseUpdate]
+    ) -> None:
+        """Set one sparse vector and the state payload key on existing points; nothing else changes."""
+
+    def clear_vectors(self, collection: str, vector_name: str, state_key: str, point_ids: Sequence[PointId]) -> None:
+        """Delete one vector and the state payload key from points (missing points are ignored)."""
 
     def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
         """Which of these point ids exist."""

@@ -17,6 +17,12 @@ to it (:mod:`splare_connect.attach`), keeping its spec in ``splare_connect.json`
 its lock in ``splare_connect.lock`` inside the shard's directory, which Edge ignores.
 Edge has no API that reports a shard's vector fields, so they are read from
 ``edge_config.json``. The app must close the shard while splare-connect writes to it.
+
+splare-connect deletes only what it can prove it created. Creating a collection writes
+the proof, ``creating.json``, before any engine file, and removes it once
+``collection.json`` (which proves it from then on) is written. A ``shard/`` with
+neither beside it (an app's shard in this layout, or one whose ``collection.json`` was
+lost) is never cleared, replaced or dropped: every command refuses it with one line.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
-from splare_connect.backends.schema import RECORD_ID, STATE_KEY
+from splare_connect.backends.schema import RECORD_ID
 from splare_connect.errors import BackendError, RecordsRejectedError
 from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
@@ -46,6 +52,7 @@ SHARD_DIR = "shard"
 EDGE_CONFIG = "edge_config.json"  # Edge's own description of a shard's vectors
 APP_SPEC_FILE = "splare_connect.json"  # our spec, inside an app's shard directory
 APP_LOCK_FILE = "splare_connect.lock"
+CREATING_FILE = "creating.json"  # proof that splare-connect is creating this collection, written first
 # Payload nesting Edge is allowed to get: it fails to read its own log at ~125 levels;
 # the sync engine's record rules allow 32 levels of metadata, well within this.
 MAX_PAYLOAD_DEPTH = 64
@@ -63,6 +70,27 @@ class _Place:
     @property
     def shard_dir(self) -> Path:
         return self.folder if self.app_shard else self.folder / SHARD_DIR
+
+    @property
+    def unproven(self) -> bool:
+        """Our layout's ``shard/`` is there with no proof that splare-connect made it."""
+        if self.app_shard or not (self.folder / SHARD_DIR).exists():
+            return False
+        return not (self.folder / SPEC_FILE).is_file() and not (self.folder / CREATING_FILE).is_file()
+
+    def refuse_unproven(self) -> None:
+        """Stop any command at a shard splare-connect cannot prove it made.
+
+        Raises:
+            BackendError: Naming the shard and how to attach to it instead.
+        """
+        if self.unproven:
+            raise BackendError(
+                f"{self.folder / SHARD_DIR} is a Qdrant Edge shard that splare-connect did not create (no "
+                f"{SPEC_FILE} beside it: an application's shard, or one whose description was lost); splare-connect "
+                f"will not touch it. To attach to it as an application's shard: --data-dir {self.folder} and "
+                f"collection {SHARD_DIR!r}"
+            )
 
     @property
     def spec_file(self) -> Path:
@@ -101,6 +129,7 @@ class EdgeDriver:
             BackendError: ``data_dir/<name>`` is an app's shard that splare-connect has not attached to.
         """
         place = self._place(name)
+        place.refuse_unproven()
         spec = read_spec_file(place.spec_file, name)
         if spec is None and place.app_shard:
             raise BackendError(not_ours_message(name))
@@ -109,6 +138,7 @@ class EdgeDriver:
     def layout(self, name: str) -> CollectionLayout | None:
         """The shard's vector fields, from the spec (our layout) or Edge's ``edge_config.json`` (an app's)."""
         place = self._place(name)
+        place.refuse_unproven()
         spec = read_spec_file(place.spec_file, name)
         if not place.app_shard:
             if spec is None:
@@ -142,8 +172,10 @@ class EdgeDriver:
         with on_disk(f"attaching to {spec.name!r}"):
             write_json_atomically(self._place(spec.name).spec_file, spec.to_dict())
 
-    def update_vectors(self, collection: str, vector_name: str, updates: Sequence[SparseUpdate]) -> None:
-        """``update_vectors`` for the batch, then ``set_payload`` of ``_splare`` per point."""
+    def update_vectors(
+        self, collection: str, vector_name: str, state_key: str, updates: Sequence[SparseUpdate]
+    ) -> None:
+        """``update_vectors`` for the batch, then ``set_payload`` of the state key per point."""
         import qdrant_edge as edge
 
         shard = self._shard(collection)
@@ -152,9 +184,21 @@ class EdgeDriver:
             vectors = [edge.PointVectors(u.point_id, {vector_name: _vector(u.sparse)}) for u in updates]
             shard.update(edge.UpdateOperation.update_vectors(vectors))
             for update in updates:
-                shard.update(edge.UpdateOperation.set_payload([update.point_id], {STATE_KEY: dict(update.state)}))
+                shard.update(edge.UpdateOperation.set_payload([update.point_id], {state_key: dict(update.state)}))
 
         call_engine(f"updating {len(updates)} points of {collection!r}", write, rejects_data=_refuses_data)
+
+    def clear_vectors(self, collection: str, vector_name: str, state_key: str, point_ids: Sequence[PointId]) -> None:
+        """``delete_vectors`` and ``delete_payload`` of the state key (Edge ignores missing points)."""
+        import qdrant_edge as edge
+
+        shard = self._shard(collection)
+
+        def clear() -> None:
+            shard.update(edge.UpdateOperation.delete_vectors(list(point_ids), [vector_name]))
+            shard.update(edge.UpdateOperation.delete_payload(list(point_ids), [state_key]))
+
+        call_engine(f"clearing {len(point_ids)} points of {collection!r}", clear)
 
     def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
         """Which of these ids exist."""
@@ -169,11 +213,14 @@ class EdgeDriver:
         """Create the shard and its payload indexes, then ``collection.json``: the collection exists once that does."""
         import qdrant_edge as edge
 
-        folder = self._folder(spec.name)
-        if self._place(spec.name).app_shard:  # never create our layout inside an app's shard
+        place = self._place(spec.name)
+        folder = place.folder
+        if place.app_shard:  # never create our layout inside an app's shard
             raise BackendError(not_ours_message(spec.name))
+        place.refuse_unproven()
         with on_disk(f"creating collection {spec.name!r}"):
             folder.mkdir(parents=True, exist_ok=True)
+            write_json_atomically(folder / CREATING_FILE, {"created_by": "splare-connect", "collection": spec.name})
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
         vectors = (
             {spec.dense_vector_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)}
@@ -196,6 +243,7 @@ class EdgeDriver:
                 )
             with on_disk(f"creating collection {spec.name!r}"):
                 write_json_atomically(folder / SPEC_FILE, spec.to_dict())
+                (folder / CREATING_FILE).unlink()
         except BackendError:
             # Without its description the shard is unreachable (not listed, not droppable)
             # and blocks the name: remove it, under the lock we still hold.
@@ -223,6 +271,7 @@ class EdgeDriver:
         place = self._place(name)
         if place.app_shard:
             raise BackendError(f"collection {name!r} belongs to another application; splare-connect does not drop it")
+        place.refuse_unproven()
         folder = place.folder
         self._close_one(name)
         with on_disk(f"dropping collection {name!r}"):
@@ -279,12 +328,25 @@ class EdgeDriver:
         call_engine(f"optimising {collection!r}", shard.optimize)
         call_engine(f"flushing {collection!r}", shard.flush)
 
-    def scroll(self, collection: str, fields: Sequence[str], offset: Any, limit: int) -> tuple[list[Any], Any]:
-        """One page of points with the named payload fields, no vectors."""
+    def scroll(
+        self,
+        collection: str,
+        fields: Sequence[str],
+        offset: Any,
+        limit: int,
+        has_vector: tuple[str, bool] | None = None,
+    ) -> tuple[list[Any], Any]:
+        """One page of points with the named payload fields, no vectors; ``has_vector`` filters on one vector."""
         import qdrant_edge as edge
 
         shard = self._shard(collection)
-        request = edge.ScrollRequest(offset=offset, limit=limit, with_payload=list(fields), with_vector=False)
+        scroll_filter = None
+        if has_vector is not None:
+            condition = edge.HasVectorCondition(has_vector[0])
+            scroll_filter = edge.Filter(must=[condition]) if has_vector[1] else edge.Filter(must_not=[condition])
+        request = edge.ScrollRequest(
+            offset=offset, limit=limit, filter=scroll_filter, with_payload=list(fields), with_vector=False
+        )
         records, next_offset = call_engine(f"scrolling {collection!r}", lambda: shard.scroll(request))
         return list(records), next_offset
 
@@ -406,8 +468,10 @@ def _refuses_data(error: BaseException) -> bool:
 def _leftover_cleared(shard_dir: Path) -> str:
     """The shard path, emptied of what a create killed before writing the description left.
 
-    Called with the collection's lock held and no ``collection.json`` present, so no
-    process can be using that shard: it was never a usable collection.
+    Called with the collection's lock held, no ``collection.json`` present and the proof
+    that splare-connect made it (``creating.json``, checked before this create wrote its
+    own): no process can be using that shard, it was never a usable collection, and it
+    is ours to delete.
     """
     if shard_dir.exists():
         shutil.rmtree(shard_dir)
