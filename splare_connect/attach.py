@@ -184,7 +184,7 @@ class Attacher:
                 if point.has_sparse or state_key in point.payload:
                     stale.append(point.id)
                 continue
-            current = text_hash(text)
+            current = text_hash(point.id, text)
             if point.has_sparse and payload_value(point.payload, f"{state_key}.{STATE_HASH}") == current:
                 report.unchanged += 1
                 continue

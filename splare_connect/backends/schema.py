@@ -16,7 +16,7 @@ forever, so nothing here may change spelling or shape:
 On a collection another application made (*attached*, :mod:`splare_connect.attach`),
 splare-connect writes nothing of the above into the points: it adds its sparse vector,
 and one namespaced payload key, ``_splare`` (:data:`STATE_KEY`), holding
-``{"hash": <hash of the text it encoded>}`` (:func:`text_hash`), which the app's own
+``{"hash": <hash of the point's id and the text it encoded>}`` (:func:`text_hash`), which the app's own
 code never reads. The spec lives under ``splare_connect`` as for any collection.
 
 Example:
@@ -98,14 +98,18 @@ def point_id(record_id: str) -> str:
     return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
-def text_hash(text: str) -> str:
-    """The hash an attached point's state records of the text that was encoded (32 hex digits).
+def text_hash(point: int | str, text: str) -> str:
+    """The hash an attached point's state records of the text encoded for it (32 hex digits).
 
-    A re-run compares it with the text's hash now: equal means the stored vector is
-    current. ``surrogatepass`` lets any Python string be hashed; a text that has lone
-    surrogates is refused before it is encoded anyway.
+    A re-run compares it with the hash of the point's text now: equal (and the vector
+    there) means the stored vector is current. The point's own id is hashed with the
+    text, so a state an app copies from another point (a payload copied onto a point
+    that keeps its old vector) never matches. ``surrogatepass`` lets any Python string
+    be hashed; a text that has lone surrogates is refused before it is encoded anyway.
     """
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    key = str(point).encode("utf-8", "surrogatepass")
+    digest = hashlib.sha256(b"%d:" % len(key) + key + text.encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()[:32]
 
 
 def payload_value(payload: Mapping[str, Any], path: str) -> Any:

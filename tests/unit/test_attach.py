@@ -59,7 +59,7 @@ def test_attach_adds_splare_vectors_and_leaves_everything_of_theirs_untouched(
     expected = tiny_encoder.encode([short(r) for r in example_records[:12]], role="document").sparse
     for i, vector in enumerate(expected):
         payload, vectors = points[str(app_id(i))]
-        assert payload[STATE_KEY] == {"hash": text_hash(short(example_records[i]))}
+        assert payload[STATE_KEY] == {"hash": text_hash(app_id(i), short(example_records[i]))}
         assert vectors["splare"]["indices"] == vector.indices.tolist()
         np.testing.assert_allclose(vectors["splare"]["values"], vector.values, rtol=1e-6)
     for skipped in ("9001", "9002"):

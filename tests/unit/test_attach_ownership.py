@@ -69,7 +69,9 @@ def test_an_apps_own_state_key_is_refused_untouched_and_another_key_can_be_chose
     assert hit.metadata[STATE_KEY] == theirs and "_splare_state" not in hit.metadata
     backend.close()
     payload, vectors = app.points()["1"]
-    assert payload[STATE_KEY] == theirs and payload["_splare_state"] == {"hash": text_hash(short(example_records[1]))}
+    assert payload[STATE_KEY] == theirs and payload["_splare_state"] == {
+        "hash": text_hash(1, short(example_records[1]))
+    }
     assert "splare" in vectors
 
 
@@ -277,7 +279,7 @@ def test_state_values_are_exactly_ours_once_we_own_the_key(app: App, tiny_encode
     [text_3] = [payload["page_content"] for point, (payload, _) in app.points().items() if point == "3"]
     app.set_payload(3, {STATE_KEY: {"hash": "made-up"}, "page_content": "tar packs files"})
     payload, vectors = app.points()["3"]
-    app.put(3, {"openai": vectors["openai"]}, {**payload, STATE_KEY: {"hash": text_hash("tar packs files")}})
+    app.put(3, {"openai": vectors["openai"]}, {**payload, STATE_KEY: {"hash": text_hash(3, "tar packs files")}})
     backend = app.backend()
     report = attach(tiny_encoder, backend)
     backend.close()
@@ -285,3 +287,17 @@ def test_state_values_are_exactly_ours_once_we_own_the_key(app: App, tiny_encode
     [expected] = tiny_encoder.encode(["tar packs files"], role="document").sparse
     assert vector_of(app, 3)["indices"] == expected.indices.tolist() and text_3 != "tar packs files"
     np.testing.assert_allclose(vector_of(app, 3)["values"], expected.values, rtol=1e-6)
+
+
+def test_a_state_copied_from_another_point_is_not_trusted(app: App, tiny_encoder: SplareEncoder) -> None:
+    """An app copying point 1's payload onto point 3 (which keeps its vector) gets 3 encoded for its new text."""
+    backend = app.backend()
+    attach(tiny_encoder, backend)
+    backend.close()
+    payload_1, _ = app.points()["1"]
+    app.set_payload(3, payload_1)  # page_content and our state of point 1; point 3 keeps its old vector
+    backend = app.backend()
+    report = attach(tiny_encoder, backend)
+    backend.close()
+    assert report.encoded == 1
+    assert vector_of(app, 3)["indices"] == vector_of(app, 1)["indices"]

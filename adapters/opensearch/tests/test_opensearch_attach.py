@@ -192,7 +192,7 @@ def test_attach_adds_a_field_and_writes_only_partial_updates(index: AppIndex, ti
     vectors = tiny_encoder.encode([index.docs[f"doc-{i}"]["page_content"] for i in range(6)], role="document").sparse
     for i, vector in enumerate(vectors):
         stored = index.docs[f"doc-{i}"]
-        assert stored[STATE_KEY] == {"hash": text_hash(stored["page_content"])}
+        assert stored[STATE_KEY] == {"hash": text_hash(f"doc-{i}", stored["page_content"])}
         assert stored["splare"] == {
             str(k): v for k, v in zip(vector.indices.tolist(), vector.values.tolist(), strict=True)
         }
