@@ -37,8 +37,9 @@ def app_vector(i: int) -> list[float]:
 class App:
     """A RAG application's own collection, written and read with the engine's own API only."""
 
-    def __init__(self, engine: str, tmp_path: Path) -> None:
+    def __init__(self, engine: str, tmp_path: Path, *, distance: str = "cosine") -> None:
         self.engine = engine
+        self.distance = distance  # "dot" keeps vectors exactly as written (cosine ones read back normalised)
         self.tmp_path = tmp_path
         self.client: Any = None
         self.shard: Any = None
@@ -63,7 +64,11 @@ class App:
             import qdrant_edge as edge
 
             config = edge.EdgeConfig(
-                vectors={"openai": edge.EdgeVectorParams(size=DENSE, distance=edge.Distance.Cosine)}
+                vectors={
+                    "openai": edge.EdgeVectorParams(
+                        size=DENSE, distance=edge.Distance.Dot if self.distance == "dot" else edge.Distance.Cosine
+                    )
+                }
             )
             self.shard = edge.EdgeShard.create(str(self.tmp_path / "edge" / "kb"), config)
             self.upsert(points)
@@ -78,7 +83,11 @@ class App:
         )
         self.client.create_collection(
             "kb",
-            vectors_config={"openai": models.VectorParams(size=DENSE, distance=models.Distance.COSINE)},
+            vectors_config={
+                "openai": models.VectorParams(
+                    size=DENSE, distance=models.Distance.DOT if self.distance == "dot" else models.Distance.COSINE
+                )
+            },
             metadata={"owner": "app"},
         )
         self.upsert(points)
