@@ -82,7 +82,8 @@ TimeoutOption = Annotated[
         "--timeout",
         envvar="SPLARE_TIMEOUT",
         min=0.1,
-        help="Seconds to wait for each request to a database server (default 30).",
+        help="Seconds to wait for each request to a database server, or (with --server) for the whole answer "
+        "(default 30).",
     ),
 ]
 BackendOptionsOption = Annotated[
