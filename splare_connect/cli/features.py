@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -27,10 +26,12 @@ from splare_connect.cli.common import (
     load_encoder,
     open_early,
     opened_backend,
+    print_json,
     print_line,
     stdout,
 )
 from splare_connect.errors import ConfigError, SplareError
+from splare_connect.terminal import printable
 
 app = typer.Typer(help="What the model's latent features mean: build, show and find them.", no_args_is_help=True)
 
@@ -102,10 +103,10 @@ def show(
     if encoder.feature_dictionary is None:
         print_line("note", _no_dictionary(encoder.config.name))
     if as_json:
-        stdout.print_json(json.dumps([f._asdict() for f in features], ensure_ascii=False))
+        print_json([f._asdict() for f in features])
         return
     for feature in features:
-        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}  {escape(feature.label or '')}")
+        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}  {escape(printable(feature.label or ''))}")
 
 
 @app.command("find")
@@ -133,11 +134,11 @@ def find(
         raise fail(error) from error
     if as_json:
         rows = [{**f._asdict(), "in_evidence": f.feature in in_evidence} for f in activated]
-        stdout.print_json(json.dumps(rows, ensure_ascii=False))
+        print_json(rows)
         return
     for feature in activated:
         mark = "*" if feature.feature in in_evidence else " "
-        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}{mark} {escape(feature.label or '')}")
+        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}{mark} {escape(printable(feature.label or ''))}")
 
 
 @app.command("why-not")
