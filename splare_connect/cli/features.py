@@ -58,6 +58,7 @@ def build(
         missing = [str(path) for path in sources if not path.exists()]
         if missing:
             raise ConfigError(f"no such source: {', '.join(missing)}")
+        _make_output_directory(output)
         total = sum(1 for _ in read_labelling_sources(sources, per_source=per_source))
         encoder = load_encoder(model, Precision.FP32, trust_remote_code, Runtime.TORCH)
         dictionary = build_dictionary(
@@ -166,6 +167,25 @@ def why_not(
     stdout.print(f"score    {report.score:.3f} (sparse)")
     stdout.print(f"shared   {escape(format_features(report.shared[:top])) or 'none'}")
     stdout.print(f"missing  {escape(format_features(report.missing[:top])) or 'none'}")
+
+
+def _make_output_directory(output: Path) -> None:
+    """Create the dictionary's directory before the model loads, so a wrong ``--output`` is said at once.
+
+    Raises:
+        ConfigError: ``output`` is a file, or cannot be created (the message names it and why).
+    """
+    if output.exists() and not output.is_dir():
+        raise ConfigError(
+            f"--output {output} is a file, not a directory: the dictionary is a directory; "
+            "choose a new path, or an existing dictionary to resume its build"
+        )
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write the feature dictionary to {output}: {error.strerror or error}; choose another --output"
+        ) from None
 
 
 def _no_dictionary(model: str) -> str:
