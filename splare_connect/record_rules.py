@@ -59,7 +59,7 @@ def id_problem(doc_id: str, limits: RecordLimits = DEFAULT_LIMITS) -> str | None
         return "id is empty"
     if len(doc_id) > limits.max_id_chars:
         return f"id is {len(doc_id):,} characters long, over the limit of {limits.max_id_chars:,}"
-    if not _is_valid_unicode(doc_id):
+    if not is_valid_unicode(doc_id):
         return "id holds a lone surrogate (not valid Unicode)"
     return None
 
@@ -75,7 +75,7 @@ def content_problem(text: str, metadata: Mapping[str, Any], limits: RecordLimits
             f"text is {len(text):,} characters long, over the limit of {limits.max_text_chars:,}; "
             "split the document, or raise the limit (--max-chars)"
         )
-    if not _is_valid_unicode(text):
+    if not is_valid_unicode(text):
         return "text holds a lone surrogate (not valid Unicode)"
     problem = json_value_problem(metadata, "metadata", limits.max_depth)
     if problem is not None:
@@ -101,7 +101,7 @@ def json_value_problem(value: Any, path: str, max_depth: int) -> str | None:
             for key, child in item.items():
                 if not isinstance(key, str):
                     return f"{where} has a {type(key).__name__} key {key!r:.40}; keys must be strings"
-                if not _is_valid_unicode(key):
+                if not is_valid_unicode(key):
                     return f"{where} has a key holding a lone surrogate (not valid Unicode)"
                 stack.append((child, f"{where}.{key}", depth + 1))
         elif isinstance(item, (list, tuple)):
@@ -125,12 +125,16 @@ def _scalar_problem(value: Any) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else f"is {value}, not a finite number"
     if isinstance(value, str):
-        return None if _is_valid_unicode(value) else "holds a lone surrogate (not valid Unicode)"
+        return None if is_valid_unicode(value) else "holds a lone surrogate (not valid Unicode)"
     return f"is a {type(value).__name__}, not a JSON value (string, number, boolean, null, list or object)"
 
 
-def _is_valid_unicode(text: str) -> bool:
-    """False for strings holding lone surrogates, which UTF-8 cannot encode."""
+def is_valid_unicode(text: str) -> bool:
+    """False for strings holding lone surrogates, which UTF-8 cannot encode.
+
+    The one check of its kind: records here, texts given to ``encode`` in
+    :func:`splare_connect.encoding.inputs.validate_texts`.
+    """
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:

@@ -126,9 +126,10 @@ def native_point_id(text: str) -> int | str:
     """A Qdrant point id from its string form: Qdrant ids are unsigned integers or UUIDs.
 
     Hits carry ids as strings; an attached collection's points keep the app's own ids,
-    and ``"42"`` must go back to the database as the integer 42.
+    and ``"42"`` must go back to the database as the integer 42. Only ASCII digits make
+    an integer: ``"²"`` and other Unicode digits pass ``isdigit()`` but not ``int()``.
     """
-    return int(text) if text.isdigit() else text
+    return int(text) if text.isascii() and text.isdigit() else text
 
 
 def metadata_path(key: str) -> str:

@@ -8,7 +8,6 @@ would mean the same thing.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,6 +31,7 @@ from splare_connect.cli.common import (
     fail,
     load_encoder,
     open_backend,
+    print_json,
     print_line,
     stderr,
     stdout,
@@ -160,7 +160,7 @@ def attach(
     if len(report.skipped) > _SHOWN_SKIPS:
         print_line("[yellow]skipped[/]", f"{len(report.skipped) - _SHOWN_SKIPS} more points (--json lists them all)")
     if as_json:
-        stdout.print_json(json.dumps(report.to_dict()))
+        print_json(report.to_dict())
     else:
         stdout.print(
             f"{report.points} points: {report.encoded} encoded, {report.unchanged} unchanged, "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -15,9 +14,11 @@ from splare_connect.cli.common import (
     TimeoutOption,
     UrlOption,
     opened_backend,
+    print_json,
     stdout,
 )
 from splare_connect.errors import SplareError
+from splare_connect.terminal import printable
 
 app = typer.Typer(help="List, inspect and drop collections.", no_args_is_help=True)
 
@@ -35,10 +36,10 @@ def collections_list(
     with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         names = store.list_collections()
     if as_json:
-        stdout.print_json(json.dumps(names))
+        print_json(names)
     else:
         for name in names:
-            stdout.print(name, highlight=False, markup=False)
+            stdout.print(printable(name), highlight=False, markup=False)
 
 
 @app.command("info")
@@ -66,10 +67,10 @@ def collections_info(
             "encoder": dict(spec.fingerprint),
         }
     if as_json:
-        stdout.print_json(json.dumps(info))
+        print_json(info)
     else:
         for key, value in info.items():
-            stdout.print(f"{key:15} {value}", highlight=False, markup=False)
+            stdout.print(printable(f"{key:15} {value}"), highlight=False, markup=False)
 
 
 @app.command("drop")
@@ -90,4 +91,4 @@ def collections_drop(
         if name not in store.list_collections():
             raise SplareError(f"collection {name!r} does not exist")
         store.drop_collection(name)
-    stdout.print(f"dropped {name}", highlight=False, markup=False)
+    stdout.print(printable(f"dropped {name}"), highlight=False, markup=False)

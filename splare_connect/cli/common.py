@@ -6,10 +6,10 @@ Heavy imports (torch, transformers, database clients) happen inside the function
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -82,7 +82,8 @@ TimeoutOption = Annotated[
         "--timeout",
         envvar="SPLARE_TIMEOUT",
         min=0.1,
-        help="Seconds to wait for each request to a database server (default 30).",
+        help="Seconds to wait for each request to a database server, or (with --server) for the whole answer "
+        "(default 30).",
     ),
 ]
 BackendOptionsOption = Annotated[
@@ -193,12 +194,36 @@ def print_line(label: str, message: str) -> None:
     newlines or Rich markup such as ``[/]``.
     """
     from splare_connect.redaction import safe_message
+    from splare_connect.terminal import printable
 
-    stderr.print(label, escape(safe_message(message, limit=2000)), highlight=False, soft_wrap=True)
+    stderr.print(label, escape(printable(safe_message(message, limit=2000))), highlight=False, soft_wrap=True)
+
+
+def print_json(data: object, default: Callable[[Any], Any] | None = None) -> None:
+    """``data`` as highlighted JSON on stdout, its strings unable to drive the terminal.
+
+    Used instead of ``Console.print_json``, which writes DEL, C1 controls and bidi
+    characters from the data as they are (see :func:`splare_connect.terminal.printable_json`).
+    """
+    from rich.highlighter import JSONHighlighter
+    from rich.text import Text
+
+    from splare_connect.terminal import printable_json
+
+    text = JSONHighlighter()(Text(printable_json(data, default=default)))
+    text.no_wrap = True
+    text.overflow = None
+    stdout.print(text, soft_wrap=True)
 
 
 def format_features(features: Sequence[FeatureWeight]) -> str:
-    """Features on one line: ``copy / kopieren (6675) 1.01; ...``; the id alone when unlabelled."""
+    """Features on one line: ``copy / kopieren (6675) 1.01; ...``; the id alone when unlabelled.
+
+    Labels come from a feature dictionary or a server: terminal controls in them are escaped.
+    """
+    from splare_connect.terminal import printable
+
     return "; ".join(
-        f"{f.label} ({f.feature}) {f.weight:.2f}" if f.label else f"{f.feature}:{f.weight:.2f}" for f in features
+        f"{printable(f.label)} ({f.feature}) {f.weight:.2f}" if f.label else f"{f.feature}:{f.weight:.2f}"
+        for f in features
     )

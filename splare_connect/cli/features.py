@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -27,10 +26,12 @@ from splare_connect.cli.common import (
     load_encoder,
     open_early,
     opened_backend,
+    print_json,
     print_line,
     stdout,
 )
 from splare_connect.errors import ConfigError, SplareError
+from splare_connect.terminal import printable
 
 app = typer.Typer(help="What the model's latent features mean: build, show and find them.", no_args_is_help=True)
 
@@ -57,6 +58,7 @@ def build(
         missing = [str(path) for path in sources if not path.exists()]
         if missing:
             raise ConfigError(f"no such source: {', '.join(missing)}")
+        _make_output_directory(output)
         total = sum(1 for _ in read_labelling_sources(sources, per_source=per_source))
         encoder = load_encoder(model, Precision.FP32, trust_remote_code, Runtime.TORCH)
         dictionary = build_dictionary(
@@ -102,10 +104,10 @@ def show(
     if encoder.feature_dictionary is None:
         print_line("note", _no_dictionary(encoder.config.name))
     if as_json:
-        stdout.print_json(json.dumps([f._asdict() for f in features], ensure_ascii=False))
+        print_json([f._asdict() for f in features])
         return
     for feature in features:
-        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}  {escape(feature.label or '')}")
+        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}  {escape(printable(feature.label or ''))}")
 
 
 @app.command("find")
@@ -133,11 +135,11 @@ def find(
         raise fail(error) from error
     if as_json:
         rows = [{**f._asdict(), "in_evidence": f.feature in in_evidence} for f in activated]
-        stdout.print_json(json.dumps(rows, ensure_ascii=False))
+        print_json(rows)
         return
     for feature in activated:
         mark = "*" if feature.feature in in_evidence else " "
-        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}{mark} {escape(feature.label or '')}")
+        stdout.print(f"{feature.weight:6.2f}  {feature.feature:>6}{mark} {escape(printable(feature.label or ''))}")
 
 
 @app.command("why-not")
@@ -165,6 +167,25 @@ def why_not(
     stdout.print(f"score    {report.score:.3f} (sparse)")
     stdout.print(f"shared   {escape(format_features(report.shared[:top])) or 'none'}")
     stdout.print(f"missing  {escape(format_features(report.missing[:top])) or 'none'}")
+
+
+def _make_output_directory(output: Path) -> None:
+    """Create the dictionary's directory before the model loads, so a wrong ``--output`` is said at once.
+
+    Raises:
+        ConfigError: ``output`` is a file, or cannot be created (the message names it and why).
+    """
+    if output.exists() and not output.is_dir():
+        raise ConfigError(
+            f"--output {output} is a file, not a directory: the dictionary is a directory; "
+            "choose a new path, or an existing dictionary to resume its build"
+        )
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ConfigError(
+            f"cannot write the feature dictionary to {output}: {error.strerror or error}; choose another --output"
+        ) from None
 
 
 def _no_dictionary(model: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -33,6 +32,7 @@ from splare_connect.cli.common import (
     load_encoder,
     open_backend,
     open_early,
+    print_json,
     print_line,
     stderr,
     stdout,
@@ -188,7 +188,7 @@ def sync(
     if report.deletion_refused:
         print_line("[yellow]warning:[/]", report.deletion_refused)
     if as_json:
-        stdout.print_json(json.dumps(report.to_dict()))
+        print_json(report.to_dict())
     else:
         stdout.print(
             f"{report.documents} documents: {report.new} new, {report.changed} changed, "

@@ -7,7 +7,6 @@ client, an answer in a fraction of a second.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
@@ -31,6 +30,7 @@ from splare_connect.cli.common import (
     load_encoder,
     open_early,
     opened_backend,
+    print_json,
     stdout,
 )
 from splare_connect.errors import SplareError
@@ -167,18 +167,21 @@ def _row(hit: Any) -> dict[str, Any]:
 def _print_rows(rows: Sequence[Mapping[str, Any]], as_json: bool) -> None:
     """The hits as JSON for scripts, or as a table."""
     if as_json:
-        stdout.print_json(json.dumps(list(rows), ensure_ascii=False, default=str))
+        print_json(list(rows), default=str)
         return
     from rich.table import Table
 
+    from splare_connect.terminal import printable
+
     table = Table("#", "score", "document", "text", show_lines=False)
     for rank, row in enumerate(rows, start=1):
-        # Stored text and ids are data: escaped, so '[/]' in a record can't break the table.
-        snippet = escape(" ".join((row.get("text") or "").split())[:100])
+        # Stored text and ids are data: markup escaped, so '[/]' in a record can't break the
+        # table, and terminal controls shown as escapes, so an ESC in a record can't drive the terminal.
+        snippet = escape(printable(" ".join((row.get("text") or "").split())[:100]))
         features = row.get("features")
         if features:
             snippet += "\n[dim]" + escape(_format_feature_rows(features[:6])) + "[/]"
-        table.add_row(str(rank), f"{row['score']:.3f}", escape(str(row["doc_id"])), snippet)
+        table.add_row(str(rank), f"{row['score']:.3f}", escape(printable(str(row["doc_id"]))), snippet)
     stdout.print(table)
 
 

@@ -27,6 +27,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from splare_connect.encoding.inputs import validate_texts
+from splare_connect.errors import BadInputError
 from splare_connect.integrations import require, shared_encoder
 
 require("haystack", "haystack")
@@ -108,13 +110,15 @@ class SplareSparseTextEmbedder(_SplareComponent):
             ``{"sparse_embedding": SparseEmbedding}``.
 
         Raises:
-            TypeError: ``text`` is not a string (use the document embedder for Documents).
+            BadInputError: ``text`` is not a string (use the document embedder for Documents),
+                or holds a lone surrogate. It is a ``TypeError`` too.
         """
         if not isinstance(text, str):
-            raise TypeError(
+            raise BadInputError(
                 "SplareSparseTextEmbedder expects a string; to embed Documents use SplareSparseDocumentEmbedder"
             )
-        vector = self._loaded().encode([text], role="query").sparse[0]
+        [query] = validate_texts([text], name="query")
+        vector = self._loaded().encode([query], role="query").sparse[0]
         return {"sparse_embedding": _sparse_embedding(vector)}
 
 
@@ -186,19 +190,22 @@ class SplareSparseDocumentEmbedder(_SplareComponent):
             ``{"documents": [...]}``: copies of the input, in order, with ``sparse_embedding`` set.
 
         Raises:
-            TypeError: ``documents`` is not a list of Documents (use the text embedder for strings).
+            BadInputError: ``documents`` is not a list of Documents (use the text embedder for
+                strings), or a Document's text holds a lone surrogate (naming its index). It
+                is a ``TypeError`` too.
         """
         if not isinstance(documents, list) or any(not isinstance(doc, Document) for doc in documents):
-            raise TypeError(
+            raise BadInputError(
                 "SplareSparseDocumentEmbedder expects a list of Documents; "
                 "to embed a string use SplareSparseTextEmbedder"
             )
         if not documents:
             return {"documents": []}
+        texts = validate_texts([self._text(doc) for doc in documents], name="documents")
         vectors = (
             self._loaded()
             .encode(
-                [self._text(doc) for doc in documents],
+                texts,
                 role="document",
                 batch_size=self.batch_size,
                 show_progress=self.progress_bar,

@@ -45,6 +45,7 @@ from langchain_qdrant import SparseEmbeddings  # noqa: E402
 from langchain_qdrant import SparseVector as LangChainSparseVector  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
+from splare_connect.encoding.inputs import validate_texts  # noqa: E402
 from splare_connect.errors import ConfigError  # noqa: E402
 from splare_connect.integrations import encoder_from  # noqa: E402
 from splare_connect.retriever import Retriever, SearchHit  # noqa: E402
@@ -107,13 +108,23 @@ class SplareSparseEmbeddings(SparseEmbeddings):
         self.batch_size = batch_size
 
     def embed_documents(self, texts: list[str]) -> list[LangChainSparseVector]:
-        """Sparse vectors for documents, in input order (``document_top_k`` pruning)."""
-        encoded = self.encoder.encode(list(texts), role="document", batch_size=self.batch_size)
+        """Sparse vectors for documents, in input order (``document_top_k`` pruning).
+
+        Raises:
+            BadInputError: ``texts`` is one string rather than a list of them (it would be
+                encoded one vector per character), or a text is not valid Unicode.
+        """
+        encoded = self.encoder.encode(validate_texts(texts), role="document", batch_size=self.batch_size)
         return [_to_langchain(vector) for vector in encoded.sparse]
 
     def embed_query(self, text: str) -> LangChainSparseVector:
-        """The sparse vector of one query (``query_top_k`` pruning); empty for a blank text."""
-        return _to_langchain(self.encoder.encode([text], role="query").sparse[0])
+        """The sparse vector of one query (``query_top_k`` pruning); empty for a blank text.
+
+        Raises:
+            BadInputError: ``text`` is not a string, or holds a lone surrogate.
+        """
+        [query] = validate_texts([text], name="query")
+        return _to_langchain(self.encoder.encode([query], role="query").sparse[0])
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(encoder={self.encoder!r}, batch_size={self.batch_size})"

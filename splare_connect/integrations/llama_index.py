@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from splare_connect.encoding.inputs import validate_texts
 from splare_connect.integrations import encoder_from, require
 
 require("llama_index.core", "llamaindex")
@@ -73,7 +74,9 @@ def splare_sparse_fns(encoder: SplareEncoder | str | Path | None = None, *, batc
 
     Returns:
         ``(doc_fn, query_fn)``; each maps ``list[str]`` to ``(indices, values)``, one list
-        of each per text. A blank text gives empty lists (it has no features).
+        of each per text. A blank text gives empty lists (it has no features). Each raises
+        :class:`~splare_connect.errors.BadInputError` for one string instead of a list, or
+        a text that is not valid Unicode (naming its index).
     """
     encoder = encoder_from(encoder)
     return SparseFns(
@@ -84,7 +87,8 @@ def splare_sparse_fns(encoder: SplareEncoder | str | Path | None = None, *, batc
 
 def _sparse_fn(encoder: SplareEncoder, role: Role, batch_size: int) -> SparseEncoderFn:
     def encode(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
-        vectors = encoder.encode(list(texts), role=role, batch_size=batch_size).sparse
+        # Checked, not list()-ed: list("abc") would encode one text per character.
+        vectors = encoder.encode(validate_texts(texts), role=role, batch_size=batch_size).sparse
         return [v.indices.tolist() for v in vectors], [v.values.tolist() for v in vectors]
 
     encode.__name__ = f"splare_{role}_fn"

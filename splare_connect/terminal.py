@@ -1,0 +1,55 @@
+"""Make text from data or a server safe to print on a terminal.
+
+A stored document, a record id, a feature label or a server's answer can hold control
+characters that a terminal obeys: ``ESC ] 0 ; title BEL`` renames the window, ``ESC [ 2J``
+clears the screen, the 8-bit ``CSI`` (U+009B) does the same on some terminals, and the
+bidirectional overrides (U+202A-U+202E, U+2066-U+2069) reorder what the reader sees.
+Everything the CLI prints that it did not write itself goes through :func:`printable`
+(or :func:`printable_json` for ``--json``), so those characters show as visible escapes
+(``\\x1b``, ``\\u202e``) and never act.
+
+Rich markup (``[bold]``) is a separate matter: callers still escape it with
+``rich.markup.escape`` or print with ``markup=False``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["printable", "printable_json"]
+
+# C0 controls, DEL and the C1 controls (U+0080-U+009F), then the bidi embeddings,
+# overrides and isolates. U+0085 (NEL) is a C1 control too.
+_CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+
+
+def _visible(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_PRINTABLE = {code: _visible(code) for code in (*_CONTROLS, *_BIDI)}
+_PRINTABLE_KEEP_LINES = {code: text for code, text in _PRINTABLE.items() if code not in (0x09, 0x0A)}
+# json.dumps already escapes C0 inside strings; its raw newlines are the layout's and stay.
+_JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*_CONTROLS, *_BIDI) if code >= 0x20}
+
+
+def printable(text: str, *, keep_lines: bool = False) -> str:
+    """``text`` with every terminal control character shown as an escape (``\\x1b``) instead.
+
+    Args:
+        text: Any text.
+        keep_lines: Keep newlines and tabs (for multi-line output); all other controls are escaped.
+    """
+    return text.translate(_PRINTABLE_KEEP_LINES if keep_lines else _PRINTABLE)
+
+
+def printable_json(data: Any, *, indent: int | None = 2, default: Any = None) -> str:
+    """``data`` as JSON that is safe on a terminal and still decodes to ``data`` exactly.
+
+    ``json.dumps(..., ensure_ascii=False)`` writes DEL, C1 controls and bidi characters
+    as they are; here they become ``\\u`` escapes, which only occur inside JSON strings,
+    so a script reading the output gets the same strings back.
+    """
+    return json.dumps(data, indent=indent, ensure_ascii=False, default=default).translate(_JSON_ESCAPES)
