@@ -41,5 +41,5 @@ def not_ours_message(name: str) -> str:
     """Why a collection splare-connect didn't make can't be synced or searched as it is, and what to do."""
     return (
         f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata); "
-        "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"
+        f"attach it first: splare-connect attach --text-field FIELD {name}"
     )

@@ -33,7 +33,7 @@ from typing import Any
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
 from splare_connect.backends.schema import RECORD_ID, STATE_KEY
-from splare_connect.errors import BackendError, RecordsRejectedError
+from splare_connect.errors import BackendError, CollectionNotAttachedError, RecordsRejectedError
 from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import call_engine, not_ours_message
@@ -103,7 +103,7 @@ class EdgeDriver:
         place = self._place(name)
         spec = read_spec_file(place.spec_file, name)
         if spec is None and place.app_shard:
-            raise BackendError(not_ours_message(name))
+            raise CollectionNotAttachedError(not_ours_message(name))
         return spec
 
     def layout(self, name: str) -> CollectionLayout | None:
@@ -171,7 +171,7 @@ class EdgeDriver:
 
         folder = self._folder(spec.name)
         if self._place(spec.name).app_shard:  # never create our layout inside an app's shard
-            raise BackendError(not_ours_message(spec.name))
+            raise CollectionNotAttachedError(not_ours_message(spec.name))
         with on_disk(f"creating collection {spec.name!r}"):
             folder.mkdir(parents=True, exist_ok=True)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
