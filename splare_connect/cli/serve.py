@@ -177,6 +177,7 @@ def serve(
                 max_connections=settings.max_connections,
             ),
             timeout_keep_alive=settings.keep_alive_s,
+            ws="none",  # no WebSocket endpoints: an upgrade request is answered as plain HTTP
         )
     except SplareError as error:
         raise fail(error) from error

@@ -99,14 +99,15 @@ class GuardedH11Protocol(H11Protocol):
         """uvicorn's event loop over h11, with the deadlines moved as the request arrives.
 
         The headers arrived when h11's client state left ``IDLE``; the body when it reached
-        ``DONE``. Checked after uvicorn handled the events so that its own state is set.
+        ``DONE`` (``MIGHT_SWITCH_PROTOCOL`` for a request asking to upgrade, which is served as
+        plain HTTP). Checked after uvicorn handled the events so that its own state is set.
         """
         super().handle_events()
         their_state = self.conn.their_state
         if not self._reading_body and their_state is h11.SEND_BODY:
             self._reading_body = True
             self._arm(self.body_timeout_s, "body")
-        elif their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR):
+        elif their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED, h11.ERROR, h11.MIGHT_SWITCH_PROTOCOL):
             self._reading_body = False
             self._disarm()
         elif their_state is h11.IDLE and self._reading_body:

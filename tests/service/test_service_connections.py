@@ -20,7 +20,7 @@ import pytest
 
 from tests.service.conftest import RunningServer, start_server, stop_server
 
-HEADER_TIMEOUT_S = 1.0
+HEADER_TIMEOUT_S = 0.5
 BODY_TIMEOUT_S = 1.5
 MARGIN_S = 2.0  # the loose bound: closed within timeout + MARGIN_S
 HALF_HEADERS = b"POST /encode HTTP/1.1\r\nHost: x\r\n"
@@ -28,9 +28,16 @@ HALF_HEADERS = b"POST /encode HTTP/1.1\r\nHost: x\r\n"
 
 @pytest.fixture(scope="module")
 def strict_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """Encode only, with short read timeouts (set through the environment, as a deployment would)."""
+    """Encode only, short read timeouts (set through the environment, as a deployment would), slow answers.
+
+    Batching waits 1 s for company: every /encode is answered after the header deadline.
+    """
     log = tmp_path_factory.mktemp("strict-server") / "server.log"
-    env = {"SPLARE_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S), "SPLARE_BODY_TIMEOUT": str(BODY_TIMEOUT_S)}
+    env = {
+        "SPLARE_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S),
+        "SPLARE_BODY_TIMEOUT": str(BODY_TIMEOUT_S),
+        "SPLARE_MAX_WAIT_MS": "1000",
+    }
     running = start_server(tiny_model_dir, log, "--no-search", api_key=None, env=env)
     yield running
     stop_server(running)
@@ -174,6 +181,28 @@ def test_the_next_request_on_a_kept_alive_connection_has_its_own_header_deadline
     print(f"\nsecond request half sent: closed after {seconds:.2f} s")
     assert answer.startswith(b"HTTP/1.1 408 "), answer
     assert encode_once(strict_server)[0] == 200
+
+
+def test_a_slow_answer_is_not_cut_by_a_read_deadline(strict_server: RunningServer) -> None:
+    """The deadlines cover reading the request only: an answer that takes longer than both still arrives.
+
+    The strict server batches for up to 1 s (longer than its header timeout), so each
+    /encode is answered after the header deadline would have passed. A request asking to
+    upgrade (served as plain HTTP) ends in h11's MIGHT_SWITCH_PROTOCOL state, not DONE.
+    """
+    body = b'{"texts": ["list files"]}'
+    head = b"POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    for extra in (b"", b"Connection: Upgrade\r\nUpgrade: websocket\r\n"):
+        started = time.monotonic()
+        sock = connect(strict_server, head + extra + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        try:
+            answer = read_response(sock)
+        finally:
+            sock.close()
+        seconds = time.monotonic() - started
+        print(f"\n/encode answered after {seconds:.2f} s ({'upgrade asked' if extra else 'plain'})")
+        assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+        assert seconds > HEADER_TIMEOUT_S  # the answer did come after the header deadline
 
 
 def test_a_normal_client_is_answered_while_a_hundred_half_open_connections_are_held(
