@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import select
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,10 +47,13 @@ def strict_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="module")
 def capped_server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    """Encode only, timeouts long enough to hold a hundred half-open connections, at most 110 connections."""
+    """Encode only, timeouts long enough to hold a hundred half-open connections, at most 110 connections.
+
+    Set with the command's options (the strict server uses the environment variables).
+    """
     log = tmp_path_factory.mktemp("capped-server") / "server.log"
-    env = {"SPLARE_HEADER_TIMEOUT": "60", "SPLARE_BODY_TIMEOUT": "60", "SPLARE_MAX_CONNECTIONS": "110"}
-    running = start_server(tiny_model_dir, log, "--no-search", api_key=None, env=env)
+    options = ("--no-search", "--header-timeout", "60", "--body-timeout", "60", "--max-connections", "110")
+    running = start_server(tiny_model_dir, log, *options, api_key=None)
     yield running
     stop_server(running)
 
@@ -266,3 +271,16 @@ def test_settings_refuse_timeouts_and_caps_that_would_disable_the_guards(field: 
 
     with pytest.raises(ConfigError, match=field):
         ServiceSettings(**{field: value})  # type: ignore[arg-type]
+
+
+def test_the_cap_is_lowered_to_fit_the_open_file_limit() -> None:
+    """Under ``ulimit -n 128`` a cap of 512 would let connections exhaust the descriptors; it becomes 64."""
+    code = (
+        "import resource; hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1];"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard));"
+        "from splare_connect.cli.serve import connection_cap; print(connection_cap(512), connection_cap(50))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["64", "50"]
+    assert "--max-connections 512 lowered to 64 to fit the open-file limit of 128" in " ".join(result.stderr.split())
