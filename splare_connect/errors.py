@@ -40,6 +40,14 @@ class CollectionNotFoundError(BackendError, LookupError):
     """The collection (or index) a search, a write or an attach names does not exist."""
 
 
+class CollectionNotAttachedError(BackendError, LookupError):
+    """The collection exists but splare-connect neither made it nor attached to it (it has no spec).
+
+    The caller's mistake, not a database failure: attach to the collection first (the
+    service answers 409). Still a ``BackendError``, so code that caught the old error keeps working.
+    """
+
+
 class PartialWriteError(BackendError):
     """Some records of a batch were refused while the others were written.
 

@@ -8,12 +8,19 @@ models); the CLI parses the same conditions from text::
     section in 1,8      any of (comma-separated)
     year>=2020          range: >, >=, <, <=
 
-Values that parse as integers or floats are compared as numbers, everything else as
-strings. Several conditions are combined with AND.
+Values that parse as integers or finite floats are compared as numbers, everything else
+(``nan``, ``inf`` included) as strings. Several conditions are combined with AND.
+
+Numbers must be what the engines store: integers are signed 64-bit in Qdrant and
+OpenSearch alike, and JSON (the servers' wire format) has no NaN or infinity, while a NaN
+compares unequal to everything. :class:`Condition` refuses anything else with a
+:class:`~splare_connect.errors.ConfigError`, so a bad value is one clear error before any
+engine sees it, whether it came from text or from Python.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +33,8 @@ Scalar = str | int | float | bool
 
 _EXPRESSION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(!=|>=|<=|=|>|<|\s+in\s+)\s*(.+?)\s*$")
 _OPERATORS: dict[str, Operator] = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,21 @@ class Condition:
             raise ConfigError(f"filter on {self.key!r}: 'in' needs at least one value, as in 'key in a,b'")
         if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, (int, float)):
             raise ConfigError(f"filter on {self.key!r}: range comparisons need a number, got {self.value!r}")
+        for value in self.value if isinstance(self.value, tuple) else (self.value,):
+            _check_number(self.key, value)
+
+
+def _check_number(key: str, value: object) -> None:
+    """Refuse numbers no engine can store or compare: outside signed 64 bits, NaN, infinite."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+        raise ConfigError(
+            f"filter on {key!r}: {value} does not fit in a signed 64-bit integer (what the engines store); "
+            f"use a value from {INT64_MIN} to {INT64_MAX}"
+        )
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"filter on {key!r}: {value} is not a finite number; filters compare finite numbers only")
 
 
 def parse_condition(expression: str) -> Condition:
@@ -72,9 +96,15 @@ def parse_filters(expressions: Sequence[str]) -> list[Condition]:
 def _scalar(raw: str) -> Scalar:
     if raw.lower() in ("true", "false"):
         return raw.lower() == "true"
-    for convert in (int, float):
-        try:
-            return convert(raw)
-        except ValueError:
-            pass
+    try:
+        return int(raw)
+    except ValueError:
+        pass
+    try:
+        number = float(raw)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number):  # "nan", "inf", "Infinity" are words here (a field may hold "Nan")
+            return number
     return raw.strip("'\"")

@@ -61,9 +61,22 @@ def _secret_literals() -> list[str]:
     return sorted((v for v in literals if len(v) >= _MIN_LITERAL), key=len, reverse=True)
 
 
+# A hint's placeholder after an auth scheme, as in "send Authorization: Bearer <key>": a
+# lower-case word or two in angle brackets, never a credential (no key looks like "<key>").
+_AUTH_SCHEMES = ("basic", "bearer", "apikey", "api-key", "token", "digest", "negotiate")
+_PLACEHOLDER = re.compile(r"\s+<[a-z][a-z _-]{0,24}>")
+
+
 def _mask_field(match: re.Match[str]) -> str:
-    """Keep the key, quote and auth scheme (useful when debugging), mask the value."""
+    """Keep the key, quote and auth scheme (useful when debugging), mask the value.
+
+    A scheme followed by a placeholder (``Bearer <key>``: a hint telling users what to
+    send, such as the service's 401) is left as written.
+    """
     if not match.group("value"):
+        return match.group(0)
+    scheme_alone = match.group("scheme") is None and match.group("value").lower() in _AUTH_SCHEMES
+    if scheme_alone and _PLACEHOLDER.match(match.string, match.end()):
         return match.group(0)
     return f"{match.group('key')}{match.group('quote') or ''}{match.group('scheme') or ''}{MASK}"
 

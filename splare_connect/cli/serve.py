@@ -82,6 +82,41 @@ def serve(
             help="Threads querying the database: keep 1 for embedded Qdrant; a database server can take more.",
         ),
     ] = 1,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            max=3600.0,
+            envvar="SPLARE_HEADER_TIMEOUT",
+            help="Seconds a client may take to send a request's headers; then its connection is closed (408).",
+        ),
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.001,
+            max=3600.0,
+            envvar="SPLARE_BODY_TIMEOUT",
+            help="Seconds a client may take, in total, to send a request's body after its headers; then it is closed.",
+        ),
+    ] = 60.0,
+    keep_alive: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=3600,
+            envvar="SPLARE_KEEP_ALIVE",
+            help="Seconds an idle connection is kept open between requests.",
+        ),
+    ] = 5,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            envvar="SPLARE_MAX_CONNECTIONS",
+            help="Open connections at most; more are refused at once (503). Lowered to fit the open-file limit.",
+        ),
+    ] = 512,
 ) -> None:
     """Serve the encoder over HTTP: POST /encode, POST /search, GET /healthz, GET /metrics.
 
@@ -92,6 +127,7 @@ def serve(
         import uvicorn
 
         from splare_connect.service.app import create_app
+        from splare_connect.service.connections import guarded_protocol
         from splare_connect.service.settings import ServiceSettings
     except ImportError as error:
         raise fail(
@@ -109,6 +145,10 @@ def serve(
             max_text_chars=max_text_chars,
             search_threads=search_threads,
             default_collection=collection,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            keep_alive_s=keep_alive,
+            max_connections=connection_cap(max_connections),
         )
         store = open_backend(backend, url, data_dir, timeout, backend_option) if search else None
     except SplareError as error:
@@ -131,9 +171,44 @@ def serve(
             port=port,
             log_level=os.environ.get("SPLARE_LOG_LEVEL", "info").lower(),
             server_header=False,
+            http=guarded_protocol(
+                header_timeout_s=settings.header_timeout_s,
+                body_timeout_s=settings.body_timeout_s,
+                max_connections=settings.max_connections,
+            ),
+            timeout_keep_alive=settings.keep_alive_s,
+            ws="none",  # no WebSocket endpoints: an upgrade request is answered as plain HTTP
         )
     except SplareError as error:
         raise fail(error) from error
     finally:
         if store is not None:
             store.close()
+
+
+# File descriptors kept for everything but client connections: the listening socket, the
+# model's and the database's files, logs.
+_RESERVED_FILES = 64
+
+
+def connection_cap(requested: int) -> int:
+    """``requested``, lowered (with a note) so that open connections cannot exhaust the open-file limit.
+
+    Past the limit ``accept`` fails and even the database cannot open a file, so a cap
+    above it protects nothing.
+    """
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # not on POSIX: keep what was asked
+        return requested
+    if soft == resource.RLIM_INFINITY or requested <= soft - _RESERVED_FILES:
+        return requested
+    fitted = max(1, soft - _RESERVED_FILES)
+    print_line(
+        "[bold yellow]note:[/]",
+        f"--max-connections {requested} lowered to {fitted} to fit the open-file limit of {soft} "
+        "(raise it with ulimit -n)",
+    )
+    return fitted

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException
 from splare_connect.errors import (
     BackendError,
     BadInputError,
+    CollectionNotAttachedError,
     CollectionNotFoundError,
     ConfigError,
     EncoderMismatchError,
@@ -70,6 +71,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (CollectionNotFoundError, 404),
     (SearchUnavailableError, 404),
     (EncoderMismatchError, 409),
+    (CollectionNotAttachedError, 409),
     (BackendError, 502),
     (ConfigError, 400),
     (BadInputError, 400),
@@ -83,7 +85,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         400: "Bad request: a bad filter, or an option the model or collection cannot serve.",
         401: "Missing or wrong API key.",
         404: "No such collection (or the server has no database).",
-        409: "The collection was built by another model.",
+        409: "The collection was built by another model, or is not attached (splare-connect attach).",
         413: "Too many texts, a text or query too long, or a body too large.",
         422: "The body does not match the schema.",
         502: "The database failed.",
@@ -278,6 +280,9 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, HTTPException)
+        cause = error.__cause__
+        if isinstance(cause, UnicodeDecodeError):  # FastAPI answers 400 for a body JSON cannot decode
+            return _error(422, f"the body is not valid UTF-8 (at byte {cause.start}): send JSON encoded as UTF-8")
         return _error(error.status_code, str(error.detail), error.headers)
 
     app.add_exception_handler(SplareError, splare_error)

@@ -49,7 +49,7 @@ def api_key_dependency(expected: str) -> Callable[..., Awaitable[None]]:
         if not key_matches(offered, expected):
             raise HTTPException(
                 status_code=401,
-                detail="missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>",
+                detail="missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
 

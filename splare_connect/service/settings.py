@@ -41,6 +41,15 @@ class ServiceSettings:
             server (Qdrant, OpenSearch) can take more.
         retry_after_s: Seconds a refused client is told to wait.
         default_collection: The collection ``/search`` uses when a request names none.
+        header_timeout_s: Seconds a connection may take to send a request's headers
+            (from connecting, or from the first byte of a kept-alive connection's next
+            request); then it is closed (408). Stops clients that connect and send
+            nothing, or drip bytes, from holding sockets forever.
+        body_timeout_s: Seconds a request's body may take after its headers, in total
+            (a dripping client cannot extend it); then the connection is closed.
+        keep_alive_s: Seconds an idle kept-alive connection stays open between requests.
+        max_connections: Open connections at most; more are refused at once with 503,
+            before any byte is read. Keep it below the process's open-file limit.
         api_key: When set, every endpoint but ``/healthz`` and the API schema needs it.
             Kept out of ``repr``.
     """
@@ -56,6 +65,10 @@ class ServiceSettings:
     search_threads: int = 1
     retry_after_s: int = 1
     default_collection: str = "splare"
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 60.0
+    keep_alive_s: int = 5
+    max_connections: int = 512
     api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -69,12 +82,18 @@ class ServiceSettings:
             "encode_batch_size",
             "search_threads",
             "retry_after_s",
+            "max_connections",
+            "keep_alive_s",
         ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"service setting {name} must be a positive integer, got {value!r}")
         if not 0 <= self.max_wait_ms <= 1000:
             raise ConfigError(f"service setting max_wait_ms must be between 0 and 1000, got {self.max_wait_ms!r}")
+        for name in ("header_timeout_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 3600:
+                raise ConfigError(f"service setting {name} must be seconds above 0 and at most 3600, got {value!r}")
         if self.max_k > 1000:
             raise ConfigError(f"service setting max_k is at most 1000 (the API's own bound), got {self.max_k}")
         if self.api_key is not None and not self.api_key.strip():

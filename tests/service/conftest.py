@@ -47,15 +47,19 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(model_dir: Path, log: Path, *options: str, api_key: str | None = API_KEY) -> RunningServer:
-    """Start ``splare-connect serve`` and wait (bounded) until /healthz answers 200."""
+def start_server(
+    model_dir: Path, log: Path, *options: str, api_key: str | None = API_KEY, env: dict[str, str] | None = None
+) -> RunningServer:
+    """Start ``splare-connect serve`` (``env`` added to its environment); wait (bounded) for /healthz's 200."""
     import httpx
 
     port = free_port()
+    env_extra = env
     env = {key: value for key, value in os.environ.items() if key not in ("SPLARE_API_KEY", "SPLARE_DEBUG")}
     if api_key is not None:
         env["SPLARE_API_KEY"] = api_key
     env["SPLARE_LOG_LEVEL"] = "warning"
+    env.update(env_extra or {})
     command = [
         sys.executable,
         "-m",

@@ -162,6 +162,10 @@ def test_search_uses_the_servers_collection_when_none_is_named(
         ("/encode", {"texts": ["x"], "sparse": False, "dense": False}, 422, "ask for sparse, dense or both"),
         ("/search", {"query": "x", "filter": ["no operator here"]}, 400, "cannot parse filter"),
         ("/search", {"query": "x", "filter": ["year>=recent"]}, 400, "range comparisons need a number"),
+        ("/search", {"query": "x", "filter": ["section=9223372036854775808"]}, 400, "signed 64-bit"),
+        ("/search", {"query": "x", "filter": ["section in 1,99999999999999999999"]}, 400, "signed 64-bit"),
+        ("/search", {"query": "x", "filter": ["section!=-9223372036854775809"]}, 400, "signed 64-bit"),
+        ("/search", {"query": "x", "filter": ["section>=inf"]}, 400, "range comparisons need a number"),
         ("/search", {"query": "x", "collection": "nowhere"}, 404, "collection 'nowhere' does not exist"),
         ("/search", {"query": "x", "collection": "../etc"}, 422, "collection: String should match pattern"),
         ("/search", {"query": "x", "k": 0}, 422, "k"),
@@ -179,6 +183,10 @@ def test_search_uses_the_servers_collection_when_none_is_named(
         "nothing-asked",
         "bad-filter",
         "range-on-a-word",
+        "filter-int-above-64-bits",
+        "filter-in-above-64-bits",
+        "filter-int-below-64-bits",
+        "filter-range-infinite",
         "missing-collection",
         "bad-collection-name",
         "k-zero",
@@ -205,6 +213,23 @@ def test_malformed_json_lone_surrogates_and_unknown_paths_are_4xx(server: Runnin
     assert_one_line_error(httpx.get(server.url + "/encode", headers=auth), 405, "Method Not Allowed")
 
 
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        (b'{"texts": ["caf\xe9"]}', "the body is not valid UTF-8 (at byte 15)"),
+        (b'{"texts": ["\xff\xfe\xfa"]}', "the body is not valid UTF-8"),
+        (b'{"texts": ["\xed\xa0\x80"]}', "texts[0] is not valid Unicode"),  # an encoded surrogate: JSON lets it by
+    ],
+    ids=["latin-1", "invalid-bytes", "encoded-surrogate"],
+)
+def test_a_body_that_is_not_utf8_is_422_as_documented(
+    server: RunningServer, auth: dict[str, str], body: bytes, fragment: str
+) -> None:
+    headers = {**auth, "Content-Type": "application/json"}
+    response = httpx.post(server.url + "/encode", content=body, headers=headers, timeout=10)
+    assert_one_line_error(response, 422, fragment)
+
+
 # ------------------------------------------------------------------------------- auth
 def test_every_endpoint_but_health_and_schema_needs_the_key(server: RunningServer) -> None:
     body = {"texts": ["list files"]}
@@ -220,6 +245,14 @@ def test_every_endpoint_but_health_and_schema_needs_the_key(server: RunningServe
     schema = httpx.get(server.url + "/openapi.json").json()
     assert API_KEY not in str(schema)
     assert {"HTTPBearer", "APIKeyHeader"} <= set(schema["components"]["securitySchemes"])
+
+
+def test_the_401_says_literally_how_to_send_the_key(server: RunningServer) -> None:
+    """The hint itself is not masked as if it were a credential; a key that was sent still is."""
+    refused = post(server, "/encode", {"texts": ["x"]}, {"Authorization": "Bearer not-the-key-9f8e"})
+    detail = assert_one_line_error(refused, 401)
+    assert detail == "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+    assert "not-the-key-9f8e" not in detail
 
 
 def test_the_key_never_reaches_the_server_log(server: RunningServer) -> None:

@@ -31,6 +31,7 @@ def test_public_names_are_pinned() -> None:
         [
             "BackendError",
             "BadInputError",
+            "CollectionNotAttachedError",
             "BadRecordError",
             "CheckpointError",
             "CollectionNotFoundError",
@@ -149,7 +150,7 @@ EXTRA_HOMES = {
     "ray": {"splare_connect.distributed.ray_ingest"},
     "fastapi": {"splare_connect.service.app", "splare_connect.service.auth", "splare_connect.service.limits"},
     "starlette": {"splare_connect.service.app", "splare_connect.service.auth", "splare_connect.service.limits"},
-    "uvicorn": {"splare_connect.cli.serve"},
+    "uvicorn": {"splare_connect.cli.serve", "splare_connect.service.connections"},
 }
 
 

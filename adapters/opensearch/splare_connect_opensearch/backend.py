@@ -40,7 +40,13 @@ from splare_connect.backends import (
 )
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
-from splare_connect.errors import BackendError, CollectionNotFoundError, ConfigError, PartialWriteError
+from splare_connect.errors import (
+    BackendError,
+    CollectionNotAttachedError,
+    CollectionNotFoundError,
+    ConfigError,
+    PartialWriteError,
+)
 from splare_connect.redaction import safe_message
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_opensearch import bodies
@@ -222,14 +228,14 @@ class OpenSearchBackend:
         if layout is None:
             return None
         if layout.spec is None and layout.spec_key_taken:
-            raise BackendError(
+            raise CollectionNotAttachedError(
                 f"index {name!r} exists but was not created by splare-connect: its metadata key {SPEC_KEY!r} in "
                 "_meta holds the application's own data, so splare-connect can neither use nor attach to it"
             )
         if layout.spec is None:
-            raise BackendError(
+            raise CollectionNotAttachedError(
                 f"index {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} in _meta); "
-                "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"
+                f"attach it first: splare-connect attach --text-field FIELD {name}"
             )
         self._specs[name] = layout.spec
         return layout.spec

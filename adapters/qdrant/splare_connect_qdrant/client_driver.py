@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, RetryPolicy
 from splare_connect.backends.schema import SPEC_KEY
-from splare_connect.errors import BackendError
+from splare_connect.errors import BackendError, CollectionNotAttachedError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
 from splare_connect_qdrant.common import call_engine, not_ours_message
@@ -83,7 +83,7 @@ class ClientDriver:
         if layout is None:
             return None
         if layout.spec is None:
-            raise BackendError(not_ours_message(name, layout.spec_key_taken))
+            raise CollectionNotAttachedError(not_ours_message(name, layout.spec_key_taken))
         return layout.spec
 
     def layout(self, name: str) -> CollectionLayout | None:

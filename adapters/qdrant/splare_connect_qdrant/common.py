@@ -46,5 +46,5 @@ def not_ours_message(name: str, spec_key_taken: bool = False) -> str:
         )
     return (
         f"collection {name!r} exists but was not created by splare-connect (no {SPEC_KEY!r} metadata); "
-        "to add SPLARE vectors to it, attach to it: splare-connect attach --text-field FIELD"
+        f"attach it first: splare-connect attach --text-field FIELD {name}"
     )

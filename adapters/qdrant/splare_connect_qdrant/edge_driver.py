@@ -39,7 +39,7 @@ from typing import Any
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
 from splare_connect.backends.schema import RECORD_ID
-from splare_connect.errors import BackendError, RecordsRejectedError
+from splare_connect.errors import BackendError, CollectionNotAttachedError, RecordsRejectedError
 from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import call_engine, not_ours_message
@@ -82,10 +82,10 @@ class _Place:
         """Stop any command at a shard splare-connect cannot prove it made.
 
         Raises:
-            BackendError: Naming the shard and how to attach to it instead.
+            CollectionNotAttachedError: Naming the shard and how to attach to it instead.
         """
         if self.unproven:
-            raise BackendError(
+            raise CollectionNotAttachedError(
                 f"{self.folder / SHARD_DIR} is a Qdrant Edge shard that splare-connect did not create (no "
                 f"{SPEC_FILE} beside it: an application's shard, or one whose description was lost); splare-connect "
                 f"will not touch it. To attach to it as an application's shard: --data-dir {self.folder} and "
@@ -132,7 +132,7 @@ class EdgeDriver:
         place.refuse_unproven()
         spec = read_spec_file(place.spec_file, name)
         if spec is None and place.app_shard:
-            raise BackendError(not_ours_message(name))
+            raise CollectionNotAttachedError(not_ours_message(name))
         return spec
 
     def layout(self, name: str) -> CollectionLayout | None:
@@ -216,7 +216,7 @@ class EdgeDriver:
         place = self._place(spec.name)
         folder = place.folder
         if place.app_shard:  # never create our layout inside an app's shard
-            raise BackendError(not_ours_message(spec.name))
+            raise CollectionNotAttachedError(not_ours_message(spec.name))
         place.refuse_unproven()
         with on_disk(f"creating collection {spec.name!r}"):
             folder.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from typing import Any
 
 from splare_connect.backends.schema import metadata_path
 from splare_connect.errors import ConfigError
-from splare_connect.filters import Condition, Scalar
+from splare_connect.filters import INT64_MAX, INT64_MIN, Condition, Scalar
 
 _INTEGER = re.compile(r"^-?\d+$")
 
@@ -38,8 +38,8 @@ def spellings(value: Scalar) -> list[Scalar]:
         return [value]
     if isinstance(value, int):
         return [value, str(value)]
-    if isinstance(value, str) and _INTEGER.match(value):
-        return [value, int(value)]
+    if isinstance(value, str) and _INTEGER.match(value) and len(value) <= 20 and INT64_MIN <= int(value) <= INT64_MAX:
+        return [value, int(value)]  # a longer digit string cannot be a stored integer: only the string matches
     return [value]
 
 
