@@ -266,29 +266,10 @@ def sparse_update(
     """A bulk ``update`` action that sets the sparse field and the state key and touches nothing else.
 
     Scripted, not a partial ``doc``: OpenSearch merges a partial doc into the stored one
-    recursively, which would keep the features of the point's previous text. Retried on
-    a version conflict (the app writing the same document meanwhile); ``routing`` is the
-    document's own, when the index routes by something other than its id.
+    recursively, which would keep the features of the point's previous text.
     """
-    action: dict[str, Any] = {
-        "_op_type": "update",
-        "_index": spec.name,
-        "_id": point_id,
-        "retry_on_conflict": 3,
-        "script": {
-            "source": _SET_SPARSE_AND_STATE,
-            "lang": "painless",
-            "params": {
-                "field": spec.sparse_vector_name,
-                "vector": features(vector),
-                "state_key": spec.state_key,
-                "state": dict(state),
-            },
-        },
-    }
-    if routing is not None:
-        action["routing"] = routing
-    return action
+    params = {"vector": features(vector), "state": dict(state)}
+    return _scripted_update(spec, point_id, _SET_SPARSE_AND_STATE, params, routing)
 
 
 _CLEAR_SPARSE_AND_STATE = "ctx._source.remove(params.field); ctx._source.remove(params.state_key)"
@@ -296,15 +277,26 @@ _CLEAR_SPARSE_AND_STATE = "ctx._source.remove(params.field); ctx._source.remove(
 
 def sparse_clear(spec: CollectionSpec, point_id: str, routing: str | None = None) -> dict[str, Any]:
     """A bulk ``update`` action removing the sparse field and the state key, and nothing else."""
+    return _scripted_update(spec, point_id, _CLEAR_SPARSE_AND_STATE, {}, routing)
+
+
+def _scripted_update(
+    spec: CollectionSpec, point_id: str, source: str, params: Mapping[str, Any], routing: str | None
+) -> dict[str, Any]:
+    """A bulk ``update`` action running a painless script on splare-connect's two fields.
+
+    Retried on a version conflict (the app writing the same document meanwhile);
+    ``routing`` is the document's own, when the index routes by something other than its id.
+    """
     action: dict[str, Any] = {
         "_op_type": "update",
         "_index": spec.name,
         "_id": point_id,
         "retry_on_conflict": 3,
         "script": {
-            "source": _CLEAR_SPARSE_AND_STATE,
+            "source": source,
             "lang": "painless",
-            "params": {"field": spec.sparse_vector_name, "state_key": spec.state_key},
+            "params": {"field": spec.sparse_vector_name, "state_key": spec.state_key, **params},
         },
     }
     if routing is not None:
