@@ -151,6 +151,22 @@ def test_an_unnamed_vector_collection_is_refused_unless_asked(tmp_path: Path, ti
     assert attach(tiny_encoder, backend).unchanged == 1  # later runs need no flag
 
 
+def test_an_unnamed_vector_edge_shard_is_refused_unless_asked(tmp_path: Path, tiny_encoder: SplareEncoder) -> None:
+    import qdrant_edge as edge
+
+    shard = edge.EdgeShard.create(
+        str(tmp_path / "kb"), edge.EdgeConfig(vectors=edge.EdgeVectorParams(size=DENSE, distance=edge.Distance.Dot))
+    )
+    shard.update(edge.UpdateOperation.upsert_points([edge.Point(1, app_vector(1), {"page_content": "ls lists"})]))
+    shard.close()
+    backend = create_backend(data_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"unnamed dense vector.*--allow-unnamed-vector"):
+        attach(tiny_encoder, backend)
+    assert not (tmp_path / "kb" / "splare_connect.json").exists()
+    assert attach(tiny_encoder, backend, allow_unnamed_vector=True).encoded == 1
+    backend.close()
+
+
 @pytest.mark.parametrize("theirs", ["a string", ["a", "list"], {"owner": "app"}, {"sparse_dim": "wide"}])
 def test_an_apps_own_metadata_key_named_like_ours_is_left_alone_and_reported(
     tiny_encoder: SplareEncoder, theirs: Any
