@@ -227,6 +227,8 @@ class Attacher:
             raise CollectionNotFoundError(
                 f"collection {self.collection!r} does not exist; attach adds vectors to an existing one"
             )
+        if layout.cannot_attach is not None:
+            raise ConfigError(f"cannot attach to {self.collection!r}: {layout.cannot_attach} (nothing was changed)")
         stored = layout.spec
         if stored is not None and not stored.attached:
             raise ConfigError(
@@ -280,12 +282,28 @@ class Attacher:
                 "list; pass --allow-unnamed-vector (allow_unnamed_vector=True) if your app reads vectors by name "
                 "or not at all (nothing was changed)"
             )
-        for point in self.backend.iter_points(self.collection, [spec.state_key]):
+        if name in layout.payload_fields:
+            raise BackendError(
+                f"collection {self.collection!r} already declares a field named {name!r}; choose another name "
+                "for the SPLARE vector (--sparse-name) (nothing was changed)"
+            )
+        if spec.state_key in layout.payload_fields:
+            raise ConfigError(
+                f"collection {self.collection!r} already declares a field {spec.state_key!r}; choose another key "
+                "for splare-connect's state (--state-key) (nothing was changed)"
+            )
+        scanned = [spec.state_key, *([name] if layout.vectors_in_payload else [])]
+        for point in self.backend.iter_points(self.collection, scanned):
             if spec.state_key in point.payload:
                 raise ConfigError(
                     f"point {point.id} of {self.collection!r} already has a payload key {spec.state_key!r} that "
                     "splare-connect did not write; choose another key for splare-connect's state (--state-key) "
                     "(nothing was changed)"
+                )
+            if name in point.payload:
+                raise BackendError(
+                    f"point {point.id} of {self.collection!r} already has a field {name!r}; choose another name "
+                    "for the SPLARE vector (--sparse-name) (nothing was changed)"
                 )
 
     def _check_text_field(self, sample: int = 1000) -> None:

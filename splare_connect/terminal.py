@@ -22,7 +22,9 @@ __all__ = ["printable", "printable_json"]
 # C0 controls, DEL and the C1 controls (U+0080-U+009F), then the bidi embeddings,
 # overrides and isolates. U+0085 (NEL) is a C1 control too.
 _CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
-_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+# Bidi overrides and isolates, the marks that also reorder text (LRM, RLM, ALM), and the
+# line and paragraph separators some terminals break lines at.
+_BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A), 0x200E, 0x200F, 0x061C, 0x2028, 0x2029]
 
 
 def _visible(code: int) -> str:

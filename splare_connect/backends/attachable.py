@@ -32,6 +32,14 @@ class CollectionLayout:
         spec: splare-connect's spec, when it created or attached the collection.
         spec_key_taken: The collection's metadata has the key splare-connect keeps its
             spec under (``splare_connect``), holding something else: the app's own data.
+        payload_fields: Top-level payload fields the collection declares (OpenSearch's
+            mapped properties; Qdrant declares none): names the app has taken even where
+            no document holds them yet.
+        vectors_in_payload: Vectors are stored among the payload fields (OpenSearch's
+            ``_source``), so a document's own key can clash with the vector's name.
+        cannot_attach: Why splare-connect cannot write into this collection without
+            losing some of the app's data (OpenSearch: a ``_source`` that leaves fields
+            out, which a scripted update would drop); None when it can.
     """
 
     name: str
@@ -39,6 +47,9 @@ class CollectionLayout:
     sparse: tuple[str, ...] = ()
     spec: CollectionSpec | None = None
     spec_key_taken: bool = False
+    payload_fields: tuple[str, ...] = ()
+    vectors_in_payload: bool = False
+    cannot_attach: str | None = None
 
 
 @dataclass(frozen=True)

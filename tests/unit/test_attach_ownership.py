@@ -317,3 +317,60 @@ def test_a_state_copied_from_another_point_is_not_trusted(app: App, tiny_encoder
     backend.close()
     assert report.encoded == 1
     assert vector_of(app, 3)["indices"] == vector_of(app, 1)["indices"]
+
+
+def test_a_folder_holding_files_we_did_not_make_is_neither_filled_nor_dropped(
+    tmp_path: Path, tiny_encoder: SplareEncoder, example_records: list[dict]
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "notes.txt").write_text("the user's own notes")
+    backend = create_backend(data_dir=tmp_path)
+    with pytest.raises(BackendError, match=r"docs holds files splare-connect did not make \(notes.txt\)"):
+        Syncer(tiny_encoder, backend, "docs").run(read_iterable(example_records[:1]))
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["notes.txt"]
+
+    Syncer(tiny_encoder, backend, "ours").run(read_iterable(example_records[:1]))
+    backend.close()
+    (tmp_path / "ours" / "keep.txt").write_text("put here later by hand")
+    backend = create_backend(data_dir=tmp_path)
+    with pytest.raises(BackendError, match=r"holds files splare-connect did not make \(keep.txt\)"):
+        backend.drop_collection("ours")
+    backend.close()
+    assert (tmp_path / "ours" / "keep.txt").is_file() and (tmp_path / "ours" / "shard").is_dir()
+
+
+def test_a_create_that_finds_the_collection_locked_leaves_no_proof(tmp_path: Path) -> None:
+    """The proof is written under the lock: a create refused at the lock leaves nothing that could vouch later."""
+    from splare_connect_qdrant.lock import CollectionLock
+
+    (tmp_path / "kb").mkdir()
+    held = CollectionLock(tmp_path / "kb", "kb")
+    held.acquire()
+    try:
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys; from splare_connect_qdrant import create_backend; "
+                "from splare_connect.backends import CollectionSpec; "
+                "b = create_backend(data_dir=sys.argv[1]); "
+                "b.create_collection(CollectionSpec(name='kb', sparse_dim=8, fingerprint={'digest': 'x'}))",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        held.release()
+    assert child.returncode != 0 and "in use" in child.stderr
+    assert not (tmp_path / "kb" / "creating.json").exists()
+
+
+def test_clearing_a_point_the_app_deleted_meanwhile_clears_the_others(app: App, tiny_encoder: SplareEncoder) -> None:
+    backend = app.backend()
+    attach(tiny_encoder, backend)
+    backend.clear_sparse("kb", [app_id(1), 424242])  # 424242: deleted by the app between the read and the write
+    backend.close()
+    payload, vectors = app.points()["1"]
+    assert STATE_KEY not in payload and "splare" not in vectors

@@ -135,3 +135,12 @@ def test_the_cli_prints_one_line_for_an_out_of_range_filter(edge_collection: Pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "signed 64-bit" in lines[0] and "9223372036854775808" in lines[0], result.stderr
     assert "TypeError" not in result.stderr and "Traceback" not in result.stderr
+
+
+def test_only_ascii_digit_strings_also_match_as_integers() -> None:
+    """A string of other scripts' digits ("٣٣") is matched as the string alone, never as the integer 33."""
+    pytest.importorskip("splare_connect_qdrant")
+    from splare_connect_qdrant.filters import spellings
+
+    assert spellings("33") == ["33", 33]
+    assert spellings("\u0663\u0663") == ["\u0663\u0663"]

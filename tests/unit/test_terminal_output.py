@@ -37,6 +37,7 @@ def test_printable_escapes_controls_and_bidi_and_keeps_the_rest() -> None:
     assert printable("tab\there\nnext", keep_lines=True) == "tab\there\nnext"
     assert printable("tab\there") == "tab\\x09here"
     assert printable("Grüße, 日本語 [bold]") == "Grüße, 日本語 [bold]"
+    assert printable("l\u200er\u200fa\u061cs\u2028p\u2029") == "l\\u200er\\u200fa\\u061cs\\u2028p\\u2029"
 
 
 def test_printable_json_decodes_to_the_same_data() -> None:

@@ -279,6 +279,9 @@ class OpenSearchBackend:
             sparse=tuple(field for field, value in properties.items() if value.get("type") == "rank_features"),
             spec=spec,
             spec_key_taken=spec is None and SPEC_KEY in their_meta,
+            payload_fields=tuple(properties),
+            vectors_in_payload=True,
+            cannot_attach=_source_problem(mapping.get("_source")),
         )
 
     def attach_collection(self, spec: CollectionSpec) -> None:
@@ -644,3 +647,23 @@ def _describe(exc: BaseException) -> str:
         if isinstance(error, Mapping):
             reason = f"{error.get('type')}: {error.get('reason')}"
     return f"HTTP {status}: {reason}" if status and reason else f"{type(exc).__name__}: {exc}"
+
+
+def _source_problem(source: Any) -> str | None:
+    """Why the index's ``_source`` setting makes scripted updates lose the app's data, or None.
+
+    An update rebuilds the document from its stored ``_source``: fields the index leaves
+    out of ``_source`` (to save space on k-NN vectors, say) would be dropped from the
+    document and no longer indexed.
+    """
+    if not isinstance(source, Mapping):
+        return None
+    if source.get("enabled") is False:
+        return "its _source is disabled, and an update would lose every field of the documents it writes"
+    left_out = [key for key in ("includes", "excludes") if source.get(key)]
+    if left_out:
+        return (
+            f"its _source has {' and '.join(left_out)}, so an update would drop the fields _source leaves out "
+            "from the documents it writes"
+        )
+    return None

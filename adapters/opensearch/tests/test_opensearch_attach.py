@@ -317,3 +317,32 @@ def test_the_apps_own_state_key_or_meta_key_is_refused_before_any_write(
     with pytest.raises(ConfigError, match="metadata key 'splare_connect' of 'kb' is the application's own"):
         Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
     assert not writes(recorder)
+
+
+@pytest.mark.parametrize(
+    "source", [{"excludes": ["embedding"]}, {"includes": ["page_content", "metadata"]}, {"enabled": False}]
+)
+def test_an_index_whose_source_leaves_fields_out_is_refused(
+    index: AppIndex, tiny_encoder: SplareEncoder, source: dict[str, Any]
+) -> None:
+    """A scripted update rebuilds the document from _source: fields left out of it would be lost."""
+    index.mapping["_source"] = source
+    backend, recorder = connect(index)
+    with pytest.raises(ConfigError, match=r"cannot attach to 'kb': its _source .*(nothing was changed)"):
+        Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    assert not writes(recorder)
+
+
+@pytest.mark.parametrize("where", ["mapped", "in a document"])
+@pytest.mark.parametrize("name", ["splare", STATE_KEY])
+def test_a_field_the_app_declared_or_stored_under_our_names_is_refused(
+    index: AppIndex, tiny_encoder: SplareEncoder, where: str, name: str
+) -> None:
+    if where == "mapped":
+        index.mapping["properties"][name] = {"type": "keyword"}
+    else:  # an index with "dynamic": false keeps unmapped keys in _source only
+        index.docs["doc-3"][name] = "the app's own"
+    backend, recorder = connect(index)
+    with pytest.raises((BackendError, ConfigError), match=rf"{name!r}.*\(nothing was changed\)"):
+        Attacher(tiny_encoder, backend, "kb", text_field="page_content").run()
+    assert not writes(recorder)

@@ -149,10 +149,23 @@ class QdrantBackend:
                 return
 
     def clear_sparse(self, collection: str, point_ids: Sequence[PointId]) -> None:
-        """Delete the sparse vector and the state key from these points (one request)."""
+        """Delete the sparse vector and the state key from these points (one request).
+
+        A request naming a point the app has deleted since it was read can fail as a
+        whole (qdrant-client's local mode does); it is then sent again for the points
+        still there (both deletions are idempotent).
+        """
         spec = self._spec(collection)
-        if point_ids:
-            self.driver.clear_vectors(collection, spec.sparse_vector_name, spec.state_key, point_ids)
+        pending = list(point_ids)
+        while pending:
+            try:
+                self.driver.clear_vectors(collection, spec.sparse_vector_name, spec.state_key, pending)
+                return
+            except BackendError:
+                present = self.driver.existing(collection, pending)
+                if len(present) == len(pending):
+                    raise  # not a deletion: the write itself failed
+                pending = [point for point in pending if point in present]
 
     def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
         """Write the vectors (``update_vectors``) and state (``set_payload``) onto existing points.

@@ -53,6 +53,8 @@ EDGE_CONFIG = "edge_config.json"  # Edge's own description of a shard's vectors
 APP_SPEC_FILE = "splare_connect.json"  # our spec, inside an app's shard directory
 APP_LOCK_FILE = "splare_connect.lock"
 CREATING_FILE = "creating.json"  # proof that splare-connect is creating this collection, written first
+# Everything splare-connect puts in a collection's folder (write_json_atomically's temporaries included).
+_OUR_ENTRIES = frozenset({SHARD_DIR, SPEC_FILE, CREATING_FILE, LOCK_FILE, "collection.tmp", "creating.tmp"})
 # Payload nesting Edge is allowed to get: it fails to read its own log at ~125 levels;
 # the sync engine's record rules allow 32 levels of metadata, well within this.
 MAX_PAYLOAD_DEPTH = 64
@@ -77,6 +79,26 @@ class _Place:
         if self.app_shard or not (self.folder / SHARD_DIR).exists():
             return False
         return not (self.folder / SPEC_FILE).is_file() and not (self.folder / CREATING_FILE).is_file()
+
+    def foreign_entries(self) -> list[str]:
+        """Names in the collection's folder that splare-connect does not make there."""
+        if self.app_shard or not self.folder.is_dir():
+            return []
+        return sorted(entry.name for entry in self.folder.iterdir() if entry.name not in _OUR_ENTRIES)
+
+    def refuse_foreign(self, doing: str) -> None:
+        """Stop a create or drop in a folder holding files splare-connect did not make.
+
+        Raises:
+            BackendError: Naming the folder and (some of) the files.
+        """
+        foreign = self.foreign_entries()
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise BackendError(
+                f"{self.folder} holds files splare-connect did not make ({shown}); it will not {doing} there: "
+                "use another collection name or --data-dir, or move them away"
+            )
 
     def refuse_unproven(self) -> None:
         """Stop any command at a shard splare-connect cannot prove it made.
@@ -218,9 +240,9 @@ class EdgeDriver:
         if place.app_shard:  # never create our layout inside an app's shard
             raise CollectionNotAttachedError(not_ours_message(spec.name))
         place.refuse_unproven()
+        place.refuse_foreign("create a collection")
         with on_disk(f"creating collection {spec.name!r}"):
             folder.mkdir(parents=True, exist_ok=True)
-            write_json_atomically(folder / CREATING_FILE, {"created_by": "splare-connect", "collection": spec.name})
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
         vectors = (
             {spec.dense_vector_name: edge.EdgeVectorParams(size=spec.dense_dim, distance=edge.Distance.Cosine)}
@@ -228,11 +250,19 @@ class EdgeDriver:
             else None
         )
         config = edge.EdgeConfig(vectors=vectors, sparse_vectors={spec.sparse_vector_name: sparse_params})
-        shard = self._open(
-            spec.name,
-            f"creating collection {spec.name!r}",
-            lambda: edge.EdgeShard.create(_leftover_cleared(folder / SHARD_DIR), config),
-        )
+
+        def make_shard() -> Any:
+            # Under the collection's lock: checked again (another process may have been
+            # here meanwhile), then the proof, then the first engine file.
+            if (folder / SPEC_FILE).is_file():
+                raise BackendError(f"collection {spec.name!r} was created by another process meanwhile")
+            place.refuse_unproven()
+            place.refuse_foreign("create a collection")
+            with on_disk(f"creating collection {spec.name!r}"):
+                write_json_atomically(folder / CREATING_FILE, {"created_by": "splare-connect", "collection": spec.name})
+            return edge.EdgeShard.create(_leftover_cleared(folder / SHARD_DIR), config)
+
+        shard = self._open(spec.name, f"creating collection {spec.name!r}", make_shard)
         try:
             for field in keyword_fields:
                 call_engine(
@@ -272,6 +302,7 @@ class EdgeDriver:
         if place.app_shard:
             raise BackendError(f"collection {name!r} belongs to another application; splare-connect does not drop it")
         place.refuse_unproven()
+        place.refuse_foreign("drop the folder")
         folder = place.folder
         self._close_one(name)
         with on_disk(f"dropping collection {name!r}"):

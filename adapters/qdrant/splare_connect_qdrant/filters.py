@@ -21,7 +21,7 @@ from splare_connect.backends.schema import metadata_path
 from splare_connect.errors import ConfigError
 from splare_connect.filters import INT64_MAX, INT64_MIN, Condition, Scalar
 
-_INTEGER = re.compile(r"^-?\d+$")
+_INTEGER = re.compile(r"^-?[0-9]+$")  # ASCII digits only: "٣٣" is a string, not 33
 
 
 def _is_conditions(filter_: Any) -> bool:
