@@ -25,7 +25,7 @@ from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
 from splare_connect_qdrant.common import call_engine, not_ours_message
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
-from splare_connect_qdrant.filters import FilterClasses, build_filter
+from splare_connect_qdrant.filters import FilterClasses, build_filter, vector_presence_filter
 
 LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -288,12 +288,7 @@ class ClientDriver:
         has_vector: tuple[str, bool] | None = None,
     ) -> tuple[list[Any], Any]:
         """One page of points with the named payload fields, no vectors; ``has_vector`` filters on one vector."""
-        from qdrant_client import models
-
-        scroll_filter = None
-        if has_vector is not None:
-            condition = models.HasVectorCondition(has_vector=has_vector[0])
-            scroll_filter = models.Filter(must=[condition]) if has_vector[1] else models.Filter(must_not=[condition])
+        scroll_filter = vector_presence_filter(has_vector, _filter_classes())
         records, next_offset = self.call(
             f"scrolling {collection!r}",
             lambda: self.client.scroll(
@@ -388,4 +383,5 @@ def _filter_classes() -> FilterClasses:
         match_any=lambda vs: models.MatchAny(any=vs),
         range=models.Range,
         filter=models.Filter,
+        has_vector=lambda name: models.HasVectorCondition(has_vector=name),
     )

@@ -45,7 +45,7 @@ from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.common import call_engine, not_ours_message
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
 from splare_connect_qdrant.edge_files import SPEC_FILE, on_disk, read_spec_file, write_json_atomically
-from splare_connect_qdrant.filters import FilterClasses, build_filter
+from splare_connect_qdrant.filters import FilterClasses, build_filter, vector_presence_filter
 from splare_connect_qdrant.lock import LOCK_FILE, CollectionLock, in_use_message
 
 SHARD_DIR = "shard"
@@ -371,10 +371,7 @@ class EdgeDriver:
         import qdrant_edge as edge
 
         shard = self._shard(collection)
-        scroll_filter = None
-        if has_vector is not None:
-            condition = edge.HasVectorCondition(has_vector[0])
-            scroll_filter = edge.Filter(must=[condition]) if has_vector[1] else edge.Filter(must_not=[condition])
+        scroll_filter = vector_presence_filter(has_vector, _filter_classes())
         request = edge.ScrollRequest(
             offset=offset, limit=limit, filter=scroll_filter, with_payload=list(fields), with_vector=False
         )
@@ -520,4 +517,5 @@ def _filter_classes() -> FilterClasses:
         match_any=edge.MatchAny,
         range=edge.RangeFloat,
         filter=edge.Filter,
+        has_vector=edge.HasVectorCondition,
     )

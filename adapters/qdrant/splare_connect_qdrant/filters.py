@@ -64,6 +64,16 @@ class FilterClasses:
     match_any: Callable[[list[Any]], Any]
     range: Callable[..., Any]
     filter: Callable[..., Any]
+    has_vector: Callable[[str], Any]
+
+
+def vector_presence_filter(has_vector: tuple[str, bool] | None, classes: FilterClasses) -> Any:
+    """The engine's filter keeping points that have (``(name, True)``) or lack (``(name, False)``) a vector."""
+    if has_vector is None:
+        return None
+    name, present = has_vector
+    condition = classes.has_vector(name)
+    return classes.filter(must=[condition]) if present else classes.filter(must_not=[condition])
 
 
 def build_filter(filter_: Any, classes: FilterClasses) -> Any:
