@@ -209,7 +209,8 @@ def _read_body(response: http.client.HTTPResponse, watch: _Watch, max_bytes: int
         if size > max_bytes:
             raise ExchangeError("too_big")
         parts.append(chunk)
-    if watch.expired:  # the timer's shutdown looks like the end of the body
+    complete = declared is not None and size == declared
+    if watch.expired and not complete:  # the timer's shutdown looks like the end of the body
         raise ExchangeError("late")
     if declared is not None and size < declared:
         raise ExchangeError("short", declared=declared, received=size)
