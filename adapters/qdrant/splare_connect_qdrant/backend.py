@@ -18,7 +18,7 @@ congruence suite (``tests/unit/test_backend_congruence.py``) holds them to.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,43 +151,53 @@ class QdrantBackend:
     def clear_sparse(self, collection: str, point_ids: Sequence[PointId]) -> None:
         """Delete the sparse vector and the state key from these points (one request).
 
-        A request naming a point the app has deleted since it was read can fail as a
-        whole (qdrant-client's local mode does); it is then sent again for the points
-        still there (both deletions are idempotent).
+        Points the app deleted since they were read are skipped (:meth:`_write_existing`).
         """
         spec = self._spec(collection)
-        pending = list(point_ids)
-        while pending:
-            try:
-                self.driver.clear_vectors(collection, spec.sparse_vector_name, spec.state_key, pending)
-                return
-            except BackendError:
-                present = self.driver.existing(collection, pending)
-                if len(present) == len(pending):
-                    raise  # not a deletion: the write itself failed
-                pending = [point for point in pending if point in present]
+        self._write_existing(
+            collection,
+            list(point_ids),
+            lambda ids: self.driver.clear_vectors(collection, spec.sparse_vector_name, spec.state_key, ids),
+        )
 
     def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
         """Write the vectors (``update_vectors``) and state (``set_payload``) onto existing points.
 
-        One request per call (the caller sizes it). A request naming a point the app has
-        deleted since it was read fails as a whole; the points still there are then
-        written again (both writes are idempotent) and the vanished ones returned.
+        One request per call (the caller sizes it). Points the app deleted since they were
+        read are skipped (:meth:`_write_existing`) and returned.
         """
         spec = self._spec(collection)
         for update in updates:
             spec.check_width(str(update.point_id), update.sparse)
-        pending, vanished = list(updates), list[PointId]()
+
+        def write(ids: list[PointId]) -> None:
+            keep = set(ids)
+            pending = [update for update in updates if update.point_id in keep]
+            self.driver.update_vectors(collection, spec.sparse_vector_name, spec.state_key, pending)
+
+        return self._write_existing(collection, [update.point_id for update in updates], write)
+
+    def _write_existing(
+        self, collection: str, point_ids: list[PointId], write: Callable[[list[PointId]], None]
+    ) -> list[PointId]:
+        """Run ``write`` on these points; the ids of those the app deleted meanwhile.
+
+        A request naming a deleted point fails as a whole (a server, local mode and Edge
+        alike); the points still there are then written again (every write here is
+        idempotent) and the vanished ones returned. A failure with every point present is
+        the write's own, and raised.
+        """
+        pending, vanished = point_ids, list[PointId]()
         while pending:
             try:
-                self.driver.update_vectors(collection, spec.sparse_vector_name, spec.state_key, pending)
+                write(pending)
                 break
             except BackendError:
-                present = self.driver.existing(collection, [u.point_id for u in pending])
+                present = self.driver.existing(collection, pending)
                 if len(present) == len(pending):
                     raise  # not a deletion: the write itself failed
-                vanished += [u.point_id for u in pending if u.point_id not in present]
-                pending = [u for u in pending if u.point_id in present]
+                vanished += [point for point in pending if point not in present]
+                pending = [point for point in pending if point in present]
         return vanished
 
     # ------------------------------------------------------------------ writes

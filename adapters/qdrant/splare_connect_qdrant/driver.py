@@ -141,7 +141,7 @@ class QdrantDriver(Protocol):
         """Set one sparse vector and the state payload key on existing points; nothing else changes."""
 
     def clear_vectors(self, collection: str, vector_name: str, state_key: str, point_ids: Sequence[PointId]) -> None:
-        """Delete one vector and the state payload key from points (missing points are ignored)."""
+        """Delete one vector and the state payload key from points; a missing point fails the request."""
 
     def existing(self, collection: str, point_ids: Sequence[PointId]) -> set[PointId]:
         """Which of these point ids exist."""

@@ -86,6 +86,11 @@ class _Place:
             return []
         return sorted(entry.name for entry in self.folder.iterdir() if entry.name not in _OUR_ENTRIES)
 
+    def refuse_creating_here(self) -> None:
+        """Stop a create where splare-connect would clear or fill what it did not make."""
+        self.refuse_unproven()
+        self.refuse_foreign("create a collection")
+
     def refuse_foreign(self, doing: str) -> None:
         """Stop a create or drop in a folder holding files splare-connect did not make.
 
@@ -211,7 +216,7 @@ class EdgeDriver:
         call_engine(f"updating {len(updates)} points of {collection!r}", write, rejects_data=_refuses_data)
 
     def clear_vectors(self, collection: str, vector_name: str, state_key: str, point_ids: Sequence[PointId]) -> None:
-        """``delete_vectors`` and ``delete_payload`` of the state key (Edge ignores missing points)."""
+        """``delete_vectors`` and ``delete_payload`` of the state key (a missing point fails the update)."""
         import qdrant_edge as edge
 
         shard = self._shard(collection)
@@ -239,8 +244,7 @@ class EdgeDriver:
         folder = place.folder
         if place.app_shard:  # never create our layout inside an app's shard
             raise CollectionNotAttachedError(not_ours_message(spec.name))
-        place.refuse_unproven()
-        place.refuse_foreign("create a collection")
+        place.refuse_creating_here()
         with on_disk(f"creating collection {spec.name!r}"):
             folder.mkdir(parents=True, exist_ok=True)
         sparse_params = edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf if spec.idf else None)
@@ -256,8 +260,7 @@ class EdgeDriver:
             # here meanwhile), then the proof, then the first engine file.
             if (folder / SPEC_FILE).is_file():
                 raise BackendError(f"collection {spec.name!r} was created by another process meanwhile")
-            place.refuse_unproven()
-            place.refuse_foreign("create a collection")
+            place.refuse_creating_here()
             with on_disk(f"creating collection {spec.name!r}"):
                 write_json_atomically(folder / CREATING_FILE, {"created_by": "splare-connect", "collection": spec.name})
             return edge.EdgeShard.create(_leftover_cleared(folder / SHARD_DIR), config)
