@@ -19,8 +19,7 @@ from typing import Any
 
 __all__ = ["printable", "printable_json"]
 
-# C0 controls, DEL and the C1 controls (U+0080-U+009F), then the bidi embeddings,
-# overrides and isolates. U+0085 (NEL) is a C1 control too.
+# C0 controls, DEL and the C1 controls (U+0080-U+009F; U+0085, NEL, is one too).
 _CONTROLS = [*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0)]
 # Bidi overrides and isolates, the marks that also reorder text (LRM, RLM, ALM), and the
 # line and paragraph separators some terminals break lines at.
@@ -32,26 +31,20 @@ def _visible(code: int) -> str:
 
 
 _PRINTABLE = {code: _visible(code) for code in (*_CONTROLS, *_BIDI)}
-_PRINTABLE_KEEP_LINES = {code: text for code, text in _PRINTABLE.items() if code not in (0x09, 0x0A)}
 # json.dumps already escapes C0 inside strings; its raw newlines are the layout's and stay.
 _JSON_ESCAPES = {code: f"\\u{code:04x}" for code in (*_CONTROLS, *_BIDI) if code >= 0x20}
 
 
-def printable(text: str, *, keep_lines: bool = False) -> str:
-    """``text`` with every terminal control character shown as an escape (``\\x1b``) instead.
-
-    Args:
-        text: Any text.
-        keep_lines: Keep newlines and tabs (for multi-line output); all other controls are escaped.
-    """
-    return text.translate(_PRINTABLE_KEEP_LINES if keep_lines else _PRINTABLE)
+def printable(text: str) -> str:
+    """``text`` with every terminal control character, newlines and tabs included, shown as an escape (``\\x1b``)."""
+    return text.translate(_PRINTABLE)
 
 
-def printable_json(data: Any, *, indent: int | None = 2, default: Any = None) -> str:
+def printable_json(data: Any, *, default: Any = None) -> str:
     """``data`` as JSON that is safe on a terminal and still decodes to ``data`` exactly.
 
     ``json.dumps(..., ensure_ascii=False)`` writes DEL, C1 controls and bidi characters
     as they are; here they become ``\\u`` escapes, which only occur inside JSON strings,
     so a script reading the output gets the same strings back.
     """
-    return json.dumps(data, indent=indent, ensure_ascii=False, default=default).translate(_JSON_ESCAPES)
+    return json.dumps(data, indent=2, ensure_ascii=False, default=default).translate(_JSON_ESCAPES)

@@ -34,7 +34,6 @@ def assert_inert(output: str) -> None:
 
 def test_printable_escapes_controls_and_bidi_and_keeps_the_rest() -> None:
     assert printable("a\u001bb\u0007c\u009bd\u007fe\u202ef\u2066g") == "a\\x1bb\\x07c\\x9bd\\x7fe\\u202ef\\u2066g"
-    assert printable("tab\there\nnext", keep_lines=True) == "tab\there\nnext"
     assert printable("tab\there") == "tab\\x09here"
     assert printable("Grüße, 日本語 [bold]") == "Grüße, 日本語 [bold]"
     assert printable("l\u200er\u200fa\u061cs\u2028p\u2029") == "l\\u200er\\u200fa\\u061cs\\u2028p\\u2029"
