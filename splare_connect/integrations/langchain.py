@@ -114,7 +114,8 @@ class SplareSparseEmbeddings(SparseEmbeddings):
             BadInputError: ``texts`` is one string rather than a list of them (it would be
                 encoded one vector per character), or a text is not valid Unicode.
         """
-        encoded = self.encoder.encode(validate_texts(texts), role="document", batch_size=self.batch_size)
+        # encode() checks the texts itself (validate_texts): list(texts) would split a string.
+        encoded = self.encoder.encode(texts, role="document", batch_size=self.batch_size)
         return [_to_langchain(vector) for vector in encoded.sparse]
 
     def embed_query(self, text: str) -> LangChainSparseVector:

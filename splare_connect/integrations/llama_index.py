@@ -29,7 +29,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from splare_connect.encoding.inputs import validate_texts
 from splare_connect.integrations import encoder_from, require
 
 require("llama_index.core", "llamaindex")
@@ -87,8 +86,9 @@ def splare_sparse_fns(encoder: SplareEncoder | str | Path | None = None, *, batc
 
 def _sparse_fn(encoder: SplareEncoder, role: Role, batch_size: int) -> SparseEncoderFn:
     def encode(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
-        # Checked, not list()-ed: list("abc") would encode one text per character.
-        vectors = encoder.encode(validate_texts(texts), role=role, batch_size=batch_size).sparse
+        # Passed as given, not list()-ed: encode() checks the texts, and list("abc") would
+        # encode one text per character.
+        vectors = encoder.encode(texts, role=role, batch_size=batch_size).sparse
         return [v.indices.tolist() for v in vectors], [v.values.tolist() for v in vectors]
 
     encode.__name__ = f"splare_{role}_fn"
