@@ -128,22 +128,23 @@ def _watched(base: type[http.client.HTTPConnection], watch: _Watch) -> type[http
     return Watched
 
 
-class _WatchedHTTP(urllib.request.HTTPHandler):
+class _Watching:
+    """A urllib handler whose connections ``watch`` sees (mixed into the HTTP and HTTPS handlers)."""
+
     def __init__(self, watch: _Watch) -> None:
         super().__init__()
         self.watch = watch
 
     def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_watched(http_class, self.watch), req, **kwargs)
+        return super().do_open(_watched(http_class, self.watch), req, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPS(urllib.request.HTTPSHandler):
-    def __init__(self, watch: _Watch) -> None:
-        super().__init__()
-        self.watch = watch
+class _WatchedHTTP(_Watching, urllib.request.HTTPHandler):
+    pass
 
-    def do_open(self, http_class: Any, req: Any, **kwargs: Any) -> Any:
-        return super().do_open(_watched(http_class, self.watch), req, **kwargs)
+
+class _WatchedHTTPS(_Watching, urllib.request.HTTPSHandler):
+    pass
 
 
 class _EveryStatusIsAnAnswer(urllib.request.HTTPErrorProcessor):
