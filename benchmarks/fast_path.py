@@ -1,16 +1,20 @@
-"""The fast CPU paths against torch fp32: documents/s, ms per query, vector agreement, cold start.
+"""Every encoding path against torch fp32: documents/s, ms per query, vector agreement, cold start.
 
-Encoders of the same model are loaded side by side: torch fp32 (the reference), torch
-int8 (dynamic int8 matrix products, ``precision="int8"``) and the OpenVINO graph at fp32
-(``runtime="openvino"``). Each of the encoder's document batches and each query is
-encoded by all of them, back to back, the order rotating every round, so that a noisy
-neighbour slows all alike; the headlines are ratios to torch fp32 within this one run.
+Encoders of the same model are loaded side by side: torch fp32 (the reference), the
+library's default (``runtime`` and ``precision`` "auto": the compiled graph, at bf16
+where the CPU has it), the OpenVINO graph at fp32 and at bf16, and torch int8 (dynamic
+int8 matrix products). ``--static-queries FILE`` adds the inference-free query encoder
+(queries only). Each document batch and each query is encoded by all of them, back to
+back, the order rotating every round, so that a noisy neighbour slows all alike; the
+headlines are ratios to torch fp32 within this one run. The CPU's model and flags are
+recorded with the figures: bf16 is fast only where the CPU has ``avx512_bf16`` or AMX.
 
 Vector agreement is measured on the same texts: the share of fp32's top-10 features
 that the other keeps, and the cosine of the two weight vectors. Retrieval quality is
 measured by the evaluation (``splare-connect eval --precision int8`` or ``--runtime
-openvino``), see BENCHMARKS.md. ``--cold-start`` also times ``from_pretrained`` and a CLI
-search in fresh processes, twice each (the second finds every cache warm).
+openvino``), see BENCHMARKS.md. ``--cold-start`` also times, in fresh processes and twice
+each (the second finds every cache warm): ``from_pretrained``, a CLI search, and an
+unchanged re-ingest of the collection it searches, with each process's peak RSS.
 
     python benchmarks/fast_path.py --docs 192 --queries 300 --cold-start --json .bench/fast_path.json
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
@@ -30,8 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-from report import CONTENDERS, percentile, print_and_save
+from report import CONTENDERS, cpu_flags, percentile, print_and_save
 
 from splare_connect import SparseVector, SplareEncoder
 
@@ -71,9 +75,9 @@ def rotated(names: list[str], index: int) -> list[str]:
 
 
 def cold_load_seconds(model: str | None, options: dict[str, str]) -> float:
-    """Seconds ``SplareEncoder.from_pretrained`` takes in a fresh Python process (imports excluded)."""
+    """Seconds ``SplareEncoder.from_pretrained`` takes in a fresh Python process, imports included."""
     code = (
-        "import time, torch; from splare_connect import SplareEncoder; start = time.perf_counter(); "
+        "import time; start = time.perf_counter(); from splare_connect import SplareEncoder; "
         f"SplareEncoder.from_pretrained({model!r}, device='cpu', **{options!r}); "
         "print(time.perf_counter() - start)"
     )
@@ -81,34 +85,45 @@ def cold_load_seconds(model: str | None, options: dict[str, str]) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def cold_search_seconds(data_dir: Path, model: str | None, options: dict[str, str]) -> float:
-    """Wall seconds of ``splare-connect search`` in a fresh process: start, imports, load, search."""
-    command = [CLI, "search", "copy files", "--data-dir", str(data_dir), "--json"]
-    command += [] if model is None else ["--model", model]
+def timed_command(command: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of a command in a fresh process."""
+    wrapped = ["/usr/bin/time", "-f", "%M", *command] if Path("/usr/bin/time").exists() else command
+    start = time.perf_counter()
+    done = subprocess.run(wrapped, capture_output=True, text=True, check=True)
+    seconds = time.perf_counter() - start
+    rss = float(done.stderr.strip().splitlines()[-1]) / 1024 if wrapped is not command else float("nan")
+    return seconds, rss
+
+
+def options_of(model: str | None, options: dict[str, str]) -> list[str]:
+    command = [] if model is None else ["--model", model]
     for key, value in options.items():
         command += [f"--{key}", value]
-    start = time.perf_counter()
-    subprocess.run(command, capture_output=True, text=True, check=True)
-    return time.perf_counter() - start
+    return command
 
 
 def cold_start(args: argparse.Namespace, docs: list[str], result: dict[str, object]) -> None:
-    """Load times in fresh processes, and a CLI search on a small Edge collection, twice each."""
+    """Load times, CLI searches and unchanged re-ingests in fresh processes, twice each."""
     for name in args.contenders:
         for attempt in (1, 2):
             result[f"{name}_load_seconds_{attempt}"] = cold_load_seconds(args.model, CONTENDERS[name])
     with tempfile.TemporaryDirectory() as scratch:
         source = Path(scratch, "pages.jsonl")
-        source.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(docs[:50])))
-        ingest = [CLI, "ingest", str(source), "--data-dir", str(Path(scratch, "data"))]
-        ingest += [] if args.model is None else ["--model", args.model]
+        source.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(docs)))
+        ingest = [CLI, "ingest", str(source), "--data-dir", str(Path(scratch, "data")), *options_of(args.model, {})]
         subprocess.run(ingest, check=True, capture_output=True)
+        for attempt in (1, 2):
+            seconds, rss = timed_command(ingest)
+            result[f"unchanged_reingest_{len(docs)}_seconds_{attempt}"] = seconds
+            result[f"unchanged_reingest_peak_rss_mb_{attempt}"] = rss
+        search = [CLI, "search", "copy files", "--data-dir", str(Path(scratch, "data")), "--json"]
         for name in args.contenders:
-            if "precision" in CONTENDERS[name]:
-                continue  # another precision has another fingerprint: it can't search this collection
+            if CONTENDERS[name].get("precision") == "int8":
+                continue  # int8 has a vector space of its own: it can't search this collection
             for attempt in (1, 2):
-                seconds = cold_search_seconds(Path(scratch, "data"), args.model, CONTENDERS[name])
+                seconds, rss = timed_command([*search, *options_of(args.model, CONTENDERS[name])])
                 result[f"{name}_cli_search_seconds_{attempt}"] = seconds
+                result[f"{name}_cli_search_peak_rss_mb_{attempt}"] = rss
 
 
 def main() -> None:
@@ -126,6 +141,7 @@ def main() -> None:
         help=f"comma-separated, the first is the reference (default: {','.join(CONTENDERS)})",
     )
     parser.add_argument("--cold-start", action="store_true", help="also time loading in fresh processes")
+    parser.add_argument("--cold-start-docs", type=int, default=307, help="pages ingested for the cold-start runs")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -157,13 +173,17 @@ def main() -> None:
             query_vectors[name].append(encoders[name].encode_query(query))
             query_ms[name].append((time.perf_counter() - start) * 1000)
 
+    for name in encoders:  # what each actually ran (OpenVINO may compile bf16 at f32 where the CPU lacks it)
+        print(f"{name}: runtime {encoders[name].runtime}, precision {encoders[name].precision}", file=sys.stderr)
     result: dict[str, object] = {
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} CPUs",
+        "cpu": cpu_flags(),
         "date": time.strftime("%Y-%m-%d"),
         "model": encoders[reference].config.name,
         "documents": len(docs),
         "queries": len(queries),
         "batch_size": args.batch_size,
+        **{f"{name}_ran_at": f"{encoder.runtime} {encoder.precision}" for name, encoder in encoders.items()},
     }
     for name in encoders:
         result[f"{name}_documents_per_second"] = len(docs) / doc_seconds[name]
@@ -177,7 +197,7 @@ def main() -> None:
                 result[f"{name}_{kind}_{measure}"] = value
     if args.cold_start:
         del encoders, doc_vectors, query_vectors  # the fresh processes get the memory
-        cold_start(args, docs, result)
+        cold_start(args, load_documents(args.corpus, args.cold_start_docs), result)
     print_and_save(result, args.json)
 
 

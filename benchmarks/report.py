@@ -8,11 +8,29 @@ from collections.abc import Mapping
 from pathlib import Path
 
 # Encoder name -> SplareEncoder.from_pretrained options (CLI: --precision / --runtime).
+# Named in full: the library's own default (runtime and precision "auto") is its own contender.
 CONTENDERS: dict[str, dict[str, str]] = {
-    "torch-fp32": {},
-    "torch-int8": {"precision": "int8"},
-    "openvino-fp32": {"runtime": "openvino"},
+    "torch-fp32": {"runtime": "torch", "precision": "fp32"},
+    "default": {},
+    "openvino-fp32": {"runtime": "openvino", "precision": "fp32"},
+    "openvino-bf16": {"runtime": "openvino", "precision": "bf16"},
+    "torch-int8": {"runtime": "torch", "precision": "int8"},
 }
+
+
+def cpu_flags() -> str:
+    """The CPU's model name and the flags that decide its fast arithmetic, for every figure's record."""
+    import platform
+
+    try:
+        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
+    flags = fields.get("flags\t\t", fields.get("flags", "")).split()
+    model = " ".join(fields.get("model name\t", fields.get("model name", "")).split())
+    wanted = [flag for flag in flags if flag.startswith(("avx", "amx")) or "vnni" in flag or "bf16" in flag]
+    return f"{model}; {' '.join(wanted)}"
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -1,14 +1,12 @@
-"""Run a transformers backbone up to one layer and read its residual stream there.
+"""Load a transformers backbone: its tokenizer and config now, its weights now or on first use.
+
+This module imports neither torch nor transformers at import time: a caller with a
+compiled graph (the OpenVINO runtime) reads the tokenizer and ``config.json`` and never
+needs the weights. Running the model up to the SAE's layer is
+:class:`splare_connect.layer_reader.LayerReader`.
 
 Layer numbering follows TransformerLens, the convention SAE checkpoints are named in:
 ``layer=L`` means the output of block ``L`` (0-based), ``blocks.L.hook_resid_post``.
-In Hugging Face terms that is ``hidden_states[L + 1]``, because ``hidden_states[0]`` is
-the embedding output. The state is captured by a forward hook on block ``L`` itself,
-so models whose last ``hidden_states`` entry has a final norm applied (Llama, Gemma,
-GPT-2 ...) are still read before that norm, as the SAE saw them in training.
-
-Blocks after ``L`` are removed from the model, not merely ignored, so they cost no
-time (SPLARE's intermediate-layer finding is also a speed win).
 """
 
 from __future__ import annotations
@@ -19,15 +17,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
 from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.loading_errors import loading_errors
 from splare_connect.quiet import quiet_loading
 from splare_connect.tokenization import TextTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
+    import torch
     from transformers import PretrainedConfig, PreTrainedModel
 
 
@@ -44,7 +40,8 @@ class LoadedBackbone:
         model_config: The model's config (or, read without transformers, its
             ``config.json`` as a namespace); taken from ``model`` when not given.
         load_model: Loads the model on first access of :attr:`model`.
-        dtype: The parameter dtype ``load_model`` loads at (read from ``model`` when given).
+        dtype: The parameter dtype ``load_model`` loads at, as torch names it
+            (``"torch.float32"``; read from ``model`` when given).
     """
 
     def __init__(
@@ -54,7 +51,7 @@ class LoadedBackbone:
         model: PreTrainedModel | None = None,
         model_config: PretrainedConfig | SimpleNamespace | None = None,
         load_model: Callable[[], PreTrainedModel] | None = None,
-        dtype: torch.dtype = torch.float32,
+        dtype: str = "torch.float32",
     ) -> None:
         if model is None and load_model is None:
             raise ValueError("a backbone needs a model or a way to load one")
@@ -73,10 +70,10 @@ class LoadedBackbone:
         return self._model
 
     @property
-    def dtype(self) -> torch.dtype:
-        """The model's parameter dtype (without loading it)."""
+    def dtype(self) -> str:
+        """The model's parameter dtype as torch names it (``"torch.float32"``), without loading it."""
         if self._model is not None:
-            return next(self._model.parameters()).dtype
+            return str(next(self._model.parameters()).dtype)
         return self._dtype
 
     @property
@@ -90,7 +87,7 @@ def load_backbone(
     *,
     lora: str | Path | None = None,
     trust_remote_code: bool = False,
-    torch_dtype: torch.dtype = torch.float32,
+    torch_dtype: torch.dtype | None = None,
     lazy: bool = False,
 ) -> LoadedBackbone:
     """Load a transformers model and tokenizer, merging a LoRA adapter if given.
@@ -103,7 +100,7 @@ def load_backbone(
         name_or_path: Local directory or model-hub id.
         lora: Directory of a peft LoRA adapter to apply and merge, or ``None``.
         trust_remote_code: Allow model code shipped with the checkpoint to run.
-        torch_dtype: Parameter dtype.
+        torch_dtype: Parameter dtype (default float32).
         lazy: Load the tokenizer and config now and the model on first use (its
             errors are then raised there). A plain ``config.json`` and
             ``tokenizer.json`` are then read without importing transformers.
@@ -125,11 +122,12 @@ def load_backbone(
                 model_config = AutoConfig.from_pretrained(location, trust_remote_code=trust_remote_code)
 
     def load_model() -> PreTrainedModel:
+        import torch
         from transformers import AutoModel
 
         with loading_errors(location, trust_remote_code), quiet_loading():
             model = AutoModel.from_pretrained(
-                location, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch_dtype
+                location, trust_remote_code=trust_remote_code, use_safetensors=True, dtype=torch_dtype or torch.float32
             )
         if lora is not None:
             with quiet_loading():
@@ -139,7 +137,8 @@ def load_backbone(
         return model
 
     if lazy:
-        return LoadedBackbone(tokenizer=tokenizer, model_config=model_config, load_model=load_model, dtype=torch_dtype)
+        dtype = "torch.float32" if torch_dtype is None else str(torch_dtype)
+        return LoadedBackbone(tokenizer=tokenizer, model_config=model_config, load_model=load_model, dtype=dtype)
     return LoadedBackbone(tokenizer=tokenizer, model=load_model())
 
 
@@ -208,27 +207,6 @@ def window_length(tokenizer: TextTokenizer, model_config: Any, cap: int | None =
     return min(limits) if limits else 512
 
 
-def find_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """Find the model's stack of transformer blocks.
-
-    It is the ``nn.ModuleList`` whose length equals ``config.num_hidden_layers``
-    (``encoder.layer`` in BERT, ``layers`` in Llama, ``h`` in GPT-2 ...).
-
-    Returns:
-        The attribute path of the list and the list itself.
-
-    Raises:
-        ConfigError: No such list exists (an architecture this reader can't handle).
-    """
-    n_layers = block_count(model)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and len(module) == n_layers and n_layers > 0:
-            return name, module
-    raise ConfigError(
-        f"cannot find the {n_layers} transformer blocks of {type(model).__name__}; this architecture is not supported"
-    )
-
-
 def block_count(model_config: Any) -> int:
     """Transformer blocks in a model, from its config (or the model itself)."""
     config = getattr(model_config, "config", model_config)
@@ -251,57 +229,3 @@ def check_layer(layer: int, n_layers: int, model_name: str) -> int:
             f"(valid: 0..{n_layers - 1}, or -{n_layers}..-1 from the end)"
         )
     return layer % n_layers
-
-
-class LayerReader(nn.Module):
-    """Runs a backbone up to block ``layer`` and returns that block's output states.
-
-    Args:
-        model: A transformers base model (``AutoModel``, not a task head).
-        layer: Block index ``L``; negative values count from the end (``-1`` = last).
-        keep_all_layers: Keep the blocks after ``L`` (needed when a dense embedding
-            is pooled from the final layer while the SAE reads an earlier one).
-
-    Raises:
-        ConfigError: ``layer`` is out of range; the message gives the valid range.
-    """
-
-    def __init__(self, model: PreTrainedModel, layer: int, *, keep_all_layers: bool = False) -> None:
-        super().__init__()
-        path, blocks = find_blocks(model)
-        n_layers = len(blocks)
-        self.layer = check_layer(layer, n_layers, type(model).__name__)
-        self.n_layers_total = n_layers
-        self.reads_last_layer = self.layer == n_layers - 1
-        if not keep_all_layers and not self.reads_last_layer:
-            _truncate_blocks(model, path, self.layer + 1)
-        self.model = model
-        self._captured: torch.Tensor | None = None
-        kept_blocks = find_blocks(model)[1]
-        kept_blocks[self.layer].register_forward_hook(self._capture)
-
-    def _capture(self, _module: nn.Module, _inputs: Any, output: Any) -> None:
-        self._captured = output[0] if isinstance(output, tuple) else output
-
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(layer_states, last_hidden_state)``, each ``(batch, seq, hidden)``."""
-        self._captured = None
-        outputs = self.model(input_ids=input_ids, attention_mask=attention_mask, **extra)
-        if self._captured is None:
-            raise RuntimeError("the forward hook on the SAE's layer did not fire")
-        states, self._captured = self._captured, None
-        return states, outputs.last_hidden_state
-
-
-def _truncate_blocks(model: nn.Module, path: str, keep: int) -> None:
-    parent_path, _, attribute = path.rpartition(".")
-    parent = model.get_submodule(parent_path) if parent_path else model
-    blocks = getattr(parent, attribute)
-    setattr(parent, attribute, nn.ModuleList(list(blocks)[:keep]))
-    config = model.config
-    config.num_hidden_layers = keep
-    layer_types = getattr(config, "layer_types", None)
-    if isinstance(layer_types, list):
-        config.layer_types = layer_types[:keep]

@@ -25,15 +25,23 @@ class Fusion(_Choice):
 
 
 class Precision(_Choice):
-    """Encoder precision: fp32, or int8 (the fast CPU path; a collection keeps its precision)."""
+    """The encoder's arithmetic (see :mod:`splare_connect.encoding.arithmetic`).
 
+    auto picks bf16 where the CPU has it (on the compiled graph) and fp32 elsewhere;
+    fp32 and bf16 share a vector space; int8 (torch's dynamic quantization) has its own.
+    """
+
+    AUTO = "auto"
     FP32 = "fp32"
+    BF16 = "bf16"
     INT8 = "int8"
 
 
 class Runtime(_Choice):
-    """What runs the encoder's forward pass: torch op by op, or one compiled OpenVINO graph (CPU)."""
+    """What runs the encoder's forward pass: auto (the compiled graph on a CPU, torch on a GPU),
+    torch op by op, or one compiled OpenVINO graph (CPU)."""
 
+    AUTO = "auto"
     TORCH = "torch"
     OPENVINO = "openvino"
 

@@ -5,18 +5,23 @@ content token -> max-pool ``log1p`` over tokens -> keep the top-k weights. When 
 model defines a dense embedding (e5: mean of the last layer), it is pooled from the
 same pass, so hybrid ingestion costs one encode.
 
-The model is :meth:`SplareEncoder.forward` (batch in, pooled weights and dense
-embedding out, differentiable); :meth:`SplareEncoder.encode` runs it under
-``torch.inference_mode()`` and prunes, fine-tuning runs it with gradients, and the
-benchmarks time it. This module holds the class and its constructors; the other jobs
-(input checks, batching, fingerprint, progress) are in :mod:`splare_connect.encoding`.
+On a CPU the pass runs by default as one compiled OpenVINO graph, at bf16 where the CPU
+has bf16 arithmetic (:mod:`splare_connect.encoding.arithmetic` chooses). Once that
+graph is cached, loading and encoding never import torch, which is most of a cold
+start. The torch model is :meth:`SplareEncoder.forward` (batch in, pooled weights and
+dense embedding out, differentiable): the torch runtime runs it under
+``torch.inference_mode()``, fine-tuning runs it with gradients, and an export of the
+graph is checked against it. This module holds the class and its constructors; the
+other jobs (input checks, batching, fingerprint, arithmetic, progress) are in
+:mod:`splare_connect.encoding`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -24,34 +29,37 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from splare_connect.backbone import (
     WIDTH_KEYS,
-    LayerReader,
     LoadedBackbone,
     block_count,
     check_layer,
     load_backbone,
     window_length,
 )
-from splare_connect.choices import Runtime
+from splare_connect.choices import Precision, Runtime
 from splare_connect.encoder_config import EncoderConfig
+from splare_connect.encoding.arithmetic import choose_arithmetic
 from splare_connect.encoding.batching import EncoderBatch, iter_batches
 from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint
 from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
-from splare_connect.encoding.openvino_graph import check_runtime
 from splare_connect.encoding.progress import progress
+from splare_connect.encoding.pruning import prune_rows
 from splare_connect.errors import CheckpointError, ConfigError
-from splare_connect.pooling import pool_dense, pool_latents, prune_to_vectors
-from splare_connect.quantization import check_precision, quantize_linear_layers, quantize_sae, trace_reader
-from splare_connect.sae import SparseAutoencoder, load_sae
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
-    from splare_connect.encoding.openvino_graph import CompiledEncoderGraph
+    import torch
+
     from splare_connect.features import FeatureDictionary, FeatureWeight
+    from splare_connect.layer_reader import LayerReader
+    from splare_connect.sae import SparseAutoencoder
     from splare_connect.tokenization import TextTokenizer
+
+# What encodes one batch: pooled weights ``(batch, d_sae)`` and the dense embedding (or
+# None), as numpy arrays.
+_Engine = Callable[[EncoderBatch], "tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]"]
 
 __all__ = ["EncodeResult", "EncoderBatch", "Role", "SplareEncoder"]
 
@@ -93,14 +101,18 @@ class SplareEncoder:
         self,
         config: EncoderConfig,
         backbone: LoadedBackbone,
-        sae: SparseAutoencoder,
+        sae: SparseAutoencoder | None = None,
         *,
+        sae_loader: Callable[[], SparseAutoencoder] | None = None,
         device: str | torch.device | None = None,
-        precision: str = "fp32",
-        runtime: str = "torch",
+        precision: str = "auto",
+        runtime: str = "auto",
         source_files: Sequence[Path] = (),
         directory: Path | None = None,
+        lazy: bool = False,
     ) -> None:
+        if sae is None and sae_loader is None:
+            raise ValueError("an encoder needs an SAE or a way to load one")
         self.config = config
         # The model directory it was loaded from, if any: where its feature dictionary lives.
         self.directory = directory
@@ -109,26 +121,26 @@ class SplareEncoder:
         self.tokenizer: TextTokenizer = backbone.tokenizer
         self._backbone = backbone
         self._reader: LayerReader | None = None
-        self.torch_dtype = backbone.dtype
+        self._sae = sae
+        self._sae_loader = sae_loader
+        self.torch_dtype = backbone.dtype  # as torch names it ("torch.float32"); torch is not imported
         # Shape facts come from the model's config, so the weights can stay unloaded (the
         # OpenVINO runtime with a cached graph never needs them).
         self.hidden_size = _hidden_size(backbone.model_config)
-        if sae.config.d_in != self.hidden_size:
-            raise CheckpointError(
-                f"the SAE reads {sae.config.d_in}-wide states but the backbone's hidden size is "
-                f"{self.hidden_size}: this SAE was not trained on this backbone"
-            )
         self.layer = check_layer(config.layer, block_count(backbone.model_config), _model_name(backbone.model_config))
-        if sae.config.hook_layer is not None and sae.config.hook_layer != self.layer:
-            warnings.warn(
-                f"the SAE was trained on block {sae.config.hook_layer} but the encoder reads block "
-                f"{self.layer}; set layer={sae.config.hook_layer} unless this is deliberate",
-                stacklevel=2,
-            )
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        self.precision = check_precision(precision, self.device)
-        self.runtime = check_runtime(runtime, self.precision, self.device)
-        self.sae = sae.to(self.device).eval()
+        arithmetic = choose_arithmetic(runtime, precision, None if device is None else str(device))
+        # Whether the runtime and precision were chosen here: a chosen graph that cannot be
+        # exported falls back to torch at fp32; a named one is an error.
+        self._chosen = (str(runtime) == Runtime.AUTO, str(precision) == Precision.AUTO)
+        self.runtime = arithmetic.runtime
+        # What the encoder computes at: a choice, or (OpenVINO) what the compiled graph reports.
+        self.precision = arithmetic.precision
+        self.device_type = arithmetic.device.split(":")[0]
+        self._device_name = arithmetic.device
+        # Why a slower path than expected runs (no OpenVINO wheel; no bf16 on this CPU), or None.
+        self.runtime_note = arithmetic.note
+        if sae is not None:
+            self._check_sae(sae)
         self.max_length = window_length(self.tokenizer, backbone.model_config, config.max_length)
         # What forward() runs instead of the reader, if anything: on the int8 path, its
         # trace (same outputs, less Python).
@@ -138,20 +150,78 @@ class SplareEncoder:
         # threads sharing one encoder (a web server, a RAG framework's thread pool) take
         # turns. The lock is re-entrant, so encode() can run inside it.
         self.lock = threading.RLock()
-        if self.precision == "int8":
-            # The fingerprint hashes the fp32 weights (and the precision): take it first.
-            _ = self.fingerprint
-            quantize_linear_layers(self.reader.model)
-            quantize_sae(self.sae)
-            vocab_size = int(getattr(backbone.model_config, "vocab_size", 0) or self.tokenizer.vocab_size)
-            self._traced_reader = trace_reader(self.reader, vocab_size)
-        # On the OpenVINO runtime, encode() runs the whole pass as one compiled graph.
-        self._graph: CompiledEncoderGraph | None = None
-        if self.runtime == Runtime.OPENVINO:
-            self._graph = self._load_graph()
-        else:
-            _ = self.reader  # torch runs the model: load it now, so errors surface at load time
-        self.tokenizer.wait()  # a tokenizer built in the background: its errors surface here too
+        self._engine: _Engine | None = None
+        if not lazy:
+            self.prepare()
+
+    def prepare(self) -> SplareEncoder:
+        """Load what encoding runs now (the compiled graph, or the torch model), not at the first encode.
+
+        An encoder made with ``lazy=True`` loads it at its first :meth:`encode`, so a
+        caller that turns out to have nothing to encode (an unchanged re-ingest) never
+        pays for it; errors loading it are raised there. Idempotent.
+
+        Returns:
+            The encoder, for chaining.
+        """
+        with self.lock:
+            if self._engine is None:
+                self._engine = (
+                    self._load_graph_or_fall_back() if self.runtime == Runtime.OPENVINO else self._load_torch()
+                )
+                self.tokenizer.wait()  # a tokenizer built in the background: its errors surface here too
+        return self
+
+    def _load_graph_or_fall_back(self) -> _Engine:
+        """The compiled graph; on torch instead, with a note, when the runtime was chosen here
+        and OpenVINO cannot export or compile this model."""
+        try:
+            return self._load_graph()
+        except ConfigError as error:
+            runtime_chosen, precision_chosen = self._chosen
+            if not runtime_chosen:
+                raise
+            self.runtime = Runtime.TORCH.value
+            if precision_chosen:
+                self.precision = Precision.FP32.value
+            reason = str(error).split("; use runtime=")[0]
+            self.runtime_note = f"{reason}: encoding with torch, slower"
+            return self._load_torch()
+
+    @property
+    def device(self) -> torch.device:
+        """The torch device the torch model runs on (imports torch; see :attr:`device_type`)."""
+        import torch
+
+        return torch.device(self._device_name)
+
+    @property
+    def sae(self) -> SparseAutoencoder:
+        """The SAE, on the encoder's device (loaded on first use: a cached graph does not need it)."""
+        if self._sae is None:
+            with self.lock:
+                if self._sae is None:
+                    assert self._sae_loader is not None  # guaranteed by __init__
+                    sae = self._sae_loader()
+                    self._check_sae(sae)
+                    self._sae = sae
+        return self._sae
+
+    def _check_sae(self, sae: SparseAutoencoder) -> None:
+        """Refuse an SAE trained on another backbone, warn about one read at another layer,
+        and put it on the encoder's device."""
+        if sae.config.d_in != self.hidden_size:
+            raise CheckpointError(
+                f"the SAE reads {sae.config.d_in}-wide states but the backbone's hidden size is "
+                f"{self.hidden_size}: this SAE was not trained on this backbone"
+            )
+        if sae.config.hook_layer is not None and sae.config.hook_layer != self.layer:
+            warnings.warn(
+                f"the SAE was trained on block {sae.config.hook_layer} but the encoder reads block "
+                f"{self.layer}; set layer={sae.config.hook_layer} unless this is deliberate",
+                stacklevel=3,
+            )
+        sae.to(self._device_name).eval()
 
     @property
     def reader(self) -> LayerReader:
@@ -163,9 +233,11 @@ class SplareEncoder:
         if self._reader is None:
             with self.lock:
                 if self._reader is None:
+                    from splare_connect.layer_reader import LayerReader
+
                     keep_all = self.config.dense_pooling != "none"
                     self._reader = LayerReader(self._backbone.model, self.layer, keep_all_layers=keep_all).to(
-                        self.device
+                        self._device_name
                     )
         return self._reader
 
@@ -176,10 +248,11 @@ class SplareEncoder:
         name_or_path: str | Path | None = None,
         *,
         device: str | torch.device | None = None,
-        torch_dtype: torch.dtype = torch.float32,
-        precision: str = "fp32",
-        runtime: str = "torch",
+        torch_dtype: torch.dtype | None = None,
+        precision: str = "auto",
+        runtime: str = "auto",
         trust_remote_code: bool = False,
+        lazy: bool = False,
         **overrides: Any,
     ) -> SplareEncoder:
         """Load a registered model by name, a model directory, or the default model.
@@ -190,17 +263,20 @@ class SplareEncoder:
         Args:
             name_or_path: A name from :func:`splare_connect.models.list_models`, a
                 directory holding ``splare_config.json``, or ``None``.
-            device: ``"cpu"``, ``"cuda"``...; default CUDA when available.
-            torch_dtype: Backbone parameter dtype.
-            precision: ``"fp32"``, or ``"int8"`` for the fast CPU path (dynamic int8
-                matrix products; see :mod:`splare_connect.quantization`).
-            runtime: ``"torch"``, or ``"openvino"`` to run the whole forward pass as one
-                compiled OpenVINO graph on the CPU (same vectors and fingerprint at fp32,
-                faster; compiled once and cached, see
-                :mod:`splare_connect.encoding.openvino_graph`).
+            device: ``"cpu"``, ``"cuda"``...; default CUDA when torch sees a GPU.
+            torch_dtype: Backbone parameter dtype on the torch runtime (default float32).
+            precision: ``"auto"`` (bf16 on the compiled graph where the CPU has bf16
+                arithmetic, else fp32), ``"fp32"``, ``"bf16"``, or ``"int8"`` (torch's
+                dynamic int8 products, a vector space of its own; see
+                :mod:`splare_connect.encoding.arithmetic`).
+            runtime: ``"auto"`` (the compiled OpenVINO graph on a CPU, torch on a GPU or
+                where OpenVINO is missing), ``"torch"`` or ``"openvino"``. The graph is
+                exported on first use and cached (:mod:`splare_connect.encoding.openvino_graph`).
             trust_remote_code: Let the backbone run Python code shipped in its directory
                 (``auto_map`` in its ``config.json``). Only the caller can allow this: a
                 model directory cannot, whatever its files say.
+            lazy: Load the graph or model at the first :meth:`encode` (or
+                :meth:`prepare`), not now.
             **overrides: EncoderConfig fields to change (e.g. ``document_top_k=200``).
         """
         from splare_connect.models import resolve_model
@@ -215,6 +291,7 @@ class SplareEncoder:
             precision=precision,
             runtime=runtime,
             trust_remote_code=trust_remote_code,
+            lazy=lazy,
         )
 
     @classmethod
@@ -224,12 +301,16 @@ class SplareEncoder:
         *,
         base_dir: str | Path | None = None,
         device: str | torch.device | None = None,
-        torch_dtype: torch.dtype = torch.float32,
-        precision: str = "fp32",
-        runtime: str = "torch",
+        torch_dtype: torch.dtype | None = None,
+        precision: str = "auto",
+        runtime: str = "auto",
         trust_remote_code: bool = False,
+        lazy: bool = False,
     ) -> SplareEncoder:
         """Load the backbone, LoRA adapter and SAE that ``config`` names.
+
+        Only the tokenizer and configs are read now; the weights are read when the
+        encoder first needs them (a cached compiled graph needs none).
 
         Relative paths in ``config`` are resolved against ``base_dir``. Remote code runs
         only with ``trust_remote_code=True`` (see :meth:`from_pretrained`).
@@ -242,20 +323,28 @@ class SplareEncoder:
             lora=lora_location,
             trust_remote_code=trust_remote_code,
             torch_dtype=torch_dtype,
-            lazy=runtime == Runtime.OPENVINO,
+            lazy=True,
         )
-        sae = load_sae(sae_location, config.sae_format)  # type: ignore[arg-type]
+
+        def load() -> SparseAutoencoder:
+            from splare_connect.sae import load_sae
+
+            return load_sae(sae_location, config.sae_format)  # type: ignore[arg-type]
+
         local = [Path(location) for location in (backbone_location, lora_location, sae_location) if location]
         sources = local if all(path.exists() for path in local) and Path(backbone_location).is_dir() else []
+        if not Path(sae_location).exists():
+            raise CheckpointError(f"SAE checkpoint not found: {sae_location}")
         return cls(
             config,
             backbone,
-            sae,
+            sae_loader=load,
             device=device,
             precision=precision,
             runtime=runtime,
             source_files=sources,
             directory=None if base_dir is None else Path(base_dir),
+            lazy=lazy,
         )
 
     @classmethod
@@ -268,9 +357,9 @@ class SplareEncoder:
         sae_format: str = "auto",
         lora: str | Path | None = None,
         device: str | torch.device | None = None,
-        torch_dtype: torch.dtype = torch.float32,
-        precision: str = "fp32",
-        runtime: str = "torch",
+        torch_dtype: torch.dtype | None = None,
+        precision: str = "auto",
+        runtime: str = "auto",
         trust_remote_code: bool = False,
         **settings: Any,
     ) -> SplareEncoder:
@@ -307,7 +396,7 @@ class SplareEncoder:
     @property
     def dim(self) -> int:
         """Width of the sparse vectors (the SAE's number of latents)."""
-        return self.sae.d_sae
+        return self.sae.d_sae if self._sae is not None else int(self._space_fingerprint["sae_width"])
 
     @property
     def has_dense(self) -> bool:
@@ -386,15 +475,17 @@ class SplareEncoder:
         dense_out = np.zeros((len(items), self.hidden_size), np.float32) if dense else None
         num_tokens = np.zeros(len(items), np.int64)
         truncated = np.zeros(len(items), np.bool_)
-        with progress(len(items), show_progress, batch_size) as advance, torch.inference_mode():
-            for batch in self.iter_batches(items, role=role, batch_size=batch_size):
-                pooled, batch_dense = self.forward(batch) if self._graph is None else self._graph(batch)
-                for position, vector in zip(batch.positions, prune_to_vectors(pooled, top_k), strict=True):
+        engine = self.prepare()._engine
+        assert engine is not None  # prepare() set it
+        with progress(len(items), show_progress, batch_size) as advance:
+            for batch in self.iter_engine_batches(items, role=role, batch_size=batch_size):
+                pooled, batch_dense = engine(batch)
+                for position, vector in zip(batch.positions, prune_rows(pooled, top_k), strict=True):
                     sparse[position] = vector
-                num_tokens[batch.positions] = batch.attention_mask.sum(dim=1).cpu().numpy()
+                num_tokens[batch.positions] = np.asarray(batch.attention_mask.sum(1)).reshape(-1)
                 truncated[batch.positions] = batch.truncated
                 if dense_out is not None and batch_dense is not None:
-                    dense_out[batch.positions] = batch_dense.cpu().numpy()
+                    dense_out[batch.positions] = batch_dense
                 advance(len(batch.positions))
         missing = [position for position, vector in enumerate(sparse) if vector is None]
         if missing:  # every text belongs to exactly one batch; anything else is a bug here
@@ -412,11 +503,12 @@ class SplareEncoder:
         Runs the backbone to the SAE's layer (on the int8 path, its trace), the SAE on
         every content token, and the max-pool of ``log1p``; when the model defines a
         dense embedding, pools it from the same pass. Nothing is pruned and nothing
-        leaves torch, so the same call serves every caller: :meth:`encode` runs it under
-        ``torch.inference_mode()`` and prunes with
-        :func:`~splare_connect.pooling.prune_to_vectors`; fine-tuning runs it with
+        leaves torch, so the same call serves every torch caller: the torch runtime runs
+        it under ``torch.inference_mode()`` and prunes with
+        :func:`~splare_connect.encoding.pruning.prune_rows`; fine-tuning runs it with
         gradients (LoRA on the backbone) and prunes with
-        :func:`~splare_connect.pooling.top_k_weights`; benchmarks time it.
+        :func:`~splare_connect.pooling.top_k_weights`; a new compiled graph is checked
+        against it. It needs torch batches (:meth:`iter_batches` with ``device`` set).
 
         Args:
             batch: A batch from :meth:`iter_batches`.
@@ -434,6 +526,8 @@ class SplareEncoder:
             >>> pooled.shape == (1, encoder.dim)                               # doctest: +SKIP
             True
         """
+        from splare_connect.pooling import pool_dense, pool_latents
+
         states, last_hidden = (self._traced_reader or self.reader)(batch.input_ids, batch.attention_mask)
         pooled = pool_latents(self.sae, states, batch.content_mask)
         if not self.has_dense:
@@ -447,6 +541,7 @@ class SplareEncoder:
         role: Role = "document",
         batch_size: int = 32,
         max_length: int | None = None,
+        device: str | torch.device | None = "encoder",
     ) -> Iterator[EncoderBatch]:
         """Tokenize texts into padded, length-bucketed batches (what :meth:`encode` runs).
 
@@ -461,6 +556,9 @@ class SplareEncoder:
             max_length: A shorter token window for this call (fine-tuning cuts long
                 documents to save time); ``None`` uses the encoder's ``max_length``,
                 which also caps any value given. The encoder itself is not changed.
+            device: Where the batch tensors go: ``"encoder"`` (the default) for the
+                encoder's torch device, a torch device, or ``None`` for numpy arrays
+                (what the compiled graph takes; torch is then not imported).
 
         Raises:
             BadInputError: As :meth:`encode`.
@@ -478,28 +576,85 @@ class SplareEncoder:
             batch_size=batch_size,
             pool_prefix_tokens=self.config.pool_prefix_tokens,
             pool_special_tokens=self.config.pool_special_tokens,
-            device=self.device,
+            device=self.device if device == "encoder" else device,
         )
 
-    def _load_graph(self) -> CompiledEncoderGraph:
-        """This encoder's compiled OpenVINO graph, from the cache or exported now."""
-        from splare_connect.encoding.openvino_graph import EncoderGraph, load_graph
+    def _load_graph(self) -> _Engine:
+        """This encoder's compiled OpenVINO graph, from the cache or exported now.
+
+        Its precision is what OpenVINO reports: where bf16 was asked and the CPU has
+        none, the graph runs at fp32, and :attr:`precision` and :attr:`runtime_note` say so.
+        """
+        from splare_connect.encoding.openvino_graph import load_graph
         from splare_connect.models import cache_dir
+
+        def build_module() -> torch.nn.Module:
+            from splare_connect.encoding.graph_export import EncoderGraph
+
+            return EncoderGraph(self.reader, self.sae, self.config.dense_pooling)
 
         def probes() -> list[EncoderBatch]:
             documents = self.iter_batches(_PROBE_TEXTS, role="document", batch_size=2)
             return [*documents, *self.iter_batches(_PROBE_TEXTS[:3], role="query", batch_size=3)]
 
-        return load_graph(
-            lambda: EncoderGraph(self.reader, self.sae, self.config.dense_pooling),
+        def reference(batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return self.forward(batch)
+
+        asked = self.precision
+        graph = load_graph(
+            build_module,
             has_dense=self.has_dense,
-            digest=self.fingerprint["digest"],
-            reference=self.forward,
+            digest=self._space_fingerprint["digest"],
+            precision=asked,
+            reference=reference,
             probe_batches=probes,
             cache_root=cache_dir() / "compiled",
-            threads=torch.get_num_threads(),
+            threads=_cpu_threads(),
             meanwhile=self.tokenizer.wait,  # a deferred tokenizer builds while the graph compiles
         )
+        self.precision = graph.precision
+        if graph.precision != asked:
+            self.runtime_note = (
+                f"{asked} was asked, but this CPU has no {asked} arithmetic: OpenVINO runs {graph.precision}"
+            )
+
+        def run(batch: EncoderBatch) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+            return graph(batch) if isinstance(batch.input_ids, np.ndarray) else graph(_as_numpy(batch))
+
+        return run
+
+    def _load_torch(self) -> _Engine:
+        """Load the torch model (quantized on the int8 path) and return what runs a batch with it."""
+        import torch
+
+        if self.precision == Precision.INT8:
+            from splare_connect.quantization import quantize_linear_layers, quantize_sae, trace_reader
+
+            _ = self._space_fingerprint  # hashed from the fp32 weights: take it before they are quantized
+            quantize_linear_layers(self.reader.model)
+            quantize_sae(self.sae)
+            vocab_size = int(getattr(self._backbone.model_config, "vocab_size", 0) or self.tokenizer.vocab_size)
+            self._traced_reader = trace_reader(self.reader, vocab_size)
+        _ = self.reader, self.sae  # load now, so errors surface at load time
+
+        def arithmetic() -> contextlib.AbstractContextManager[Any]:
+            # bf16: the products run in bf16 (emulated where the CPU lacks it); otherwise the
+            # caller's own autocast, if any, stays in force.
+            if self.precision == Precision.BF16:
+                return torch.autocast(self.device_type, torch.bfloat16)
+            return contextlib.nullcontext()
+
+        def run(batch: EncoderBatch) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
+            with torch.inference_mode(), arithmetic():
+                pooled, dense = self.forward(batch)
+            return pooled.float().cpu().numpy(), None if dense is None else dense.float().cpu().numpy()
+
+        return run
+
+    def iter_engine_batches(self, texts: Sequence[str], *, role: Role, batch_size: int) -> Iterator[EncoderBatch]:
+        """The batches :meth:`encode` feeds its runtime: numpy on the compiled graph, torch otherwise."""
+        device = None if self.runtime == Runtime.OPENVINO else "encoder"
+        return self.iter_batches(texts, role=role, batch_size=batch_size, device=device)
 
     # ------------------------------------------------------- interpretation
     @cached_property
@@ -527,15 +682,32 @@ class SplareEncoder:
         return labelled(pairs, self.feature_dictionary)
 
     # ------------------------------------------------------------ identity
-    @cached_property
+    @property
     def fingerprint(self) -> dict[str, Any]:
         """What identifies this encoder's vector space; collections store and check it.
 
         ``digest`` hashes the weights that can affect the vectors (the backbone up to
         the SAE's layer, the SAE encoder), the tokenizer, the layer, prefixes, pooling
-        and pruning. Two encoders with equal digests produce the same vectors.
+        and pruning. ``precision`` (absent for fp32) records the arithmetic: fp32 and
+        bf16 share a digest (same weights, other arithmetic), while int8 keeps the
+        digest it has always had, with the precision hashed in, and records the shared
+        one as ``weights_digest`` (see :func:`~splare_connect.backends.protocol.check_same_encoder`).
+        """
+        fingerprint = dict(self._space_fingerprint)
+        if self.precision == Precision.BF16:
+            fingerprint["precision"] = "bf16"
+        return fingerprint
+
+    @cached_property
+    def _space_fingerprint(self) -> dict[str, Any]:
+        """The fingerprint without the arithmetic (except int8's, hashed into its digest).
+
+        Cached on disk against the model's files, so that a load with a cached graph reads
+        it without torch (see :func:`~splare_connect.encoding.fingerprint.cached_fingerprint`).
         """
         from splare_connect.models import cache_dir
+
+        hashed_precision = "int8" if self.precision == Precision.INT8 else "fp32"
 
         def compute() -> dict[str, Any]:
             return encoder_fingerprint(
@@ -545,22 +717,22 @@ class SplareEncoder:
                 sae=self.sae,
                 layer=self.layer,
                 max_length=self.max_length,
-                precision=self.precision,
+                precision=hashed_precision,
             )
 
         settings = {
             "config": self.config.to_dict(),
             "layer": self.layer,
             "max_length": self.max_length,
-            "precision": self.precision,
-            "dtype": str(self.torch_dtype),
+            "precision": hashed_precision,
+            "dtype": self.torch_dtype,
         }
         return cached_fingerprint(self.source_files, settings, cache_dir() / "fingerprints", compute)
 
     def __repr__(self) -> str:
         return (
             f"SplareEncoder(name={self.config.name!r}, layer={self.layer}, "
-            f"latents={self.dim}, device={self.device.type}, precision={self.precision}, runtime={self.runtime})"
+            f"latents={self.dim}, device={self.device_type}, precision={self.precision}, runtime={self.runtime})"
         )
 
 
@@ -577,6 +749,29 @@ _PROBE_TEXTS = [
     "tar saves many files together into a single tape or disk archive, and can restore "
     "individual files from the archive. " * 3,
 ]
+
+
+def _cpu_threads() -> int:
+    """CPU threads a compiled graph may use: torch's setting when torch is already loaded
+    (a caller may have set it), else the cores this process may run on."""
+    import os
+    import sys
+
+    torch_module = sys.modules.get("torch")
+    if torch_module is not None:
+        return int(torch_module.get_num_threads())
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _as_numpy(batch: EncoderBatch) -> EncoderBatch:
+    """A torch batch's arrays as numpy arrays (the compiled graph's input)."""
+    return EncoderBatch(
+        batch.positions,
+        batch.input_ids.cpu().numpy(),
+        batch.attention_mask.cpu().numpy(),
+        batch.content_mask.cpu().numpy(),
+        batch.truncated,
+    )
 
 
 def _model_name(config: Any) -> str:

@@ -11,18 +11,14 @@ and fine-tuning both call it, so they prune the same way. Everything here except
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from splare_connect.encoding.pruning import prune_rows
 from splare_connect.sae.model import SparseAutoencoder
 from splare_connect.sparse_vector import SparseVector
 
 # Tokens per SAE matmul: bounds the (tokens x d_sae) activation buffer (~128 MB at 16k latents).
 SAE_TOKEN_CHUNK = 2048
-
-# Padded tokens (batch x seq) per call of a compiled graph: bounds its (tokens x d_sae)
-# pre-activation and activation buffers (~256 MB at 16k latents) like SAE_TOKEN_CHUNK.
-GRAPH_TOKEN_BUDGET = 2048
 
 
 def pool_latents(sae: SparseAutoencoder, states: torch.Tensor, content_mask: torch.Tensor) -> torch.Tensor:
@@ -99,7 +95,8 @@ def pool_latents_padded(sae: SparseAutoencoder, states: torch.Tensor, content_ma
     every position of the padded batch and tokens outside ``content_mask`` contribute
     zero, which the max over non-negative activations ignores. It holds a
     ``(batch, seq, d_sae)`` buffer, so callers bound ``batch * seq`` (the OpenVINO
-    runtime feeds it at most :data:`GRAPH_TOKEN_BUDGET` tokens per call).
+    runtime feeds it at most
+    :data:`~splare_connect.encoding.openvino_graph.GRAPH_TOKEN_BUDGET` tokens per call).
 
     Args and returns: as :func:`pool_latents`; ``content_mask`` may be bool or integer.
     """
@@ -154,19 +151,7 @@ def top_k_weights(pooled: torch.Tensor, top_k: int | None) -> torch.Tensor:
 
 
 def prune_to_vectors(pooled: torch.Tensor, top_k: int | None) -> list[SparseVector]:
-    """Prune with :func:`top_k_weights` and build one SparseVector per row.
-
-    Args:
-        pooled: ``(batch, d_sae)`` non-negative weights.
-        top_k: Weights kept per row; ``None`` keeps every positive weight.
-
-    Returns:
-        One vector per row, holding the row's positive kept weights in feature order.
-    """
-    kept = top_k_weights(pooled, top_k).detach().cpu().numpy()
-    return [_row_to_vector(row, kept.shape[1]) for row in kept]
-
-
-def _row_to_vector(row: np.ndarray, width: int) -> SparseVector:
-    nonzero = np.flatnonzero(row > 0)
-    return SparseVector(nonzero, row[nonzero], width)
+    """Prune a torch batch of pooled weights to one SparseVector per row (see
+    :func:`~splare_connect.encoding.pruning.prune_rows`, the rule's numpy form, which
+    keeps the same weights as :func:`top_k_weights`)."""
+    return prune_rows(pooled.detach().float().cpu().numpy(), top_k)

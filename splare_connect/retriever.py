@@ -84,11 +84,12 @@ class Retriever:
         spec = backend.describe_collection(collection)
         if spec is None:
             raise CollectionNotFoundError(f"collection {collection!r} does not exist; ingest documents into it first")
-        check_same_encoder(
+        # Documents written at other arithmetic than this encoder's (bf16 vs fp32): one line, else None.
+        self.arithmetic_note = check_same_encoder(
             collection,
             spec.fingerprint,
             encoder.fingerprint,
-            remedy="query it with the same model, settings and precision",
+            remedy="query it with the same model and settings",
         )
         self.spec = spec
 

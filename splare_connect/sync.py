@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import Backend, CollectionSpec, PointRecord
+from splare_connect.backends import Backend, CollectionSpec, PointRecord, check_compatible
 from splare_connect.backends.schema import CHUNK_COUNT, CONTENT_HASH, DOC_ID, StoredChunk
 from splare_connect.chunking import DEFAULT_OVERLAP, Chunk, chunk_document, content_window, window_overlap
 from splare_connect.documents import Document
@@ -47,6 +47,9 @@ class SyncReport:
     deleted_documents: int = 0
     skipped: list[BadRecordError] = field(default_factory=list)
     deletion_refused: str | None = None
+    # The collection was written at other arithmetic than this run's encoder (bf16 vs fp32).
+    arithmetic_note: str | None = None
+    precision: str = "fp32"  # what this run's encoder computes at
     seconds: float = 0.0
 
     @property
@@ -249,10 +252,16 @@ class Syncer:
         # A new collection is created at the first write, once the largest document
         # weight is known (indexes that quantize weights need it); an existing one is
         # checked now, before anything is encoded.
+        note = None
         if existing is not None:
-            self.backend.create_collection(self.collection_spec(existing.max_weight))
+            wanted = self.collection_spec(existing.max_weight)
+            note = check_compatible(existing, wanted)
+            self.backend.create_collection(wanted)
         stored = self._stored_state() if existing is not None else {}
-        return SyncRun(stored=stored, created=existing is not None, started=started)
+        run = SyncRun(stored=stored, created=existing is not None, started=started)
+        run.report.arithmetic_note = note
+        run.report.precision = self.encoder.precision
+        return run
 
     def write_batches(self, source: Iterable[Document | BadRecordError], run: SyncRun) -> Iterator[WriteBatch]:
         """The documents to encode, in write batches; counts and skips are recorded in ``run`` as it goes.

@@ -40,6 +40,21 @@ def build_tiny_model_dir(directory: Path, *, sae_seed: int = 1, name: str = "tin
     return directory
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_without_bf16() -> Iterator[None]:
+    """The tests see a CPU without bf16 arithmetic, whatever CPU runs them.
+
+    ``precision="auto"`` then picks fp32 everywhere, so the vectors the tests assert on
+    do not depend on the CI machine's CPU. Tests of the bf16 choice force it back on
+    (``force_cpu_capabilities``).
+    """
+    from splare_connect.encoding import arithmetic
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(arithmetic, "cpu_capabilities", lambda: frozenset({"FP32", "INT8"}))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
@@ -54,7 +69,9 @@ def other_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     from splare_connect import SplareEncoder
 
-    return SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    # torch at fp32, named: the unit tests' exact reference. The default runtime (the
+    # compiled graph) is tested against it in test_openvino_runtime and through the CLI.
+    return SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="torch", precision="fp32")
 
 
 @pytest.fixture(scope="session")

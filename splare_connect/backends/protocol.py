@@ -210,33 +210,73 @@ def describe_encoder(fingerprint: Mapping[str, Any]) -> str:
     return f"{fingerprint.get('name')!r}{precision} (digest {fingerprint.get('digest')})"
 
 
-def check_same_encoder(collection: str, stored: Mapping[str, Any], current: Mapping[str, Any], *, remedy: str) -> None:
-    """Refuse an encoder whose fingerprint differs from the one a collection was built with.
+def weights_digest(fingerprint: Mapping[str, Any]) -> str | None:
+    """The digest of an encoder's weights and settings alone, without its arithmetic.
 
-    Mixing vector spaces corrupts search silently, for writes and queries alike.
+    fp32 and bf16 fingerprints hash no precision, so their ``digest`` is it. An int8
+    fingerprint hashes its precision and records this one beside it; one written before
+    int8 fingerprints recorded it has none (``None``).
+    """
+    if "weights_digest" in fingerprint:
+        return str(fingerprint["weights_digest"])
+    if fingerprint.get("precision") in (None, "fp32", "bf16"):
+        return None if fingerprint.get("digest") is None else str(fingerprint["digest"])
+    return None
+
+
+def check_same_encoder(
+    collection: str, stored: Mapping[str, Any], current: Mapping[str, Any], *, remedy: str
+) -> str | None:
+    """Refuse an encoder with other weights than the one a collection was built with.
+
+    Mixing vector spaces corrupts search silently, for writes and queries alike. The
+    same weights at other arithmetic (documents written at bf16, queried at fp32, or an
+    inference-free query side of the same model) are one vector space: allowed, and
+    said in the returned note.
+
+    Returns:
+        ``None`` when the arithmetic is the same too, else one line saying how it differs.
 
     Raises:
         EncoderMismatchError: Naming both encoders and ``remedy``.
     """
-    if stored.get("digest") != current.get("digest"):
+    same_digest = stored.get("digest") == current.get("digest")
+    same_weights = weights_digest(stored) is not None and weights_digest(stored) == weights_digest(current)
+    if not (same_digest or same_weights):
+        legacy = stored.get("precision") == "int8" and weights_digest(stored) is None
+        hint = (
+            "; it was written at int8 before collections recorded the digest of their weights, so only "
+            "precision int8 can tell it is the same model"
+            if legacy
+            else ""
+        )
         raise EncoderMismatchError(
             f"collection {collection!r} was built by encoder {describe_encoder(stored)}, "
-            f"but this encoder is {describe_encoder(current)}; {remedy}"
+            f"but this encoder is {describe_encoder(current)}; {remedy}{hint}"
         )
+    written_at = str(stored.get("precision") or "fp32")
+    runs_at = str(current.get("precision") or "fp32")
+    if written_at == runs_at:
+        return None
+    return f"collection {collection!r} was written at {written_at}; this encoder runs at {runs_at} (same weights)"
 
 
 _COMPARED = ("sparse_dim", "dense_dim", "sparse_vector_name", "dense_vector_name", "idf", "text_field", "doc_id_field")
 
 
-def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
+def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> str | None:
     """Refuse to reuse a collection built by another encoder or with other vectors.
+
+    Returns:
+        A note when the encoder runs at other arithmetic than the collection was
+        written at (see :func:`check_same_encoder`), else ``None``.
 
     Raises:
         EncoderMismatchError: The encoder fingerprints differ (mixing vector spaces
             corrupts search silently).
         BackendError: Vector widths, names or the IDF setting differ.
     """
-    check_same_encoder(
+    note = check_same_encoder(
         wanted.name,
         existing.fingerprint,
         wanted.fingerprint,
@@ -248,6 +288,7 @@ def check_compatible(existing: CollectionSpec, wanted: CollectionSpec) -> None:
                 f"collection {wanted.name!r} has {attribute}={getattr(existing, attribute)!r}, "
                 f"but {getattr(wanted, attribute)!r} was asked for; drop it or use another name"
             )
+    return note
 
 
 @dataclass(frozen=True)

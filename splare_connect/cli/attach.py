@@ -100,8 +100,8 @@ def attach(
     timeout: TimeoutOption = None,
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.FP32,
-    runtime: RuntimeOption = Runtime.TORCH,
+    precision: PrecisionOption = Precision.AUTO,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     idf: IdfOption = False,
     batch_size: BatchSizeOption = 32,
@@ -138,7 +138,7 @@ def attach(
             if store.inspect_collection(collection) is None:
                 raise SplareError(f"collection {collection!r} does not exist")
             attacher = Attacher(
-                load_encoder(model, precision, trust_remote_code, runtime),
+                load_encoder(model, precision, trust_remote_code, runtime, lazy=True),
                 store,
                 collection,
                 text_field=text_field,

@@ -65,6 +65,8 @@ def collections_info(
             "idf": spec.idf,
             "indexed_fields": list(spec.indexed_fields),
             "encoder": dict(spec.fingerprint),
+            # The arithmetic the collection was created at (fp32 and bf16 share a vector space).
+            "precision": spec.fingerprint.get("precision", "fp32"),
         }
     if as_json:
         print_json(info)

@@ -56,7 +56,8 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         envvar="SPLARE_PRECISION",
-        help="Encoder precision: fp32, or int8 (fast CPU path; a collection keeps the precision it was ingested with).",
+        help="Encoder arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (same vector space as "
+        "fp32), or int8 (torch's dynamic quantization; a vector space of its own).",
     ),
 ]
 RuntimeOption = Annotated[
@@ -64,8 +65,8 @@ RuntimeOption = Annotated[
     typer.Option(
         "--runtime",
         envvar="SPLARE_RUNTIME",
-        help="What runs the encoder: torch, or openvino (one compiled graph on the CPU; same vectors at fp32, "
-        "faster; compiled on first use and cached).",
+        help="What runs the encoder: auto (the compiled OpenVINO graph on a CPU, torch on a GPU), torch, or "
+        "openvino (one compiled graph on the CPU; same vectors as torch at fp32; exported on first use and cached).",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -135,17 +136,27 @@ def open_backend(
 
 def load_encoder(
     model: str | None,
-    precision: Precision | str = Precision.FP32,
+    precision: Precision | str = Precision.AUTO,
     trust_remote_code: bool = False,
-    runtime: Runtime | str = Runtime.TORCH,
+    runtime: Runtime | str = Runtime.AUTO,
+    *,
+    lazy: bool = False,
 ) -> SplareEncoder:
+    """The command's encoder; a note on stderr when it runs a slower path than expected.
+
+    ``lazy``: load the graph or model at the first encode (an ingest with nothing new
+    never loads it).
+    """
     from splare_connect.encoder import SplareEncoder
 
     # transformers' loading bars are switched off around each load (quiet_loading); a
-    # cached OpenVINO graph loads without transformers at all.
-    return SplareEncoder.from_pretrained(
-        model, precision=precision, runtime=runtime, trust_remote_code=trust_remote_code
+    # cached OpenVINO graph loads without torch or transformers at all.
+    encoder = SplareEncoder.from_pretrained(
+        model, precision=precision, runtime=runtime, trust_remote_code=trust_remote_code, lazy=lazy
     )
+    if encoder.runtime_note:
+        print_line("[yellow]note:[/]", encoder.runtime_note)
+    return encoder
 
 
 def open_early(store: Backend, collection: str, *, must_exist: bool) -> CollectionSpec | None:

@@ -25,8 +25,8 @@ from splare_connect.errors import SplareError
 def eval_command(
     dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.FP32,
-    runtime: RuntimeOption = Runtime.TORCH,
+    precision: PrecisionOption = Precision.AUTO,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     query_set: Annotated[
         list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")

@@ -91,7 +91,7 @@ def show(
     top: Annotated[int, typer.Option(min=1, help="Features to list.")] = 10,
     document: Annotated[bool, typer.Option("--document", help="Encode it as a document, not a query.")] = False,
     model: ModelOption = None,
-    runtime: RuntimeOption = Runtime.TORCH,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -115,7 +115,7 @@ def find(
     word: Annotated[str, typer.Argument(help="A word, in any language.")],
     limit: Annotated[int, typer.Option(min=1, help="Features to list.")] = 10,
     model: ModelOption = None,
-    runtime: RuntimeOption = Runtime.TORCH,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -154,7 +154,7 @@ def why_not(
     timeout: TimeoutOption = None,
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
-    runtime: RuntimeOption = Runtime.TORCH,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
 ) -> None:
     """Why a record did not match a query: the query's features it has, and those it lacks."""

@@ -96,8 +96,8 @@ def sync(
     timeout: TimeoutOption = None,
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.FP32,
-    runtime: RuntimeOption = Runtime.TORCH,
+    precision: PrecisionOption = Precision.AUTO,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     dense: DenseOption = None,
     index_field: IndexFieldOption = [],  # noqa: B006
@@ -153,7 +153,7 @@ def sync(
         try:
             open_early(store, collection, must_exist=False)
             syncer = Syncer(
-                load_encoder(model, precision, trust_remote_code, runtime),
+                load_encoder(model, precision, trust_remote_code, runtime, lazy=True),
                 store,
                 collection,
                 dense=dense,
@@ -183,6 +183,8 @@ def sync(
     if left_out:
         listed = "; ".join(left_out[:10]) + ("; ..." if len(left_out) > 10 else "")
         print_line(f"[yellow]not read[/] {len(left_out)} files:", listed)
+    if report.arithmetic_note:
+        print_line("[dim]note:[/]", report.arithmetic_note)
     for skipped in report.skipped:
         print_line("[yellow]skipped[/]", str(skipped))
     if report.deletion_refused:

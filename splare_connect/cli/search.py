@@ -31,6 +31,7 @@ from splare_connect.cli.common import (
     open_early,
     opened_backend,
     print_json,
+    print_line,
     stdout,
 )
 from splare_connect.errors import SplareError
@@ -61,8 +62,8 @@ def search(
     timeout: TimeoutOption = None,
     backend_option: BackendOptionsOption = [],  # noqa: B006
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.FP32,
-    runtime: RuntimeOption = Runtime.TORCH,
+    precision: PrecisionOption = Precision.AUTO,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
     server: Annotated[
@@ -94,6 +95,8 @@ def search(
         if hybrid is not None and spec is not None and not spec.dense_dim:
             raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
         retriever = Retriever(load_encoder(model, precision, trust_remote_code, runtime), store, collection)
+        if retriever.arithmetic_note:
+            print_line("[dim]note:[/]", retriever.arithmetic_note)
         hits = retriever.search(
             query,
             k=k,

@@ -30,8 +30,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 def serve(
     model: ModelOption = None,
-    precision: PrecisionOption = Precision.FP32,
-    runtime: RuntimeOption = Runtime.TORCH,
+    precision: PrecisionOption = Precision.AUTO,
+    runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
     host: Annotated[
         str,

@@ -11,14 +11,14 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 if TYPE_CHECKING:
     import tokenizers
+    import torch
 
     from splare_connect.tokenization import TextTokenizer
 
@@ -35,6 +35,9 @@ _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf"})
 class EncoderBatch:
     """One padded forward-pass batch; ``positions`` index the caller's text list.
 
+    The arrays are torch tensors on the encoder's device when torch runs the model, and
+    numpy arrays when a compiled graph does (that path never imports torch).
+
     Attributes:
         positions: Index in the caller's list of each row's text.
         input_ids: ``(batch, seq)`` int64 token ids, padded with the pad token.
@@ -44,9 +47,9 @@ class EncoderBatch:
     """
 
     positions: list[int]
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    content_mask: torch.Tensor
+    input_ids: Any
+    attention_mask: Any
+    content_mask: Any
     truncated: list[bool]
 
 
@@ -59,7 +62,7 @@ def iter_batches(
     batch_size: int,
     pool_prefix_tokens: bool,
     pool_special_tokens: bool,
-    device: torch.device,
+    device: torch.device | None,
 ) -> Iterator[EncoderBatch]:
     """Tokenize ``texts`` into padded, length-bucketed batches on ``device``.
 
@@ -72,7 +75,7 @@ def iter_batches(
         batch_size: Texts per batch.
         pool_prefix_tokens: Let the prefix's own tokens add features.
         pool_special_tokens: Let special tokens (CLS, SEP, BOS...) add features.
-        device: Where the batch tensors go.
+        device: Where the batch tensors go; ``None`` keeps numpy arrays (no torch).
 
     Yields:
         Batches covering every text exactly once, in length order within each group of
@@ -111,7 +114,7 @@ def _make_batch(
     prefix_chars: int,
     pad_token_id: int,
     pool_special_tokens: bool,
-    device: torch.device,
+    device: torch.device | None,
 ) -> EncoderBatch:
     """Pad the ``members`` of one tokenized chunk into a batch and mark their content tokens."""
     width = max(len(encoded[i].ids) for i in members)
@@ -131,6 +134,10 @@ def _make_batch(
         text_end = len(chunk[i].rstrip())
         real_ends = offsets[~special, 1]
         truncated.append(bool(real_ends.size) and int(real_ends.max()) < text_end)
+    if device is None:
+        return EncoderBatch(positions, input_ids, attention, content, truncated)
+    import torch
+
     return EncoderBatch(
         positions=positions,
         input_ids=torch.from_numpy(input_ids).to(device),

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # Bumped whenever encoder_fingerprint() changes what it hashes: cached digests from an
 # older scheme are then not reused.
-FINGERPRINT_SCHEME = 1
+FINGERPRINT_SCHEME = 2
 
 # Config fields that name or locate things without changing the vectors.
 _NOT_HASHED = ("name", "backbone", "sae", "lora", "sae_format")
@@ -72,40 +72,48 @@ def encoder_fingerprint(
         sae: The SAE.
         layer: The block the SAE reads, normalised (no negative index).
         max_length: The encoder's token window.
-        precision: ``"fp32"`` or ``"int8"``.
+        precision: ``"fp32"`` (or ``"bf16"``, the same) or ``"int8"``.
 
     Returns:
         ``name``, ``layer``, ``sae_width``, ``query_top_k``, ``document_top_k``,
-        ``digest`` (32 hex digits), and ``precision`` unless it is fp32.
+        ``digest`` (32 hex digits); at int8 also ``precision`` and ``weights_digest``.
     """
-    digest = hashlib.sha256()
     settings = {key: value for key, value in config.to_dict().items() if key not in _NOT_HASHED}
     settings["layer"] = layer
     settings["max_length"] = max_length
     # int8 vectors differ enough to cost retrieval quality when mixed with fp32 ones
     # (int8 queries on fp32 documents: English nDCG@10 0.590 against 0.618 all-int8 and
-    # 0.635 all-fp32), so a collection is tied to one precision. fp32 adds nothing, so
-    # fingerprints from before precisions existed stay valid.
-    extra = {} if precision == "fp32" else {"precision": precision}
-    settings.update(extra)
-    digest.update(json.dumps(settings, sort_keys=True).encode())
-    digest.update(tokenizer.identity())
+    # 0.635 all-fp32), so an int8 digest has always hashed its precision, and collections
+    # written at int8 carry it. It now also records the digest of its weights alone
+    # (``weights_digest``, what an fp32 or bf16 encoder of the same model has as its
+    # digest), which tells "same weights, other arithmetic" from "other weights".
+    # fp32 and bf16 hash no precision: they share a vector space.
+    extra = {} if precision in ("fp32", "bf16") else {"precision": precision}
+    digests = {"digest": hashlib.sha256(json.dumps({**settings, **extra}, sort_keys=True).encode())}
+    if extra:
+        digests["weights_digest"] = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+
+    def update(data: bytes) -> None:
+        for digest in digests.values():
+            digest.update(data)
+
+    update(tokenizer.identity())
     for name, tensor in sorted(backbone.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(_tensor_bytes(tensor))
+        update(name.encode())
+        update(_tensor_bytes(tensor))
     for name in _SAE_ENCODER_TENSORS:
         tensor = getattr(sae, name, None)
         if tensor is not None:
-            digest.update(name.encode())
-            digest.update(_tensor_bytes(tensor))
-    digest.update(sae.config.to_json().encode())
+            update(name.encode())
+            update(_tensor_bytes(tensor))
+    update(sae.config.to_json().encode())
     return {
         "name": config.name,
         "layer": layer,
         "sae_width": sae.d_sae,
         "query_top_k": config.query_top_k,
         "document_top_k": config.document_top_k,
-        "digest": digest.hexdigest()[:32],
+        **{key: digest.hexdigest()[:32] for key, digest in digests.items()},
         **extra,
     }
 

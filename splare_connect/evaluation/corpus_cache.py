@@ -46,9 +46,10 @@ def encode_corpus(
     """Encode documents (sparse + dense when the model has one), or load them from the cache."""
     file = None
     if cache_dir is not None:
-        # Keyed by the runtime too: runtimes share a fingerprint (their vectors agree to
-        # float rounding), but an evaluation of one must not read the other's encodings.
+        # Keyed by the runtime and the arithmetic too: runtimes, and fp32 and bf16, share a
+        # fingerprint digest, but an evaluation of one must not read the other's encodings.
         producer = encoder.fingerprint["digest"] + ("" if encoder.runtime == "torch" else f"-{encoder.runtime}")
+        producer += "" if encoder.precision in ("fp32", "int8") else f"-{encoder.precision}"
         file = cache_dir / f"{corpus_key(doc_ids, doc_texts, producer)}.npz"
         if file.is_file():
             with np.load(file, allow_pickle=False) as stored:

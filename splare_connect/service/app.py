@@ -233,7 +233,14 @@ def create_app(
     async def healthz(request: Request) -> Any:
         """Open to everyone (no API key): load balancers probe it."""
         ready = bool(request.app.state.ready)
-        body = {"status": "ok" if ready else "starting", "ready": ready, "search": searcher is not None, **identity}
+        body = {
+            "status": "ok" if ready else "starting",
+            "ready": ready,
+            "search": searcher is not None,
+            "runtime": encoder.runtime,
+            "precision": encoder.precision,
+            **identity,
+        }
         return body if ready else JSONResponse(body, status_code=503)
 
     @app.get(

@@ -110,6 +110,8 @@ class HealthResponse(BaseModel):
     dim: int
     dense_dim: int | None
     search: bool = Field(description="Whether /search is available (the server has a database).")
+    runtime: str = Field(description="What runs the encoder: openvino (the compiled graph) or torch.")
+    precision: str = Field(description="The encoder's arithmetic: fp32, bf16 (same vector space) or int8.")
 
 
 class ErrorBody(BaseModel):

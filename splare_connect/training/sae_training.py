@@ -50,8 +50,9 @@ def collect_states(
     batch_size: int = 16,
 ) -> torch.Tensor:
     """Content-token states at block ``layer`` for up to ``max_tokens`` tokens: ``(tokens, hidden)``."""
-    from splare_connect.backbone import LayerReader, load_backbone, window_length
+    from splare_connect.backbone import load_backbone, window_length
     from splare_connect.encoding.batching import iter_batches
+    from splare_connect.layer_reader import LayerReader
 
     loaded = load_backbone(backbone)
     length = window_length(loaded.tokenizer, loaded.model, max_length)

