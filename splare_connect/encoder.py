@@ -52,6 +52,7 @@ from splare_connect.sparse_vector import SparseVector
 if TYPE_CHECKING:
     import torch
 
+    from splare_connect.encoding.openvino_graph import CompiledEncoderGraph
     from splare_connect.features import FeatureDictionary, FeatureWeight
     from splare_connect.layer_reader import LayerReader
     from splare_connect.sae import SparseAutoencoder
@@ -151,6 +152,8 @@ class SplareEncoder:
         # turns. The lock is re-entrant, so encode() can run inside it.
         self.lock = threading.RLock()
         self._engine: _Engine | None = None
+        # The compiled graph the OpenVINO runtime runs, once loaded (None on torch).
+        self.graph: CompiledEncoderGraph | None = None
         if not lazy:
             self.prepare()
 
@@ -612,6 +615,7 @@ class SplareEncoder:
             threads=_cpu_threads(),
             meanwhile=self.tokenizer.wait,  # a deferred tokenizer builds while the graph compiles
         )
+        self.graph = graph
         self.precision = graph.precision
         if graph.precision != asked:
             self.runtime_note = (

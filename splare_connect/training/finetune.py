@@ -319,7 +319,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     if base_config.lora is not None:
         raise ConfigError(f"{base_dir} already has a LoRA adapter; start from its base model")
     adapter_dir = initial_adapter_dir(config.initial_adapter, base_dir, base_config) if config.initial_adapter else None
-    encoder = SplareEncoder.from_pretrained(base_dir, device=config.device)
+    # torch at fp32, named: training runs the torch model with gradients, never the compiled graph.
+    encoder = SplareEncoder.from_pretrained(base_dir, device=config.device, runtime="torch", precision="fp32")
     if not encoder.has_dense:
         raise ConfigError("the teacher is the model's own dense embedding: the base model needs dense_pooling")
     data = load_training_data(encoder, config, cache_dir() / "eval")

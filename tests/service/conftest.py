@@ -59,6 +59,10 @@ def start_server(
     if api_key is not None:
         env["SPLARE_API_KEY"] = api_key
     env["SPLARE_LOG_LEVEL"] = "warning"
+    # The tests' reference encoder (torch at fp32, as tiny_encoder): the answers are compared
+    # exactly with the library's. The default runtime is compared with it in test_openvino_runtime.
+    env["SPLARE_RUNTIME"] = "torch"
+    env["SPLARE_PRECISION"] = "fp32"
     env.update(env_extra or {})
     command = [
         sys.executable,

@@ -58,6 +58,8 @@ def test_healthz_is_open_and_names_the_model(server: RunningServer, tiny_encoder
         "fingerprint_digest": tiny_encoder.fingerprint["digest"],
         "dim": tiny_encoder.dim,
         "dense_dim": tiny_encoder.dense_dim,
+        "runtime": "torch",
+        "precision": "fp32",
         "search": True,
     }
 
