@@ -38,13 +38,23 @@ from splare_connect.sparse_vector import SparseVector
 if TYPE_CHECKING:
     import tokenizers
 
-__all__ = ["TABLE_FILE", "TOKENIZER_FILE", "StaticQueryEncoder", "normalize", "words"]
+__all__ = ["TABLE_FILE", "TOKENIZER_FILE", "StaticQueryEncoder", "is_unspaced", "normalize", "words"]
 
 TABLE_FILE = "static_queries.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT = "splare-static-queries/1"
 
 _WORD = re.compile(r"\w+")
+
+
+# Scripts written without spaces between words (Chinese, Japanese kana, Thai, Lao, Khmer,
+# Myanmar): a ``\w+`` run there is a phrase, not a word, so it always goes to pieces.
+_UNSPACED = re.compile(r"[\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+
+
+def is_unspaced(word: str) -> bool:
+    """Whether ``word`` holds a character of a script written without spaces."""
+    return _UNSPACED.search(word) is not None
 
 
 def normalize(text: str) -> str:
@@ -73,6 +83,8 @@ class StaticQueryEncoder:
         tokenizer: The backbone's tokenizer: a ``tokenizers.Tokenizer``, or the path of
             its ``tokenizer.json`` (read on the first unknown word); ``None`` disables
             the piece fallback (unknown words then add nothing).
+        pieces_with_words: Pool every word's piece rows too, not only an unknown
+            word's (the table must have been learned that way).
 
     Example:
         >>> encoder = StaticQueryEncoder.load("static-queries")   # doctest: +SKIP
@@ -93,6 +105,7 @@ class StaticQueryEncoder:
         query_top_k: int,
         document_fingerprint: Mapping[str, Any],
         tokenizer: tokenizers.Tokenizer | Path | None = None,
+        pieces_with_words: bool = False,
     ) -> None:
         indptr = np.asarray(indptr, np.int64)
         indices = np.asarray(indices, np.uint32)
@@ -119,13 +132,16 @@ class StaticQueryEncoder:
         self.dim = dim
         self.query_top_k = query_top_k
         self.document_fingerprint = dict(document_fingerprint)
+        self.pieces_with_words = pieces_with_words
         self._tokenizer_file = tokenizer if isinstance(tokenizer, Path) else None
         self._tokenizer = None if isinstance(tokenizer, Path) else tokenizer
         if self._tokenizer is not None:
             self._tokenizer.no_padding()
             self._tokenizer.no_truncation()
         self._lock = threading.Lock()
-        self.table_digest = _table_digest(self.vocabulary, self.piece_rows, indptr, indices, values, query_top_k)
+        self.table_digest = _table_digest(
+            self.vocabulary, self.piece_rows, indptr, indices, values, query_top_k, pieces_with_words
+        )
 
     # ------------------------------------------------------------ identity
     @property
@@ -158,10 +174,19 @@ class StaticQueryEncoder:
         return self.encode_queries([text])[0]
 
     def units(self, text: str) -> list[int]:
-        """The table rows a text pools: its known words, then the pieces of the others."""
-        rows: list[int] = []
+        """The table rows a text pools: its known words, then the pieces of the others (words
+        of scripts without spaces are never in the vocabulary: they always go to pieces)."""
+        found = words(text)
+        if self.pieces_with_words and self.piece_rows and found:
+            rows = []
+            for word, pieces in zip(found, self.piece_ids(found), strict=True):
+                if word in self.vocabulary:
+                    rows.append(self.vocabulary[word])
+                rows.extend(self.piece_rows[p] for p in pieces if p in self.piece_rows)
+            return rows
+        rows = []
         unknown: list[str] = []
-        for word in words(text):
+        for word in found:
             row = self.vocabulary.get(word)
             if row is None:
                 unknown.append(word)
@@ -243,6 +268,7 @@ class StaticQueryEncoder:
             "format": FORMAT,
             "dim": str(self.dim),
             "query_top_k": str(self.query_top_k),
+            "pieces_with_words": str(self.pieces_with_words).lower(),
             "document_fingerprint": json.dumps(self.document_fingerprint, sort_keys=True),
             "table_digest": self.table_digest,
         }
@@ -294,6 +320,7 @@ class StaticQueryEncoder:
             query_top_k=int(metadata["query_top_k"]),
             document_fingerprint=json.loads(metadata["document_fingerprint"]),
             tokenizer=tokenizer if tokenizer.is_file() else None,
+            pieces_with_words=metadata.get("pieces_with_words") == "true",
         )
         if encoder.table_digest != metadata.get("table_digest"):
             raise CheckpointError(f"{file}: the table does not match its recorded digest (damaged or edited)")
@@ -313,9 +340,10 @@ def _table_digest(
     indices: np.ndarray,
     values: np.ndarray,
     query_top_k: int,
+    pieces_with_words: bool,
 ) -> str:
     """32 hex digits over everything that changes a query's vector."""
-    digest = hashlib.sha256(f"{FORMAT}\0{query_top_k}\0".encode())
+    digest = hashlib.sha256(f"{FORMAT}\0{query_top_k}\0{pieces_with_words}\0".encode())
     for word in sorted(vocabulary):
         digest.update(word.encode("utf-8") + b"\0" + str(vocabulary[word]).encode() + b"\0")
     for piece in sorted(piece_rows):

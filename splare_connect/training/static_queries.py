@@ -29,15 +29,15 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tokenizers
 import torch
 
-from splare_connect.encoding.static_queries import StaticQueryEncoder, words
+from splare_connect.encoding.static_queries import StaticQueryEncoder, is_unspaced, words
 from splare_connect.errors import ConfigError
 from splare_connect.sparse_vector import SparseVector
 
@@ -59,9 +59,17 @@ class StaticTableConfig:
         batch_size: Queries per step.
         learning_rate: Adam's step size.
         anchor: Weight of the pull of each row towards its isolated vector.
-        piece_dropout: Chance that a word is replaced by its pieces in a training query.
+        piece_dropout: Chance that a word's row is left out of a training query (its
+            pieces stand in for it).
+        pieces_with_words: Pool a word's piece rows with its own row (at query time
+            too), not only in its place when it is unknown or dropped.
         min_weight: Learned weights below this are dropped from the table.
         held_out: Share of training queries kept aside to pick the best epoch.
+        ranking_weight: Weight of the ranking term (with :class:`RankingData`): the
+            squared error of each candidate document's score margin to the positive,
+            static against full (margin-MSE over the batch's positives and hard
+            negatives).
+        negatives: Hard negatives drawn per query for the ranking term.
         seed: Seed of the batch order and the dropout.
     """
 
@@ -70,9 +78,12 @@ class StaticTableConfig:
     batch_size: int = 128
     learning_rate: float = 0.02
     anchor: float = 0.01
-    piece_dropout: float = 0.2
+    piece_dropout: float = 0.5
+    pieces_with_words: bool = False
     min_weight: float = 0.02
     held_out: float = 0.05
+    ranking_weight: float = 0.0
+    negatives: int = 3
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -103,6 +114,23 @@ class TeacherData:
     isolated: list[SparseVector]
 
 
+@dataclass
+class RankingData:
+    """Documents of the training pairs, as the full encoder encodes them, for the ranking term.
+
+    Attributes:
+        documents: scipy CSR ``(documents, dim)``.
+        positives: Per training query (as :attr:`TeacherData.queries`), its relevant
+            document's row, or -1 (a query without one, such as a catalog message).
+        negatives: Per training query, the documents the full query ranks highest
+            among the other training documents of its collection.
+    """
+
+    documents: Any
+    positives: list[int]
+    negatives: list[list[int]]
+
+
 def read_training_queries(pairs_files: Iterable[Path], exclude: Iterable[str] = ()) -> list[str]:
     """Distinct queries of ``{"query", ...}`` JSONL files, in file order, minus ``exclude``."""
     held_out = set(exclude)
@@ -125,6 +153,22 @@ def read_training_queries(pairs_files: Iterable[Path], exclude: Iterable[str] = 
     if not seen:
         raise ConfigError("no training queries found")
     return list(seen)
+
+
+def catalog_queries(
+    languages: Sequence[str], per_language: int, exclude: Iterable[str] = (), *, english: int = 0
+) -> list[str]:
+    """Short messages from the system's translated gettext catalogs, used as extra training
+    queries: ``per_language`` translations per language, plus up to ``english`` of their
+    English originals. They widen the table's vocabulary beyond the training queries (the
+    full encoder gives each message its target vector, as for a query)."""
+    from splare_connect.training.parallel_text import read_message_catalogs
+
+    pairs = read_message_catalogs(
+        languages, exclude=exclude, min_chars=12, max_chars=120, max_pairs_per_language=per_language
+    )
+    originals = list(dict.fromkeys(p.english for p in pairs))[:english]
+    return list(dict.fromkeys([*(p.translation for p in pairs), *originals]))
 
 
 def evaluation_queries(datasets: Iterable[Path]) -> set[str]:
@@ -168,6 +212,7 @@ def distill(
     data: TeacherData,
     config: StaticTableConfig = StaticTableConfig(),
     *,
+    ranking: RankingData | None = None,
     on_epoch: Callable[[int, float, float], None] | None = None,
 ) -> StaticQueryEncoder:
     """Learn the rows so that max-pooled static queries match the full encoder's vectors.
@@ -176,6 +221,8 @@ def distill(
         teacher: The full encoder (its fingerprint and tokenizer go with the table).
         data: From :func:`teacher_data`.
         config: Distillation settings.
+        ranking: Training documents for the ranking term (used when
+            ``config.ranking_weight`` is positive).
         on_epoch: Called with (epoch, training loss, held-out loss) after each epoch.
     """
     dim = teacher.dim
@@ -183,6 +230,7 @@ def distill(
     generator = torch.Generator().manual_seed(config.seed)
     n_units = len(data.isolated)
     units_of = [[data.vocabulary[w] for w in words(q)] for q in data.queries]
+    piece_only = {unit for word, unit in data.vocabulary.items() if is_unspaced(word)}
     support, start = _support(data, units_of, config.support, dim)
     weights = torch.nn.Parameter(start.clone())
     anchor = start.clone()
@@ -191,14 +239,16 @@ def distill(
     cut = int(len(order) * config.held_out)
     held, train = order[:cut], order[cut:]
     optimizer = torch.optim.Adam([weights], lr=config.learning_rate)
-    best = (float("inf"), weights.detach().clone())
+    use_ranking = ranking is not None and config.ranking_weight > 0
 
-    def loss_of(batch: list[int], dropout: float) -> torch.Tensor:
+    def loss_of(batch: list[int], dropout: float, *, regularise: bool = True) -> torch.Tensor:
         rows, units = [], []
         for row, query in enumerate(batch):
             for unit in units_of[query]:
-                swap = dropout and data.word_pieces[unit] and rng.random() < dropout
-                for u in data.word_pieces[unit] if swap else [unit]:
+                pieces = data.word_pieces[unit]
+                drop = unit in piece_only or bool(dropout and pieces and rng.random() < dropout)
+                chosen = ([] if drop else [unit]) + (pieces if drop or config.pieces_with_words else [])
+                for u in chosen:
                     rows.append(row)
                     units.append(u)
         if not units:
@@ -210,10 +260,21 @@ def distill(
         )
         pooled = pooled.view(len(batch), dim + 1)[:, :dim]
         target = _dense([data.targets[q] for q in batch], dim)
-        error = ((pooled - target) ** 2).sum(dim=1).mean()
-        used = torch.unique(unit_index)
-        return error + config.anchor * ((weights[used] - anchor[used]) ** 2).sum() / len(batch)
+        loss = ((pooled - target) ** 2).sum(dim=1).mean()
+        if use_ranking:
+            loss = loss + config.ranking_weight * _margin_error(pooled, target, batch, ranking, config.negatives, rng)  # type: ignore[arg-type]
+        if regularise:
+            used = torch.unique(unit_index)
+            loss = loss + config.anchor * ((weights[used] - anchor[used]) ** 2).sum() / len(batch)
+        return loss
 
+    def held_out_loss() -> float:
+        with torch.no_grad():
+            losses = [float(loss_of(held[i : i + 256], 0.0, regularise=False)) for i in range(0, len(held), 256)]
+        return float(np.mean(losses)) if losses else 0.0
+
+    best = (held_out_loss(), weights.detach().clone())
+    LOGGER.info("start: held-out %.4f", best[0])
     for epoch in range(1, config.epochs + 1):
         permutation = torch.randperm(len(train), generator=generator).tolist()
         total, steps = 0.0, 0
@@ -226,24 +287,51 @@ def distill(
             with torch.no_grad():
                 weights.clamp_(min=0)
             total, steps = total + float(loss.detach()), steps + 1
-        with torch.no_grad():
-            held_loss = (
-                float(np.mean([float(loss_of(held[i : i + 256], 0.0)) for i in range(0, len(held), 256)]))
-                if held
-                else 0.0
-            )
+        held_loss = held_out_loss()
         LOGGER.info("epoch %d: loss %.4f, held-out %.4f", epoch, total / max(steps, 1), held_loss)
         if on_epoch is not None:
             on_epoch(epoch, total / max(steps, 1), held_loss)
-        if held_loss < best[0] or not held:
+        if held_loss < best[0] or not held:  # without held-out queries, the last epoch
             best = (held_loss, weights.detach().clone())
     learned = best[1].numpy()
     columns = support.numpy()
-    rows = []
+    table_rows = []
     for unit in range(n_units):
         keep = (columns[unit] < dim) & (learned[unit] >= config.min_weight)
-        rows.append(SparseVector.clean(columns[unit][keep], learned[unit][keep], dim=dim) if keep.any() else None)
-    return _table(teacher, data, [r if r is not None else SparseVector.empty(dim) for r in rows])
+        table_rows.append(SparseVector.clean(columns[unit][keep], learned[unit][keep], dim=dim))
+    return _table(teacher, data, table_rows, pieces_with_words=config.pieces_with_words)
+
+
+def _margin_error(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    batch: list[int],
+    ranking: RankingData,
+    negatives: int,
+    rng: random.Random,
+) -> torch.Tensor:
+    """Margin-MSE over the batch's candidates (every positive in the batch, and each query's
+    hard negatives): ``((S_c - S_pos) - (T_c - T_pos))^2``, averaged, for queries with a
+    positive."""
+    rows = [row for row, q in enumerate(batch) if ranking.positives[q] >= 0]
+    if not rows:
+        return torch.zeros(())
+    candidates: dict[int, None] = {}
+    for row in rows:
+        query = batch[row]
+        candidates.setdefault(ranking.positives[query], None)
+        pool = ranking.negatives[query]
+        for doc in rng.sample(pool, min(negatives, len(pool))):
+            candidates.setdefault(doc, None)
+    columns = list(candidates)
+    documents = torch.from_numpy(ranking.documents[columns].toarray())
+    chosen = torch.tensor(rows)
+    student_scores = student[chosen] @ documents.T
+    teacher_scores = teacher[chosen] @ documents.T
+    positive = torch.tensor([columns.index(ranking.positives[batch[row]]) for row in rows]).unsqueeze(1)
+    student_margin = student_scores - student_scores.gather(1, positive)
+    teacher_margin = teacher_scores - teacher_scores.gather(1, positive)
+    return ((student_margin - teacher_margin) ** 2).mean()
 
 
 def _support(
@@ -277,7 +365,9 @@ def _dense(vectors: Sequence[SparseVector], dim: int) -> torch.Tensor:
     return out
 
 
-def _table(teacher: SplareEncoder, data: TeacherData, rows: Sequence[SparseVector]) -> StaticQueryEncoder:
+def _table(
+    teacher: SplareEncoder, data: TeacherData, rows: Sequence[SparseVector], *, pieces_with_words: bool = False
+) -> StaticQueryEncoder:
     """Keep the non-empty rows and wrap them with the teacher's fingerprint and tokenizer."""
     kept = [u for u, row in enumerate(rows) if row.nnz]
     new_row = {u: r for r, u in enumerate(kept)}
@@ -285,7 +375,7 @@ def _table(teacher: SplareEncoder, data: TeacherData, rows: Sequence[SparseVecto
     indices = np.concatenate([rows[u].indices for u in kept]) if kept else np.zeros(0, np.uint32)
     values = np.concatenate([rows[u].values for u in kept]) if kept else np.zeros(0, np.float32)
     return StaticQueryEncoder(
-        {w: new_row[u] for w, u in data.vocabulary.items() if u in new_row},
+        {w: new_row[u] for w, u in data.vocabulary.items() if u in new_row and not is_unspaced(w)},
         {p: new_row[u] for p, u in data.pieces.items() if u in new_row},
         indptr,
         indices,
@@ -294,6 +384,7 @@ def _table(teacher: SplareEncoder, data: TeacherData, rows: Sequence[SparseVecto
         query_top_k=teacher.config.query_top_k,
         document_fingerprint=teacher.fingerprint,
         tokenizer=tokenizers.Tokenizer.from_str(teacher.tokenizer.backend.to_str()),  # a copy: no shared state
+        pieces_with_words=pieces_with_words,
     )
 
 
@@ -303,6 +394,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--pairs", type=Path, action="append", required=True, help="training pairs JSONL")
     parser.add_argument("--exclude", type=Path, nargs="*", default=(), help="datasets whose queries stay out")
     parser.add_argument("--out", type=Path, required=True, help="writes OUT/untrained and OUT/distilled")
+    parser.add_argument("--catalog-languages", default="", help="comma-separated locale names for extra queries")
+    parser.add_argument("--catalog-messages", type=int, default=1000, help="messages per catalog language")
+    parser.add_argument("--catalog-english", type=int, default=3000, help="English originals kept")
+    parser.add_argument("--documents", type=Path, nargs="*", default=(), help="datasets whose corpus the pairs point to")
+    parser.add_argument("--ranking-weight", type=float, default=0.0, help="also build OUT/distilled-ranking")
     parser.add_argument("--runtime", default="openvino")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=StaticTableConfig.epochs)
@@ -316,7 +412,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     from splare_connect import SplareEncoder
 
     teacher = SplareEncoder.from_pretrained(args.model, runtime=args.runtime)
-    queries = read_training_queries(args.pairs, evaluation_queries(args.exclude))
+    held_out = evaluation_queries(args.exclude)
+    queries = read_training_queries(args.pairs, held_out)
+    if args.catalog_languages:
+        extra = catalog_queries(
+            args.catalog_languages.split(","), args.catalog_messages, held_out, english=args.catalog_english
+        )
+        LOGGER.info("%d catalog messages as extra queries", len(extra))
+        queries = list(dict.fromkeys([*queries, *extra]))
     data = _cached_teacher_data(teacher, queries, args.out / "teacher.npz")
     untrained_table(teacher, data).save(args.out / "untrained")
     config = StaticTableConfig(
@@ -327,6 +430,56 @@ def main(argv: Sequence[str] | None = None) -> None:
         piece_dropout=args.piece_dropout,
     )
     distill(teacher, data, config).save(args.out / "distilled")
+    if args.ranking_weight > 0:
+        ranking = ranking_data(teacher, data, args.documents, corpus_cache=args.out / "corpora")
+        ranked = replace(config, ranking_weight=args.ranking_weight)
+        distill(teacher, data, ranked, ranking=ranking).save(args.out / "distilled-ranking")
+
+
+def ranking_data(
+    teacher: SplareEncoder, data: TeacherData, datasets: Sequence[Path], *, corpus_cache: Path | None, depth: int = 20
+) -> RankingData:
+    """Encode the documents of the datasets' training pairs (``train/pairs.jsonl``) with the
+    full encoder, and mine each training query's hard negatives among its collection's
+    training documents by the full query's scores."""
+    from splare_connect.evaluation.corpus_cache import encode_corpus
+    from splare_connect.evaluation.systems import sparse_matrix
+
+    position = {q: i for i, q in enumerate(data.queries)}
+    positives = [-1] * len(data.queries)
+    negatives: list[list[int]] = [[] for _ in data.queries]
+    blocks = []
+    offset = 0
+    for root in datasets:
+        pairs = [json.loads(line) for line in Path(root, "train", "pairs.jsonl").open(encoding="utf-8") if line.strip()]
+        wanted = set(p["doc_id"] for p in pairs)
+        doc_ids, doc_texts = [], []
+        with Path(root, "corpus.jsonl").open(encoding="utf-8") as lines:
+            for line in lines:
+                record = json.loads(line)
+                if record["_id"] in wanted:
+                    title = record.get("title") or ""
+                    doc_ids.append(record["_id"])
+                    doc_texts.append(f"{title}\n{record['text']}" if title else record["text"])
+        LOGGER.info("%s: %d training documents", root, len(doc_ids))
+        matrix = sparse_matrix(encode_corpus(teacher, doc_ids, doc_texts, corpus_cache).sparse, teacher.dim)
+        row_of = {d: offset + i for i, d in enumerate(doc_ids)}
+        own = [(position[p["query"]], row_of[p["doc_id"]]) for p in pairs if p["query"] in position]
+        for query, doc in own:
+            if positives[query] < 0:
+                positives[query] = doc
+        queries = sorted({query for query, _ in own})
+        for first in range(0, len(queries), 1024):
+            chunk = queries[first : first + 1024]
+            scores = (sparse_matrix([data.targets[q] for q in chunk], teacher.dim) @ matrix.T).toarray()
+            best = np.argsort(-scores, axis=1)[:, : depth + 1]
+            for query, ranked in zip(chunk, best, strict=True):
+                negatives[query] = [offset + int(d) for d in ranked if offset + int(d) != positives[query]][:depth]
+        blocks.append(matrix)
+        offset += len(doc_ids)
+    from scipy.sparse import vstack
+
+    return RankingData(vstack(blocks).tocsr(), positives, negatives)
 
 
 def _cached_teacher_data(teacher: SplareEncoder, queries: list[str], file: Path) -> TeacherData:
