@@ -431,7 +431,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     distill(teacher, data, config).save(args.out / "distilled")
     if args.ranking_weight > 0:
-        ranking = ranking_data(teacher, data, args.documents, corpus_cache=args.out / "corpora")
+        from splare_connect.models import cache_dir
+
+        ranking = ranking_data(teacher, data, args.documents, corpus_cache=cache_dir() / "eval")
         ranked = replace(config, ranking_weight=args.ranking_weight)
         distill(teacher, data, ranked, ranking=ranking).save(args.out / "distilled-ranking")
 
@@ -439,9 +441,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 def ranking_data(
     teacher: SplareEncoder, data: TeacherData, datasets: Sequence[Path], *, corpus_cache: Path | None, depth: int = 20
 ) -> RankingData:
-    """Encode the documents of the datasets' training pairs (``train/pairs.jsonl``) with the
-    full encoder, and mine each training query's hard negatives among its collection's
-    training documents by the full query's scores."""
+    """The documents of the datasets' training pairs (``train/pairs.jsonl``) as the full
+    encoder encodes them, and each training query's hard negatives: the training
+    documents of its collection that the full query scores highest.
+
+    Each dataset's whole corpus is encoded (or read from ``corpus_cache``) exactly as the
+    evaluation reads it, so one encoding serves both; only training documents are used.
+    """
+    from splare_connect.evaluation import load_beir
     from splare_connect.evaluation.corpus_cache import encode_corpus
     from splare_connect.evaluation.systems import sparse_matrix
 
@@ -452,17 +459,15 @@ def ranking_data(
     offset = 0
     for root in datasets:
         pairs = [json.loads(line) for line in Path(root, "train", "pairs.jsonl").open(encoding="utf-8") if line.strip()]
-        wanted = set(p["doc_id"] for p in pairs)
-        doc_ids, doc_texts = [], []
-        with Path(root, "corpus.jsonl").open(encoding="utf-8") as lines:
-            for line in lines:
-                record = json.loads(line)
-                if record["_id"] in wanted:
-                    title = record.get("title") or ""
-                    doc_ids.append(record["_id"])
-                    doc_texts.append(f"{title}\n{record['text']}" if title else record["text"])
+        wanted = {p["doc_id"] for p in pairs}
+        # The whole corpus, read and cached exactly as the evaluation reads it: one encoding
+        # serves both. Only the training pairs' documents are used here.
+        corpus = load_beir(root)
+        vectors = encode_corpus(teacher, corpus.doc_ids, corpus.doc_texts, corpus_cache).sparse
+        kept = [i for i, d in enumerate(corpus.doc_ids) if d in wanted]
+        doc_ids = [corpus.doc_ids[i] for i in kept]
         LOGGER.info("%s: %d training documents", root, len(doc_ids))
-        matrix = sparse_matrix(encode_corpus(teacher, doc_ids, doc_texts, corpus_cache).sparse, teacher.dim)
+        matrix = sparse_matrix([vectors[i] for i in kept], teacher.dim)
         row_of = {d: offset + i for i, d in enumerate(doc_ids)}
         own = [(position[p["query"]], row_of[p["doc_id"]]) for p in pairs if p["query"] in position]
         for query, doc in own:

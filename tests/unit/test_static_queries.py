@@ -152,3 +152,24 @@ def test_query_time_needs_no_torch(built, tmp_path: Path) -> None:  # type: igno
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[] [True, True]"
     assert json.loads(json.dumps(table.fingerprint)) == table.fingerprint
+
+
+def test_ranking_term_uses_training_documents(tiny_encoder, tiny_dataset: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from splare_connect.training.static_queries import (
+        StaticTableConfig,
+        distill,
+        ranking_data,
+        read_training_queries,
+        teacher_data,
+    )
+
+    queries = read_training_queries([tiny_dataset / "train" / "pairs.jsonl"])
+    data = teacher_data(tiny_encoder, queries)
+    ranking = ranking_data(tiny_encoder, data, [tiny_dataset], corpus_cache=tmp_path / "cache", depth=3)
+    assert ranking.documents.shape == (16, tiny_encoder.dim)  # the 16 documents the pairs point to
+    assert all(p >= 0 for p in ranking.positives)
+    assert all(len(n) == 3 and p not in n for p, n in zip(ranking.positives, ranking.negatives, strict=True))
+    config = StaticTableConfig(epochs=3, batch_size=4, held_out=0.0, ranking_weight=0.1, pieces_with_words=True)
+    table = distill(tiny_encoder, data, config, ranking=ranking)
+    assert table.pieces_with_words
+    assert all(v.nnz for v in table.encode_queries(queries))
