@@ -43,7 +43,11 @@ def dev_slice(dataset: BeirDataset, docs: int | None, en_queries: int | None, pe
         cap = en_queries if query_set.name.startswith("en-") else per_set
         ids = sorted(query_set.queries, key=hashed)[:cap] if cap else list(query_set.queries)
         sets.append(
-            QuerySet(query_set.name, {q: query_set.queries[q] for q in ids}, {q: query_set.qrels[q] for q in ids if q in query_set.qrels})
+            QuerySet(
+                query_set.name,
+                {q: query_set.queries[q] for q in ids},
+                {q: query_set.qrels[q] for q in ids if q in query_set.qrels},
+            )
         )
     if docs is None:
         return replace(dataset, query_sets=sets)
@@ -73,7 +77,9 @@ class StaticSide:
         from splare_connect.encoder import EncodeResult
 
         if role == "document":
-            result = self.full.encode(texts, role="document", dense=False, batch_size=batch_size, show_progress=show_progress)
+            result = self.full.encode(
+                texts, role="document", dense=False, batch_size=batch_size, show_progress=show_progress
+            )
             return replace(result, dense=None)
         sparse = self.table.encode_queries(texts)
         zeros = np.zeros(len(sparse), np.int64)
@@ -111,7 +117,11 @@ def main() -> None:
     from splare_connect.models import cache_dir
 
     dataset = dev_slice(load_beir(args.dataset), args.docs, args.en_queries, args.per_set)
-    print(f"slice: {len(dataset.doc_ids)} documents; " + ", ".join(f"{s.name} {len(s.queries)}" for s in dataset.query_sets), flush=True)
+    print(
+        f"slice: {len(dataset.doc_ids)} documents; "
+        + ", ".join(f"{s.name} {len(s.queries)}" for s in dataset.query_sets),
+        flush=True,
+    )
     full = SplareEncoder.from_pretrained(runtime=args.runtime)
     cache = cache_dir() / "eval"
     if args.corpus_only:
@@ -120,12 +130,14 @@ def main() -> None:
         encoded = encode_corpus(full, dataset.doc_ids, dataset.doc_texts, cache)
         print(f"corpus: {encoded.seconds:.0f} s, from cache: {encoded.from_cache}")
         return
-    report: dict[str, Any] = {"slice": {"documents": len(dataset.doc_ids), **{s.name: len(s.queries) for s in dataset.query_sets}}}
+    report: dict[str, Any] = {
+        "slice": {"documents": len(dataset.doc_ids), **{s.name: len(s.queries) for s in dataset.query_sets}}
+    }
     systems: dict[str, Any] = {"full": full}
     for spec in args.table:
         name, _, location = spec.partition("=")
         systems[name] = StaticSide(full, StaticQueryEncoder.load(location), name)
-    sample = [t for s in dataset.query_sets for t in sorted(s.queries.values())][:: 7][: args.latency_queries]
+    sample = [t for s in dataset.query_sets for t in sorted(s.queries.values())][::7][: args.latency_queries]
     for name, system in systems.items():
         result = evaluate(system, dataset, systems=("sparse",), doc_pruning=(), cache_dir=cache)
         if name == "full":
@@ -141,7 +153,11 @@ def main() -> None:
     for set_name in report["full"]["scores"]:
         metric = "nDCG@10" if set_name.startswith("en-") else "RR@10"
         base = report["full"]["scores"][set_name][metric]
-        cells = [f"{report[n]['scores'][set_name][metric]:.3f} ({report[n]['scores'][set_name][metric] / base:.2f}x)" for n in systems if n != "full"]
+        cells = [
+            f"{report[n]['scores'][set_name][metric]:.3f} ({report[n]['scores'][set_name][metric] / base:.2f}x)"
+            for n in systems
+            if n != "full"
+        ]
         rows.append(f"| {set_name} | {metric} | {base:.3f} | " + " | ".join(cells) + " |")
     print(f"| set | metric | full | {' | '.join(n for n in systems if n != 'full')} |")
     print("\n".join(rows))

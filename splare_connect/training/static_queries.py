@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import itertools
 import json
 import logging
 import random
@@ -334,9 +335,7 @@ def _margin_error(
     return ((student_margin - teacher_margin) ** 2).mean()
 
 
-def _support(
-    data: TeacherData, units_of: list[list[int]], size: int, dim: int
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _support(data: TeacherData, units_of: list[list[int]], size: int, dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Each unit's latents (``(units, size)``, ``dim`` where unused) and starting weights:
     its isolated vector's latents, then those the full encoder gives the queries holding
     the unit (its pieces share the word's), by summed weight."""
@@ -397,7 +396,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--catalog-languages", default="", help="comma-separated locale names for extra queries")
     parser.add_argument("--catalog-messages", type=int, default=1000, help="messages per catalog language")
     parser.add_argument("--catalog-english", type=int, default=3000, help="English originals kept")
-    parser.add_argument("--documents", type=Path, nargs="*", default=(), help="datasets whose corpus the pairs point to")
+    parser.add_argument(
+        "--documents", type=Path, nargs="*", default=(), help="datasets whose corpus the pairs point to"
+    )
     parser.add_argument("--ranking-weight", type=float, default=0.0, help="also build OUT/distilled-ranking")
     parser.add_argument("--runtime", default="openvino")
     parser.add_argument("--threads", type=int, default=2)
@@ -458,7 +459,8 @@ def ranking_data(
     blocks = []
     offset = 0
     for root in datasets:
-        pairs = [json.loads(line) for line in Path(root, "train", "pairs.jsonl").open(encoding="utf-8") if line.strip()]
+        with Path(root, "train", "pairs.jsonl").open(encoding="utf-8") as lines:
+            pairs = [json.loads(line) for line in lines if line.strip()]
         wanted = {p["doc_id"] for p in pairs}
         # The whole corpus, read and cached exactly as the evaluation reads it: one encoding
         # serves both. Only the training pairs' documents are used here.
@@ -522,7 +524,7 @@ def _cached_teacher_data(teacher: SplareEncoder, queries: list[str], file: Path)
 def _unpack(stored: np.lib.npyio.NpzFile, dim: int) -> list[SparseVector]:
     offsets = np.concatenate([[0], np.cumsum(stored["lengths"])])
     indices, values = stored["indices"], stored["values"]
-    return [SparseVector(indices[a:b], values[a:b], dim) for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return [SparseVector(indices[a:b], values[a:b], dim) for a, b in itertools.pairwise(offsets)]
 
 
 if __name__ == "__main__":

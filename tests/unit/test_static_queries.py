@@ -109,10 +109,10 @@ def test_save_load_round_trip(built, tmp_path: Path) -> None:  # type: ignore[no
 
 
 def test_load_refuses_a_missing_or_edited_table(built, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    from safetensors.numpy import load_file, save_file
     from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
 
-    with pytest.raises(CheckpointError, match="static_queries.safetensors is missing"):
+    with pytest.raises(CheckpointError, match=r"static_queries\.safetensors is missing"):
         StaticQueryEncoder.load(tmp_path)
     _, _, table, _ = built
     table.save(tmp_path / "static")
