@@ -17,7 +17,12 @@ for words the table will not know). Two tables:
 Only training queries are read; queries equal to an evaluation query are dropped.
 
     python -m splare_connect.training.static_queries --pairs data/manpages/train/pairs.jsonl \
-        --pairs data/debdesc/train/pairs.jsonl --exclude data/manpages data/debdesc --out DIR
+        --pairs data/debdesc/train/pairs.jsonl --exclude data/manpages data/debdesc \
+        --catalog-languages de,fr,es,ru,ja,it,pt_BR,zh_CN,pl,nl,uk,cs,fi,da,ko \
+        --documents data/manpages --ranking-weight 0.1 --epochs 5 --out DIR
+
+writes DIR/untrained, DIR/distilled and DIR/distilled-ranking (default DIR: the model's
+directory, ``static-queries``), and caches the full encoder's outputs in DIR/teacher.npz.
 """
 
 from __future__ import annotations
@@ -74,11 +79,11 @@ class StaticTableConfig:
         seed: Seed of the batch order and the dropout.
     """
 
-    support: int = 96
-    epochs: int = 12
+    support: int = 48
+    epochs: int = 6
     batch_size: int = 128
     learning_rate: float = 0.02
-    anchor: float = 0.01
+    anchor: float = 0.1
     piece_dropout: float = 0.5
     pieces_with_words: bool = False
     min_weight: float = 0.02
@@ -392,7 +397,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default=None, help="registered name or directory (default: the default model)")
     parser.add_argument("--pairs", type=Path, action="append", required=True, help="training pairs JSONL")
     parser.add_argument("--exclude", type=Path, nargs="*", default=(), help="datasets whose queries stay out")
-    parser.add_argument("--out", type=Path, required=True, help="writes OUT/untrained and OUT/distilled")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="writes OUT/untrained and OUT/distilled (default: MODEL/static-queries)"
+    )
     parser.add_argument("--catalog-languages", default="", help="comma-separated locale names for extra queries")
     parser.add_argument("--catalog-messages", type=int, default=1000, help="messages per catalog language")
     parser.add_argument("--catalog-english", type=int, default=3000, help="English originals kept")
@@ -413,6 +420,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     from splare_connect import SplareEncoder
 
     teacher = SplareEncoder.from_pretrained(args.model, runtime=args.runtime)
+    if args.out is None:
+        from splare_connect.models import resolve_model
+
+        args.out = Path(resolve_model(args.model)) / "static-queries"
     held_out = evaluation_queries(args.exclude)
     queries = read_training_queries(args.pairs, held_out)
     if args.catalog_languages:

@@ -34,7 +34,7 @@ def built(tiny_encoder):  # type: ignore[no-untyped-def]
     distilled = distill(
         tiny_encoder,
         data,
-        StaticTableConfig(epochs=30, batch_size=4, held_out=0.0, learning_rate=0.05),
+        StaticTableConfig(epochs=15, batch_size=4, held_out=0.0, learning_rate=0.05),
         on_epoch=lambda epoch, train, held: losses.append(train),
     )
     return data, untrained_table(tiny_encoder, data), distilled, losses
@@ -169,7 +169,7 @@ def test_ranking_term_uses_training_documents(tiny_encoder, tiny_dataset: Path, 
     assert ranking.documents.shape == (16, tiny_encoder.dim)  # the 16 documents the pairs point to
     assert all(p >= 0 for p in ranking.positives)
     assert all(len(n) == 3 and p not in n for p, n in zip(ranking.positives, ranking.negatives, strict=True))
-    config = StaticTableConfig(epochs=3, batch_size=4, held_out=0.0, ranking_weight=0.1, pieces_with_words=True)
+    config = StaticTableConfig(epochs=2, batch_size=4, held_out=0.0, ranking_weight=0.1, pieces_with_words=True)
     table = distill(tiny_encoder, data, config, ranking=ranking)
     assert table.pieces_with_words
     assert all(v.nnz for v in table.encode_queries(queries))
