@@ -27,8 +27,8 @@ class Fusion(_Choice):
 class Precision(_Choice):
     """The encoder's arithmetic (see :mod:`splare_connect.encoding.arithmetic`).
 
-    auto picks bf16 where the CPU has it (on the compiled graph) and fp32 elsewhere;
-    fp32 and bf16 share a vector space; int8 (torch's dynamic quantization) has its own.
+    auto is fp32; bf16 (faster where the CPU has bf16) shares fp32's vector space; int8
+    (torch's dynamic quantization) has its own.
     """
 
     AUTO = "auto"

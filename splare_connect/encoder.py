@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import torch
 
     from splare_connect.encoding.openvino_graph import CompiledEncoderGraph
+    from splare_connect.encoding.static_queries import StaticQueryEncoder
     from splare_connect.features import FeatureDictionary, FeatureWeight
     from splare_connect.layer_reader import LayerReader
     from splare_connect.sae import SparseAutoencoder
@@ -111,6 +112,7 @@ class SplareEncoder:
         source_files: Sequence[Path] = (),
         directory: Path | None = None,
         lazy: bool = False,
+        static_queries: StaticQueryEncoder | None = None,
     ) -> None:
         if sae is None and sae_loader is None:
             raise ValueError("an encoder needs an SAE or a way to load one")
@@ -154,6 +156,11 @@ class SplareEncoder:
         self._engine: _Engine | None = None
         # The compiled graph the OpenVINO runtime runs, once loaded (None on torch).
         self.graph: CompiledEncoderGraph | None = None
+        # The inference-free query side, when chosen: sparse query vectors from a static table
+        # (no transformer); documents, and dense query embeddings, still run the model.
+        self.static_queries = static_queries
+        if static_queries is not None:
+            self._check_static_queries(static_queries)
         if not lazy:
             self.prepare()
 
@@ -190,6 +197,15 @@ class SplareEncoder:
             reason = str(error).split("; use runtime=")[0]
             self.runtime_note = f"{reason}: encoding with torch, slower"
             return self._load_torch()
+
+    def _check_static_queries(self, table: StaticQueryEncoder) -> None:
+        """Refuse a static query table built for another model's documents."""
+        if table.document_fingerprint.get("digest") != self._space_fingerprint["digest"] or table.dim != self.dim:
+            raise ConfigError(
+                f"the static query table was built for encoder {table.document_fingerprint.get('name')!r} "
+                f"(digest {table.document_fingerprint.get('digest')}), not {self.config.name!r} "
+                f"(digest {self._space_fingerprint['digest']}): build one for this model"
+            )
 
     @property
     def device(self) -> torch.device:
@@ -256,6 +272,7 @@ class SplareEncoder:
         runtime: str = "auto",
         trust_remote_code: bool = False,
         lazy: bool = False,
+        static_queries: str | Path | None = None,
         **overrides: Any,
     ) -> SplareEncoder:
         """Load a registered model by name, a model directory, or the default model.
@@ -280,6 +297,11 @@ class SplareEncoder:
                 model directory cannot, whatever its files say.
             lazy: Load the graph or model at the first :meth:`encode` (or
                 :meth:`prepare`), not now.
+            static_queries: A static query table's directory (built by
+                ``python -m splare_connect.training.static_queries``): queries are then
+                encoded without a transformer, in about 0.1 ms, at some quality cost (see
+                :mod:`splare_connect.encoding.static_queries`). It must have been built for
+                this model.
             **overrides: EncoderConfig fields to change (e.g. ``document_top_k=200``).
         """
         from splare_connect.models import resolve_model
@@ -295,6 +317,7 @@ class SplareEncoder:
             runtime=runtime,
             trust_remote_code=trust_remote_code,
             lazy=lazy,
+            static_queries=static_queries,
         )
 
     @classmethod
@@ -309,6 +332,7 @@ class SplareEncoder:
         runtime: str = "auto",
         trust_remote_code: bool = False,
         lazy: bool = False,
+        static_queries: str | Path | None = None,
     ) -> SplareEncoder:
         """Load the backbone, LoRA adapter and SAE that ``config`` names.
 
@@ -348,6 +372,7 @@ class SplareEncoder:
             source_files=sources,
             directory=None if base_dir is None else Path(base_dir),
             lazy=lazy,
+            static_queries=None if static_queries is None else _load_static_queries(static_queries),
         )
 
     @classmethod
@@ -473,6 +498,14 @@ class SplareEncoder:
         check_batch_size(batch_size)
         if dense and not self.has_dense:
             raise ConfigError(f"model {self.config.name!r} defines no dense embedding (dense_pooling='none')")
+        if role == "query" and self.static_queries is not None:
+            return self._encode_static_queries(items, dense=dense, batch_size=batch_size)
+        return self._run_model(items, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress)
+
+    def _run_model(
+        self, items: list[str], *, role: Role, dense: bool, batch_size: int, show_progress: bool | None
+    ) -> EncodeResult:
+        """Encode validated texts with the model (the compiled graph or torch), then prune."""
         top_k = self.config.query_top_k if role == "query" else self.config.document_top_k
         sparse: list[SparseVector | None] = [None] * len(items)
         dense_out = np.zeros((len(items), self.hidden_size), np.float32) if dense else None
@@ -498,6 +531,21 @@ class SplareEncoder:
             dense=dense_out,
             num_tokens=num_tokens,
             truncated=truncated,
+        )
+
+    def _encode_static_queries(self, items: list[str], *, dense: bool, batch_size: int) -> EncodeResult:
+        """Queries through the static table: sparse without the model; a dense embedding
+        still runs it (the table has no dense side)."""
+        assert self.static_queries is not None
+        sparse = self.static_queries.encode_queries(items)
+        if dense:
+            full = self._run_model(items, role="query", dense=True, batch_size=batch_size, show_progress=False)
+            return EncodeResult(sparse=sparse, dense=full.dense, num_tokens=full.num_tokens, truncated=full.truncated)
+        return EncodeResult(
+            sparse=sparse,
+            dense=None,
+            num_tokens=np.zeros(len(items), np.int64),
+            truncated=np.zeros(len(items), np.bool_),
         )
 
     def forward(self, batch: EncoderBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -700,6 +748,8 @@ class SplareEncoder:
         fingerprint = dict(self._space_fingerprint)
         if self.precision == Precision.BF16:
             fingerprint["precision"] = "bf16"
+        if self.static_queries is not None:
+            fingerprint["query_side"] = self.static_queries.fingerprint["query_side"]
         return fingerprint
 
     @cached_property
@@ -753,6 +803,12 @@ _PROBE_TEXTS = [
     "tar saves many files together into a single tape or disk archive, and can restore "
     "individual files from the archive. " * 3,
 ]
+
+
+def _load_static_queries(location: str | Path) -> StaticQueryEncoder:
+    from splare_connect.encoding.static_queries import StaticQueryEncoder
+
+    return StaticQueryEncoder.load(location)
 
 
 def _cpu_threads() -> int:

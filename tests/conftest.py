@@ -40,21 +40,6 @@ def build_tiny_model_dir(directory: Path, *, sae_seed: int = 1, name: str = "tin
     return directory
 
 
-@pytest.fixture(scope="session", autouse=True)
-def cpu_without_bf16() -> Iterator[None]:
-    """The tests see a CPU without bf16 arithmetic, whatever CPU runs them.
-
-    ``precision="auto"`` then picks fp32 everywhere, so the vectors the tests assert on
-    do not depend on the CI machine's CPU. Tests of the bf16 choice force it back on
-    (``force_cpu_capabilities``).
-    """
-    from splare_connect.encoding import arithmetic
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(arithmetic, "cpu_capabilities", lambda: frozenset({"FP32", "INT8"}))
-        yield
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))

@@ -56,8 +56,8 @@ PrecisionOption = Annotated[
     typer.Option(
         "--precision",
         envvar="SPLARE_PRECISION",
-        help="Encoder arithmetic: auto (bf16 where the CPU has it, else fp32), fp32, bf16 (same vector space as "
-        "fp32), or int8 (torch's dynamic quantization; a vector space of its own).",
+        help="Encoder arithmetic: auto (fp32), fp32, bf16 (faster where the CPU has bf16; the same vector space "
+        "as fp32, slightly lower sparse quality), or int8 (torch's dynamic quantization; a vector space of its own).",
     ),
 ]
 RuntimeOption = Annotated[
@@ -67,6 +67,15 @@ RuntimeOption = Annotated[
         envvar="SPLARE_RUNTIME",
         help="What runs the encoder: auto (the compiled OpenVINO graph on a CPU, torch on a GPU), torch, or "
         "openvino (one compiled graph on the CPU; same vectors as torch at fp32; exported on first use and cached).",
+    ),
+]
+StaticQueriesOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--static-queries",
+        envvar="SPLARE_STATIC_QUERIES",
+        help="A static query table built for the model (python -m splare_connect.training.static_queries): "
+        "queries are encoded without a transformer (about 0.1 ms), at some quality cost; see docs/models.md.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
@@ -141,18 +150,24 @@ def load_encoder(
     runtime: Runtime | str = Runtime.AUTO,
     *,
     lazy: bool = False,
+    static_queries: Path | None = None,
 ) -> SplareEncoder:
     """The command's encoder; a note on stderr when it runs a slower path than expected.
 
     ``lazy``: load the graph or model at the first encode (an ingest with nothing new
-    never loads it).
+    never loads it). ``static_queries``: a static query table's directory.
     """
     from splare_connect.encoder import SplareEncoder
 
     # transformers' loading bars are switched off around each load (quiet_loading); a
     # cached OpenVINO graph loads without torch or transformers at all.
     encoder = SplareEncoder.from_pretrained(
-        model, precision=precision, runtime=runtime, trust_remote_code=trust_remote_code, lazy=lazy
+        model,
+        precision=precision,
+        runtime=runtime,
+        trust_remote_code=trust_remote_code,
+        lazy=lazy,
+        static_queries=static_queries,
     )
     if encoder.runtime_note:
         print_line("[yellow]note:[/]", encoder.runtime_note)

@@ -22,6 +22,7 @@ from splare_connect.cli.common import (
     ModelOption,
     PrecisionOption,
     RuntimeOption,
+    StaticQueriesOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -64,6 +65,7 @@ def search(
     model: ModelOption = None,
     precision: PrecisionOption = Precision.AUTO,
     runtime: RuntimeOption = Runtime.AUTO,
+    static_queries: StaticQueriesOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
     as_json: JsonOption = False,
     server: Annotated[
@@ -94,7 +96,11 @@ def search(
         spec = open_early(store, collection, must_exist=True)
         if hybrid is not None and spec is not None and not spec.dense_dim:
             raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
-        retriever = Retriever(load_encoder(model, precision, trust_remote_code, runtime), store, collection)
+        # Lazy: with a static query table, a sparse search never loads the model at all.
+        encoder = load_encoder(
+            model, precision, trust_remote_code, runtime, lazy=static_queries is not None, static_queries=static_queries
+        )
+        retriever = Retriever(encoder, store, collection)
         if retriever.arithmetic_note:
             print_line("[dim]note:[/]", retriever.arithmetic_note)
         hits = retriever.search(

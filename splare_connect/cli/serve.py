@@ -16,6 +16,7 @@ from splare_connect.cli.common import (
     ModelOption,
     PrecisionOption,
     RuntimeOption,
+    StaticQueriesOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -32,6 +33,7 @@ def serve(
     model: ModelOption = None,
     precision: PrecisionOption = Precision.AUTO,
     runtime: RuntimeOption = Runtime.AUTO,
+    static_queries: StaticQueriesOption = None,
     trust_remote_code: TrustRemoteCodeOption = False,
     host: Annotated[
         str,
@@ -154,7 +156,7 @@ def serve(
     except SplareError as error:
         raise fail(error) from error
     try:
-        encoder = load_encoder(model, precision, trust_remote_code, runtime)
+        encoder = load_encoder(model, precision, trust_remote_code, runtime, static_queries=static_queries)
         app = create_app(encoder, store, settings)
         if host not in _LOOPBACK and not settings.api_key:
             print_line("[bold yellow]warning:[/]", f"listening on {host} without an API key: set SPLARE_API_KEY")

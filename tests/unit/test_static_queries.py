@@ -173,3 +173,31 @@ def test_ranking_term_uses_training_documents(tiny_encoder, tiny_dataset: Path, 
     table = distill(tiny_encoder, data, config, ranking=ranking)
     assert table.pieces_with_words
     assert all(v.nnz for v in table.encode_queries(queries))
+
+
+# ------------------------------------------------------- as the encoder's query side
+def test_an_encoder_with_a_static_table_encodes_queries_with_it_and_documents_with_the_model(
+    built, tiny_model_dir: Path, tiny_encoder, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from splare_connect import SplareEncoder
+
+    table = built[2].save(tmp_path / "table")
+    encoder = SplareEncoder.from_pretrained(tiny_model_dir, runtime="torch", precision="fp32", static_queries=table)
+    queries = ["list files in a directory", "copier des fichiers"]
+    assert encoder.encode_queries(queries) == built[2].encode_queries(queries)
+    assert encoder.encode_documents(queries) == tiny_encoder.encode_documents(queries)
+    hybrid = encoder.encode(queries, role="query", dense=True)
+    assert hybrid.sparse == built[2].encode_queries(queries)
+    expected_dense = tiny_encoder.encode(queries, role="query", dense=True).dense
+    np.testing.assert_allclose(hybrid.dense, expected_dense, atol=1e-6)
+    # The same document space: collections accept it, and the query side is on record.
+    assert encoder.fingerprint["digest"] == tiny_encoder.fingerprint["digest"]
+    assert encoder.fingerprint["query_side"]["kind"] == "static-table"
+
+
+def test_a_table_built_for_another_model_is_refused(built, other_tiny_model_dir: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from splare_connect import ConfigError, SplareEncoder
+
+    table = built[2].save(tmp_path / "table")
+    with pytest.raises(ConfigError, match="static query table was built for encoder"):
+        SplareEncoder.from_pretrained(other_tiny_model_dir, runtime="torch", static_queries=table)
