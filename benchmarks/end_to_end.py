@@ -25,6 +25,7 @@ from pathlib import Path
 
 from report import CONTENDERS, cpu_flags, percentile, print_and_save
 
+# The serving process: CONTENDERS options are JSON, so a flag such as lazy arrives as a bool.
 _SERVE = """
 import json, resource, sys, time
 from splare_connect import SplareEncoder
@@ -88,8 +89,15 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--contenders", type=lambda text: text.split(","), default=["torch-fp32", "default"])
     parser.add_argument("--rounds", type=int, default=2, help="each contender runs this many times, in turns")
+    parser.add_argument(
+        "--static-queries", type=Path, default=None, help="a static query table: adds the 'static-queries' contender"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.static_queries is not None:
+        # lazy: a sparse search with a static table never needs the model (the CLI search does the same)
+        CONTENDERS["static-queries"] = {"static_queries": str(args.static_queries), "lazy": True}
+        args.contenders.append("static-queries")
 
     queries_file = args.queries_file or args.dataset / "queries" / "en-dev.jsonl"
     with queries_file.open(encoding="utf-8") as lines:

@@ -98,23 +98,23 @@ def timed_command(command: list[str]) -> tuple[float, float]:
 def options_of(model: str | None, options: dict[str, str]) -> list[str]:
     command = [] if model is None else ["--model", model]
     for key, value in options.items():
-        command += [f"--{key}", value]
+        command += [f"--{key.replace('_', '-')}", value]
     return command
 
 
-def cold_start(args: argparse.Namespace, docs: list[str], result: dict[str, object]) -> None:
-    """Load times, CLI searches and unchanged re-ingests in fresh processes, twice each."""
+def cold_start(args: argparse.Namespace, result: dict[str, object]) -> None:
+    """Load times, CLI searches and unchanged re-ingests of ``--cold-start-source`` in fresh processes, twice each."""
     for name in args.contenders:
         for attempt in (1, 2):
             result[f"{name}_load_seconds_{attempt}"] = cold_load_seconds(args.model, CONTENDERS[name])
     with tempfile.TemporaryDirectory() as scratch:
-        source = Path(scratch, "pages.jsonl")
-        source.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(docs)))
+        source = args.cold_start_source
+        pages = sum(1 for _ in source.open(encoding="utf-8"))
         ingest = [CLI, "ingest", str(source), "--data-dir", str(Path(scratch, "data")), *options_of(args.model, {})]
         subprocess.run(ingest, check=True, capture_output=True)
         for attempt in (1, 2):
             seconds, rss = timed_command(ingest)
-            result[f"unchanged_reingest_{len(docs)}_seconds_{attempt}"] = seconds
+            result[f"unchanged_reingest_{pages}_pages_seconds_{attempt}"] = seconds
             result[f"unchanged_reingest_peak_rss_mb_{attempt}"] = rss
         search = [CLI, "search", "copy files", "--data-dir", str(Path(scratch, "data")), "--json"]
         for name in args.contenders:
@@ -140,10 +140,21 @@ def main() -> None:
         default=list(CONTENDERS),
         help=f"comma-separated, the first is the reference (default: {','.join(CONTENDERS)})",
     )
+    parser.add_argument(
+        "--static-queries", type=Path, default=None, help="a static query table: adds the 'static-queries' contender"
+    )
     parser.add_argument("--cold-start", action="store_true", help="also time loading in fresh processes")
-    parser.add_argument("--cold-start-docs", type=int, default=307, help="pages ingested for the cold-start runs")
+    parser.add_argument(
+        "--cold-start-source",
+        type=Path,
+        default=Path("examples/manpages.jsonl"),
+        help="what the cold-start runs ingest and search (default: the 307 example pages)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.static_queries is not None:  # the default path with the inference-free query side
+        CONTENDERS["static-queries"] = {"static_queries": str(args.static_queries)}
+        args.contenders.append("static-queries")
 
     encoders = {
         name: SplareEncoder.from_pretrained(args.model, device="cpu", **CONTENDERS[name]) for name in args.contenders
@@ -152,15 +163,18 @@ def main() -> None:
     docs = load_documents(args.corpus, args.docs)
     with args.queries_file.open(encoding="utf-8") as lines:
         queries = [json.loads(line)["text"] for line, _ in zip(lines, range(args.queries), strict=False)]
-    for encoder in encoders.values():  # warm-up
-        encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)
+    for name, encoder in encoders.items():  # warm-up
+        if name != "static-queries":
+            encoder.encode_documents(docs[: args.batch_size], batch_size=args.batch_size)
         encoder.encode_queries(queries[:8])
 
     doc_seconds = dict.fromkeys(encoders, 0.0)
     doc_vectors: dict[str, list[SparseVector]] = {name: [] for name in encoders}
     batches = [docs[i : i + args.batch_size] for i in range(0, len(docs), args.batch_size)]
+    document_encoders = [name for name in encoders if name != "static-queries"]  # its documents are the default's
+    doc_seconds = {name: doc_seconds[name] for name in document_encoders}
     for index, batch in enumerate(batches):
-        for name in rotated(list(encoders), index):
+        for name in rotated(document_encoders, index):
             start = time.perf_counter()
             doc_vectors[name].extend(encoders[name].encode_documents(batch, batch_size=args.batch_size))
             doc_seconds[name] += time.perf_counter() - start
@@ -186,18 +200,22 @@ def main() -> None:
         **{f"{name}_ran_at": f"{encoder.runtime} {encoder.precision}" for name, encoder in encoders.items()},
     }
     for name in encoders:
-        result[f"{name}_documents_per_second"] = len(docs) / doc_seconds[name]
+        if name in doc_seconds:
+            result[f"{name}_documents_per_second"] = len(docs) / doc_seconds[name]
         result[f"{name}_query_ms_p50"] = statistics.median(query_ms[name])
         result[f"{name}_query_ms_p99"] = percentile(query_ms[name], 0.99)
     for name in list(encoders)[1:]:
-        result[f"{name}_documents_speedup"] = doc_seconds[reference] / doc_seconds[name]
+        if name in doc_seconds:
+            result[f"{name}_documents_speedup"] = doc_seconds[reference] / doc_seconds[name]
         result[f"{name}_queries_speedup"] = sum(query_ms[reference]) / sum(query_ms[name])
         for kind, vectors in (("document", doc_vectors), ("query", query_vectors)):
+            if not vectors[name]:
+                continue
             for measure, value in agreement(vectors[reference], vectors[name]).items():
                 result[f"{name}_{kind}_{measure}"] = value
     if args.cold_start:
         del encoders, doc_vectors, query_vectors  # the fresh processes get the memory
-        cold_start(args, load_documents(args.corpus, args.cold_start_docs), result)
+        cold_start(args, result)
     print_and_save(result, args.json)
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 # Encoder name -> SplareEncoder.from_pretrained options (CLI: --precision / --runtime).
 # Named in full: the library's own default (runtime and precision "auto") is its own contender.
-CONTENDERS: dict[str, dict[str, str]] = {
+CONTENDERS: dict[str, dict[str, Any]] = {
     "torch-fp32": {"runtime": "torch", "precision": "fp32"},
     "default": {},
     "openvino-fp32": {"runtime": "openvino", "precision": "fp32"},
