@@ -201,3 +201,32 @@ def test_a_table_built_for_another_model_is_refused(built, other_tiny_model_dir:
     table = built[2].save(tmp_path / "table")
     with pytest.raises(ConfigError, match="static query table was built for encoder"):
         SplareEncoder.from_pretrained(other_tiny_model_dir, runtime="torch", static_queries=table)
+
+
+def test_a_cli_search_with_a_static_table_loads_no_model(
+    built, tiny_model_dir: Path, tiny_encoder, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """Sparse search with the table: neither torch nor the compiled graph is ever loaded."""
+    from splare_connect.documents import read_iterable
+    from splare_connect.sync import Syncer
+    from splare_connect_qdrant import create_backend
+
+    table = built[2].save(tmp_path / "table")
+    backend = create_backend(data_dir=tmp_path / "data")
+    Syncer(tiny_encoder, backend, "kb").run(
+        read_iterable({"id": str(i), "text": t} for i, t in enumerate(SAMPLE_TEXTS))
+    )
+    backend.close()
+    code = (
+        "import json, sys\n"
+        "from splare_connect.cli import main\n"
+        f"sys.argv = ['splare-connect', 'search', 'list files', '-c', 'kb', '--data-dir', {str(tmp_path / 'data')!r}, "
+        f"'--model', {str(tiny_model_dir)!r}, '--static-queries', {str(table)!r}, '--json']\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "print(json.dumps({name: name in sys.modules for name in ('torch', 'openvino', 'transformers')}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    *hits, loaded = result.stdout.strip().splitlines()
+    assert json.loads(loaded) == {"torch": False, "openvino": False, "transformers": False}
+    assert json.loads("\n".join(hits))
