@@ -48,10 +48,6 @@ _OLD_BLOB_FOLDER = "compiled"  # where versions before 0.2 kept OpenVINO's compi
 # pre-activation and activation buffers (~256 MB at 16k latents).
 GRAPH_TOKEN_BUDGET = 2048
 
-# A batch of more padded tokens than this runs on the throughput-mode streams, in slices of
-# at most this many (one 512-token page each); smaller ones (queries) on one request.
-STREAM_TOKENS = 512
-
 # OpenVINO's names for the arithmetic a graph is compiled at, and ours.
 _HINTS = {"fp32": "f32", "bf16": "bf16"}
 _PRECISION_OF_TYPE = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16", "float16": "fp16"}
@@ -62,16 +58,13 @@ Arrays = tuple[npt.NDArray[np.float32], "npt.NDArray[np.float32] | None"]
 class CompiledEncoderGraph:
     """A compiled encoder graph, called with the encoder's batches.
 
-    Small batches (a query) run on one inference request with every thread (OpenVINO's
-    latency mode). Larger ones (documents) are cut into slices of at most
-    :data:`STREAM_TOKENS` padded tokens and run on the graph compiled a second time in
-    throughput mode: several streams, each with its own threads, work on slices at
-    once. On the project's 2-core CPU that encoded man pages 1.3-1.5x as fast as one
-    request with both threads, where the profile had shown inference at 99 % of the
-    time (tokenizing 0.6 %, pruning under 0.1 %). The throughput graph is compiled on
-    the first large batch, so a process that only encodes queries never holds it.
+    One inference request with every thread runs each slice. A profile of 64 man pages at
+    bf16 put inference at 99.3 % of the time (tokenizing 0.6 %, pruning under 0.1 %), so
+    tokenizing is not overlapped; OpenVINO's throughput mode (two streams, asynchronous
+    requests) encoded 1.04-1.05x as many pages per second on a quiet 2-core CPU, too little
+    for a second compiled graph in memory.
 
-    Not thread-safe on its own (requests are reused); :class:`SplareEncoder` serialises
+    Not thread-safe on its own (one request is reused); :class:`SplareEncoder` serialises
     its calls under its lock.
 
     Attributes:
@@ -79,65 +72,33 @@ class CompiledEncoderGraph:
             or ``"bf16"``), which may differ from what was asked where the CPU lacks bf16.
     """
 
-    def __init__(
-        self, compiled: openvino.CompiledModel, *, has_dense: bool, location: Path, settings: dict[str, str]
-    ) -> None:
+    def __init__(self, compiled: openvino.CompiledModel, *, has_dense: bool, location: Path) -> None:
         self.compiled = compiled
         self.has_dense = has_dense
         self.location = location
         self.precision = _compiled_precision(compiled)
-        self._settings = settings
         self._request = compiled.create_infer_request()
-        self._streams: openvino.AsyncInferQueue | None = None
 
     def __call__(self, batch: EncoderBatch) -> Arrays:
         """``(pooled, dense)`` for one batch, as numpy arrays shaped as :meth:`SplareEncoder.forward`'s.
 
-        Rows are fed in slices of at most :data:`GRAPH_TOKEN_BUDGET` padded tokens (or
-        :data:`STREAM_TOKENS` on the streams), which bounds the graph's activation buffers
-        whatever the caller's batch size.
+        Rows are fed in slices of at most :data:`GRAPH_TOKEN_BUDGET` padded tokens, which
+        bounds the graph's activation buffers whatever the caller's batch size.
         """
         input_ids = np.asarray(batch.input_ids, np.int64)
         attention = np.asarray(batch.attention_mask, np.int64)
         content = np.asarray(batch.content_mask).astype(np.int64)
-        on_streams = input_ids.size > STREAM_TOKENS
-        budget = STREAM_TOKENS if on_streams else GRAPH_TOKEN_BUDGET
-        rows_per_call = max(1, budget // max(1, input_ids.shape[1]))
-        slices = [
-            [input_ids[rows], attention[rows], content[rows]]
-            for rows in (slice(start, start + rows_per_call) for start in range(0, input_ids.shape[0], rows_per_call))
-        ]
-        outputs = self._on_streams(slices) if on_streams else [self._request.infer(inputs) for inputs in slices]
-        pooled = np.concatenate([np.array(output[0], np.float32, copy=True) for output in outputs])
-        dense = (
-            np.concatenate([np.array(output[1], np.float32, copy=True) for output in outputs])
-            if self.has_dense
-            else None
-        )
+        rows_per_call = max(1, GRAPH_TOKEN_BUDGET // max(1, input_ids.shape[1]))
+        pooled_parts, dense_parts = [], []
+        for start in range(0, input_ids.shape[0], rows_per_call):
+            rows = slice(start, start + rows_per_call)
+            outputs = self._request.infer([input_ids[rows], attention[rows], content[rows]])
+            pooled_parts.append(np.array(outputs[0], np.float32, copy=True))
+            if self.has_dense:
+                dense_parts.append(np.array(outputs[1], np.float32, copy=True))
+        pooled = np.concatenate(pooled_parts)
+        dense = np.concatenate(dense_parts) if self.has_dense else None
         return pooled, dense
-
-    def _on_streams(self, slices: list[list[npt.NDArray[np.int64]]]) -> list[Any]:
-        """Run the slices on the throughput-mode graph's streams at once; outputs in slice order."""
-        if self._streams is None:
-            import openvino
-
-            core = openvino.Core()
-            streamed = core.compile_model(
-                str(self.location / GRAPH_FILE), "CPU", {**self._settings, "PERFORMANCE_HINT": "THROUGHPUT"}
-            )
-            self._streams = openvino.AsyncInferQueue(
-                streamed, int(streamed.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-            )
-        outputs: list[Any] = [None] * len(slices)
-
-        def keep(request: openvino.InferRequest, index: int) -> None:
-            outputs[index] = [np.array(tensor.data, copy=True) for tensor in request.output_tensors]
-
-        self._streams.set_callback(keep)
-        for index, inputs in enumerate(slices):
-            self._streams.start_async(inputs, index)
-        self._streams.wait_all()
-        return outputs
 
 
 def openvino_version() -> str:
@@ -274,7 +235,7 @@ def _compile(
         raise _CompileError() from failed[0]
     if failed:
         raise failed[0]
-    return CompiledEncoderGraph(compiled[0], has_dense=has_dense, location=location, settings=settings)
+    return CompiledEncoderGraph(compiled[0], has_dense=has_dense, location=location)
 
 
 def _compiled_precision(compiled: openvino.CompiledModel) -> str:

@@ -69,21 +69,6 @@ def test_a_batch_over_the_token_budget_is_fed_in_slices(
         np.testing.assert_array_equal(have.indices, want.indices)
 
 
-def test_large_batches_run_on_the_streams_with_the_same_vectors(
-    tiny_encoder: SplareEncoder, openvino_encoder: SplareEncoder, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Document batches go to the throughput-mode graph's streams, sliced; queries stay on one request."""
-    monkeypatch.setattr(openvino_graph, "STREAM_TOKENS", 16)
-    texts = SAMPLE_TEXTS * 3
-    expected = tiny_encoder.encode(texts, role="document", dense=True, batch_size=len(texts))
-    got = openvino_encoder.encode(texts, role="document", dense=True, batch_size=len(texts))
-    assert openvino_encoder.graph is not None and openvino_encoder.graph._streams is not None
-    for want, have in zip(expected.sparse, got.sparse, strict=True):
-        np.testing.assert_array_equal(have.indices, want.indices)
-        np.testing.assert_allclose(have.values, want.values, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got.dense, expected.dense, atol=1e-5)
-
-
 def test_the_graph_is_exported_once_and_read_back(
     tiny_model_dir: Path, openvino_encoder: SplareEncoder, model_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
