@@ -5,8 +5,8 @@ content token -> max-pool ``log1p`` over tokens -> keep the top-k weights. When 
 model defines a dense embedding (e5: mean of the last layer), it is pooled from the
 same pass, so hybrid ingestion costs one encode.
 
-On a CPU the pass runs by default as one compiled OpenVINO graph, at bf16 where the CPU
-has bf16 arithmetic (:mod:`splare_connect.encoding.arithmetic` chooses). Once that
+On a CPU the pass runs by default as one compiled OpenVINO graph at fp32 (bf16 by name;
+:mod:`splare_connect.encoding.arithmetic` chooses). Once that
 graph is cached, loading and encoding never import torch, which is most of a cold
 start. The torch model is :meth:`SplareEncoder.forward` (batch in, pooled weights and
 dense embedding out, differentiable): the torch runtime runs it under
@@ -154,6 +154,7 @@ class SplareEncoder:
         # turns. The lock is re-entrant, so encode() can run inside it.
         self.lock = threading.RLock()
         self._engine: _Engine | None = None
+        self._space: dict[str, Any] | None = None  # see _space_fingerprint
         # The compiled graph the OpenVINO runtime runs, once loaded (None on torch).
         self.graph: CompiledEncoderGraph | None = None
         # The inference-free query side, when chosen: sparse query vectors from a static table
@@ -285,9 +286,9 @@ class SplareEncoder:
                 directory holding ``splare_config.json``, or ``None``.
             device: ``"cpu"``, ``"cuda"``...; default CUDA when torch sees a GPU.
             torch_dtype: Backbone parameter dtype on the torch runtime (default float32).
-            precision: ``"auto"`` (bf16 on the compiled graph where the CPU has bf16
-                arithmetic, else fp32), ``"fp32"``, ``"bf16"``, or ``"int8"`` (torch's
-                dynamic int8 products, a vector space of its own; see
+            precision: ``"auto"`` (fp32), ``"fp32"``, ``"bf16"`` (faster where the CPU
+                has bf16 arithmetic; the same vector space, slightly lower sparse quality),
+                or ``"int8"`` (torch's dynamic int8 products, a vector space of its own; see
                 :mod:`splare_connect.encoding.arithmetic`).
             runtime: ``"auto"`` (the compiled OpenVINO graph on a CPU, torch on a GPU or
                 where OpenVINO is missing), ``"torch"`` or ``"openvino"``. The graph is
@@ -506,6 +507,10 @@ class SplareEncoder:
         self, items: list[str], *, role: Role, dense: bool, batch_size: int, show_progress: bool | None
     ) -> EncodeResult:
         """Encode validated texts with the model (the compiled graph or torch), then prune."""
+        if not items:  # nothing to encode: the model need not load
+            empty = np.zeros(0, np.int64)
+            dense_out = np.zeros((0, self.hidden_size), np.float32) if dense else None
+            return EncodeResult(sparse=[], dense=dense_out, num_tokens=empty, truncated=empty.astype(np.bool_))
         top_k = self.config.query_top_k if role == "query" else self.config.document_top_k
         sparse: list[SparseVector | None] = [None] * len(items)
         dense_out = np.zeros((len(items), self.hidden_size), np.float32) if dense else None
@@ -518,7 +523,7 @@ class SplareEncoder:
                 pooled, batch_dense = engine(batch)
                 for position, vector in zip(batch.positions, prune_rows(pooled, top_k), strict=True):
                     sparse[position] = vector
-                num_tokens[batch.positions] = np.asarray(batch.attention_mask.sum(1)).reshape(-1)
+                num_tokens[batch.positions] = _on_host(batch.attention_mask.sum(1)).reshape(-1)
                 truncated[batch.positions] = batch.truncated
                 if dense_out is not None and batch_dense is not None:
                     dense_out[batch.positions] = batch_dense
@@ -752,13 +757,22 @@ class SplareEncoder:
             fingerprint["query_side"] = self.static_queries.fingerprint["query_side"]
         return fingerprint
 
-    @cached_property
+    @property
     def _space_fingerprint(self) -> dict[str, Any]:
         """The fingerprint without the arithmetic (except int8's, hashed into its digest).
 
         Cached on disk against the model's files, so that a load with a cached graph reads
         it without torch (see :func:`~splare_connect.encoding.fingerprint.cached_fingerprint`).
+        Computed once, under :attr:`lock`: the int8 path quantizes the weights in place
+        after taking it, and no other thread may hash them meanwhile.
         """
+        if self._space is None:
+            with self.lock:
+                if self._space is None:
+                    self._space = self._compute_space_fingerprint()
+        return self._space
+
+    def _compute_space_fingerprint(self) -> dict[str, Any]:
         from splare_connect.models import cache_dir
 
         hashed_precision = "int8" if self.precision == Precision.INT8 else "fp32"
@@ -823,13 +837,18 @@ def _cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def _on_host(array: Any) -> npt.NDArray[Any]:
+    """A numpy array of a batch's numpy array or torch tensor, wherever the tensor lives (GPU included)."""
+    return array if isinstance(array, np.ndarray) else array.cpu().numpy()
+
+
 def _as_numpy(batch: EncoderBatch) -> EncoderBatch:
     """A torch batch's arrays as numpy arrays (the compiled graph's input)."""
     return EncoderBatch(
         batch.positions,
-        batch.input_ids.cpu().numpy(),
-        batch.attention_mask.cpu().numpy(),
-        batch.content_mask.cpu().numpy(),
+        _on_host(batch.input_ids),
+        _on_host(batch.attention_mask),
+        _on_host(batch.content_mask),
         batch.truncated,
     )
 

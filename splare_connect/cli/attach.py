@@ -33,6 +33,7 @@ from splare_connect.cli.common import (
     open_backend,
     print_json,
     print_line,
+    print_new_note,
     stderr,
     stdout,
 )
@@ -138,7 +139,7 @@ def attach(
             if store.inspect_collection(collection) is None:
                 raise SplareError(f"collection {collection!r} does not exist")
             attacher = Attacher(
-                load_encoder(model, precision, trust_remote_code, runtime, lazy=True),
+                encoder := load_encoder(model, precision, trust_remote_code, runtime, lazy=True),
                 store,
                 collection,
                 text_field=text_field,
@@ -150,7 +151,9 @@ def attach(
                 batch_size=batch_size,
                 limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
             )
+            note_at_load = encoder.runtime_note
             report = run_with_progress(attacher)
+            print_new_note(encoder, note_at_load)  # a fallback found when the model loaded mid-run
         finally:
             store.close()
     except SplareError as error:

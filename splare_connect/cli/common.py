@@ -174,6 +174,12 @@ def load_encoder(
     return encoder
 
 
+def print_new_note(encoder: SplareEncoder, shown: str | None) -> None:
+    """A lazy encoder's note, set when it loaded after the command began (``shown``: the one printed)."""
+    if encoder.runtime_note and encoder.runtime_note != shown:
+        print_line("[yellow]note:[/]", encoder.runtime_note)
+
+
 def open_early(store: Backend, collection: str, *, must_exist: bool) -> CollectionSpec | None:
     """Reach the database and open the collection before the model loads (seconds).
 

@@ -34,6 +34,7 @@ from splare_connect.cli.common import (
     open_early,
     print_json,
     print_line,
+    print_new_note,
     stderr,
     stdout,
 )
@@ -153,7 +154,7 @@ def sync(
         try:
             open_early(store, collection, must_exist=False)
             syncer = Syncer(
-                load_encoder(model, precision, trust_remote_code, runtime, lazy=True),
+                encoder := load_encoder(model, precision, trust_remote_code, runtime, lazy=True),
                 store,
                 collection,
                 dense=dense,
@@ -175,7 +176,9 @@ def sync(
                     location=BackendLocation.of(backend, url, data_dir, timeout, backend_option),
                     cluster=RayCluster(address=address, workers=workers, gpus_per_worker=gpus_per_worker),
                 )
+            note_at_load = encoder.runtime_note
             report = run_with_progress(runner, documents, delete_missing, force_delete)
+            print_new_note(encoder, note_at_load)  # a fallback found when the model loaded mid-run
         finally:
             store.close()
     except SplareError as error:

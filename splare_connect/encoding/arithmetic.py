@@ -15,13 +15,14 @@ The defaults are ``runtime="auto"`` and ``precision="auto"``:
 
 On torch, ``"bf16"`` runs the model under bf16 autocast, which any CPU computes (slowly
 where it lacks the instructions): that is how bf16 quality is measured on any machine. On
-the graph, OpenVINO runs fp32 where the CPU lacks bf16, and the encoder says so.
+the graph, bf16 asked on a CPU without it runs fp32, and the encoder says so.
 
 Nothing here imports torch unless a GPU may be present.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,12 +94,38 @@ def choose_arithmetic(runtime: str, precision: str, device: str | None) -> Arith
         raise ConfigError(f"precision 'int8' is a CPU path; on {device_type} use precision='bf16'")
     if chosen_precision is Precision.AUTO:
         chosen_precision = Precision.FP32
+    if chosen_runtime is Runtime.OPENVINO and chosen_precision is Precision.BF16 and not cpu_has_bf16():
+        # Decided now, not when the graph compiles: a lazy encoder records its precision in a
+        # collection before it encodes anything. (The compiled graph's report is checked too.)
+        chosen_precision = Precision.FP32
+        note = "bf16 was asked, but this CPU has no bf16 arithmetic (avx512_bf16 or AMX): the graph runs fp32"
     return Arithmetic(chosen_runtime.value, device, chosen_precision.value, note)
 
 
 def openvino_installed() -> bool:
     """Whether OpenVINO can be imported (without importing it)."""
     return importlib.util.find_spec("openvino") is not None
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether the CPU computes bf16 natively: ``avx512_bf16`` or ``amx_bf16`` in its flags (Linux),
+    else what OpenVINO's CPU plugin reports (``BF16`` in ``OPTIMIZATION_CAPABILITIES``).
+
+    Tests force either answer by replacing this function.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            for line in info:
+                if line.startswith("flags"):
+                    return bool({"avx512_bf16", "amx_bf16"} & set(line.partition(":")[2].split()))
+    except OSError:
+        pass
+    if not openvino_installed():
+        return False
+    import openvino
+
+    return "BF16" in openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
 def _default_device() -> str:

@@ -66,8 +66,9 @@ def export_graph(build_module: Callable[[], nn.Module], example: EncoderBatch, g
     Raises:
         ConfigError: The model cannot be converted (it then stays on torch).
     """
+    module = build_module().eval()  # the model's own load errors (missing weights...) are raised as they are
     try:
-        _export(build_module().eval(), example, graph_file)
+        _export(module, example, graph_file)
     except Exception as exc:  # any conversion failure: this model stays on torch
         reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")[:200]
         raise ConfigError(

@@ -191,7 +191,12 @@ def load_graph(
         check_graph(graph, reference, probes or probe_batches(), location)
         (location / CHECKED_FILE).write_text("outputs agree with torch on the probe batches\n", encoding="utf-8")
     if compiled_at != precision:
-        graph = _compile(location, precision, has_dense, threads, lambda: None)
+        try:
+            graph = _compile(location, precision, has_dense, threads, lambda: None)
+        except _CompileError as failure:
+            raise ConfigError(
+                f"OpenVINO cannot compile this model's graph at {precision} ({failure.__cause__})"
+            ) from None
     return graph
 
 

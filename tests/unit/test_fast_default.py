@@ -60,6 +60,16 @@ def test_the_runtime_and_precision_are_chosen_by_device(
     assert chosen.note is None
 
 
+def test_bf16_asked_on_a_cpu_without_it_is_fp32_from_the_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decided before anything loads: a lazy encoder records its precision in a collection first."""
+    monkeypatch.setattr(arithmetic, "cpu_has_bf16", lambda: False)
+    chosen = choose_arithmetic("openvino", "bf16", "cpu")
+    assert chosen.precision == "fp32" and "no bf16 arithmetic" in str(chosen.note)
+    monkeypatch.setattr(arithmetic, "cpu_has_bf16", lambda: True)
+    assert choose_arithmetic("openvino", "bf16", "cpu") == arithmetic.Arithmetic("openvino", "cpu", "bf16", None)
+    assert choose_arithmetic("torch", "bf16", "cpu").precision == "bf16"  # torch emulates it anywhere
+
+
 def test_without_openvino_the_default_is_torch_with_one_line_saying_why(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(arithmetic, "openvino_installed", lambda: False)
     chosen = choose_arithmetic("auto", "auto", "cpu")
@@ -106,8 +116,9 @@ def test_bf16_is_the_same_vector_space_recorded_as_other_arithmetic(
     if _really_has_bf16():
         assert encoder.precision == "bf16" and encoder.runtime_note is None
         assert encoder.fingerprint == {**tiny_encoder.fingerprint, "precision": "bf16"}
-    else:  # OpenVINO compiles at f32 where the CPU lacks bf16, and the encoder says so
+    else:  # where the CPU lacks bf16 the graph runs fp32, and the encoder says so
         assert encoder.precision == "fp32" and "no bf16 arithmetic" in str(encoder.runtime_note)
+        assert "precision" not in encoder.fingerprint
     assert encoder.fingerprint["digest"] == tiny_encoder.fingerprint["digest"]
     for want, have in zip(
         tiny_encoder.encode_documents(SAMPLE_TEXTS), encoder.encode_documents(SAMPLE_TEXTS), strict=True
@@ -148,6 +159,7 @@ def test_a_lazy_encoder_loads_nothing_until_it_encodes(tiny_model_dir: Path, mod
     encoder = SplareEncoder.from_pretrained(tiny_model_dir, lazy=True)
     assert encoder._engine is None and not encoder._backbone.model_loaded
     assert encoder.dim == 64 and encoder.has_dense
+    assert encoder.encode_queries([]) == [] and encoder._engine is None  # nothing to encode: nothing loads
     assert encoder.encode_queries(["list files"])[0].nnz > 0
     assert encoder._engine is not None
 
@@ -167,8 +179,6 @@ STATIC_QUERIES = {**FP32, "query_side": {"kind": "static", "digest": "d" * 32}}
         (FP32, FP32, None),
         (FP32, BF16, "written at fp32; this encoder runs at bf16"),
         (BF16, FP32, "written at bf16; this encoder runs at fp32"),
-        (INT8_NOW, FP32, "written at int8; this encoder runs at fp32"),
-        (FP32, INT8_NOW, "written at fp32; this encoder runs at int8"),
         (INT8_BEFORE, INT8_NOW, None),
         (FP32, STATIC_QUERIES, None),
     ],
@@ -184,9 +194,12 @@ def test_same_weights_at_other_arithmetic_is_allowed_and_said(stored: dict, curr
         (FP32, OTHER, "was built by encoder 'm'"),
         (BF16, OTHER, "was built by encoder 'm' at bf16"),
         (INT8_BEFORE, FP32, "only precision int8 can tell"),
+        (INT8_NOW, FP32, "written at int8 and this encoder runs at fp32: the same weights, but int8 vectors"),
+        (FP32, INT8_NOW, "written at fp32 and this encoder runs at int8: the same weights, but int8 vectors"),
+        (BF16, INT8_NOW, "use precision bf16"),
     ],
 )
-def test_other_weights_are_refused(stored: dict, current: dict, message: str) -> None:
+def test_other_weights_and_int8_mixtures_are_refused(stored: dict, current: dict, message: str) -> None:
     with pytest.raises(EncoderMismatchError, match=message):
         check_same_encoder("kb", stored, current, remedy="r")
 

@@ -48,10 +48,11 @@ def test_int8_has_its_own_fingerprint(tiny_encoder: SplareEncoder, int8_encoder:
     assert "precision" not in tiny_encoder.fingerprint  # fp32 fingerprints are as before
 
 
-def test_an_fp32_collection_takes_int8_queries_of_the_same_weights_and_says_so(
+def test_an_fp32_collection_refuses_int8_queries_of_the_same_weights(
     tiny_encoder: SplareEncoder, int8_encoder: SplareEncoder, tmp_path: Path
 ) -> None:
-    """Same weights, other arithmetic: allowed (the int8 fingerprint records its weights' digest), with a note."""
+    """int8 moves vectors too far to mix with fp32 ones: refused, saying the weights are the same."""
+    from splare_connect import EncoderMismatchError
     from splare_connect.documents import read_iterable
     from splare_connect.retriever import Retriever
     from splare_connect.sync import Syncer
@@ -61,9 +62,8 @@ def test_an_fp32_collection_takes_int8_queries_of_the_same_weights_and_says_so(
     Syncer(tiny_encoder, backend, "docs").run(
         read_iterable({"id": f"d{i}", "text": t} for i, t in enumerate(SAMPLE_TEXTS))
     )
-    retriever = Retriever(int8_encoder, backend, "docs")
-    assert "written at fp32; this encoder runs at int8" in str(retriever.arithmetic_note)
-    assert retriever.search(SAMPLE_TEXTS[0], k=1)
+    with pytest.raises(EncoderMismatchError, match=r"the same weights, but int8 vectors .* use precision fp32"):
+        Retriever(int8_encoder, backend, "docs")
     assert Retriever(tiny_encoder, backend, "docs").arithmetic_note is None
     backend.close()
 
