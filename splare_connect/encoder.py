@@ -632,7 +632,7 @@ class SplareEncoder:
             batch_size=batch_size,
             pool_prefix_tokens=self.config.pool_prefix_tokens,
             pool_special_tokens=self.config.pool_special_tokens,
-            device=self.device if device == "encoder" else device,
+            device=self.device if device == "encoder" else (None if device is None else _torch_device(device)),
         )
 
     def _load_graph(self) -> _Engine:
@@ -835,6 +835,12 @@ def _cpu_threads() -> int:
     if torch_module is not None:
         return int(torch_module.get_num_threads())
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _torch_device(device: str | torch.device) -> torch.device:
+    import torch
+
+    return torch.device(device)
 
 
 def _on_host(array: Any) -> npt.NDArray[Any]:

@@ -93,7 +93,7 @@ def _truncate_blocks(model: nn.Module, path: str, keep: int) -> None:
     parent = model.get_submodule(parent_path) if parent_path else model
     blocks = getattr(parent, attribute)
     setattr(parent, attribute, nn.ModuleList(list(blocks)[:keep]))
-    config = model.config
+    config: Any = model.config
     config.num_hidden_layers = keep
     layer_types = getattr(config, "layer_types", None)
     if isinstance(layer_types, list):

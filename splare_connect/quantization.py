@@ -86,7 +86,8 @@ class QuantizedSaeEncoder(nn.Module):
         with torch.no_grad():
             linear.weight.copy_(sae.W_enc.detach().T)
             linear.bias.copy_(sae.b_enc.detach())
-        self.linear = quantize_linear_layers(nn.Sequential(linear))[0]
+        quantized = quantize_linear_layers(nn.Sequential(linear))
+        self.linear = quantized[0]  # type: ignore[index]  # quantize_linear_layers returns the Sequential it was given
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.linear(x)

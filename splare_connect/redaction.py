@@ -123,7 +123,7 @@ class RedactingFilter(logging.Filter):
             return True
         redacted = redact(message)
         if redacted != message:
-            record.msg, record.args = _redacted_parts(record.msg, record.args, redacted)
+            record.msg, record.args = _redacted_parts(record.msg, record.args, redacted)  # type: ignore[assignment]  # logging types args loosely
         if record.exc_info and not record.exc_text:
             record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         elif record.exc_text:

@@ -140,7 +140,7 @@ class Retriever:
             rrf_k=rrf_k,
             explain=explain,
             group_by_document=group_by_document,
-            dense=None if dense is None else [dense],
+            dense=None if dense is None else [dense],  # type: ignore[arg-type]  # one row: a nested sequence
             using=using,
         )[0]
 
@@ -221,7 +221,7 @@ class Retriever:
             raise ConfigError(
                 f"collection {self.collection!r} has no dense vectors of splare-connect's: hybrid is unavailable"
             )
-        query_dense = None if hybrid is None or dense is None else _dense_rows([dense], 1)[0]
+        query_dense = None if hybrid is None or dense is None else _dense_rows([dense], 1)[0]  # type: ignore[arg-type]  # one row: a nested sequence
         return self._search_one(
             sparse, query_dense, k, filter, hybrid, weights, rrf_k, explain, group_by_document, using
         )
@@ -289,7 +289,7 @@ class Retriever:
             sparse,
             dense,
             k=k,
-            fusion=hybrid,
+            fusion=Fusion(hybrid),
             rrf_k=rrf_k,
             weights=weights,
             candidates=max(100, 2 * k),

@@ -104,7 +104,7 @@ class SparseVector:
         indices = np.fromiter(pairs.keys(), dtype=np.int64, count=len(pairs))
         values = np.fromiter(pairs.values(), dtype=np.float64, count=len(pairs))
         order = np.argsort(indices, kind="stable")
-        return cls(indices[order], values[order].astype(np.float32), dim)
+        return cls(indices[order].astype(np.uint32), values[order].astype(np.float32), dim)
 
     @classmethod
     def clean(

@@ -384,7 +384,7 @@ class Syncer:
 
     def _problem(self, document: Document, seen: dict[str, str]) -> BadRecordError | None:
         """Why this document can't be ingested (a broken record rule, a duplicate id), if it can't."""
-        where = {"source": document.source, "line": document.line}
+        where: dict[str, Any] = {"source": document.source, "line": document.line}
         problem = id_problem(document.id, self.limits)
         if problem is not None:
             return BadRecordError(problem, **where)

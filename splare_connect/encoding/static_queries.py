@@ -254,7 +254,7 @@ class StaticQueryEncoder:
         words_sorted = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         encoded = [w.encode("utf-8") for w in words_sorted]
         pieces = sorted(self.piece_rows, key=self.piece_rows.__getitem__)
-        tensors = {
+        tensors: dict[str, np.ndarray] = {
             "word_bytes": np.frombuffer(b"".join(encoded), np.uint8).copy(),
             "word_offsets": np.concatenate([[0], np.cumsum([len(w) for w in encoded])]).astype(np.int64),
             "word_rows": np.array([self.vocabulary[w] for w in words_sorted], np.int64),

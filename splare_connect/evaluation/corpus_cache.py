@@ -65,7 +65,7 @@ def encode_corpus(
         if result.dense is not None:
             arrays["dense"] = result.dense
         temporary = file.with_suffix(".tmp.npz")
-        np.savez(temporary, **arrays)
+        np.savez(temporary, **arrays)  # type: ignore[arg-type]  # numpy's stub reads **kwds as allow_pickle
         temporary.replace(file)
     return EncodedCorpus(result.sparse, result.dense, seconds, False)
 

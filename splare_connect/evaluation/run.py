@@ -107,6 +107,7 @@ class _EncodedCorpus:
         if "sparse" in systems or hybrids:  # a hybrid fuses the sparse run, asked for or not
             sparse = self._sparse_run("sparse", encoded.sparse, query_ids)
         if "sparse" in systems:
+            assert sparse is not None  # made above
             for name in self.doc_matrices:
                 runs[name] = sparse if name == "sparse" else self._sparse_run(name, encoded.sparse, query_ids)
         dense = None

@@ -195,7 +195,7 @@ class SparseAutoencoder(nn.Module):
 
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        tensors = {"W_enc": self.W_enc, "b_enc": self.b_enc, "b_dec": self.b_dec}
+        tensors: dict[str, torch.Tensor] = {"W_enc": self.W_enc, "b_enc": self.b_enc, "b_dec": self.b_dec}
         if self.threshold is not None:
             tensors["threshold"] = self.threshold
         if self.W_dec is not None:

@@ -290,7 +290,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         cause = error.__cause__
         if isinstance(cause, UnicodeDecodeError):  # FastAPI answers 400 for a body JSON cannot decode
             return _error(422, f"the body is not valid UTF-8 (at byte {cause.start}): send JSON encoded as UTF-8")
-        return _error(error.status_code, str(error.detail), error.headers)
+        return _error(error.status_code, str(error.detail), None if error.headers is None else dict(error.headers))
 
     app.add_exception_handler(SplareError, splare_error)
     app.add_exception_handler(RequestValidationError, validation_error)

@@ -269,7 +269,12 @@ class MicroBatcher:
     async def _call_encoder(self, texts: list[str], role: str, dense: bool) -> EncodeResult:
         self._on_batch(len(texts))
         call = partial(
-            self.encoder.encode, texts, role=role, dense=dense, batch_size=self.batch_size, show_progress=False
+            self.encoder.encode,
+            texts,
+            role=role,  # type: ignore[arg-type]  # "query" or "document": the request schema checks it
+            dense=dense,
+            batch_size=self.batch_size,
+            show_progress=False,
         )
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

@@ -26,6 +26,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import Message
 from typing import Any
@@ -116,7 +117,7 @@ def _watched(base: type[http.client.HTTPConnection], watch: _Watch) -> type[http
     class Watched(base):  # type: ignore[valid-type, misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            create = self._create_connection
+            create: Callable[..., socket.socket] = self._create_connection  # type: ignore[has-type]  # typeshed leaves it untyped
 
             def create_and_watch(*a: Any, **k: Any) -> socket.socket:
                 sock = create(*a, **k)

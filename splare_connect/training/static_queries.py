@@ -385,7 +385,7 @@ def _table(
         indices,
         values,
         dim=teacher.dim,
-        query_top_k=teacher.config.query_top_k,
+        query_top_k=teacher.config.query_top_k or teacher.dim,
         document_fingerprint=teacher.fingerprint,
         tokenizer=tokenizers.Tokenizer.from_str(teacher.tokenizer.backend.to_str()),  # a copy: no shared state
         pieces_with_words=pieces_with_words,

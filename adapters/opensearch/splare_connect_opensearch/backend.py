@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Literal, TypeVar
 
 import numpy as np
@@ -332,7 +333,7 @@ class OpenSearchBackend:
                 current = scroll_id
                 response = self._call(
                     f"reading {collection!r}",
-                    lambda current=current: self.client.scroll(scroll_id=current, scroll=_SCROLL_KEEP),
+                    partial(self.client.scroll, scroll_id=current, scroll=_SCROLL_KEEP),
                 )
                 scroll_id = response.get("_scroll_id") or scroll_id
         finally:
@@ -434,7 +435,7 @@ class OpenSearchBackend:
                 raise_on_error=False,
                 raise_on_exception=True,
                 max_retries=3,
-                initial_backoff=self.retry.backoff_seconds,
+                initial_backoff=self.retry.backoff_seconds,  # type: ignore[arg-type]  # a float sleeps as well; the stub says int
                 max_backoff=30,
             ):
                 if ok:
@@ -471,9 +472,7 @@ class OpenSearchBackend:
             }
             if after is not None:
                 body["search_after"] = after
-            response = self._call(
-                f"reading {collection!r}", lambda body=body: self.client.search(index=collection, body=body)
-            )
+            response = self._call(f"reading {collection!r}", partial(self.client.search, index=collection, body=body))
             hits = response["hits"]["hits"]
             for hit in hits:
                 source = dict(hit["_source"])
@@ -530,7 +529,7 @@ class OpenSearchBackend:
         dense: npt.NDArray[np.float32],
         *,
         k: int = 10,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = Fusion.RRF,
         rrf_k: int = 60,
         weights: tuple[float, float] = (1.0, 1.0),
         candidates: int = 100,

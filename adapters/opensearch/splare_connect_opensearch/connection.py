@@ -39,5 +39,6 @@ class RetryAfterConnection(Urllib3HttpConnection):
         try:
             super()._raise_error(status_code, raw_data, content_type)
         except TransportError as error:
-            error.retry_after_s = parse_retry_after(headers.get("retry-after")) if status_code == 429 else None
+            # read by the retry policy (opensearch-py declares no such attribute)
+            error.retry_after_s = parse_retry_after(headers.get("retry-after")) if status_code == 429 else None  # type: ignore[attr-defined]
             raise

@@ -275,7 +275,7 @@ class QdrantBackend:
         dense: npt.NDArray[np.float32],
         *,
         k: int = 10,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = Fusion.RRF,
         rrf_k: int = 60,
         weights: tuple[float, float] = (1.0, 1.0),
         candidates: int = 100,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
@@ -187,7 +188,7 @@ class ClientDriver:
         """One ``batch_update_points`` request: ``delete_vectors`` and ``delete_payload`` of the state key."""
         from qdrant_client import models
 
-        points = list(point_ids)
+        points: list[Any] = list(point_ids)
         operations: list[Any] = [
             models.DeleteVectorsOperation(delete_vectors=models.DeleteVectors(points=points, vector=[vector_name])),
             models.DeletePayloadOperation(delete_payload=models.DeletePayload(keys=[state_key], points=points)),
@@ -226,8 +227,8 @@ class ClientDriver:
         for field in keyword_fields:
             self.call(
                 f"indexing payload field {field!r}",
-                lambda field=field: self.client.create_payload_index(
-                    spec.name, field, field_schema=models.PayloadSchemaType.KEYWORD
+                partial(
+                    self.client.create_payload_index, spec.name, field, field_schema=models.PayloadSchemaType.KEYWORD
                 ),
             )
 
@@ -302,7 +303,9 @@ class ClientDriver:
         )
         return list(records), next_offset
 
-    def retrieve(self, collection: str, point_ids: Sequence[str], fields: Sequence[str], vector: str) -> list[Any]:
+    def retrieve(
+        self, collection: str, point_ids: Sequence[int | str], fields: Sequence[str], vector: str
+    ) -> list[Any]:
         """Points by id with the named payload fields and one vector."""
         return list(
             self.call(

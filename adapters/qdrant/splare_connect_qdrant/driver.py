@@ -79,7 +79,9 @@ class QdrantDriver(Protocol):
     """
 
     where: str
-    retry_deadline: float | None
+
+    @property
+    def retry_deadline(self) -> float | None: ...
 
     def read_spec(self, name: str) -> CollectionSpec | None:
         """The spec stored with a collection, or None when it doesn't exist."""
@@ -116,7 +118,9 @@ class QdrantDriver(Protocol):
         ``(name, False)`` only those that don't.
         """
 
-    def retrieve(self, collection: str, point_ids: Sequence[str], fields: Sequence[str], vector: str) -> list[Any]:
+    def retrieve(
+        self, collection: str, point_ids: Sequence[int | str], fields: Sequence[str], vector: str
+    ) -> list[Any]:
         """Points by database id, with ``fields`` of the payload and the vector ``vector`` (``.vector[vector]``)."""
 
     def count(self, collection: str) -> int:

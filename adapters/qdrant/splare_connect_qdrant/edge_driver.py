@@ -34,6 +34,7 @@ import secrets
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -270,8 +271,8 @@ class EdgeDriver:
             for field in keyword_fields:
                 call_engine(
                     f"indexing payload field {field!r}",
-                    lambda field=field: shard.update(
-                        edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
+                    partial(
+                        shard.update, edge.UpdateOperation.create_field_index(field, edge.PayloadSchemaType.Keyword)
                     ),
                 )
             with on_disk(f"creating collection {spec.name!r}"):
@@ -381,7 +382,9 @@ class EdgeDriver:
         records, next_offset = call_engine(f"scrolling {collection!r}", lambda: shard.scroll(request))
         return list(records), next_offset
 
-    def retrieve(self, collection: str, point_ids: Sequence[str], fields: Sequence[str], vector: str) -> list[Any]:
+    def retrieve(
+        self, collection: str, point_ids: Sequence[int | str], fields: Sequence[str], vector: str
+    ) -> list[Any]:
         """Points by id with the named payload fields and one vector."""
         shard = self._shard(collection)
         return list(
@@ -423,7 +426,8 @@ class EdgeDriver:
                 if query.fusion == "rrf"
                 else edge.Fusion.Dbsf()
             )
-            request = edge.QueryRequest(limit=query.limit, query=fused, prefetches=prefetches, with_payload=True)
+            # The stub lists Fusion, not its Rrf/Dbsf variants, which the engine takes
+            request = edge.QueryRequest(limit=query.limit, query=fused, prefetches=prefetches, with_payload=True)  # type: ignore[arg-type]
         shard = self._shard(collection)
         return list(call_engine(action, lambda: shard.query(request)))
 
