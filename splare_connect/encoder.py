@@ -675,10 +675,7 @@ class SplareEncoder:
                 f"{asked} was asked, but this CPU has no {asked} arithmetic: OpenVINO runs {graph.precision}"
             )
 
-        def run(batch: EncoderBatch) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]:
-            return graph(batch) if isinstance(batch.input_ids, np.ndarray) else graph(_as_numpy(batch))
-
-        return run
+        return graph  # fed numpy batches (iter_engine_batches)
 
     def _load_torch(self) -> _Engine:
         """Load the torch model (quantized on the int8 path) and return what runs a batch with it."""
@@ -846,17 +843,6 @@ def _torch_device(device: str | torch.device) -> torch.device:
 def _on_host(array: Any) -> npt.NDArray[Any]:
     """A numpy array of a batch's numpy array or torch tensor, wherever the tensor lives (GPU included)."""
     return array if isinstance(array, np.ndarray) else array.cpu().numpy()
-
-
-def _as_numpy(batch: EncoderBatch) -> EncoderBatch:
-    """A torch batch's arrays as numpy arrays (the compiled graph's input)."""
-    return EncoderBatch(
-        batch.positions,
-        _on_host(batch.input_ids),
-        _on_host(batch.attention_mask),
-        _on_host(batch.content_mask),
-        batch.truncated,
-    )
 
 
 def _model_name(config: Any) -> str:

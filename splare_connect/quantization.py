@@ -26,23 +26,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from splare_connect.choices import Precision
-from splare_connect.errors import ConfigError
 from splare_connect.quiet import quiet_tracing
 
 if TYPE_CHECKING:
     from splare_connect.sae.model import SparseAutoencoder
-
-
-def check_precision(precision: str | Precision, device: torch.device) -> str:
-    """Validate a precision for a device (int8 is a CPU path); returns its plain name."""
-    try:
-        chosen = Precision(precision)
-    except ValueError:
-        raise ConfigError(f"precision must be one of {[p.value for p in Precision]}, got {precision!r}") from None
-    if chosen is Precision.INT8 and device.type != "cpu":
-        raise ConfigError(f"precision 'int8' is a CPU path; on {device.type} use torch_dtype=torch.bfloat16")
-    return chosen.value
 
 
 def quantize_linear_layers(model: nn.Module) -> nn.Module:

@@ -118,12 +118,6 @@ def graph_location(cache_root: Path, digest: str) -> Path:
     return cache_root / f"{digest}-openvino-{openvino_version()}"
 
 
-def is_cached(cache_root: Path, digest: str) -> bool:
-    """Whether a checked graph for ``digest`` is on disk (then loading it needs no torch)."""
-    location = graph_location(cache_root, digest)
-    return (location / GRAPH_FILE).is_file() and (location / CHECKED_FILE).is_file()
-
-
 def load_graph(
     build_module: Callable[[], nn.Module],
     *,
