@@ -22,6 +22,7 @@ class Fusion(_Choice):
 
     RRF = "rrf"  # reciprocal rank fusion, k sent explicitly
     DBSF = "dbsf"  # distribution-based score fusion
+    WEIGHTED = "weighted"  # a weighted sum of each side's normalised scores
 
 
 class Precision(_Choice):

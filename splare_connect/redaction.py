@@ -6,10 +6,12 @@ Every message splare-connect makes from such text goes through :func:`redact` fi
 it masks URL userinfo, the values of credential-looking fields (``api-key``,
 ``Authorization``, ``password``, ``token``, ``secret`` ...) in header, JSON, Python-repr
 and query-string forms, and any literal value of the credential environment variables
-this project reads. Over-masking a harmless value is an acceptable price; leaking a key
-is not.
+this project reads: its own (``SPLARE_API_KEY``) and those each installed backend's record
+names (``secret_env``, and the encoded pair of ``basic_auth_env``). Over-masking a harmless
+value is an acceptable price; leaking a key is not.
 
-Importing this module is cheap (``re``, ``os``, ``base64``, ``logging`` only).
+Importing this module is cheap (``re``, ``os``, ``base64``, ``logging`` only); the
+backends' records are read the first time a message is redacted.
 """
 
 from __future__ import annotations
@@ -18,13 +20,23 @@ import base64
 import logging
 import os
 import re
+from functools import cache
 from urllib.parse import quote
 
-__all__ = ["MASK", "SECRET_ENV_VARS", "RedactingFilter", "install_log_redaction", "one_line", "redact", "safe_message"]
+__all__ = [
+    "MASK",
+    "OWN_SECRET_ENV_VARS",
+    "RedactingFilter",
+    "install_log_redaction",
+    "one_line",
+    "redact",
+    "safe_message",
+    "secret_env_vars",
+]
 
 MASK = "***"
-# Environment variables whose values are secrets: masked literally wherever they appear.
-SECRET_ENV_VARS = ("QDRANT_API_KEY", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY", "SPLARE_API_KEY")
+# splare-connect's own secret variables; the backends' come from their records.
+OWN_SECRET_ENV_VARS = ("SPLARE_API_KEY",)
 _MIN_LITERAL = 4  # shorter values would mask ordinary text ("a", "ok") all over a message
 
 # scheme://userinfo@ : everything up to the last "@" before a query, fragment, blank or quote
@@ -48,12 +60,25 @@ _SECRET_FIELD = re.compile(
 )
 
 
+@cache
+def secret_env_vars() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The variables whose values are secrets, and the ``(user, password)`` pairs sent as basic auth."""
+    from splare_connect.backends.discovery import installed_descriptors
+
+    records = installed_descriptors()
+    secrets = OWN_SECRET_ENV_VARS + tuple(name for record in records for name in record.secret_env)
+    pairs = tuple(record.basic_auth_env for record in records if record.basic_auth_env)
+    return secrets, pairs
+
+
 def _secret_literals() -> list[str]:
     """The credential values currently in the environment, in every form they may be sent in."""
-    values = [os.environ.get(name, "") for name in SECRET_ENV_VARS]
-    user, password = os.environ.get("OPENSEARCH_USERNAME", ""), os.environ.get("OPENSEARCH_PASSWORD", "")
-    if user and password:  # what HTTP basic auth puts on the wire
-        values.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
+    secrets, pairs = secret_env_vars()
+    values = [os.environ.get(name, "") for name in secrets]
+    for user_env, password_env in pairs:
+        user, password = os.environ.get(user_env, ""), os.environ.get(password_env, "")
+        if user and password:  # what HTTP basic auth puts on the wire
+            values.append(base64.b64encode(f"{user}:{password}".encode()).decode("ascii"))
     literals = set()
     for value in values:
         if len(value) >= _MIN_LITERAL:

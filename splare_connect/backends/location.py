@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from splare_connect.backends.discovery import available_backends, backend_options, load_backend
+from splare_connect.backends.discovery import describe_backend, load_backend
 from splare_connect.backends.options import parse_backend_options
 from splare_connect.backends.protocol import Backend
 
@@ -25,9 +25,9 @@ class BackendLocation:
     """A backend by name, with its location settings and ``KEY=VALUE`` options.
 
     Attributes:
-        name: The backend's entry-point name (``qdrant``, ``opensearch``, ...).
-        url: The database server's URL (None: what the backend does without one; Qdrant
-            runs embedded).
+        name: The backend's entry-point name.
+        url: The database server's URL (None: what the backend does without one, its
+            record's ``without_url``).
         data_dir: Where an embedded engine keeps its collections.
         timeout: Seconds each request to a server may take.
         options: ``KEY=VALUE`` backend settings (``--backend-option``); unknown keys are
@@ -50,25 +50,24 @@ class BackendLocation:
             MissingDependencyError: No adapter of that name is installed (says what to install).
             ConfigError: An unknown option, or a bad URL or data directory.
         """
-        entry_point = available_backends().get(self.name)
-        if entry_point is None:
-            return load_backend(self.name)  # says what to install
-        named = inspect.signature(entry_point.load()).parameters
+        record = describe_backend(self.name)  # says what to install when it is missing
+        named = inspect.signature(record.create).parameters
         locations = {"url": self.url or None, "data_dir": self.data_dir, "timeout": self.timeout}
         settings: dict[str, Any] = {
             key: value for key, value in locations.items() if value is not None and key in named
         }
-        settings.update(parse_backend_options(self.options, backend_options(self.name), self.name))
+        settings.update(parse_backend_options(self.options, record.options, self.name))
         return load_backend(self.name, **settings)
 
     def for_other_machines(self) -> BackendLocation:
         """This location as a process on another machine must see it: the server URL written in.
 
-        A backend without a URL reads its server's from ``$<NAME>_URL`` (``$QDRANT_URL``,
-        ``$OPENSEARCH_URL``), which a worker elsewhere does not have: taken here from this
+        A backend without a URL reads its server's from the variable its record names
+        (``url_env``), which a worker elsewhere does not have: taken here from this
         process's environment. Secrets stay out: each process reads those itself.
         """
-        from_env = os.environ.get(f"{self.name.upper()}_URL") or None
+        url_env = describe_backend(self.name).url_env
+        from_env = (os.environ.get(url_env) or None) if url_env else None
         return self if self.url or from_env is None else replace(self, url=from_env)
 
     @classmethod

@@ -243,5 +243,5 @@ def test_missing_backend_says_what_to_install() -> None:
     if "opensearch" not in available_backends():
         with pytest.raises(MissingDependencyError, match="pip install splare-connect-opensearch"):
             load_backend("opensearch")
-    with pytest.raises(MissingDependencyError, match="no backend named 'nosuchdb'"):
+    with pytest.raises(MissingDependencyError, match="backend 'nosuchdb' is not installed"):
         load_backend("nosuchdb")

@@ -18,17 +18,19 @@ import logging
 import os
 from typing import Any
 
+from splare_connect.backends.descriptor import BackendDescriptor
 from splare_connect.backends.options import BackendOption, read_bool, read_choice, read_count, read_positive
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
 from splare_connect.redaction import install_log_redaction
-from splare_connect_opensearch.backend import BulkWriteError, OpenSearchBackend
+from splare_connect_opensearch.backend import CAPABILITIES, BulkWriteError, OpenSearchBackend
 
-__all__ = ["BulkWriteError", "OpenSearchBackend", "create_backend"]
+__all__ = ["BACKEND", "BulkWriteError", "OpenSearchBackend", "create_backend"]
 
 LOGGER = logging.getLogger(__name__)
 URL_ENV = "OPENSEARCH_URL"
+USER_ENV, PASSWORD_ENV, API_KEY_ENV = "OPENSEARCH_USERNAME", "OPENSEARCH_PASSWORD", "OPENSEARCH_API_KEY"
 _CREDENTIALS_HINT = "set OPENSEARCH_USERNAME and OPENSEARCH_PASSWORD (or OPENSEARCH_API_KEY) instead"
 
 
@@ -120,10 +122,25 @@ def _client(url: str | None, verify_certs: bool, ca_certs: str | None, timeout: 
     }
     if ca_certs:
         kwargs["ca_certs"] = ca_certs
-    user, password = os.environ.get("OPENSEARCH_USERNAME"), os.environ.get("OPENSEARCH_PASSWORD")
-    api_key = os.environ.get("OPENSEARCH_API_KEY")
+    user, password = os.environ.get(USER_ENV), os.environ.get(PASSWORD_ENV)
+    api_key = os.environ.get(API_KEY_ENV)
     if user and password:
         kwargs["http_auth"] = (user, password)
     elif api_key:
         kwargs["headers"] = {"Authorization": f"ApiKey {api_key}"}
     return OpenSearch(**kwargs)
+
+
+# The record the core reads (entry point ``opensearch``): see splare_connect.backends.descriptor.
+BACKEND = BackendDescriptor(
+    name="opensearch",
+    distribution="splare-connect-opensearch",
+    summary="OpenSearch: rank_features / neural_sparse fields, SEISMIC, hybrid search pipelines",
+    create=create_backend,
+    options=BACKEND_OPTIONS,
+    url_env=URL_ENV,
+    secret_env=(PASSWORD_ENV, API_KEY_ENV),
+    basic_auth_env=(USER_ENV, PASSWORD_ENV),
+    without_url=None,
+    capabilities=CAPABILITIES,
+)

@@ -39,6 +39,7 @@ from splare_connect.backends import (
     SparseUpdate,
     create_or_adopt,
 )
+from splare_connect.backends.descriptor import Capabilities
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, ErrorRules, RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, point_id, pop_record_id
 from splare_connect.errors import (
@@ -58,6 +59,18 @@ QueryMode = Literal["auto", "neural_sparse", "rank_feature", "ann"]
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _PAGE = 1000
+
+# What OpenSearch does where backends differ (read by the core and the conformance kit).
+CAPABILITIES = Capabilities(
+    fusions=frozenset({Fusion.RRF, Fusion.DBSF}),  # search pipelines: score-ranker (RRF), z_score normalization
+    weighted_fusions=frozenset({Fusion.RRF, Fusion.DBSF}),
+    attachable=True,
+    weight_bits=9,  # rank_features keeps a float32's top 9 significant bits
+    checks_dense_on_write=False,  # the cluster checks a knn_vector's width and refuses the document in its reply
+    concurrent_writers="always (a cluster)",
+    empty_sparse="stored with no features (it matches no query)",
+    id_limits="any string: the _id is its UUIDv5",
+)
 # Attach reads an app's index with the scroll API while it encodes: a page of 256 points
 # takes minutes to encode on a CPU, so the search context is kept for 30 minutes.
 _SCROLL_PAGE = 256
@@ -542,6 +555,7 @@ class OpenSearchBackend:
         explicitly; ``"dbsf"`` uses the ``normalization-processor`` with ``z_score``
         normalization (2.19+), OpenSearch's distribution-based score normalisation.
         """
+        CAPABILITIES.check_fusion("OpenSearch", fusion, weights)
         spec = self._spec(collection)
         width, given = self._dense_width(spec, dense_field), np.asarray(dense).reshape(-1).shape[0]
         if given != width:

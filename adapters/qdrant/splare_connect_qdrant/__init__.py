@@ -21,16 +21,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from splare_connect.backends.descriptor import BackendDescriptor
 from splare_connect.backends.options import BackendOption, read_count, read_positive
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIMEOUT, check_seconds
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
-from splare_connect_qdrant.backend import QdrantBackend
+from splare_connect_qdrant.backend import CAPABILITIES, QdrantBackend
 from splare_connect_qdrant.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_POINTS
 from splare_connect_qdrant.client_driver import ClientDriver
 from splare_connect_qdrant.edge_driver import EdgeDriver
 
-__all__ = ["ClientDriver", "EdgeDriver", "QdrantBackend", "create_backend"]
+__all__ = ["BACKEND", "ClientDriver", "EdgeDriver", "QdrantBackend", "create_backend"]
 
 API_KEY_ENV = "QDRANT_API_KEY"
 URL_ENV = "QDRANT_URL"
@@ -147,3 +148,17 @@ def _server_client(url: str, timeout: float) -> Any:
     if isinstance(http, httpx.Client):
         http.timeout = httpx.Timeout(timeout)
     return client
+
+
+# The record the core reads (entry point ``qdrant``): see splare_connect.backends.descriptor.
+BACKEND = BackendDescriptor(
+    name="qdrant",
+    distribution="splare-connect-qdrant",
+    summary="Qdrant: embedded Qdrant Edge by default, any Qdrant server by URL",
+    create=create_backend,
+    options=BACKEND_OPTIONS,
+    url_env=URL_ENV,
+    secret_env=(API_KEY_ENV,),
+    without_url="Qdrant Edge, the Qdrant engine embedded in-process, under --data-dir (default ./splare-data)",
+    capabilities=CAPABILITIES,
+)

@@ -35,6 +35,7 @@ from splare_connect.backends import (
     SparseUpdate,
     create_or_adopt,
 )
+from splare_connect.backends.descriptor import Capabilities
 from splare_connect.backends.schema import (
     RECORD_ID,
     metadata_path,
@@ -43,12 +44,22 @@ from splare_connect.backends.schema import (
     pop_record_id,
     stored_payload,
 )
-from splare_connect.errors import BackendError, CollectionNotFoundError, ConfigError
+from splare_connect.errors import BackendError, CollectionNotFoundError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.batching import batches_by_size
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, QdrantDriver
 
 _PAGE = 1000  # points per scroll page, ids per delete request
+
+# What Qdrant's engines do where backends differ (read by the core and the conformance kit).
+CAPABILITIES = Capabilities(
+    fusions=frozenset({Fusion.RRF, Fusion.DBSF}),
+    weighted_fusions=frozenset({Fusion.RRF}),  # weighted RRF (Qdrant 1.17+); DBSF takes no weights
+    attachable=True,
+    concurrent_writers="with a server URL; the embedded engine is held by one process",
+    empty_sparse="stored as an empty sparse vector (it matches no query)",
+    id_limits="any string: the point id is derived from it, and the record id kept in the payload",
+)
 
 
 class QdrantBackend:
@@ -288,14 +299,10 @@ class QdrantBackend:
         ``"openai"``; ``""`` for an unnamed one) that ``dense`` was made for.
 
         Raises:
-            ConfigError: Unequal ``weights`` with DBSF: Qdrant's DBSF takes none, and
-                dropping them silently would rank otherwise than asked.
+            ConfigError: A fusion Qdrant lacks, or unequal ``weights`` with DBSF (see
+                :data:`CAPABILITIES`).
         """
-        if fusion == "dbsf" and weights[0] != weights[1]:
-            raise ConfigError(
-                f"Qdrant's DBSF fusion takes no weights (got {tuple(weights)}): use hybrid='rrf' to weigh "
-                "the sparse and dense rankings"
-            )
+        CAPABILITIES.check_fusion("Qdrant", fusion, weights)
         spec = self._spec(collection)
         using, width = self._dense_field(spec, dense_field)
         fused = Fused(
