@@ -10,34 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_models import HIDDEN, build_bert, random_sae_tensors
+from splare_connect.testing.points import random_unit
+from splare_connect.testing.tiny_models import build_tiny_model_dir
 
 EXAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "examples" / "manpages.jsonl"
-
-
-def build_tiny_model_dir(directory: Path, *, sae_seed: int = 1, name: str = "tiny") -> Path:
-    """A complete splare-connect model directory: tiny BERT, TopK SAE, dense mean pooling."""
-    from splare_connect.encoder_config import EncoderConfig
-    from splare_connect.sae import SaeConfig, SparseAutoencoder
-
-    build_bert(directory / "backbone")
-    weights = random_sae_tensors(HIDDEN, 64, seed=sae_seed)
-    sae = SparseAutoencoder(
-        SaeConfig(d_in=HIDDEN, d_sae=64, activation="topk", k=6),
-        W_enc=torch.from_numpy(weights["W_enc"]),
-        b_enc=torch.from_numpy(weights["b_enc"]),
-    )
-    sae.save(directory / "sae")
-    EncoderConfig(
-        name=name,
-        backbone="backbone",
-        sae="sae",
-        layer=3,
-        query_top_k=10,
-        document_top_k=30,
-        dense_pooling="mean",
-    ).save(directory)
-    return directory
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +109,4 @@ def tiny_dataset(tmp_path: Path, example_records: list[dict]) -> Path:
     return root
 
 
-def random_unit(rng: np.random.Generator, dim: int) -> np.ndarray:
-    vector = rng.normal(size=dim).astype(np.float32)
-    return vector / np.linalg.norm(vector)
+__all__ = ["build_tiny_model_dir", "random_unit"]

@@ -26,7 +26,7 @@ __all__ = ["EXIT_SKIPPED", "app", "main"]
 
 app = typer.Typer(
     name="splare-connect",
-    help="SAE-latent learned-sparse retrieval for Qdrant, OpenSearch and other vector databases.",
+    help="SAE-latent learned-sparse retrieval in the vector databases you already run.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )

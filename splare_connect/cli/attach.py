@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
@@ -95,7 +96,7 @@ def attach(
             "{'': [...]} instead of a list.",
         ),
     ] = False,
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.cli.common import (
     BackendOption,
     BackendOptionsOption,
@@ -25,7 +26,7 @@ app = typer.Typer(help="List, inspect and drop collections.", no_args_is_help=Tr
 
 @app.command("list")
 def collections_list(
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
@@ -45,7 +46,7 @@ def collections_list(
 @app.command("info")
 def collections_info(
     name: Annotated[str, typer.Argument(help="Collection name.")],
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,
@@ -79,7 +80,7 @@ def collections_info(
 def collections_drop(
     name: Annotated[str, typer.Argument(help="Collection name.")],
     yes: Annotated[bool, typer.Option("--yes", help="Don't ask for confirmation.")] = False,
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     url: UrlOption = None,
     data_dir: DataDirOption = None,
     timeout: TimeoutOption = None,

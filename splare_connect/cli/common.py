@@ -40,7 +40,8 @@ UrlOption = Annotated[
     typer.Option(
         "--url",
         envvar="SPLARE_URL",
-        help="Database URL (Qdrant also reads QDRANT_URL). Without one, Qdrant runs embedded.",
+        help="Database URL. Without one, a backend reads its own variable, or runs embedded where it can "
+        "(splare-connect backends).",
     ),
 ]
 DataDirOption = Annotated[
@@ -103,7 +104,7 @@ BackendOptionsOption = Annotated[
         "-o",
         envvar="SPLARE_BACKEND_OPTIONS",
         help="A backend setting, KEY=VALUE (repeatable; the environment variable takes several, "
-        "space-separated), e.g. replicas=0 for OpenSearch or max_batch_points=128 for a Qdrant server. "
+        "space-separated); each backend's are listed by splare-connect backends. "
         "Unknown keys are refused with the list of known ones.",
     ),
 ]

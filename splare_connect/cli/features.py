@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Precision, Runtime
 from splare_connect.cli.common import (
     BackendOption,
@@ -147,7 +148,7 @@ def why_not(
     query: Annotated[str, typer.Argument(help="The query text.")],
     record_id: Annotated[str, typer.Argument(help="The stored record (chunk id, e.g. 'man1/ls.1#0').")],
     top: Annotated[int, typer.Option(min=1, help="Features to list on each side.")] = 8,
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Engine, Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
@@ -90,7 +91,7 @@ def sync(
             "or when more than half of the stored documents would go.",
         ),
     ] = False,
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Fusion, Precision, Runtime
 from splare_connect.cli.common import (
     BackendOption,
@@ -48,7 +49,7 @@ def search(
     hybrid: Annotated[Fusion | None, typer.Option(help="Fuse with dense vectors: rrf or dbsf.")] = None,
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
     documents: Annotated[bool, typer.Option("--documents", help="One result per document, not per chunk.")] = False,
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     collection: Annotated[
         str | None,
         typer.Option(

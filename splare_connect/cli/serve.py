@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Precision, Runtime
 from splare_connect.cli.common import (
     BackendOption,
@@ -44,7 +45,7 @@ def serve(
         ),
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="SPLARE_PORT", min=1, max=65535, help="Port to listen on.")] = 8000,
-    backend: BackendOption = "qdrant",
+    backend: BackendOption = DEFAULT_BACKEND,
     collection: CollectionOption = "splare",
     url: UrlOption = None,
     data_dir: DataDirOption = None,
@@ -55,7 +56,7 @@ def serve(
         typer.Option(
             "--search/--no-search",
             help="Serve /search on the database (--backend ...). --no-search serves /encode only "
-            "(e.g. for an OpenSearch ML connector) and opens no database.",
+            "(e.g. for a database's own ML connector) and opens no database.",
         ),
     ] = True,
     max_batch: Annotated[
@@ -81,7 +82,7 @@ def serve(
         int,
         typer.Option(
             min=1,
-            help="Threads querying the database: keep 1 for embedded Qdrant; a database server can take more.",
+            help="Threads querying the database: keep 1 for an embedded engine; a database server can take more.",
         ),
     ] = 1,
     header_timeout: Annotated[

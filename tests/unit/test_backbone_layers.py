@@ -10,7 +10,7 @@ import torch
 from splare_connect.backbone import load_backbone
 from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.layer_reader import LayerReader, find_blocks
-from tests.tiny_models import N_LAYERS, build_bert, build_llama
+from splare_connect.testing.tiny_models import N_LAYERS, build_bert, build_llama
 
 
 @pytest.fixture(scope="module", params=["bert", "llama"])

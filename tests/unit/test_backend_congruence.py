@@ -30,7 +30,7 @@ from splare_connect import BackendError, ConfigError, EncoderMismatchError, Spar
 from splare_connect.backends import CollectionSpec, Hit, PointRecord
 from splare_connect.filters import Condition, parse_filters
 from tests.conftest import open_qdrant
-from tests.points import DIM, FINGERPRINT, make_points, random_queries
+from splare_connect.testing.points import DIM, FINGERPRINT, make_points, random_queries
 
 ENGINES = ["edge", "local-memory", "local-path", "opensearch-memory"]
 FUSING = "hybrid fusion runs in OpenSearch search pipelines, which the in-memory index does not model"

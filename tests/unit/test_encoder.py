@@ -13,7 +13,7 @@ from safetensors.numpy import save_file
 from splare_connect import BadInputError, CheckpointError, ConfigError, SplareEncoder
 from splare_connect.backbone import load_backbone
 from splare_connect.models.registry import CACHE_ENV
-from tests.tiny_models import (
+from splare_connect.testing.tiny_models import (
     HIDDEN,
     SAMPLE_TEXTS,
     build_bert,

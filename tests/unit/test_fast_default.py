@@ -20,7 +20,7 @@ from splare_connect.backends.protocol import check_same_encoder
 from splare_connect.encoding import arithmetic
 from splare_connect.encoding.arithmetic import choose_arithmetic
 from splare_connect.models.registry import CACHE_ENV
-from tests.tiny_models import SAMPLE_TEXTS
+from splare_connect.testing.tiny_models import SAMPLE_TEXTS
 
 pytest.importorskip("openvino")
 

@@ -25,7 +25,7 @@ from splare_connect.features import (
 from splare_connect.features.builder import LabellingText, build_dictionary, read_labelling_sources
 from splare_connect.features.dictionary import label_feature
 from splare_connect.sae import SaeConfig, SparseAutoencoder
-from tests.tiny_models import HIDDEN, build_bert
+from splare_connect.testing.tiny_models import HIDDEN, build_bert
 
 PLANTED = ["copy", "files", "directory", "kernel", "dateien"]
 MIXED = len(PLANTED)  # fires on every token

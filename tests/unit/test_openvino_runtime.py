@@ -13,7 +13,7 @@ from splare_connect import CheckpointError, ConfigError, SplareEncoder
 from splare_connect.encoding import graph_export, openvino_graph
 from splare_connect.evaluation.corpus_cache import encode_corpus
 from splare_connect.models.registry import CACHE_ENV
-from tests.tiny_models import SAMPLE_TEXTS
+from splare_connect.testing.tiny_models import SAMPLE_TEXTS
 
 pytest.importorskip("openvino")
 

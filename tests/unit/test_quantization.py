@@ -10,7 +10,7 @@ import torch
 
 from splare_connect import ConfigError, SplareEncoder
 from splare_connect.evaluation.corpus_cache import encode_corpus
-from tests.tiny_models import SAMPLE_TEXTS
+from splare_connect.testing.tiny_models import SAMPLE_TEXTS
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from splare_connect.backends.location import BackendLocation
 from splare_connect.backends.schema import point_id
 from splare_connect.documents import read_source
 from splare_connect.sync import Syncer, SyncReport
-from tests.points import assert_documents_whole
+from splare_connect.testing.points import assert_documents_whole
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("splare_connect_qdrant")

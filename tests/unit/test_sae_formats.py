@@ -17,7 +17,7 @@ from safetensors.numpy import save_file
 
 from splare_connect.errors import CheckpointError
 from splare_connect.sae import detect_sae_format, load_sae
-from tests.tiny_models import random_sae_tensors, reference_activations
+from splare_connect.testing.tiny_models import random_sae_tensors, reference_activations
 
 D_IN, D_SAE = 16, 48
 

@@ -12,7 +12,7 @@ import pytest
 
 from splare_connect.encoding.static_queries import TABLE_FILE, StaticQueryEncoder, normalize, words
 from splare_connect.errors import BadInputError, CheckpointError
-from tests.tiny_models import SAMPLE_TEXTS
+from splare_connect.testing.tiny_models import SAMPLE_TEXTS
 
 TRAINING_QUERIES = [
     *SAMPLE_TEXTS,

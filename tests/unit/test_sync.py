@@ -19,7 +19,7 @@ from splare_connect import BadRecordError, EncoderMismatchError
 from splare_connect.documents import Document, read_iterable, read_jsonl, read_source
 from splare_connect.retriever import Retriever
 from splare_connect.sync import Shard, Syncer
-from tests.points import assert_documents_whole
+from splare_connect.testing.points import assert_documents_whole
 
 pytest.importorskip("splare_connect_qdrant")
 

@@ -64,7 +64,7 @@ def test_train_sae_learns_a_loadable_topk_sae(tmp_path: Path, example_records: l
     import numpy as np
 
     from splare_connect.training.sae_training import collect_states, train_sae_model
-    from tests.tiny_models import build_bert
+    from splare_connect.testing.tiny_models import build_bert
 
     backbone = build_bert(tmp_path / "backbone")
     texts = [r["text"] for r in example_records[:80]]

@@ -12,7 +12,7 @@ import pytest
 
 from splare_connect import BackendError, ConfigError
 from splare_connect.backends import CollectionSpec
-from tests.points import DIM, FINGERPRINT, make_points
+from splare_connect.testing.points import DIM, FINGERPRINT, make_points
 
 pytest.importorskip("splare_connect_qdrant")
 from splare_connect_qdrant import ClientDriver, EdgeDriver, QdrantBackend, create_backend

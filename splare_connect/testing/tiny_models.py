@@ -1,4 +1,4 @@
-"""Tiny real checkpoints for tests, built with the real libraries.
+"""Tiny real checkpoints for tests, built with the real libraries (torch, transformers, tokenizers).
 
 Backbones are random transformers models (BERT: an encoder; Llama: a decoder) saved
 as safetensors with a real ``tokenizers`` word-level tokenizer, so every test runs
@@ -163,3 +163,28 @@ def reference_vector(activations: np.ndarray, top_k: int | None) -> dict[int, fl
     if top_k is not None:
         nonzero = nonzero[:top_k]
     return dict(nonzero)
+
+
+def build_tiny_model_dir(directory: Path, *, sae_seed: int = 1, name: str = "tiny") -> Path:
+    """A complete splare-connect model directory: tiny BERT, TopK SAE, dense mean pooling."""
+    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.sae import SaeConfig, SparseAutoencoder
+
+    build_bert(directory / "backbone")
+    weights = random_sae_tensors(HIDDEN, 64, seed=sae_seed)
+    sae = SparseAutoencoder(
+        SaeConfig(d_in=HIDDEN, d_sae=64, activation="topk", k=6),
+        W_enc=torch.from_numpy(weights["W_enc"]),
+        b_enc=torch.from_numpy(weights["b_enc"]),
+    )
+    sae.save(directory / "sae")
+    EncoderConfig(
+        name=name,
+        backbone="backbone",
+        sae="sae",
+        layer=3,
+        query_top_k=10,
+        document_top_k=30,
+        dense_pooling="mean",
+    ).save(directory)
+    return directory

@@ -1,18 +1,24 @@
 """Synthetic stored chunks for backend tests: random sparse and dense vectors with real-looking payloads,
-and the check that a collection holds whole documents."""
+and the check that a collection holds whole documents. numpy only."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from splare_connect import SparseVector
 from splare_connect.backends import PointRecord
-from tests.conftest import random_unit
 
 DIM = 2048
 FINGERPRINT = {"name": "test-encoder", "digest": "d1"}
+
+
+def random_unit(rng: np.random.Generator, dim: int) -> npt.NDArray[np.float32]:
+    """A random direction of ``dim`` float32s, norm 1."""
+    vector = rng.normal(size=dim).astype(np.float32)
+    return vector / np.linalg.norm(vector)
 
 
 def make_points(count: int, seed: int = 0, dense_dim: int = 8) -> list[PointRecord]:
