@@ -278,9 +278,9 @@ class Attacher:
         if "" in layout.dense and not self.allow_unnamed_vector:
             raise ConfigError(
                 f"collection {self.collection!r} has an unnamed dense vector: once a named sparse vector is added, "
-                "the database returns it to the app as {'': [...]} instead of a list, which breaks code reading it as a "
-                "list; pass --allow-unnamed-vector (allow_unnamed_vector=True) if your app reads vectors by name "
-                "or not at all (nothing was changed)"
+                "the database returns it to the app as {'': [...]} instead of a list, which breaks code reading "
+                "it as a list; pass --allow-unnamed-vector (allow_unnamed_vector=True) if your app reads vectors "
+                "by name or not at all (nothing was changed)"
             )
         if name in layout.payload_fields:
             raise BackendError(

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny real model directory, and the real Qdrant engines."""
+"""Shared fixtures: the kit's tiny real models and example records, the default backend, a tiny dataset."""
 
 from __future__ import annotations
 
@@ -6,82 +6,21 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from splare_connect.testing.points import random_unit
-from splare_connect.testing.tiny_models import build_tiny_model_dir
-
-EXAMPLE_CORPUS = Path(__file__).resolve().parent.parent / "examples" / "manpages.jsonl"
+from splare_connect.backends import Backend, load_backend
+from splare_connect.backends.default import DEFAULT_BACKEND
+from splare_connect.testing.fixtures import *  # noqa: F403 (fixtures are found by name)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-model"))
+@pytest.fixture
+def default_backend(tmp_path: Path) -> Iterator[Backend]:
+    """The backend commands use when none is named, embedded under ``tmp_path``.
 
-
-@pytest.fixture(scope="session")
-def other_tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_model_dir(tmp_path_factory.mktemp("other-model"), sae_seed=7, name="other")
-
-
-@pytest.fixture(scope="session")
-def tiny_encoder(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
-    from splare_connect import SplareEncoder
-
-    # torch at fp32, named: the unit tests' exact reference. The default runtime (the
-    # compiled graph) is tested against it in test_openvino_runtime and through the CLI.
-    return SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="torch", precision="fp32")
-
-
-@pytest.fixture(scope="session")
-def example_records() -> list[dict]:
-    """Real man-page records from examples/manpages.jsonl."""
-    with EXAMPLE_CORPUS.open(encoding="utf-8") as lines:
-        return [json.loads(line) for line in lines]
-
-
-def open_qdrant(engine: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    """A real Qdrant engine: embedded Edge, or qdrant-client's local mode (the server API)."""
-    pytest.importorskip("splare_connect_qdrant")
-    from splare_connect.backends import load_backend
-
-    options = {
-        "edge": {"data_dir": tmp_path / "edge"},
-        "local-memory": {"location": ":memory:"},
-        "local-path": {"path": tmp_path / "local"},
-    }[engine]
-    return load_backend("qdrant", **options)
-
-
-# Indexes the shared sync scenarios create; on a live cluster only these are ever dropped.
-SCENARIO_COLLECTIONS = ("man", "chunks", "mixed", "sharded", "guarded", "forms")
-
-
-@pytest.fixture(params=["edge", "local-memory", "local-path", "opensearch"])
-def sync_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    """The engines the sync scenarios run on: Qdrant's, and a live OpenSearch when OPENSEARCH_URL is set."""
-    import os
-
-    from splare_connect.backends import load_backend
-
-    if request.param == "opensearch":
-        pytest.importorskip("splare_connect_opensearch")
-        url = os.environ.get("OPENSEARCH_URL")
-        if not url:
-            pytest.skip("OPENSEARCH_URL is not set: no OpenSearch cluster to run the sync scenarios against")
-        backend = load_backend("opensearch", url=url, replicas=0)
-        for name in SCENARIO_COLLECTIONS:
-            if backend.describe_collection(name) is not None:
-                backend.drop_collection(name)
-        yield backend
-        for name in SCENARIO_COLLECTIONS:
-            if backend.describe_collection(name) is not None:
-                backend.drop_collection(name)
-        backend.close()
-        return
-    backend = open_qdrant(request.param, tmp_path)
+    The root tests need *a* backend to test the core against; each backend's own
+    behaviour is tested by the conformance kit from its adapter's tests.
+    """
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     yield backend
     backend.close()
 
@@ -107,6 +46,3 @@ def tiny_dataset(tmp_path: Path, example_records: list[dict]) -> Path:
         "query-id\tcorpus-id\tscore\n" + "".join(f"q:{r['id']}\t{r['id']}\t1\n" for r in records[16:])
     )
     return root
-
-
-__all__ = ["build_tiny_model_dir", "random_unit"]

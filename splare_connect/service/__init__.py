@@ -18,7 +18,6 @@ Modules, one job each:
 - :mod:`~splare_connect.service.client`: ``ServiceClient``, a light client (no torch, no FastAPI).
 - :mod:`~splare_connect.service.bounded_http`: the client's HTTP exchange (no redirects, one deadline, a size cap).
 - :mod:`~splare_connect.service.hit_shape`: the client's check of a search answer's shape.
-- :mod:`~splare_connect.service.opensearch_connector`: the ML Commons connector blueprint.
 
 Importing this package imports nothing heavy; FastAPI, uvicorn and prometheus-client
 (the ``serve`` extra) load only in the modules that need them.

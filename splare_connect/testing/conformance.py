@@ -145,7 +145,9 @@ class BackendConformance:
             assert all(keep(h.payload["metadata"]) for h in hits), expression
         both = [Condition("lang", "eq", "en"), Condition("year", "gt", 2010)]
         hits = backend.search(self.collection, query, k=50, filter=both)
-        assert hits and all(h.payload["metadata"]["lang"] == "en" and h.payload["metadata"]["year"] > 2010 for h in hits)
+        assert hits and all(
+            h.payload["metadata"]["lang"] == "en" and h.payload["metadata"]["year"] > 2010 for h in hits
+        )
 
     def test_a_filter_value_cannot_change_the_query(self, loaded: tuple[Backend, list[PointRecord]]) -> None:
         """Quotes, backslashes and operators in a value are data: they match nothing here."""
@@ -175,7 +177,9 @@ class BackendConformance:
         assert filtered and all(h.payload["metadata"]["lang"] == "fr" for h in filtered)
 
     @pytest.mark.parametrize("fusion", list(Fusion))
-    def test_hybrid_weights_are_used_or_refused(self, loaded: tuple[Backend, list[PointRecord]], fusion: Fusion) -> None:
+    def test_hybrid_weights_are_used_or_refused(
+        self, loaded: tuple[Backend, list[PointRecord]], fusion: Fusion
+    ) -> None:
         self.skip_unless_fusing(fusion)
         backend, points = loaded
         assert points[3].dense is not None

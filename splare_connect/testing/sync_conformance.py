@@ -24,7 +24,7 @@ from splare_connect.documents import Document, read_iterable, read_source
 from splare_connect.errors import BadRecordError, EncoderMismatchError
 from splare_connect.retriever import Retriever, SearchHit
 from splare_connect.sync import Shard, Syncer
-from splare_connect.testing.tiny_models import WORDS, build_tiny_model_dir
+from splare_connect.testing.tiny_models import WORDS
 
 __all__ = ["SyncConformance", "sample_records"]
 
@@ -57,7 +57,11 @@ def assert_same_hits(batches: list[list[SearchHit]], expected: list[list[SearchH
 
 
 class SyncConformance:
-    """Sync scenarios. Subclasses set ``record`` and give a ``backend`` fixture (a fresh, empty backend)."""
+    """Sync scenarios. Subclasses set ``record`` and give a ``backend`` fixture (a fresh, empty backend).
+
+    The tiny encoders come from :mod:`splare_connect.testing.fixtures` (``tiny_encoder``,
+    ``other_tiny_encoder``), which the adapter's ``conftest.py`` imports.
+    """
 
     record: ClassVar[BackendDescriptor]
     engine_fuses: ClassVar[bool] = True  # False: a stand-in engine without server-side fusion
@@ -66,23 +70,9 @@ class SyncConformance:
     def backend(self) -> Backend:
         raise NotImplementedError("a conformance subclass gives a `backend` fixture: a fresh, empty backend")
 
-    @pytest.fixture(scope="class")
-    def sync_encoder(self, tmp_path_factory: pytest.TempPathFactory) -> Any:
-        from splare_connect import SplareEncoder
-
-        directory = build_tiny_model_dir(tmp_path_factory.mktemp("sync-model"))
-        return SplareEncoder.from_pretrained(directory, device="cpu", runtime="torch", precision="fp32")
-
-    @pytest.fixture(scope="class")
-    def other_encoder(self, tmp_path_factory: pytest.TempPathFactory) -> Any:
-        from splare_connect import SplareEncoder
-
-        directory = build_tiny_model_dir(tmp_path_factory.mktemp("other-model"), sae_seed=7, name="other")
-        return SplareEncoder.from_pretrained(directory, device="cpu", runtime="torch", precision="fp32")
-
-    def test_ingest_then_resync_changes_and_deletions(self, backend: Backend, sync_encoder: Any) -> None:
+    def test_ingest_then_resync_changes_and_deletions(self, backend: Backend, tiny_encoder: Any) -> None:
         records = sample_records(30, words=(20, 400))
-        syncer = Syncer(sync_encoder, backend, "man", indexed_fields=("section",))
+        syncer = Syncer(tiny_encoder, backend, "man", indexed_fields=("section",))
         first = syncer.run(documents(records))
         assert (first.documents, first.new, first.changed, first.unchanged) == (30, 30, 0, 0)
         stored = dict(backend.iter_payloads("man", ["doc_id", "chunk_count"]))
@@ -109,17 +99,17 @@ class SyncConformance:
         assert by_doc[records[longest]["id"]] == 1  # stale chunks of the shortened document are gone
         assert all(count == stored[f"{doc}#0"]["chunk_count"] for doc, count in by_doc.items())
 
-    def test_long_documents_are_chunked_and_grouped(self, backend: Backend, sync_encoder: Any) -> None:
+    def test_long_documents_are_chunked_and_grouped(self, backend: Backend, tiny_encoder: Any) -> None:
         [record] = sample_records(1, seed=3, words=(900, 900))
-        report = Syncer(sync_encoder, backend, "chunks", chunk_overlap=4).run(documents([record]))
+        report = Syncer(tiny_encoder, backend, "chunks", chunk_overlap=4).run(documents([record]))
         assert report.chunks_written > 3
-        retriever = Retriever(sync_encoder, backend, "chunks")
+        retriever = Retriever(tiny_encoder, backend, "chunks")
         hits = retriever.search(record["text"][:200], k=report.chunks_written)
         assert {h.doc_id for h in hits} == {record["id"]} and len(hits) == report.chunks_written
         [best] = retriever.search(record["text"][:200], k=1, group_by_document=True)
         assert best.doc_id == record["id"] and best.text and best.text in (record["title"] + "\n" + record["text"])
 
-    def test_bad_records_are_reported_and_skipped(self, backend: Backend, sync_encoder: Any, tmp_path: Path) -> None:
+    def test_bad_records_are_reported_and_skipped(self, backend: Backend, tiny_encoder: Any, tmp_path: Path) -> None:
         source = tmp_path / "mixed.jsonl"
         good = sample_records(4, seed=4)
         lines = [
@@ -135,7 +125,7 @@ class SyncConformance:
             json.dumps(good[3]).encode(),
         ]
         source.write_bytes(b"\n".join(lines) + b"\n")
-        report = Syncer(sync_encoder, backend, "mixed").run(read_source(source))
+        report = Syncer(tiny_encoder, backend, "mixed").run(read_source(source))
         assert report.new == 4
         assert {p["doc_id"] for _, p in backend.iter_payloads("mixed", ["doc_id"])} == {r["id"] for r in good}
         problems = {error.line: str(error) for error in report.skipped}
@@ -143,44 +133,46 @@ class SyncConformance:
         assert "no id" in problems[2] and "text is a int" in problems[4] and "invalid JSON" in problems[5]
         assert "invalid UTF-8" in problems[6] and "duplicate id" in problems[9] and f"{source}:1" in problems[9]
 
-    def test_blank_documents_are_stored_and_never_found(self, backend: Backend, sync_encoder: Any) -> None:
+    def test_blank_documents_are_stored_and_never_found(self, backend: Backend, tiny_encoder: Any) -> None:
         records = [*sample_records(3, seed=5), {"id": "blank", "text": "   "}, {"id": "empty", "text": ""}]
-        syncer = Syncer(sync_encoder, backend, "blanks")
+        syncer = Syncer(tiny_encoder, backend, "blanks")
         assert syncer.run(documents(records)).new == 5
         assert {p["doc_id"] for _, p in backend.iter_payloads("blanks", ["doc_id"])} >= {"blank", "empty"}
         assert syncer.run(documents(records)).unchanged == 5  # their state is kept: not encoded again
-        hits = Retriever(sync_encoder, backend, "blanks").search(records[0]["text"][:120], k=10)
+        hits = Retriever(tiny_encoder, backend, "blanks").search(records[0]["text"][:120], k=10)
         assert hits and not {h.doc_id for h in hits} & {"blank", "empty"}
 
-    def test_shards_split_the_work_without_overlap(self, backend: Backend, sync_encoder: Any) -> None:
+    def test_shards_split_the_work_without_overlap(self, backend: Backend, tiny_encoder: Any) -> None:
         records = sample_records(24, seed=6)
-        reports = [Syncer(sync_encoder, backend, "sharded", shard=Shard(i, 3)).run(documents(records)) for i in range(3)]
+        reports = [
+            Syncer(tiny_encoder, backend, "sharded", shard=Shard(i, 3)).run(documents(records)) for i in range(3)
+        ]
         assert sum(r.new for r in reports) == 24 and all(r.new > 0 for r in reports)
         assert {p["doc_id"] for _, p in backend.iter_payloads("sharded", ["doc_id"])} == {r["id"] for r in records}
         # An empty source would delete all of shard 0's documents: refused unless insisted on.
-        refused = Syncer(sync_encoder, backend, "sharded", shard=Shard(0, 3)).run([], delete_missing=True)
+        refused = Syncer(tiny_encoder, backend, "sharded", shard=Shard(0, 3)).run([], delete_missing=True)
         assert refused.deleted_documents == 0 and "100% of the" in (refused.deletion_refused or "")
         assert len({p["doc_id"] for _, p in backend.iter_payloads("sharded", ["doc_id"])}) == 24
         # A shard's --delete-missing only touches its own documents.
-        report = Syncer(sync_encoder, backend, "sharded", shard=Shard(0, 3)).run(
+        report = Syncer(tiny_encoder, backend, "sharded", shard=Shard(0, 3)).run(
             [], delete_missing=True, force_delete=True
         )
         assert report.deleted_documents == reports[0].new
         assert len({p["doc_id"] for _, p in backend.iter_payloads("sharded", ["doc_id"])}) == 24 - reports[0].new
 
-    def test_other_encoder_is_refused(self, backend: Backend, sync_encoder: Any, other_encoder: Any) -> None:
+    def test_other_tiny_encoder_is_refused(self, backend: Backend, tiny_encoder: Any, other_tiny_encoder: Any) -> None:
         records = sample_records(5, seed=7)
-        Syncer(sync_encoder, backend, "guarded").run(documents(records[:3]))
+        Syncer(tiny_encoder, backend, "guarded").run(documents(records[:3]))
         with pytest.raises(EncoderMismatchError, match="digest"):
-            Syncer(other_encoder, backend, "guarded").run(documents(records[3:]))
+            Syncer(other_tiny_encoder, backend, "guarded").run(documents(records[3:]))
         with pytest.raises(EncoderMismatchError, match="same model"):
-            Retriever(other_encoder, backend, "guarded")
+            Retriever(other_tiny_encoder, backend, "guarded")
         assert backend.count("guarded") == sum(1 for _ in backend.iter_payloads("guarded", []))
 
-    def test_batch_and_async_search_match_single_search(self, backend: Backend, sync_encoder: Any) -> None:
+    def test_batch_and_async_search_match_single_search(self, backend: Backend, tiny_encoder: Any) -> None:
         records = sample_records(12, seed=8)
-        Syncer(sync_encoder, backend, "forms").run(documents(records))
-        retriever = Retriever(sync_encoder, backend, "forms")
+        Syncer(tiny_encoder, backend, "forms").run(documents(records))
+        retriever = Retriever(tiny_encoder, backend, "forms")
         queries = [records[2]["text"][:80], records[7]["text"][:80]]
         single = [retriever.search(q, k=4) for q in queries]
         # Queries encoded in one padded batch differ from one-by-one encoding in the last

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import API_KEY, COLLECTION, RunningServer, start_server, stop_server
+from splare_connect.testing.service import API_KEY, COLLECTION, RunningServer, start_server, stop_server
 
 
 def post(server: RunningServer, path: str, body: Any, headers: dict[str, str] | None = None) -> httpx.Response:

@@ -10,7 +10,7 @@ import sys
 from typer.testing import CliRunner
 
 from splare_connect.cli import app
-from tests.service.conftest import API_KEY, COLLECTION, RunningServer, free_port
+from splare_connect.testing.service import API_KEY, COLLECTION, RunningServer, free_port
 
 # Runs the real console entry point in a fresh interpreter, then reports what it imported.
 PROBE = """

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.service.conftest import RunningServer, start_server, stop_server
+from splare_connect.testing.service import RunningServer, start_server, stop_server
 
 HEADER_TIMEOUT_S = 0.5
 BODY_TIMEOUT_S = 1.5

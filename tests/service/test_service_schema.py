@@ -33,7 +33,7 @@ from schemathesis.checks import (  # noqa: E402
     status_code_conformance,
 )
 
-from tests.service.conftest import API_KEY, RunningServer  # noqa: E402
+from splare_connect.testing.service import API_KEY, RunningServer  # noqa: E402
 
 CHECKS = [
     not_a_server_error,

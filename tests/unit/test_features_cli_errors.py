@@ -10,14 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
 from typer.testing import CliRunner
 
 from splare_connect.backends.schema import native_point_id
 from splare_connect.cli import app
-from tests.unit.test_attach import App
-
-pytest.importorskip("splare_connect_qdrant")
 
 
 def one_line_error(result) -> str:  # type: ignore[no-untyped-def]
@@ -57,21 +53,3 @@ def test_native_point_id_takes_only_ascii_digits_as_integers() -> None:
     assert native_point_id("42") == 42
     assert native_point_id("\u00b2") == "\u00b2"  # superscript two: isdigit() but not int()
     assert native_point_id("\u0664\u0662") == "\u0664\u0662"  # Arabic-Indic digits: not Qdrant's id form
-
-
-def test_why_not_on_an_attached_collection_with_an_odd_id(
-    tmp_path: Path, tiny_model_dir: Path, example_records: list[dict]
-) -> None:
-    application = App("edge", tmp_path)
-    application.create(example_records[:4])
-    application.close()
-    env = {"SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "edge")}
-    runner = CliRunner()
-    attached = runner.invoke(app, ["attach", "kb", "--text-field", "page_content"], env=env)
-    assert attached.exit_code in (0, 3), attached.output
-    for record in ("\u00b2", "not-a-uuid", "12345"):
-        result = runner.invoke(app, ["features", "why-not", "copy files", record, "-c", "kb"], env=env)
-        line = one_line_error(result)
-        assert "'kb'" in line and record in line, line  # what and where (the adapter words the reason)
-    found = runner.invoke(app, ["features", "why-not", "copy files", "1", "-c", "kb"], env=env)
-    assert found.exit_code == 0 and "score" in found.stdout, found.output

@@ -419,7 +419,7 @@ def test_a_create_that_failed_or_was_killed_leaves_nothing_in_the_way(tmp_path: 
 
     # What a create killed between making the shard and writing its description leaves: the
     # proof it writes first (creating.json), and the shard. Without the proof the shard is
-    # not splare-connect's and is never cleared (tests/unit/test_attach_ownership.py).
+    # not splare-connect's and is never cleared (adapters/qdrant/tests/test_qdrant_attach_ownership.py).
     (tmp_path / "d" / "c").mkdir(parents=True)
     (tmp_path / "d" / "c" / "creating.json").write_text('{"created_by": "splare-connect"}')
     qdrant_edge.EdgeShard.create(

@@ -20,6 +20,8 @@ import numpy as np
 import pytest
 
 from splare_connect.backends import load_backend
+from splare_connect.backends.default import DEFAULT_BACKEND
+from splare_connect.backends.discovery import describe_backend
 from splare_connect.backends.location import BackendLocation
 from splare_connect.backends.schema import point_id
 from splare_connect.documents import read_source
@@ -27,7 +29,6 @@ from splare_connect.sync import Syncer, SyncReport
 from splare_connect.testing.points import assert_documents_whole
 
 ray = pytest.importorskip("ray")
-pytest.importorskip("splare_connect_qdrant")
 
 from splare_connect.distributed.ray_ingest import EncoderRecipe, RayCluster, RayIngest  # noqa: E402
 
@@ -86,8 +87,8 @@ def test_scenarios_give_the_local_collection_point_for_point(
     ]
     second = write_jsonl(tmp_path / "second.jsonl", changed[4:30], ('{"id": "y"}',))
     recipe = EncoderRecipe(model=str(tiny_model_dir))
-    local = load_backend("qdrant", data_dir=tmp_path / "local")
-    remote = load_backend("qdrant", data_dir=tmp_path / "ray")
+    local = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "local")
+    remote = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "ray")
     try:
         for source, delete in ((first, False), (second, True)):
             options = {"documents_per_write": 3, "indexed_fields": ("section",)}
@@ -111,7 +112,7 @@ def test_a_killed_worker_is_restarted_and_the_counts_are_exact(
 ) -> None:  # type: ignore[no-untyped-def]
     records = example_records[:60]
     source = write_jsonl(tmp_path / "docs.jsonl", records)
-    backend = load_backend("qdrant", data_dir=tmp_path / "data")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     killed: list[int] = []
 
     def kill_a_worker(report: SyncReport) -> None:
@@ -138,41 +139,12 @@ def test_a_killed_worker_is_restarted_and_the_counts_are_exact(
         assert {p["doc_id"] for p in payloads.values()} == {r["id"] for r in records}
     finally:
         backend.close()
-    again = load_backend("qdrant", data_dir=tmp_path / "data")
+    again = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     try:
         resumed = Syncer(tiny_encoder, again, "man", documents_per_write=2).run(read_source(source))
         assert resumed.unchanged == len(records)  # every document complete, with its current hash
     finally:
         again.close()
-
-
-def test_workers_write_to_a_server_themselves(
-    tmp_path: Path, local_cluster: None, tiny_encoder, tiny_model_dir: Path, example_records: list[dict]
-) -> None:  # type: ignore[no-untyped-def]
-    """A database server takes writes from every worker; the index equals a local sync's."""
-    pytest.importorskip("splare_connect_opensearch")
-    from tests.opensearch_http import serve_cluster
-    from tests.opensearch_memory import MemoryCluster
-
-    source = write_jsonl(tmp_path / "docs.jsonl", example_records[:20], ("[1, 2]",))
-    cluster = MemoryCluster()
-    with serve_cluster(cluster) as url:
-        location = BackendLocation("opensearch", url=url, options=("replicas=0",))
-        backend = location.open()
-        try:
-            expected = Syncer(tiny_encoder, backend, "local", documents_per_write=3).run(read_source(source))
-            ingest = RayIngest(
-                Syncer(tiny_encoder, backend, "remote", documents_per_write=3),
-                EncoderRecipe(model=str(tiny_model_dir)),
-                location=location,
-            )
-            assert ingest.workers_write
-            report = ingest.run(read_source(source))
-        finally:
-            backend.close()
-    assert counts(report) == counts(expected)
-    assert cluster.documents["remote"] == cluster.documents["local"]
-    assert cluster.mappings["remote"] == cluster.mappings["local"]
 
 
 def test_cli_ingest_on_ray_then_a_local_sync_finds_nothing_to_do(
@@ -197,7 +169,7 @@ def test_a_worker_with_another_model_stops_the_run_with_one_line(
     from splare_connect.errors import EncoderMismatchError
 
     source = write_jsonl(tmp_path / "docs.jsonl", example_records[:8])
-    backend = load_backend("qdrant", data_dir=tmp_path / "data")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     try:
         syncer = Syncer(tiny_encoder, backend, "man", documents_per_write=2)
         with pytest.raises(EncoderMismatchError) as caught:
@@ -212,8 +184,6 @@ def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
     tmp_path: Path, tiny_model_dir: Path, example_records: list[dict]
 ) -> None:  # type: ignore[no-untyped-def]
     """kill -9 the driver of `ingest --engine ray` after a worker's batch landed, then run it again."""
-    from splare_connect_qdrant import create_backend
-
     records = example_records[:200]  # the driver's batch of 64, then three for the actor
     source = write_jsonl(tmp_path / "docs.jsonl", records)
     env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
@@ -234,7 +204,7 @@ def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
             break
     os.killpg(victim.pid, signal.SIGKILL)  # the driver and the local cluster it started
     victim.wait(timeout=30)
-    survivor = create_backend(data_dir=tmp_path / "data")
+    survivor = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     done_before = {p["doc_id"] for _, p in survivor.iter_payloads("man", ["doc_id"])}
     survivor.close()
     assert 0 < len(done_before) < len(records)
@@ -243,7 +213,7 @@ def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout)
     assert (report["documents"], report["unchanged"]) == (len(records), len(done_before))
-    final = create_backend(data_dir=tmp_path / "data")
+    final = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     assert_documents_whole(final, "man", {r["id"] for r in records})
     final.close()
 
@@ -268,8 +238,11 @@ def test_what_workers_elsewhere_are_sent_needs_nothing_of_this_process(
     assert EncoderRecipe(model="model").for_other_machines().model == str(tmp_path / "model")
     assert EncoderRecipe(model="a-model-name").for_other_machines().model == "a-model-name"
     assert EncoderRecipe().for_other_machines().model is None
-    monkeypatch.setenv("QDRANT_URL", "http://qdrant.internal:6333")
-    assert BackendLocation("qdrant").for_other_machines().url == "http://qdrant.internal:6333"
-    assert BackendLocation("qdrant", url="http://given:6333").for_other_machines().url == "http://given:6333"
-    monkeypatch.delenv("QDRANT_URL")
-    assert BackendLocation("qdrant").for_other_machines().url is None
+    url_env = describe_backend(DEFAULT_BACKEND).url_env
+    assert url_env is not None
+    monkeypatch.setenv(url_env, "http://db.internal:6333")
+    assert BackendLocation(DEFAULT_BACKEND).for_other_machines().url == "http://db.internal:6333"
+    given = BackendLocation(DEFAULT_BACKEND, url="http://given:6333")
+    assert given.for_other_machines().url == "http://given:6333"
+    monkeypatch.delenv(url_env)
+    assert BackendLocation(DEFAULT_BACKEND).for_other_machines().url is None

@@ -12,8 +12,8 @@ import pytest
 
 from splare_connect import CheckpointError, SplareEncoder
 from splare_connect.backbone import load_backbone
-from splare_connect.tokenization import TextTokenizer, load_tokenizer, plain_tokenizer_config
 from splare_connect.testing.tiny_models import SAMPLE_TEXTS, build_tokenizer
+from splare_connect.tokenization import TextTokenizer, load_tokenizer, plain_tokenizer_config
 
 TEXTS = ["passage: List files in a directory", "query:   copy   ", "", *SAMPLE_TEXTS]
 

@@ -63,8 +63,8 @@ def test_train_config_rejects_unknown_settings(tmp_path: Path) -> None:
 def test_train_sae_learns_a_loadable_topk_sae(tmp_path: Path, example_records: list[dict]) -> None:
     import numpy as np
 
-    from splare_connect.training.sae_training import collect_states, train_sae_model
     from splare_connect.testing.tiny_models import build_bert
+    from splare_connect.training.sae_training import collect_states, train_sae_model
 
     backbone = build_bert(tmp_path / "backbone")
     texts = [r["text"] for r in example_records[:80]]

@@ -14,11 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from splare_connect import BackendError, ConfigError, Retriever, SplareEncoder
-from splare_connect.attach import Attacher
-from splare_connect.backends.schema import STATE_KEY, text_hash
-from tests.opensearch_recording import (
+from opensearch_recording import (
     CLUSTER_INFO,
     PLUGINS_WITH_NEURAL,
     Recorder,
@@ -28,6 +24,10 @@ from tests.opensearch_recording import (
     recording_client,
     search_response,
 )
+
+from splare_connect import BackendError, ConfigError, Retriever, SplareEncoder
+from splare_connect.attach import Attacher
+from splare_connect.backends.schema import STATE_KEY, text_hash
 
 pytest.importorskip("splare_connect_opensearch")
 from splare_connect_opensearch import create_backend

@@ -13,12 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
-from splare_connect.backends import CollectionSpec, PointRecord
-from splare_connect.backends.schema import point_id
-from splare_connect.filters import parse_filters
-from tests.opensearch_recording import (
+from opensearch_recording import (
     CLUSTER_INFO,
     PLUGINS_WITH_NEURAL,
     Recorder,
@@ -29,6 +24,11 @@ from tests.opensearch_recording import (
     recording_client,
     search_response,
 )
+
+from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
+from splare_connect.backends import CollectionSpec, PointRecord
+from splare_connect.backends.schema import point_id
+from splare_connect.filters import parse_filters
 
 pytest.importorskip("splare_connect_opensearch")
 from splare_connect_opensearch import BulkWriteError, OpenSearchBackend, create_backend

@@ -1,3 +1,3 @@
-"""The repository's shared fixtures (tiny model, real Qdrant engines), for the Qdrant adapter's own tests."""
+"""Fixtures for the qdrant adapter's tests: the kit's tiny real models and example records."""
 
-from tests.conftest import *  # noqa: F403 (fixtures are found by name)
+from splare_connect.testing.fixtures import *  # noqa: F403 (fixtures are found by name)

@@ -28,9 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-
-from splare_connect.backends.schema import payload_value
-from tests.opensearch_recording import (
+from opensearch_recording import (
     CLUSTER_INFO,
     PLUGINS_WITH_NEURAL,
     Recorder,
@@ -39,6 +37,8 @@ from tests.opensearch_recording import (
     index_not_found,
     recording_client,
 )
+
+from splare_connect.backends.schema import payload_value
 
 
 def stored_weight(weight: float) -> float:

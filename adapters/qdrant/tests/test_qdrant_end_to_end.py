@@ -78,7 +78,7 @@ def test_example_rag_script(tmp_path: Path) -> None:
     import runpy
     import sys
 
-    script = Path(__file__).resolve().parents[2] / "examples" / "rag_search.py"
+    script = Path(__file__).resolve().parents[3] / "examples" / "rag_search.py"
     argv = sys.argv
     sys.argv = [str(script), "--limit", "25", "--data-dir", str(tmp_path / "data")]
     try:

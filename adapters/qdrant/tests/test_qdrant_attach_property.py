@@ -46,7 +46,7 @@ from splare_connect.backends.schema import STATE_KEY, text_hash
 from splare_connect.record_rules import RecordLimits
 
 pytest.importorskip("splare_connect_qdrant")
-from tests.attach_app import DENSE, App
+from qdrant_attach_app import DENSE, App
 
 EXAMPLES = int(os.environ.get("SPLARE_ATTACH_EXAMPLES", "200"))
 OTHER_STATE_KEY = "_splare_2"  # chosen when the app already used "_splare" before the first attach

@@ -11,7 +11,9 @@ OpenSearch adapter stores (:func:`splare_connect_opensearch.bodies.features`).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,7 +21,9 @@ import numpy as np
 import pytest
 
 from splare_connect.errors import BackendError, ConfigError
-from splare_connect.service.opensearch_connector import (
+from splare_connect.sparse_vector import SparseVector
+from splare_connect.testing.service import API_KEY, RunningServer, start_server, stop_server
+from splare_connect_opensearch.ml_connector import (
     POST_PROCESS_FUNCTION,
     PRE_PROCESS_FUNCTION,
     SPARSE_ENCODING_MAPPING,
@@ -29,18 +33,27 @@ from splare_connect.service.opensearch_connector import (
     register_remote_model,
     request_body_template,
 )
-from splare_connect.sparse_vector import SparseVector
-from tests.service.conftest import API_KEY, RunningServer
 
 pytest.importorskip("splare_connect_opensearch")
 
+from opensearch_recording import Recorder, Request, recording_client
+
 from splare_connect_opensearch.bodies import features
-from tests.opensearch_recording import Recorder, Request, recording_client
 
 SERVICE = "http://encoder.internal:8000"
 
 
 # ----------------------------------------------------- the Painless script, transcribed
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """``splare-connect serve --no-search``: the /encode endpoint ML Commons calls, no database."""
+    running = start_server(tiny_model_dir, tmp_path_factory.mktemp("connector-log") / "server.log", "--no-search")
+    yield running
+    stop_server(running)
+
+
 def java_double_to_string(value: float) -> str:
     """``Double.toString`` (JDK 19+): the shortest digits that read back as the same double, in Java's layout."""
     shortest = repr(value)

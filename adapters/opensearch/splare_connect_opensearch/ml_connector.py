@@ -24,9 +24,9 @@ How a request travels (ML Commons, ``protocol: http``):
 
 The token names are the ones the OpenSearch adapter stores in its ``rank_features``
 field (:func:`splare_connect_opensearch.bodies.features`): a latent's id as a decimal
-string, weights below ``Float.MIN_NORMAL`` dropped (Lucene refuses them). The core does
-not import the adapter, and OpenSearch cannot run Python, so the rule is restated in
-Painless here; the tests check it against the adapter's function.
+string, weights below ``Float.MIN_NORMAL`` dropped (Lucene refuses them). OpenSearch
+cannot run Python, so the rule is restated in Painless here; the tests check it against
+the adapter's function.
 
 What is verified, and what is not (no OpenSearch cluster runs in this project's tests):
 the request bodies that :func:`register_remote_model` sends go through the real

@@ -25,8 +25,9 @@ from splare_connect.backends.schema import STATE_KEY, text_hash
 from splare_connect.documents import read_iterable
 
 pytest.importorskip("splare_connect_qdrant")
+from qdrant_attach_app import DENSE, ENGINES, App, app_id, app_vector, short
+
 from splare_connect_qdrant import create_backend
-from tests.attach_app import DENSE, ENGINES, App, app_id, app_vector, short
 
 
 @pytest.fixture(params=ENGINES)

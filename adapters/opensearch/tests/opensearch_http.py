@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.opensearch_memory import MemoryCluster
-from tests.opensearch_recording import Request
+from opensearch_memory import MemoryCluster
+from opensearch_recording import Request
 
 
 @contextmanager

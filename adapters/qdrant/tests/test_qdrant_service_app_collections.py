@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.conftest import RunningServer, start_server, stop_server
+from splare_connect.testing.service import RunningServer, start_server, stop_server
 
 APP_SHARD = "kb"
 DENSE = 8

@@ -24,8 +24,9 @@ from splare_connect.chunking import chunk_document, content_window
 from splare_connect.documents import Document, read_iterable
 
 pytest.importorskip("splare_connect_qdrant")
+from qdrant_attach_app import ENGINES, App, app_id, app_vector, short
+
 from splare_connect_qdrant import create_backend
-from tests.attach_app import ENGINES, App, app_id, app_vector, short
 
 
 @pytest.fixture(params=ENGINES)
