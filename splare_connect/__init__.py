@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from splare_connect.sparse_vector import SparseVector
     from splare_connect.sync import Syncer
 
-__version__ = "0.1.0"
+    __version__: str
 
 __all__ = [
     "BackendError",
@@ -79,8 +79,25 @@ _LAZY = {
 }
 
 
+def _installed_version() -> str:
+    """The installed distribution's version: pyproject.toml is the one place it is written."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("splare-connect")
+    except PackageNotFoundError:  # a source tree on sys.path that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
-    """Import heavy names (numpy- and torch-backed) on first access."""
+    """Import heavy names (numpy- and torch-backed) on first access.
+
+    ``__version__`` is read from the installed metadata on first access too:
+    ``importlib.metadata`` costs more to import than the rest of the package.
+    """
+    if name == "__version__":
+        globals()["__version__"] = value = _installed_version()
+        return value
     if name in _LAZY:
         import importlib
 

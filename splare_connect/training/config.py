@@ -97,7 +97,7 @@ class TrainConfig:
         lambda_dense_from_sparse: Weight of distilling the sparse student's ranking of each
             query's candidates into the dense embedding (``KL(softmax(sparse) ||
             softmax(dense))``, sparse scores held fixed), meant to pull the hybrid's two parts
-            together where they disagree. Measured (docs/fine-tuning-runs.md, v16 and v18):
+            together where they disagree. Measured (experiments/fine-tuning/runs.md, v16 and v18):
             it lifts the dense side in most languages, past sparse at 0.3, less at 0.1. 0
             turns it off.
         dense_from_sparse_where_sparse_leads: Apply that term only to the queries where the
