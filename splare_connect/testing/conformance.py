@@ -139,7 +139,11 @@ class BackendConformance:
             "section!=1": lambda m: m["section"] != "1",
         }
         for expression, keep in cases.items():
-            expected = brute_force(points, query, lambda p, keep=keep: keep(p.payload["metadata"]), self.bits)[:10]
+
+            def matches(point: PointRecord, keep: Callable[[Any], bool] = keep) -> bool:
+                return keep(point.payload["metadata"])
+
+            expected = brute_force(points, query, matches, self.bits)[:10]
             hits = backend.search(self.collection, query, k=10, filter=parse_filters([expression]))
             assert [round(h.score, 4) for h in hits] == [round(s, 4) for _, s in expected], expression
             assert all(keep(h.payload["metadata"]) for h in hits), expression

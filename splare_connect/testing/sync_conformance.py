@@ -128,7 +128,7 @@ class SyncConformance:
         report = Syncer(tiny_encoder, backend, "mixed").run(read_source(source))
         assert report.new == 4
         assert {p["doc_id"] for _, p in backend.iter_payloads("mixed", ["doc_id"])} == {r["id"] for r in good}
-        problems = {error.line: str(error) for error in report.skipped}
+        problems = {error.line or 0: str(error) for error in report.skipped}
         assert sorted(problems) == [2, 4, 5, 6, 9]
         assert "no id" in problems[2] and "text is a int" in problems[4] and "invalid JSON" in problems[5]
         assert "invalid UTF-8" in problems[6] and "duplicate id" in problems[9] and f"{source}:1" in problems[9]
