@@ -1,9 +1,10 @@
-"""splare-connect for LangChain apps: a sparse embedding for langchain-qdrant, and a retriever.
+"""splare-connect for LangChain apps: a retriever, and a sparse embedding for langchain-qdrant.
 
 Two ways in, depending on who owns the collection:
 
 - The app already uses langchain-qdrant's ``QdrantVectorStore``: pass
-  :class:`SplareSparseEmbeddings` as its ``sparse_embedding`` (``RetrievalMode.SPARSE`` or
+  :class:`~splare_connect.integrations.langchain_qdrant.SplareSparseEmbeddings` (also
+  importable from here; it loads langchain-qdrant only then) as its ``sparse_embedding`` (``RetrievalMode.SPARSE`` or
   ``HYBRID`` with the app's own dense ``Embeddings``). LangChain owns the collection and
   its payload; splare-connect only turns text into sparse vectors.
 - The collection was built by splare-connect (``Syncer``): wrap its
@@ -33,7 +34,6 @@ from splare_connect.integrations import require
 # Imported first, so a missing framework is reported with the install command rather than
 # as a bare ModuleNotFoundError from a line below.
 require("langchain_core", "langchain")
-require("langchain_qdrant", "langchain")
 
 from langchain_core.callbacks import (  # noqa: E402
     AsyncCallbackManagerForRetrieverRun,
@@ -41,94 +41,30 @@ from langchain_core.callbacks import (  # noqa: E402
 )
 from langchain_core.documents import Document  # noqa: E402
 from langchain_core.retrievers import BaseRetriever  # noqa: E402
-from langchain_qdrant import SparseEmbeddings  # noqa: E402
-from langchain_qdrant import SparseVector as LangChainSparseVector  # noqa: E402
 from pydantic import ConfigDict, Field  # noqa: E402
 
-from splare_connect.encoding.inputs import validate_texts  # noqa: E402
-from splare_connect.errors import ConfigError  # noqa: E402
 from splare_connect.integrations import encoder_from  # noqa: E402
 from splare_connect.retriever import Retriever, SearchHit  # noqa: E402
 
 if TYPE_CHECKING:
     from splare_connect.backends import Backend
     from splare_connect.encoder import SplareEncoder
-    from splare_connect.sparse_vector import SparseVector
 
-__all__ = ["SplareRetriever", "SplareSparseEmbeddings"]
+__all__ = ["SplareRetriever"]  # and SplareSparseEmbeddings, loaded on first use (below)
+
+
+def __getattr__(name: str) -> Any:
+    """``SplareSparseEmbeddings`` lives with langchain-qdrant's store; loaded only when asked for,
+    so the retriever needs langchain-core alone and never loads a database client."""
+    if name == "SplareSparseEmbeddings":
+        from splare_connect.integrations.langchain_qdrant import SplareSparseEmbeddings
+
+        return SplareSparseEmbeddings
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Options LangChain reads from ``invoke(..., **kwargs)`` itself; they are not search options.
 _LANGCHAIN_INVOKE_OPTIONS = frozenset({"verbose"})
-
-
-def _to_langchain(vector: SparseVector) -> LangChainSparseVector:
-    # Plain ints and floats: langchain-qdrant's pydantic model and Qdrant's JSON both want them.
-    return LangChainSparseVector(indices=vector.indices.tolist(), values=vector.values.tolist())
-
-
-class SplareSparseEmbeddings(SparseEmbeddings):
-    """SPLARE sparse vectors for langchain-qdrant's ``QdrantVectorStore(sparse_embedding=...)``.
-
-    Documents and queries are encoded differently (prefix and pruning), which is why
-    ``embed_documents`` and ``embed_query`` are not interchangeable: index with the first,
-    search with the second, as ``QdrantVectorStore`` does.
-
-    A blank text (empty or whitespace) has no features and becomes an empty sparse vector.
-    Qdrant stores it, and an empty *query* vector matches nothing: ``RetrievalMode.SPARSE``
-    returns no results for a blank query, and ``HYBRID`` falls back to the dense ranking.
-    That is the same rule as :meth:`Retriever.search`, so it is kept rather than raised.
-
-    The async forms (inherited from ``SparseEmbeddings``) run the encoder in a worker
-    thread, so the event loop keeps serving. One instance may be shared by threads: the
-    encoder serialises its calls.
-
-    Args:
-        encoder: A loaded :class:`~splare_connect.encoder.SplareEncoder`, a registered model
-            name or model directory, or None for the default model. Names are loaded through
-            :func:`~splare_connect.integrations.shared_encoder`, so an app that also builds a
-            :class:`SplareRetriever` loads the model once.
-        batch_size: Texts per forward pass.
-        **encoder_options: Loading options (``device``, ``precision`` ...) when ``encoder``
-            is a name, a directory or None.
-
-    Raises:
-        ConfigError: ``batch_size`` is not positive, or loading options come with a loaded encoder.
-    """
-
-    def __init__(
-        self,
-        encoder: SplareEncoder | str | Path | None = None,
-        *,
-        batch_size: int = 32,
-        **encoder_options: Any,
-    ) -> None:
-        if batch_size <= 0:
-            raise ConfigError(f"batch_size must be positive, got {batch_size}")
-        self.encoder = encoder_from(encoder, **encoder_options)
-        self.batch_size = batch_size
-
-    def embed_documents(self, texts: list[str]) -> list[LangChainSparseVector]:
-        """Sparse vectors for documents, in input order (``document_top_k`` pruning).
-
-        Raises:
-            BadInputError: ``texts`` is one string rather than a list of them (it would be
-                encoded one vector per character), or a text is not valid Unicode.
-        """
-        # encode() checks the texts itself (validate_texts): list(texts) would split a string.
-        encoded = self.encoder.encode(texts, role="document", batch_size=self.batch_size)
-        return [_to_langchain(vector) for vector in encoded.sparse]
-
-    def embed_query(self, text: str) -> LangChainSparseVector:
-        """The sparse vector of one query (``query_top_k`` pruning); empty for a blank text.
-
-        Raises:
-            BadInputError: ``text`` is not a string, or holds a lone surrogate.
-        """
-        [query] = validate_texts([text], name="query")
-        return _to_langchain(self.encoder.encode([query], role="query").sparse[0])
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(encoder={self.encoder!r}, batch_size={self.batch_size})"
 
 
 class SplareRetriever(BaseRetriever):

@@ -325,15 +325,35 @@ def test_embeddings_refuse_bad_settings(tiny_encoder: Any) -> None:
 # --- the optional dependency --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("absent", ["langchain_core", "langchain_qdrant"])
-def test_missing_langchain_names_the_extra(monkeypatch: pytest.MonkeyPatch, absent: str) -> None:
+@pytest.mark.parametrize(
+    ("absent", "module"),
+    [
+        ("langchain_core", "splare_connect.integrations.langchain"),
+        ("langchain_core", "splare_connect.integrations.langchain_qdrant"),
+        ("langchain_qdrant", "splare_connect.integrations.langchain_qdrant"),
+    ],
+)
+def test_missing_langchain_names_the_extra(monkeypatch: pytest.MonkeyPatch, absent: str, module: str) -> None:
     import importlib
 
     monkeypatch.setitem(sys.modules, absent, None)  # what `import` sees when a package is not installed
-    monkeypatch.delitem(sys.modules, "splare_connect.integrations.langchain", raising=False)
+    monkeypatch.delitem(sys.modules, module, raising=False)
     with pytest.raises(MissingDependencyError, match=r'pip install "splare-connect\[langchain\]"') as raised:
-        importlib.import_module("splare_connect.integrations.langchain")
+        importlib.import_module(module)
     assert isinstance(raised.value, ImportError) and absent in str(raised.value)
+
+
+def test_the_retriever_never_loads_a_database_client() -> None:
+    """Not even indirectly: SplareSparseEmbeddings (langchain-qdrant) loads only when asked for."""
+    code = (
+        "import sys; from splare_connect.integrations.langchain import SplareRetriever; "
+        "print(sorted(m for m in sys.modules if m.startswith(('langchain_qdrant', 'qdrant_client'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    code = "from splare_connect.integrations.langchain import SplareSparseEmbeddings; print(SplareSparseEmbeddings)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "splare_connect.integrations.langchain_qdrant.SplareSparseEmbeddings" in out
 
 
 def test_importing_the_package_does_not_import_langchain() -> None:
