@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from splare_connect.cli import attach, collections, evaluate, features, ingest, search, serve, train
+from splare_connect.cli import attach, backends, collections, evaluate, features, ingest, search, serve, train
 from splare_connect.cli.common import EXIT_SKIPPED, print_error
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
@@ -42,6 +42,7 @@ app.command("serve")(serve.serve)
 app.command("eval")(evaluate.eval_command)
 app.command("train")(train.train_command)
 app.command("train-sae")(train.train_sae_command)
+app.command("backends")(backends.backends_command)
 app.add_typer(collections.app, name="collections")
 app.add_typer(features.app, name="features")
 
