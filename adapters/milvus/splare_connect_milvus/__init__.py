@@ -91,23 +91,43 @@ def create_backend(
         raise ConfigError(f"data_dir is for Milvus Lite; it can't be combined with {chosen[0]}")
     seconds = check_seconds("timeout", timeout, DEFAULT_TIMEOUT)
     deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
-    sizes = {"max_batch_points": max_batch_points, "max_batch_bytes": max_batch_bytes}
     policy = RetryPolicy(MILVUS_ERRORS, max_attempts, backoff_seconds, deadline, LOGGER)
     if client is not None:
         lite = str(getattr(client, "_uri", "") or "").endswith(".db")
         retry, wait = (None, None) if lite else (policy, seconds)
-        return MilvusBackend(client, lite=lite, retry=retry, timeout=wait, owns_client=False, **sizes)
+        return MilvusBackend(
+            client,
+            lite=lite,
+            retry=retry,
+            timeout=wait,
+            owns_client=False,
+            max_batch_points=max_batch_points,
+            max_batch_bytes=max_batch_bytes,
+        )
     if url:
         url = check_url(url, env_name=URL_ENV if from_env else None, credentials_hint=_CREDENTIALS_HINT)
         server = _server_client(url, seconds, db_name)
         return MilvusBackend(
-            server, lite=False, where=f" on {url}", retry=policy, timeout=seconds, concurrent_writers=True, **sizes
+            server,
+            lite=False,
+            where=f" on {url}",
+            retry=policy,
+            timeout=seconds,
+            concurrent_writers=True,
+            max_batch_points=max_batch_points,
+            max_batch_bytes=max_batch_bytes,
         )
     if db_name is not None:
         raise ConfigError("db_name is for a Milvus server; Milvus Lite keeps one database per file")
     directory = Path(data_dir or "./splare-data")
     path = directory / LITE_FILE
-    return MilvusBackend(_lite_client(directory, path), lite=True, where=f" in {path}", **sizes)
+    return MilvusBackend(
+        _lite_client(directory, path),
+        lite=True,
+        where=f" in {path}",
+        max_batch_points=max_batch_points,
+        max_batch_bytes=max_batch_bytes,
+    )
 
 
 def _lite_client(directory: Path, path: Path) -> Any:

@@ -44,7 +44,7 @@ from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, TEXT, point_id, 
 from splare_connect.errors import BackendError, CollectionNotAttachedError, CollectionNotFoundError, ConfigError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_milvus.errors import call_engine, refuses_data
-from splare_connect_milvus.filters import PAYLOAD_FIELD, build_expression
+from splare_connect_milvus.filters import PAYLOAD_FIELD, build_expression, quote
 
 T = TypeVar("T")
 
@@ -134,6 +134,7 @@ class MilvusBackend:
         self.max_batch_bytes = max_batch_bytes
         self.owns_client = owns_client
         self.concurrent_writers = concurrent_writers
+        self.page_size = _PAGE
         self._specs: dict[str, CollectionSpec] = {}
         self._loaded: set[str] = set()
 
@@ -208,7 +209,9 @@ class MilvusBackend:
         """Milvus's description of a collection (schema, properties), or None when it doesn't exist."""
         if not self._call(f"checking collection {name!r}", lambda: self.client.has_collection(name, **self._options())):
             return None
-        info = self._call(f"reading collection {name!r}", lambda: self.client.describe_collection(name, **self._options()))
+        info = self._call(
+            f"reading collection {name!r}", lambda: self.client.describe_collection(name, **self._options())
+        )
         return dict(info)
 
     def describe_collection(self, name: str) -> CollectionSpec | None:
@@ -339,21 +342,37 @@ class MilvusBackend:
         """Every point's record id with the named top-level payload fields (the text only when named)."""
         self._spec(collection)
         output = [PAYLOAD_FIELD, *([TEXT_FIELD] if TEXT in fields else [])]
-        iterator = self._call(
-            f"reading points of {collection!r}",
-            lambda: self.client.query_iterator(collection, batch_size=_PAGE, output_fields=output, **self._options()),
-        )
-        try:
-            while True:
-                page = self._call(f"reading points of {collection!r}", iterator.next)
-                if not page:
-                    return
-                for row in page:
-                    payload = _payload(row)
-                    record_id = pop_record_id(payload, default=str(row.get(ID_FIELD)))
-                    yield record_id, {name: payload[name] for name in fields if name in payload}
-        finally:
-            iterator.close()
+        for row in self._scan(collection, output):
+            payload = _payload(row)
+            record_id = pop_record_id(payload, default=str(row.get(ID_FIELD)))
+            yield record_id, {name: payload[name] for name in fields if name in payload}
+
+    def _scan(self, collection: str, output: list[str]) -> Iterator[dict[str, Any]]:
+        """Every row, in primary-key order, a page at a time (``id > last`` with the server's iterator ordering).
+
+        pymilvus's ``query_iterator`` does the same, but first asks for a session timestamp
+        that Milvus Lite doesn't implement (it logs a gRPC traceback each time).
+        """
+        last: str | None = None
+        while True:
+            expression = f"{ID_FIELD} > {quote(last)}" if last is not None else f'{ID_FIELD} != ""'
+            page = self._call(
+                f"reading points of {collection!r}",
+                lambda expression=expression: self.client.query(  # type: ignore[misc]
+                    collection,
+                    filter=expression,
+                    limit=self.page_size,
+                    output_fields=output,
+                    iterator="True",
+                    reduce_stop_for_best="True",
+                    **self._options(),
+                ),
+            )
+            rows = sorted((dict(row) for row in page), key=lambda row: str(row[ID_FIELD]))
+            yield from rows
+            if len(rows) < self.page_size:
+                return
+            last = str(rows[-1][ID_FIELD])
 
     def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
         """Stored sparse vectors by record id, in the order asked (missing ids are left out)."""
@@ -480,7 +499,9 @@ class MilvusBackend:
         layout = self.inspect_collection(spec.name)
         if layout is None or dense_field not in layout.dense:
             names = ", ".join(repr(name) for name in (layout.dense if layout else {})) or "none"
-            raise BackendError(f"collection {spec.name!r} has no dense vector {dense_field!r} (its dense vectors: {names})")
+            raise BackendError(
+                f"collection {spec.name!r} has no dense vector {dense_field!r} (its dense vectors: {names})"
+            )
         index = self._call(
             f"reading the index of {dense_field!r} in {spec.name!r}",
             lambda: self.client.describe_index(spec.name, dense_field, **self._options()),
@@ -488,7 +509,7 @@ class MilvusBackend:
         return dense_field, layout.dense[dense_field], str((index or {}).get("metric_type") or "COSINE")
 
     def _load(self, name: str) -> None:
-        """Load a collection before its first read (Milvus searches only loaded collections; reopening releases them)."""
+        """Load a collection before its first read (Milvus reads only loaded collections; reopening releases them)."""
         if name not in self._loaded:
             self._call(f"loading {name!r}", lambda: self.client.load_collection(name, **self._options()))
             self._loaded.add(name)
@@ -503,7 +524,7 @@ class MilvusBackend:
 
 def _sparse_dict(vector: SparseVector) -> dict[int, float]:
     """``{feature id: weight}``, the form pymilvus sends; float32 weights convert to float exactly."""
-    return dict(zip(vector.indices.tolist(), vector.values.tolist()))
+    return dict(zip(vector.indices.tolist(), vector.values.tolist(), strict=True))
 
 
 def _sparse(spec: CollectionSpec, stored: Any) -> SparseVector:

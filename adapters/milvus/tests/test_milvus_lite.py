@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from milvus_points import DIM, FINGERPRINT, brute_force, make_points, random_queries, spec
+from milvus_points import DIM, brute_force, make_points, random_queries, spec
+from splare_connect_milvus import create_backend
 
 from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
-from splare_connect.backends import Backend, CollectionSpec, PointRecord
+from splare_connect.backends import Backend, PointRecord
 from splare_connect.errors import CollectionNotAttachedError, CollectionNotFoundError, RecordsRejectedError
 from splare_connect.filters import Condition, parse_filters
-from splare_connect_milvus import create_backend
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_what_milvus_cannot_hold_is_refused_before_anything_is_created(lite) -> 
         lite.create_collection(spec("my-docs"))
     with pytest.raises(ConfigError, match="taken by the payload columns"):
         lite.create_collection(spec(sparse_vector_name="payload"))
-    with pytest.raises(ConfigError, match="field name 'a.b'"):
+    with pytest.raises(ConfigError, match=r"field name 'a\.b'"):
         lite.create_collection(spec(dense_vector_name="a.b"))
     assert lite.list_collections() == []
 
@@ -99,6 +99,12 @@ def test_upsert_is_idempotent_delete_count_payloads_and_exact_vectors(loaded, po
         original = points[int(record_id[4:-2])].sparse
         assert vector == original and vector.values.dtype == np.float32
         assert np.array_equal(vector.values, original.values) and np.array_equal(vector.indices, original.indices)
+
+
+def test_scans_page_through_every_point_once(loaded, points) -> None:  # type: ignore[no-untyped-def]
+    loaded.page_size = 7  # 300 points: 43 pages, the last one short
+    scanned = [record_id for record_id, _ in loaded.iter_payloads("docs", [])]
+    assert sorted(scanned) == sorted(p.id for p in points)
 
 
 def test_a_changed_record_replaces_the_old_one(loaded, points) -> None:  # type: ignore[no-untyped-def]
@@ -192,7 +198,9 @@ def test_filters_equal_the_oracle(loaded, points, expression: str) -> None:  # t
 def test_conditions_combine_and_a_raw_expression_passes_through(loaded, points) -> None:  # type: ignore[no-untyped-def]
     query = random_queries(1, seed=11)[0]
     both = [Condition("lang", "eq", "en"), Condition("year", "gt", 2010)]
-    expected = brute_force(points, query, lambda p: p.payload["metadata"].get("lang") == "en" and p.payload["metadata"]["year"] > 2010)
+    expected = brute_force(
+        points, query, lambda p: p.payload["metadata"].get("lang") == "en" and p.payload["metadata"]["year"] > 2010
+    )
     assert_like_oracle(loaded.search("docs", query, k=50, filter=both), expected[:50])
     raw = loaded.search("docs", query, k=50, filter='payload["metadata"]["year"] > 2010')
     assert raw and all(h.payload["metadata"]["year"] > 2010 for h in raw)
@@ -204,7 +212,9 @@ def test_filter_values_and_keys_cannot_inject_expressions(lite) -> None:  # type
     lite.create_collection(spec("odd", dense_dim=None))
     tricky = ['de" or 1 == 1 or "', 'back\\slash"', "new\nline\ttab", "ü ✓ '单' \\u00fc", 'a"]["b', "\x01ctl"]
     records = [
-        PointRecord(f"r{i}#0", SparseVector.from_pairs({1: 1.0 + i}, DIM), None, {"doc_id": f"r{i}", "metadata": {"v": value}})
+        PointRecord(
+            f"r{i}#0", SparseVector.from_pairs({1: 1.0 + i}, DIM), None, {"doc_id": f"r{i}", "metadata": {"v": value}}
+        )
         for i, value in enumerate(tricky)
     ]
     lite.upsert("odd", records)
@@ -224,7 +234,9 @@ def test_hybrid_rrf_fuses_both_sides_with_its_k(loaded, points) -> None:  # type
     for rrf_k in (2, 60):  # Milvus's RRF adds 1 / (k + rank) per side, ranks counted from 1
         top = loaded.hybrid_search("docs", sparse, dense, k=3, rrf_k=rrf_k)[0]
         assert 1 / (rrf_k + 1) - 1e-6 <= top.score <= 2 / (rrf_k + 1) + 1e-6
-    filtered = loaded.hybrid_search("docs", points[3].sparse, points[3].dense, k=10, filter=[Condition("lang", "eq", "fr")])
+    filtered = loaded.hybrid_search(
+        "docs", points[3].sparse, points[3].dense, k=10, filter=[Condition("lang", "eq", "fr")]
+    )
     assert filtered and all(h.payload["metadata"]["lang"] == "fr" for h in filtered)
     dense_only = loaded.hybrid_search("docs", SparseVector.from_pairs({}, DIM), target.dense, k=3)
     assert dense_only[0].id == target.id  # a query with no features: the dense side alone
@@ -235,10 +247,16 @@ def test_hybrid_weighted_follows_its_weights(loaded, points) -> None:  # type: i
     far = -points[3].dense
     by_sparse = loaded.hybrid_search("docs", points[3].sparse, far, k=5, fusion="weighted", weights=(1.0, 0.0))
     assert by_sparse[0].id == sparse_best
-    by_dense = loaded.hybrid_search("docs", points[3].sparse, points[20].dense, k=5, fusion="weighted", weights=(0.0, 1.0))
+    by_dense = loaded.hybrid_search(
+        "docs", points[3].sparse, points[20].dense, k=5, fusion="weighted", weights=(0.0, 1.0)
+    )
     assert by_dense[0].id == points[20].id
-    scaled = loaded.hybrid_search("docs", points[3].sparse, points[20].dense, k=5, fusion="weighted", weights=(2.0, 6.0))
-    same = loaded.hybrid_search("docs", points[3].sparse, points[20].dense, k=5, fusion="weighted", weights=(1 / 3, 1.0))
+    scaled = loaded.hybrid_search(
+        "docs", points[3].sparse, points[20].dense, k=5, fusion="weighted", weights=(2.0, 6.0)
+    )
+    same = loaded.hybrid_search(
+        "docs", points[3].sparse, points[20].dense, k=5, fusion="weighted", weights=(1 / 3, 1.0)
+    )
     assert [h.id for h in scaled] == [h.id for h in same]
     with pytest.raises(ConfigError, match="weights of 0 or more"):
         loaded.hybrid_search("docs", points[3].sparse, far, k=5, fusion="weighted", weights=(-1.0, 1.0))
@@ -248,7 +266,9 @@ def test_fusions_milvus_lacks_are_refused_in_one_line(loaded, points) -> None:  
     sparse, dense = points[3].sparse, points[3].dense
     with pytest.raises(ConfigError, match=r"^Milvus has no dbsf fusion; it offers: rrf, weighted$"):
         loaded.hybrid_search("docs", sparse, dense, fusion="dbsf")
-    with pytest.raises(ConfigError, match=r"^Milvus's RRF fusion takes no weights \(got \(1.0, 0.0\)\): use hybrid='weighted'"):
+    with pytest.raises(
+        ConfigError, match=r"^Milvus's RRF fusion takes no weights \(got \(1.0, 0.0\)\): use hybrid='weighted'"
+    ):
         loaded.hybrid_search("docs", sparse, dense, fusion="rrf", weights=(1.0, 0.0))
     equal = loaded.hybrid_search("docs", sparse, dense, k=5, weights=(2.0, 2.0))
     assert [h.id for h in equal] == [h.id for h in loaded.hybrid_search("docs", sparse, dense, k=5)]
