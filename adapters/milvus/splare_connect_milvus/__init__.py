@@ -25,7 +25,7 @@ from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIM
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
 from splare_connect_milvus.backend import CAPABILITIES, MilvusBackend
-from splare_connect_milvus.errors import MILVUS_ERRORS, call_engine, quiet_pymilvus_errors
+from splare_connect_milvus.errors import MILVUS_ERRORS, call_engine, quiet_lite_timestamp_errors, quiet_pymilvus_errors
 
 __all__ = ["BACKEND", "BACKEND_OPTIONS", "CAPABILITIES", "MilvusBackend", "create_backend"]
 
@@ -93,7 +93,9 @@ def create_backend(
     deadline = check_seconds("retry_deadline", retry_deadline, DEFAULT_RETRY_DEADLINE)
     policy = RetryPolicy(MILVUS_ERRORS, max_attempts, backoff_seconds, deadline, LOGGER)
     if client is not None:
-        lite = str(getattr(client, "_uri", "") or "").endswith(".db")
+        lite = _runs_lite(client)
+        if lite:
+            quiet_lite_timestamp_errors()
         retry, wait = (None, None) if lite else (policy, seconds)
         return MilvusBackend(
             client,
@@ -134,11 +136,29 @@ def _lite_client(directory: Path, path: Path) -> Any:
     """A MilvusClient running Milvus Lite on ``path`` (its directory made if needed)."""
     from pymilvus import MilvusClient
 
+    quiet_lite_timestamp_errors()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create the Milvus Lite directory {str(directory)!r}: {exc.strerror}") from None
     return call_engine(f"opening Milvus Lite at {str(path)!r}", lambda: MilvusClient(str(path)))
+
+
+def _runs_lite(client: Any) -> bool:
+    """Whether an application's MilvusClient talks to a Milvus Lite server pymilvus started in this process.
+
+    pymilvus rewrites a ``.db`` URI to a local gRPC address and keeps nothing else; the
+    servers milvus-lite started are matched by port (private structures: any surprise
+    means "not Lite", which only changes the wording of the attach refusal and adds retries).
+    """
+    try:
+        from milvus_lite.server_manager import server_manager_instance
+
+        address = str(client._config.address)
+        ports = {str(entry[-1]) for entry in server_manager_instance._servers.values()}
+        return address.startswith(("127.0.0.1:", "localhost:")) and address.rsplit(":", 1)[-1] in ports
+    except Exception:
+        return False
 
 
 def _server_client(url: str, timeout: float, db_name: str | None) -> Any:

@@ -16,6 +16,7 @@ those failures itself, in one line, so :func:`quiet_pymilvus_errors` drops those
 from __future__ import annotations
 
 import logging
+import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -112,7 +113,25 @@ class _DropRpcErrorLogs(logging.Filter):
         return record.funcName != "_log_rpc_error"
 
 
+class _DropLiteTimestampErrors(logging.Filter):
+    """Drops the gRPC server's traceback for Milvus Lite's missing ``AllocTimestamp``.
+
+    Milvus Lite serves pymilvus over a gRPC server in this process and implements no
+    ``AllocTimestamp``; pymilvus asks for one while waiting for a new index, gets
+    "Method not implemented", and goes on. Only that record is dropped: any other error
+    of any gRPC server in the process is logged as before.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not isinstance(error, NotImplementedError) or "Method not implemented" not in record.getMessage():
+            return True
+        frames = traceback.extract_tb(error.__traceback__)
+        return not any(frame.name == "AllocTimestamp" for frame in frames)
+
+
 _FILTER = _DropRpcErrorLogs()
+_LITE_FILTER = _DropLiteTimestampErrors()
 
 
 def quiet_pymilvus_errors() -> None:
@@ -120,3 +139,10 @@ def quiet_pymilvus_errors() -> None:
     logger = logging.getLogger("pymilvus.decorators")
     if _FILTER not in logger.filters:
         logger.addFilter(_FILTER)
+
+
+def quiet_lite_timestamp_errors() -> None:
+    """Install :class:`_DropLiteTimestampErrors` once on the gRPC server logger (idempotent)."""
+    logger = logging.getLogger("grpc._server")
+    if _LITE_FILTER not in logger.filters:
+        logger.addFilter(_LITE_FILTER)
