@@ -1,0 +1,20 @@
+"""The repository's shared fixtures (the tiny model, man-page records), and a Milvus Lite backend per test."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import *  # noqa: F403 (fixtures are found by name)
+
+pytest.importorskip("splare_connect_milvus")
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
+    """An empty Milvus Lite database in ``tmp_path`` (the real Milvus engine, in-process)."""
+    from splare_connect_milvus import create_backend
+
+    backend = create_backend(data_dir=tmp_path / "milvus")
+    yield backend
+    backend.close()
