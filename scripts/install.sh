@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install --quiet --upgrade pip
-pip install torch==2.13.0 -e ".[dev]" -e adapters/qdrant -e adapters/opensearch
+pip install torch==2.13.0 -e ".[dev]" -e adapters/qdrant -e adapters/opensearch -e adapters/milvus

@@ -46,7 +46,12 @@ def search(
         list[str],
         typer.Option("--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."),
     ] = [],  # noqa: B006
-    hybrid: Annotated[Fusion | None, typer.Option(help="Fuse with dense vectors in the engine: rrf, dbsf or weighted (what each backend runs: splare-connect backends).")] = None,
+    hybrid: Annotated[
+        Fusion | None,
+        typer.Option(
+            help="Fuse with dense vectors in the engine: rrf, dbsf or weighted (what each backend runs: splare-connect backends)."
+        ),
+    ] = None,
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
     documents: Annotated[bool, typer.Option("--documents", help="One result per document, not per chunk.")] = False,
     backend: BackendOption = DEFAULT_BACKEND,

@@ -1,11 +1,11 @@
-"""The repository's shared fixtures (the tiny model, man-page records), and a Milvus Lite backend per test."""
+"""The kit's fixtures (the tiny real models, the example records), and a Milvus Lite backend per test."""
 
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import *  # noqa: F403 (fixtures are found by name)
+from splare_connect.testing.fixtures import *  # noqa: F403 (fixtures are found by name)
 
 pytest.importorskip("splare_connect_milvus")
 
