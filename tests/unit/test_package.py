@@ -262,3 +262,44 @@ def test_third_party_backend_is_found_by_entry_point() -> None:
 def test_missing_backend_says_what_to_install() -> None:
     with pytest.raises(MissingDependencyError, match=r"backend 'nosuchdb' is not installed .*splare-connect-nosuchdb"):
         load_backend("nosuchdb")
+
+
+def _code_lines_naming(root: Path, names: set[str]) -> list[str]:
+    """``file:line`` of every line of code under ``root`` naming one of ``names``; comments and
+    docstrings (a statement that is only a string) aside."""
+    import io
+    import re
+    import tokenize
+
+    pattern = re.compile("|".join(re.escape(name) for name in sorted(names)), re.IGNORECASE)
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        prose = set()
+        for node in ast.walk(ast.parse(source)):
+            if (
+                isinstance(node, ast.Expr)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+            ):
+                prose.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+        for token in tokenize.generate_tokens(io.StringIO(source).readline):
+            if token.type != tokenize.COMMENT and token.start[0] not in prose and pattern.search(token.string):
+                found.append(f"{path.relative_to(REPO)}:{token.start[0]}")
+    return sorted(set(found))
+
+
+def test_the_core_names_no_backend() -> None:
+    """Adding a backend is one folder: the core reads records, and names only its default.
+
+    The integrations wrapping a framework's own store (langchain-qdrant's, LlamaIndex's and
+    Haystack's Qdrant stores) are the exception the design allows.
+    """
+    from splare_connect.backends.discovery import installed_descriptors
+
+    names = {record.name for record in installed_descriptors()}
+    assert len(names) >= 2
+    allowed = ("splare_connect/integrations/", "splare_connect/backends/default.py")
+    offenders = [line for line in _code_lines_naming(REPO / "splare_connect", names) if not line.startswith(allowed)]
+    assert offenders == []
+    assert _code_lines_naming(REPO / "splare_connect" / "backends", names) == ["splare_connect/backends/default.py:9"]
