@@ -49,7 +49,8 @@ def search(
     hybrid: Annotated[
         Fusion | None,
         typer.Option(
-            help="Fuse with dense vectors in the engine: rrf, dbsf or weighted (what each backend runs: splare-connect backends)."
+            help="Fuse with dense vectors in the engine: rrf, dbsf or weighted "
+            "(which ones a backend runs: splare-connect backends)."
         ),
     ] = None,
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
