@@ -20,7 +20,7 @@ import sys
 import typer
 
 from splare_connect.cli import attach, collections, evaluate, features, ingest, search, serve, train
-from splare_connect.cli.common import EXIT_SKIPPED, print_error
+from splare_connect.cli.common import EXIT_SKIPPED, print_error, reflow_help
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
 
@@ -44,6 +44,7 @@ app.command("train")(train.train_command)
 app.command("train-sae")(train.train_sae_command)
 app.add_typer(collections.app, name="collections")
 app.add_typer(features.app, name="features")
+reflow_help(app)
 
 
 def main() -> None:

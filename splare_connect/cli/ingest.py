@@ -10,21 +10,18 @@ import typer
 from splare_connect.choices import Engine, Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
+    STORED_PANEL,
     BackendOption,
     BackendOptionsOption,
     BatchSizeOption,
     CollectionOption,
     DataDirOption,
-    DenseOption,
     IdfOption,
-    IndexFieldOption,
     JsonOption,
     ModelOption,
     PrecisionOption,
     RuntimeOption,
-    ShardOption,
     SourceArgument,
-    StoreTextOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -73,21 +70,25 @@ def run_with_progress(syncer: Any, documents: Any, delete_missing: bool, force_d
         return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=update)
 
 
+# ingest's rarer options, below the common ones in --help (see common.DATABASE_PANEL).
+INPUT_PANEL = "Input"
+RAY_PANEL = "Ray cluster (--engine ray)"
+
+
 def sync(
     source: SourceArgument,
     delete_missing: Annotated[
         bool,
         typer.Option(
             "--delete-missing",
-            help="Delete stored documents that are no longer in the source (never those whose record was skipped).",
+            help="Also delete stored documents gone from the source.",
         ),
     ] = False,
     force_delete: Annotated[
         bool,
         typer.Option(
             "--force-delete",
-            help="With --delete-missing: delete even when some records could not be read, "
-            "or when more than half of the stored documents would go.",
+            help="With --delete-missing: delete even if some records were unreadable or over half would go.",
         ),
     ] = False,
     backend: BackendOption = "qdrant",
@@ -100,39 +101,68 @@ def sync(
     precision: PrecisionOption = Precision.AUTO,
     runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
-    dense: DenseOption = None,
-    index_field: IndexFieldOption = [],  # noqa: B006
+    dense: Annotated[
+        bool | None,
+        typer.Option(
+            "--dense/--no-dense",
+            help="Store dense embeddings too (default: if the model has one).",
+            rich_help_panel=STORED_PANEL,
+        ),
+    ] = None,
+    index_field: Annotated[
+        list[str],
+        typer.Option("--index-field", help="Metadata field to index for filters.", rich_help_panel=STORED_PANEL),
+    ] = [],  # noqa: B006
     idf: IdfOption = False,
-    store_text: StoreTextOption = True,
-    shard: ShardOption = "0/1",
+    store_text: Annotated[
+        bool,
+        typer.Option(
+            "--store-text/--no-store-text", help="Keep chunk text in the payload.", rich_help_panel=STORED_PANEL
+        ),
+    ] = True,
+    shard: Annotated[
+        str, typer.Option(help="Process shard i of n (i/n), for parallel workers.", rich_help_panel=INPUT_PANEL)
+    ] = "0/1",
     batch_size: BatchSizeOption = 32,
     max_chars: Annotated[
-        int, typer.Option("--max-chars", min=1, help="Longest record text in characters; longer ones are skipped.")
+        int,
+        typer.Option(
+            "--max-chars",
+            min=1,
+            help="Skip records whose text is longer (characters).",
+            rich_help_panel=INPUT_PANEL,
+        ),
     ] = DEFAULT_LIMITS.max_text_chars,
     include_hidden: Annotated[
         bool,
-        typer.Option("--include-hidden", help="Directory sources: also read hidden files and folders (.git, ...)."),
+        typer.Option(
+            "--include-hidden",
+            help="Directory sources: also read hidden files (.git, ...).",
+            rich_help_panel=INPUT_PANEL,
+        ),
     ] = False,
     engine: Annotated[
         Engine,
         typer.Option(
             envvar="SPLARE_ENGINE",
-            help="Where documents are encoded: this process, or the encoder actors of a Ray cluster "
-            "(pip install 'splare-connect[ray]').",
+            help="Encode here, or on a Ray cluster (pip install 'splare-connect\\[ray]').",
+            rich_help_panel=RAY_PANEL,
         ),
     ] = Engine.LOCAL,
     address: Annotated[
         str | None,
         typer.Option(
             envvar="RAY_ADDRESS",
-            help="--engine ray: the cluster to join ('auto': the one this machine belongs to); "
-            "without it a local cluster runs for this command.",
+            help="The cluster to join ('auto': this machine's); default: a new one.",
+            rich_help_panel=RAY_PANEL,
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="--engine ray: encoder actors, each loading the model once.")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Encoder actors (each loads the model).", rich_help_panel=RAY_PANEL)
+    ] = 2,
     gpus_per_worker: Annotated[
         float,
-        typer.Option(min=0, help="--engine ray: GPUs per actor; with GPUs actors encode on CUDA under bf16."),
+        typer.Option(min=0, help="GPUs per actor (CUDA at bf16).", rich_help_panel=RAY_PANEL),
     ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
