@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -43,31 +44,55 @@ if TYPE_CHECKING:
 
 
 def run_with_progress(syncer: Any, documents: Any, delete_missing: bool, force_delete: bool) -> SyncReport:
-    """Show a live counter on a terminal, one line per write otherwise (logs, CI)."""
+    """Show a live counter on a terminal, one line per write otherwise (logs, CI).
+
+    The runner reports after each write and again at the end, when the counts are
+    usually those of the last write: a line is printed only when it says something new,
+    and the terminal's counter is removed at the end, where the summary takes its place.
+    """
     if not sys.stderr.isatty():
-
-        def log_line(report: SyncReport) -> None:
-            print(
-                f"progress: {report.documents} documents read, {report.encoded} encoded, "
-                f"{report.chunks_written} chunks written",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=log_line)
+        return syncer.run(
+            documents,
+            delete_missing=delete_missing,
+            force_delete=force_delete,
+            on_progress=_when_changed(lambda line: print(f"progress: {line}", file=sys.stderr, flush=True)),
+        )
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr) as bar:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task("reading documents")
+        return syncer.run(
+            documents,
+            delete_missing=delete_missing,
+            force_delete=force_delete,
+            on_progress=_when_changed(lambda line: bar.update(task, description=line)),
+        )
 
-        def update(report: SyncReport) -> None:
-            bar.update(
-                task,
-                description=f"{report.documents} documents read, {report.encoded} encoded, "
-                f"{report.chunks_written} chunks written",
-            )
 
-        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=update)
+def _when_changed(show: Callable[[str], None]) -> Callable[[SyncReport], None]:
+    """A progress callback that shows a report's counts, unless they are the ones shown last."""
+    shown: list[str] = []
+
+    def on_progress(report: SyncReport) -> None:
+        line = f"{report.documents} documents read, {report.encoded} encoded, {report.chunks_written} chunks written"
+        if shown != [line]:
+            shown[:] = [line]
+            show(line)
+
+    return on_progress
+
+
+def summary(report: SyncReport) -> str:
+    """The run in one line; a run that encoded nothing gives no rate (there is none to give)."""
+    deleted = f"{report.deleted_documents} deleted"
+    skipped = f"{len(report.skipped)} skipped; {report.seconds:.1f} s"
+    if not report.encoded:
+        return f"nothing to encode: {report.unchanged} documents unchanged, {deleted}; {skipped}"
+    return (
+        f"{report.documents} documents: {report.new} new, {report.changed} changed, {report.unchanged} unchanged, "
+        f"{deleted}; {report.chunks_written} chunks written; {skipped} ({report.documents_per_second:.1f} documents/s)"
+    )
 
 
 # ingest's rarer options, below the common ones in --help (see common.DATABASE_PANEL).
@@ -225,14 +250,7 @@ def sync(
     if as_json:
         print_json(report.to_dict())
     else:
-        stdout.print(
-            f"{report.documents} documents: {report.new} new, {report.changed} changed, "
-            f"{report.unchanged} unchanged, {report.deleted_documents} deleted; "
-            f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
-            f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
-            highlight=False,
-            soft_wrap=True,
-        )
+        stdout.print(summary(report), highlight=False, soft_wrap=True)
         for worker in getattr(report, "workers", []):
             stdout.print(
                 f"  {worker.worker}: {worker.batches} batches, {worker.documents} documents, "
