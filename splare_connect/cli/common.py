@@ -7,6 +7,7 @@ Heavy imports (torch, transformers, database clients) happen inside the function
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -151,6 +152,27 @@ IdfOption = Annotated[
     bool, typer.Option(help="Weight query features by IDF in the engine.", rich_help_panel=STORED_PANEL)
 ]
 BatchSizeOption = Annotated[int, typer.Option(min=1, help="Texts per encoder batch.", rich_help_panel=MODEL_PANEL)]
+
+
+class _FirstUseLines(logging.Handler):
+    """Prints the library's first-use announcements as note lines on stderr (see :mod:`splare_connect.first_use`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print_line("[dim]note:[/]", record.getMessage())
+
+
+def show_first_use_notes() -> None:
+    """Have the slow one-time steps (building the default model, compiling its graph) say so on stderr.
+
+    stdout stays clean for ``--json``. The handler looks stderr up as it prints, so a test
+    runner's captured stderr gets the lines too; installing it twice adds nothing.
+    """
+    from splare_connect.first_use import LOGGER_NAME
+
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(handler, _FirstUseLines) for handler in logger.handlers):
+        logger.addHandler(_FirstUseLines())
 
 
 def reflow_help(app: typer.Typer) -> None:
