@@ -691,12 +691,16 @@ class SplareEncoder:
         """Whether this encoder's graph is in the cache, judged without hashing or loading weights.
 
         A fingerprint neither computed nor cached means a first use: the graph cannot be there.
+        An encoder without files to key the cache by (a backbone from the model hub) computes
+        it here, as the graph's cache key needs it next anyway.
         """
         from splare_connect.encoding.openvino_graph import GRAPH_FILE, graph_location
         from splare_connect.models import cache_dir
 
         cache = cache_dir()
         space = self._space or stored_fingerprint(self.source_files, self._space_settings(), cache / "fingerprints")
+        if space is None and not self.source_files:
+            space = self._space_fingerprint
         return space is not None and (graph_location(cache / "compiled", str(space["digest"])) / GRAPH_FILE).is_file()
 
     def _load_torch(self) -> _Engine:
