@@ -42,11 +42,12 @@ from splare_connect.choices import Precision, Runtime
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.encoding.arithmetic import choose_arithmetic
 from splare_connect.encoding.batching import EncoderBatch, iter_batches
-from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint
+from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint, stored_fingerprint
 from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
 from splare_connect.encoding.progress import progress
 from splare_connect.encoding.pruning import prune_rows
 from splare_connect.errors import CheckpointError, ConfigError
+from splare_connect.first_use import announce
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
@@ -644,6 +645,15 @@ class SplareEncoder:
         from splare_connect.encoding.openvino_graph import load_graph
         from splare_connect.models import cache_dir
 
+        if not self._graph_cached():
+            # Measured 2026-12-07 for the default model on a shared 2-vCPU EPYC: 15.7 s at a load
+            # average of 1.5, 24.5 s at 4 (loading the torch model, hashing its weights, exporting
+            # the graph and checking it against torch).
+            announce(
+                f"compiling model {self.config.name} into one OpenVINO graph on first use (once; for the "
+                f"default model 15-25 s on 2 CPU cores and 0.5 GB, in {cache_dir() / 'compiled'})"
+            )
+
         def build_module() -> torch.nn.Module:
             from splare_connect.encoding.graph_export import EncoderGraph
 
@@ -676,6 +686,22 @@ class SplareEncoder:
             )
 
         return graph  # fed numpy batches (iter_engine_batches)
+
+    def _graph_cached(self) -> bool:
+        """Whether this encoder's graph is in the cache, judged without hashing or loading weights.
+
+        A fingerprint neither computed nor cached means a first use: the graph cannot be there.
+        An encoder without files to key the cache by (a backbone from the model hub) computes
+        it here, as the graph's cache key needs it next anyway.
+        """
+        from splare_connect.encoding.openvino_graph import GRAPH_FILE, graph_location
+        from splare_connect.models import cache_dir
+
+        cache = cache_dir()
+        space = self._space or stored_fingerprint(self.source_files, self._space_settings(), cache / "fingerprints")
+        if space is None and not self.source_files:
+            space = self._space_fingerprint
+        return space is not None and (graph_location(cache / "compiled", str(space["digest"])) / GRAPH_FILE).is_file()
 
     def _load_torch(self) -> _Engine:
         """Load the torch model (quantized on the int8 path) and return what runs a batch with it."""
@@ -772,8 +798,6 @@ class SplareEncoder:
     def _compute_space_fingerprint(self) -> dict[str, Any]:
         from splare_connect.models import cache_dir
 
-        hashed_precision = "int8" if self.precision == Precision.INT8 else "fp32"
-
         def compute() -> dict[str, Any]:
             return encoder_fingerprint(
                 config=self.config,
@@ -782,17 +806,25 @@ class SplareEncoder:
                 sae=self.sae,
                 layer=self.layer,
                 max_length=self.max_length,
-                precision=hashed_precision,
+                precision=self._hashed_precision,
             )
 
-        settings = {
+        return cached_fingerprint(self.source_files, self._space_settings(), cache_dir() / "fingerprints", compute)
+
+    @property
+    def _hashed_precision(self) -> str:
+        """The arithmetic hashed into the digest: int8's, or none (fp32 and bf16 share a digest)."""
+        return "int8" if self.precision == Precision.INT8 else "fp32"
+
+    def _space_settings(self) -> dict[str, Any]:
+        """What the fingerprint depends on besides the model's files: its cache key, with them."""
+        return {
             "config": self.config.to_dict(),
             "layer": self.layer,
             "max_length": self.max_length,
-            "precision": hashed_precision,
+            "precision": self._hashed_precision,
             "dtype": self.torch_dtype,
         }
-        return cached_fingerprint(self.source_files, settings, cache_dir() / "fingerprints", compute)
 
     def __repr__(self) -> str:
         return (

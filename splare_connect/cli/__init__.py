@@ -20,7 +20,7 @@ import sys
 import typer
 
 from splare_connect.cli import attach, backends, collections, evaluate, features, ingest, search, serve, train
-from splare_connect.cli.common import EXIT_SKIPPED, print_error
+from splare_connect.cli.common import EXIT_SKIPPED, print_error, reflow_help, show_first_use_notes
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
 
@@ -45,6 +45,8 @@ app.command("train-sae")(train.train_sae_command)
 app.command("backends")(backends.backends_command)
 app.add_typer(collections.app, name="collections")
 app.add_typer(features.app, name="features")
+reflow_help(app)
+show_first_use_notes()
 
 
 def main() -> None:

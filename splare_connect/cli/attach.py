@@ -78,14 +78,14 @@ def attach(
     ] = None,
     sparse_name: Annotated[
         str | None,
-        typer.Option("--sparse-name", help="Name of the sparse vector field to add [default: splare, or as attached]."),
+        typer.Option("--sparse-name", help="Name of the sparse vector field to add (default: splare, or as attached)."),
     ] = None,
     state_key: Annotated[
         str | None,
         typer.Option(
             "--state-key",
             help="Payload key for splare-connect's state of each point, if the app already uses '_splare' "
-            "[default: _splare, or as attached].",
+            "(default: _splare, or as attached).",
         ),
     ] = None,
     allow_unnamed_vector: Annotated[

@@ -6,6 +6,8 @@ Heavy imports (torch, transformers, database clients) happen inside the function
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,36 +31,68 @@ stdout = Console()
 stderr = Console(stderr=True)
 
 
+# Help panels: each is a table of its own in --help, sized to its own widest option
+# names, so an 80-column terminal shows every name whole; a command's own options stay
+# in the first panel ("Options") and the rarer shared ones go below it.
+DATABASE_PANEL = "Database"
+MODEL_PANEL = "Model"
+STORED_PANEL = "What is stored"
+
 BackendOption = Annotated[
-    str, typer.Option("--backend", "-b", envvar="SPLARE_BACKEND", help="Backend name (installed adapters).")
+    str,
+    typer.Option(
+        "--backend",
+        "-b",
+        envvar="SPLARE_BACKEND",
+        help="Backend name (installed adapters).",
+        rich_help_panel=DATABASE_PANEL,
+    ),
 ]
 CollectionOption = Annotated[
-    str, typer.Option("--collection", "-c", envvar="SPLARE_COLLECTION", help="Collection or index name.")
+    str,
+    typer.Option(
+        "--collection",
+        "-c",
+        envvar="SPLARE_COLLECTION",
+        help="Collection or index name.",
+        rich_help_panel=DATABASE_PANEL,
+    ),
 ]
 UrlOption = Annotated[
     str | None,
     typer.Option(
         "--url",
         envvar="SPLARE_URL",
-        help="Database URL. Without one, a backend reads its own variable, or runs embedded where it can "
-        "(splare-connect backends).",
+        help="Database URL; none: the backend's own variable, or its embedded engine (splare-connect backends).",
+        rich_help_panel=DATABASE_PANEL,
     ),
 ]
 DataDirOption = Annotated[
     Path | None,
-    typer.Option("--data-dir", envvar="SPLARE_DATA_DIR", help="Where the embedded engine stores collections."),
+    typer.Option(
+        "--data-dir",
+        envvar="SPLARE_DATA_DIR",
+        help="Where the embedded engine stores collections.",
+        rich_help_panel=DATABASE_PANEL,
+    ),
 ]
 ModelOption = Annotated[
     str | None,
-    typer.Option("--model", "-m", envvar="SPLARE_MODEL", help="Model name or directory (default model if omitted)."),
+    typer.Option(
+        "--model",
+        "-m",
+        envvar="SPLARE_MODEL",
+        help="Model name or directory (default model if omitted).",
+        rich_help_panel=MODEL_PANEL,
+    ),
 ]
 PrecisionOption = Annotated[
     Precision,
     typer.Option(
         "--precision",
         envvar="SPLARE_PRECISION",
-        help="Encoder arithmetic: auto (fp32), fp32, bf16 (faster where the CPU has bf16; the same vector space "
-        "as fp32, slightly lower sparse quality), or int8 (torch's dynamic quantization; a vector space of its own).",
+        help="Encoder arithmetic; auto is fp32 (see docs/models.md).",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 RuntimeOption = Annotated[
@@ -66,8 +100,8 @@ RuntimeOption = Annotated[
     typer.Option(
         "--runtime",
         envvar="SPLARE_RUNTIME",
-        help="What runs the encoder: auto (the compiled OpenVINO graph on a CPU, torch on a GPU), torch, or "
-        "openvino (one compiled graph on the CPU; same vectors as torch at fp32; exported on first use and cached).",
+        help="What runs the encoder; auto: OpenVINO on a CPU, torch on a GPU.",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 StaticQueriesOption = Annotated[
@@ -75,17 +109,14 @@ StaticQueriesOption = Annotated[
     typer.Option(
         "--static-queries",
         envvar="SPLARE_STATIC_QUERIES",
-        help="A static query table built for the model (python -m splare_connect.training.static_queries): "
-        "queries are encoded without a transformer (about 0.1 ms), at some quality cost; see docs/models.md.",
+        help="A static query table for the model: queries encoded without a transformer (docs/models.md).",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of tables.")]
 SourceArgument = Annotated[
     Path,
-    typer.Argument(
-        help="A .jsonl file (id/_id, text, ...), a .json array of such records, a .parquet file of them, "
-        "or a directory of text files."
-    ),
+    typer.Argument(help="A .jsonl, .json or .parquet file of records (id, text, ...), or a directory of text files."),
 ]
 TimeoutOption = Annotated[
     float | None,
@@ -93,8 +124,9 @@ TimeoutOption = Annotated[
         "--timeout",
         envvar="SPLARE_TIMEOUT",
         min=0.1,
-        help="Seconds to wait for each request to a database server, or (with --server) for the whole answer "
-        "(default 30).",
+        metavar="<seconds>",
+        help="Seconds per database request (default 30).",
+        rich_help_panel=DATABASE_PANEL,
     ),
 ]
 BackendOptionsOption = Annotated[
@@ -103,28 +135,59 @@ BackendOptionsOption = Annotated[
         "--backend-option",
         "-o",
         envvar="SPLARE_BACKEND_OPTIONS",
-        help="A backend setting, KEY=VALUE (repeatable; the environment variable takes several, "
-        "space-separated); each backend's are listed by splare-connect backends. "
-        "Unknown keys are refused with the list of known ones.",
+        metavar="<key=value>",
+        help="A backend setting, e.g. replicas=0 (repeatable; each backend's: splare-connect backends --json).",
+        rich_help_panel=DATABASE_PANEL,
     ),
 ]
 TrustRemoteCodeOption = Annotated[
     bool,
     typer.Option(
         "--trust-remote-code",
-        help="Let the model's backbone run Python code shipped in its directory. Only for models you trust; "
-        "a model directory can never turn this on by itself.",
+        help="Run code from the model directory (trusted models only).",
+        rich_help_panel=MODEL_PANEL,
     ),
 ]
-DenseOption = Annotated[
-    bool | None,
-    typer.Option("--dense/--no-dense", help="Also store dense embeddings (default: if the model has one)."),
+IdfOption = Annotated[
+    bool, typer.Option(help="Weight query features by IDF in the engine.", rich_help_panel=STORED_PANEL)
 ]
-IndexFieldOption = Annotated[list[str], typer.Option("--index-field", help="Metadata field to index for filters.")]
-IdfOption = Annotated[bool, typer.Option(help="Weight query features by IDF in the engine.")]
-StoreTextOption = Annotated[bool, typer.Option("--store-text/--no-store-text", help="Keep chunk text in the payload.")]
-ShardOption = Annotated[str, typer.Option(help="Process shard i of n (i/n), for parallel workers.")]
-BatchSizeOption = Annotated[int, typer.Option(min=1, help="Texts per encoder batch.")]
+BatchSizeOption = Annotated[int, typer.Option(min=1, help="Texts per encoder batch.", rich_help_panel=MODEL_PANEL)]
+
+
+class _FirstUseLines(logging.Handler):
+    """Prints the library's first-use announcements as note lines on stderr (see :mod:`splare_connect.first_use`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print_line("[dim]note:[/]", record.getMessage())
+
+
+def show_first_use_notes() -> None:
+    """Have the slow one-time steps (building the default model, compiling its graph) say so on stderr.
+
+    stdout stays clean for ``--json``. The handler looks stderr up as it prints, so a test
+    runner's captured stderr gets the lines too; installing it twice adds nothing.
+    """
+    from splare_connect.first_use import LOGGER_NAME
+
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(handler, _FirstUseLines) for handler in logger.handlers):
+        logger.addHandler(_FirstUseLines())
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Join the lines of each paragraph of every command's help, so Rich wraps it to the terminal.
+
+    Typer keeps a docstring's line breaks after its first paragraph; a line wrapped at 100
+    columns in the source is then cut in two on an 80-column terminal.
+    """
+    for command in app.registered_commands:
+        text = command.help or (inspect.getdoc(command.callback) if command.callback else None)
+        if text:
+            command.help = "\n\n".join(" ".join(paragraph.split()) for paragraph in text.split("\n\n"))
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
 
 
 def open_backend(

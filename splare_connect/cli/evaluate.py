@@ -23,7 +23,10 @@ from splare_connect.errors import SplareError
 
 
 def eval_command(
-    dataset: Annotated[Path, typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels.")],
+    dataset: Annotated[
+        Path,
+        typer.Argument(help="BEIR-layout directory: corpus.jsonl, queries, qrels (try examples/eval-mini)."),
+    ],
     model: ModelOption = None,
     precision: PrecisionOption = Precision.AUTO,
     runtime: RuntimeOption = Runtime.AUTO,
@@ -31,7 +34,14 @@ def eval_command(
     query_set: Annotated[
         list[str], typer.Option("--query-set", "-q", help="Query sets to run (default: all), e.g. en-dev.")
     ] = [],  # noqa: B006
-    system: Annotated[list[EvalSystem], typer.Option("--system", help="Systems to score (default: all).")] = [],  # noqa: B006
+    system: Annotated[
+        list[EvalSystem],
+        typer.Option(
+            "--system",
+            metavar="<system>",
+            help=f"Systems to score: {', '.join(s.value for s in EvalSystem)} (repeatable; default: all).",
+        ),
+    ] = [],  # noqa: B006
     doc_pruning: Annotated[
         list[int], typer.Option("--doc-pruning", help="Also score documents pruned to N weights (default 200, 100).")
     ] = [],  # noqa: B006

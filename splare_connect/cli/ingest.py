@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -11,21 +12,18 @@ from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Engine, Precision, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
+    STORED_PANEL,
     BackendOption,
     BackendOptionsOption,
     BatchSizeOption,
     CollectionOption,
     DataDirOption,
-    DenseOption,
     IdfOption,
-    IndexFieldOption,
     JsonOption,
     ModelOption,
     PrecisionOption,
     RuntimeOption,
-    ShardOption,
     SourceArgument,
-    StoreTextOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -47,31 +45,60 @@ if TYPE_CHECKING:
 
 
 def run_with_progress(syncer: Any, documents: Any, delete_missing: bool, force_delete: bool) -> SyncReport:
-    """Show a live counter on a terminal, one line per write otherwise (logs, CI)."""
+    """Show a live counter on a terminal, one line per write otherwise (logs, CI).
+
+    The runner reports after each write and again at the end, when the counts are
+    usually those of the last write: a line is printed only when it says something new,
+    and the terminal's counter is removed at the end, where the summary takes its place.
+    """
     if not sys.stderr.isatty():
-
-        def log_line(report: SyncReport) -> None:
-            print(
-                f"progress: {report.documents} documents read, {report.encoded} encoded, "
-                f"{report.chunks_written} chunks written",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=log_line)
+        return syncer.run(
+            documents,
+            delete_missing=delete_missing,
+            force_delete=force_delete,
+            on_progress=_when_changed(lambda line: print(f"progress: {line}", file=sys.stderr, flush=True)),
+        )
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=stderr) as bar:
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+    with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task("reading documents")
+        return syncer.run(
+            documents,
+            delete_missing=delete_missing,
+            force_delete=force_delete,
+            on_progress=_when_changed(lambda line: bar.update(task, description=line)),
+        )
 
-        def update(report: SyncReport) -> None:
-            bar.update(
-                task,
-                description=f"{report.documents} documents read, {report.encoded} encoded, "
-                f"{report.chunks_written} chunks written",
-            )
 
-        return syncer.run(documents, delete_missing=delete_missing, force_delete=force_delete, on_progress=update)
+def _when_changed(show: Callable[[str], None]) -> Callable[[SyncReport], None]:
+    """A progress callback that shows a report's counts, unless they are the ones shown last."""
+    shown: list[str] = []
+
+    def on_progress(report: SyncReport) -> None:
+        line = f"{report.documents} documents read, {report.encoded} encoded, {report.chunks_written} chunks written"
+        if shown != [line]:
+            shown[:] = [line]
+            show(line)
+
+    return on_progress
+
+
+def summary(report: SyncReport) -> str:
+    """The run in one line; a run that encoded nothing gives no rate (there is none to give)."""
+    deleted = f"{report.deleted_documents} deleted"
+    skipped = f"{len(report.skipped)} skipped; {report.seconds:.1f} s"
+    if not report.encoded:
+        return f"nothing to encode: {report.unchanged} documents unchanged, {deleted}; {skipped}"
+    return (
+        f"{report.documents} documents: {report.new} new, {report.changed} changed, {report.unchanged} unchanged, "
+        f"{deleted}; {report.chunks_written} chunks written; {skipped} ({report.documents_per_second:.1f} documents/s)"
+    )
+
+
+# ingest's rarer options, below the common ones in --help (see common.DATABASE_PANEL).
+INPUT_PANEL = "Input"
+RAY_PANEL = "Ray cluster (--engine ray)"
 
 
 def sync(
@@ -80,15 +107,14 @@ def sync(
         bool,
         typer.Option(
             "--delete-missing",
-            help="Delete stored documents that are no longer in the source (never those whose record was skipped).",
+            help="Also delete stored documents gone from the source.",
         ),
     ] = False,
     force_delete: Annotated[
         bool,
         typer.Option(
             "--force-delete",
-            help="With --delete-missing: delete even when some records could not be read, "
-            "or when more than half of the stored documents would go.",
+            help="With --delete-missing: delete even if some records were unreadable or over half would go.",
         ),
     ] = False,
     backend: BackendOption = DEFAULT_BACKEND,
@@ -101,39 +127,68 @@ def sync(
     precision: PrecisionOption = Precision.AUTO,
     runtime: RuntimeOption = Runtime.AUTO,
     trust_remote_code: TrustRemoteCodeOption = False,
-    dense: DenseOption = None,
-    index_field: IndexFieldOption = [],  # noqa: B006
+    dense: Annotated[
+        bool | None,
+        typer.Option(
+            "--dense/--no-dense",
+            help="Store dense embeddings too (default: if the model has one).",
+            rich_help_panel=STORED_PANEL,
+        ),
+    ] = None,
+    index_field: Annotated[
+        list[str],
+        typer.Option("--index-field", help="Metadata field to index for filters.", rich_help_panel=STORED_PANEL),
+    ] = [],  # noqa: B006
     idf: IdfOption = False,
-    store_text: StoreTextOption = True,
-    shard: ShardOption = "0/1",
+    store_text: Annotated[
+        bool,
+        typer.Option(
+            "--store-text/--no-store-text", help="Keep chunk text in the payload.", rich_help_panel=STORED_PANEL
+        ),
+    ] = True,
+    shard: Annotated[
+        str, typer.Option(help="Process shard i of n (i/n), for parallel workers.", rich_help_panel=INPUT_PANEL)
+    ] = "0/1",
     batch_size: BatchSizeOption = 32,
     max_chars: Annotated[
-        int, typer.Option("--max-chars", min=1, help="Longest record text in characters; longer ones are skipped.")
+        int,
+        typer.Option(
+            "--max-chars",
+            min=1,
+            help="Skip records whose text is longer (characters).",
+            rich_help_panel=INPUT_PANEL,
+        ),
     ] = DEFAULT_LIMITS.max_text_chars,
     include_hidden: Annotated[
         bool,
-        typer.Option("--include-hidden", help="Directory sources: also read hidden files and folders (.git, ...)."),
+        typer.Option(
+            "--include-hidden",
+            help="Directory sources: also read hidden files (.git, ...).",
+            rich_help_panel=INPUT_PANEL,
+        ),
     ] = False,
     engine: Annotated[
         Engine,
         typer.Option(
             envvar="SPLARE_ENGINE",
-            help="Where documents are encoded: this process, or the encoder actors of a Ray cluster "
-            "(pip install 'splare-connect[ray]').",
+            help="Encode here, or on a Ray cluster (pip install 'splare-connect\\[ray]').",
+            rich_help_panel=RAY_PANEL,
         ),
     ] = Engine.LOCAL,
     address: Annotated[
         str | None,
         typer.Option(
             envvar="RAY_ADDRESS",
-            help="--engine ray: the cluster to join ('auto': the one this machine belongs to); "
-            "without it a local cluster runs for this command.",
+            help="The cluster to join ('auto': this machine's); default: a new one.",
+            rich_help_panel=RAY_PANEL,
         ),
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="--engine ray: encoder actors, each loading the model once.")] = 2,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Encoder actors (each loads the model).", rich_help_panel=RAY_PANEL)
+    ] = 2,
     gpus_per_worker: Annotated[
         float,
-        typer.Option(min=0, help="--engine ray: GPUs per actor; with GPUs actors encode on CUDA under bf16."),
+        typer.Option(min=0, help="GPUs per actor (CUDA at bf16).", rich_help_panel=RAY_PANEL),
     ] = 0.0,
     as_json: JsonOption = False,
 ) -> None:
@@ -196,14 +251,7 @@ def sync(
     if as_json:
         print_json(report.to_dict())
     else:
-        stdout.print(
-            f"{report.documents} documents: {report.new} new, {report.changed} changed, "
-            f"{report.unchanged} unchanged, {report.deleted_documents} deleted; "
-            f"{report.chunks_written} chunks written; {len(report.skipped)} skipped; "
-            f"{report.seconds:.1f} s ({report.documents_per_second:.1f} documents/s)",
-            highlight=False,
-            soft_wrap=True,
-        )
+        stdout.print(summary(report), highlight=False, soft_wrap=True)
         for worker in getattr(report, "workers", []):
             stdout.print(
                 f"  {worker.worker}: {worker.batches} batches, {worker.documents} documents, "

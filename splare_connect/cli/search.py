@@ -16,6 +16,7 @@ from rich.markup import escape
 from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.choices import Fusion, Precision, Runtime
 from splare_connect.cli.common import (
+    DATABASE_PANEL,
     BackendOption,
     BackendOptionsOption,
     DataDirOption,
@@ -41,10 +42,15 @@ from splare_connect.errors import SplareError
 
 def search(
     query: Annotated[str, typer.Argument(help="The query text.")],
-    k: Annotated[int, typer.Option("--k", "-k", min=1, help="Number of results.")] = 10,
+    k: Annotated[int, typer.Option("--top-k", "-k", min=1, metavar="<n>", help="Number of results.")] = 10,
     filter_: Annotated[
         list[str],
-        typer.Option("--filter", "-f", help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b'."),
+        typer.Option(
+            "--filter",
+            "-f",
+            metavar="<condition>",
+            help="Metadata condition: key=value, key!=value, key>=number, 'key in a,b' (repeatable).",
+        ),
     ] = [],  # noqa: B006
     hybrid: Annotated[
         Fusion | None,
@@ -63,6 +69,7 @@ def search(
             "-c",
             envvar="SPLARE_COLLECTION",
             help="Collection or index name (default: splare; with --server, the server's --collection).",
+            rich_help_panel=DATABASE_PANEL,
         ),
     ] = None,
     url: UrlOption = None,
@@ -80,9 +87,9 @@ def search(
         typer.Option(
             "--server",
             envvar="SPLARE_SERVER",
-            help="URL of a running 'splare-connect serve' to send the query to, instead of loading the model here "
-            "(its API key from SPLARE_API_KEY). The server's database is used: --backend, --url, --data-dir and "
-            "the model options are ignored.",
+            metavar="<url>",
+            help="A running 'splare-connect serve' to ask instead of loading the model here (API key: "
+            "SPLARE_API_KEY; --timeout: for the whole answer). Its database and model are used.",
         ),
     ] = None,
 ) -> None:

@@ -29,6 +29,10 @@ from splare_connect.errors import MissingDependencyError, SplareError
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
+# serve's tuning knobs, below the common options in --help (see common.DATABASE_PANEL).
+LIMITS_PANEL = "Batching and limits"
+CONNECTIONS_PANEL = "Client connections"
+
 
 def serve(
     model: ModelOption = None,
@@ -40,7 +44,7 @@ def serve(
         str,
         typer.Option(
             envvar="SPLARE_HOST",
-            help="Address to listen on. The default serves this machine only; set SPLARE_API_KEY before "
+            help="Address to listen on; the default serves this machine only. Set SPLARE_API_KEY before "
             "listening on a network address.",
         ),
     ] = "127.0.0.1",
@@ -55,17 +59,24 @@ def serve(
         bool,
         typer.Option(
             "--search/--no-search",
-            help="Serve /search on the database (--backend ...). --no-search serves /encode only "
-            "(e.g. for a database's own ML connector) and opens no database.",
+            help="Serve /search on the database; --no-search serves /encode only and opens no database.",
         ),
     ] = True,
     max_batch: Annotated[
-        int, typer.Option(min=1, envvar="SPLARE_MAX_BATCH", help="Texts encoded together in one micro-batch at most.")
+        int,
+        typer.Option(
+            min=1, envvar="SPLARE_MAX_BATCH", help="Texts encoded together at most.", rich_help_panel=LIMITS_PANEL
+        ),
     ] = 64,
     max_wait_ms: Annotated[
         float,
         typer.Option(
-            min=0.0, max=1000.0, envvar="SPLARE_MAX_WAIT_MS", help="How long a request waits for others to batch with."
+            min=0.0,
+            max=1000.0,
+            envvar="SPLARE_MAX_WAIT_MS",
+            metavar="<ms>",
+            help="How long a request waits for others to batch with.",
+            rich_help_panel=LIMITS_PANEL,
         ),
     ] = 5.0,
     max_queue: Annotated[
@@ -73,16 +84,22 @@ def serve(
         typer.Option(
             min=1,
             envvar="SPLARE_MAX_QUEUE",
-            help="Texts allowed to wait for the encoder; beyond it requests get 503 with Retry-After.",
+            help="Texts allowed to wait for the encoder; beyond it requests get 503.",
+            rich_help_panel=LIMITS_PANEL,
         ),
     ] = 1024,
-    max_texts: Annotated[int, typer.Option(min=1, help="Texts per /encode request.")] = 256,
-    max_text_chars: Annotated[int, typer.Option(min=1, help="Characters per text.")] = 20_000,
+    max_texts: Annotated[
+        int, typer.Option(min=1, help="Texts per /encode request.", rich_help_panel=LIMITS_PANEL)
+    ] = 256,
+    max_text_chars: Annotated[
+        int, typer.Option(min=1, help="Characters per text.", rich_help_panel=LIMITS_PANEL)
+    ] = 20_000,
     search_threads: Annotated[
         int,
         typer.Option(
             min=1,
-            help="Threads querying the database: keep 1 for an embedded engine; a database server can take more.",
+            help="Threads querying the database: 1 for an embedded engine; a server can take more.",
+            rich_help_panel=LIMITS_PANEL,
         ),
     ] = 1,
     header_timeout: Annotated[
@@ -91,7 +108,9 @@ def serve(
             min=0.001,
             max=3600.0,
             envvar="SPLARE_HEADER_TIMEOUT",
-            help="Seconds a client may take to send a request's headers; then its connection is closed (408).",
+            metavar="<seconds>",
+            help="Seconds a client may take to send a request's headers (then 408).",
+            rich_help_panel=CONNECTIONS_PANEL,
         ),
     ] = 10.0,
     body_timeout: Annotated[
@@ -100,7 +119,9 @@ def serve(
             min=0.001,
             max=3600.0,
             envvar="SPLARE_BODY_TIMEOUT",
-            help="Seconds a client may take, in total, to send a request's body after its headers; then it is closed.",
+            metavar="<seconds>",
+            help="Seconds a client may take to send a request's body.",
+            rich_help_panel=CONNECTIONS_PANEL,
         ),
     ] = 60.0,
     keep_alive: Annotated[
@@ -109,7 +130,9 @@ def serve(
             min=1,
             max=3600,
             envvar="SPLARE_KEEP_ALIVE",
-            help="Seconds an idle connection is kept open between requests.",
+            metavar="<seconds>",
+            help="Seconds an idle connection is kept open.",
+            rich_help_panel=CONNECTIONS_PANEL,
         ),
     ] = 5,
     max_connections: Annotated[
@@ -117,7 +140,8 @@ def serve(
         typer.Option(
             min=1,
             envvar="SPLARE_MAX_CONNECTIONS",
-            help="Open connections at most; more are refused at once (503). Lowered to fit the open-file limit.",
+            help="Open connections at most; more are refused (503). Lowered to fit the open-file limit.",
+            rich_help_panel=CONNECTIONS_PANEL,
         ),
     ] = 512,
 ) -> None:

@@ -142,12 +142,10 @@ def cached_fingerprint(
     """
     if not sources:
         return compute()
+    stored = stored_fingerprint(sources, settings, cache)
+    if stored is not None:
+        return stored
     key = _cache_key(sources, settings)
-    file = cache / f"{key}.json"
-    with contextlib.suppress(OSError, ValueError):
-        stored = json.loads(file.read_text(encoding="utf-8"))
-        if isinstance(stored, dict) and isinstance(stored.get("digest"), str):
-            return stored
     fingerprint = compute()
     with contextlib.suppress(OSError):  # a read-only cache costs speed, not correctness
         cache.mkdir(parents=True, exist_ok=True)
@@ -155,11 +153,22 @@ def cached_fingerprint(
         try:
             with os.fdopen(handle, "w", encoding="utf-8") as out:
                 json.dump(fingerprint, out)
-            os.replace(staging, file)
+            os.replace(staging, cache / f"{key}.json")
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staging)  # left only when the replace did not happen
     return fingerprint
+
+
+def stored_fingerprint(sources: Sequence[Path], settings: dict[str, Any], cache: Path) -> dict[str, Any] | None:
+    """The fingerprint :func:`cached_fingerprint` stored for these files and settings, if any (cheap: no hashing)."""
+    if not sources:
+        return None
+    with contextlib.suppress(OSError, ValueError):
+        stored = json.loads((cache / f"{_cache_key(sources, settings)}.json").read_text(encoding="utf-8"))
+        if isinstance(stored, dict) and isinstance(stored.get("digest"), str):
+            return stored
+    return None
 
 
 def _cache_key(sources: Sequence[Path], settings: dict[str, Any]) -> str:
