@@ -41,7 +41,7 @@ from splare_connect.backbone import (
 from splare_connect.choices import Precision, Runtime
 from splare_connect.encoder_config import EncoderConfig
 from splare_connect.encoding.arithmetic import choose_arithmetic
-from splare_connect.encoding.batching import EncoderBatch, iter_batches
+from splare_connect.encoding.token_batches import EncoderBatch, iter_batches
 from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint
 from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
 from splare_connect.encoding.progress import progress

@@ -3,7 +3,7 @@
 :class:`~splare_connect.encoder.SplareEncoder` composes them:
 
 - :mod:`.inputs`: checks what callers pass to ``encode`` (texts, role, batch size);
-- :mod:`.batching`: tokenizes texts into padded, length-bucketed batches with the mask
+- :mod:`.token_batches`: tokenizes texts into padded, length-bucketed batches with the mask
   of the tokens that may add features;
 - :mod:`.fingerprint`: the digest that ties a collection to one vector space;
 - :mod:`.progress`: the optional progress bar of long encodes.

@@ -23,7 +23,7 @@ from splare_connect.quiet import quiet_tracing
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from splare_connect.encoding.batching import EncoderBatch
+    from splare_connect.encoding.token_batches import EncoderBatch
     from splare_connect.layer_reader import LayerReader
     from splare_connect.sae import SparseAutoencoder
 

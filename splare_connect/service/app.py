@@ -41,7 +41,7 @@ from splare_connect.errors import (
 )
 from splare_connect.redaction import safe_message
 from splare_connect.service.auth import api_key_dependency
-from splare_connect.service.batching import BatcherClosedError, MicroBatcher, QueueFullError
+from splare_connect.service.micro_batching import BatcherClosedError, MicroBatcher, QueueFullError
 from splare_connect.service.limits import BodyLimitMiddleware, LimitError, check_query, check_texts
 from splare_connect.service.metrics import MetricsMiddleware, ServiceMetrics
 from splare_connect.service.schemas import (

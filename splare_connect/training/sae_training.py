@@ -51,7 +51,7 @@ def collect_states(
 ) -> torch.Tensor:
     """Content-token states at block ``layer`` for up to ``max_tokens`` tokens: ``(tokens, hidden)``."""
     from splare_connect.backbone import load_backbone, window_length
-    from splare_connect.encoding.batching import iter_batches
+    from splare_connect.encoding.token_batches import iter_batches
     from splare_connect.layer_reader import LayerReader
 
     loaded = load_backbone(backbone)
