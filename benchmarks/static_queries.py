@@ -74,7 +74,7 @@ class StaticSide:
         self.has_dense = False
 
     def encode(self, texts, *, role="document", dense=False, batch_size=32, show_progress=None):  # type: ignore[no-untyped-def]
-        from splare_connect.encoder import EncodeResult
+        from splare_connect.encoding.encoder import EncodeResult
 
         if role == "document":
             result = self.full.encode(

@@ -23,7 +23,7 @@ import openvino
 
 from splare_connect import SplareEncoder
 from splare_connect.encoding.openvino_graph import GRAPH_FILE, CompiledEncoderGraph
-from splare_connect.pooling import prune_to_vectors
+from splare_connect.encoding.pooling import prune_to_vectors
 
 SAE_PRODUCT = "aten::addmm/MatMul"  # the (tokens x 384) @ (384 x 16384) SAE encoder product
 

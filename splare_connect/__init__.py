@@ -26,8 +26,8 @@ from splare_connect.errors import (
 if TYPE_CHECKING:
     from splare_connect.backends import load_backend
     from splare_connect.documents import read_iterable, read_source
-    from splare_connect.encoder import EncodeResult, SplareEncoder
-    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.encoding.config import EncoderConfig
+    from splare_connect.encoding.encoder import EncodeResult, SplareEncoder
     from splare_connect.filters import Condition
     from splare_connect.retriever import Retriever, SearchHit
     from splare_connect.sparse_vector import SparseVector
@@ -66,9 +66,9 @@ __all__ = [
 # encoder, numpy with SparseVector: a command that only talks to a service needs neither).
 _LAZY = {
     "SparseVector": "splare_connect.sparse_vector",
-    "SplareEncoder": "splare_connect.encoder",
-    "EncodeResult": "splare_connect.encoder",
-    "EncoderConfig": "splare_connect.encoder_config",
+    "SplareEncoder": "splare_connect.encoding.encoder",
+    "EncodeResult": "splare_connect.encoding.encoder",
+    "EncoderConfig": "splare_connect.encoding.config",
     "Retriever": "splare_connect.retriever",
     "SearchHit": "splare_connect.retriever",
     "Syncer": "splare_connect.sync",

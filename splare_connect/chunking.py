@@ -15,8 +15,8 @@ from splare_connect.documents import Document
 from splare_connect.errors import ConfigError
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
-    from splare_connect.tokenization import TextTokenizer
+    from splare_connect.encoding.encoder import SplareEncoder
+    from splare_connect.encoding.tokenization import TextTokenizer
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from splare_connect.record_rules import DEFAULT_LIMITS, RecordLimits, content_pr
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 LOGGER = logging.getLogger(__name__)
 STATE_FIELDS = (DOC_ID, CONTENT_HASH, CHUNK_COUNT)  # what a run reads to know which documents are done

@@ -29,7 +29,7 @@ from sentencepiece import SentencePieceProcessor
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 from tokenizers import Tokenizer, models
 
-from splare_connect.encoder_config import EncoderConfig
+from splare_connect.encoding.config import EncoderConfig
 from splare_connect.models import resolve_model
 
 

@@ -22,7 +22,7 @@ from splare_connect.errors import SplareError
 
 if TYPE_CHECKING:
     from splare_connect.backends import Backend, CollectionSpec
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.features import FeatureWeight
 
 EXIT_SKIPPED = 3
@@ -221,7 +221,7 @@ def load_encoder(
     ``lazy``: load the graph or model at the first encode (an ingest with nothing new
     never loads it). ``static_queries``: a static query table's directory.
     """
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
     # transformers' loading bars are switched off around each load (quiet_loading); a
     # cached OpenVINO graph loads without torch or transformers at all.

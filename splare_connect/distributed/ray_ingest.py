@@ -190,7 +190,7 @@ class EncodeWorker:
     ) -> None:
         import torch
 
-        from splare_connect.encoder import SplareEncoder
+        from splare_connect.encoding.encoder import SplareEncoder
 
         if on_gpu and not torch.cuda.is_available():
             raise ConfigError(f"worker {_worker_name()} reserved a GPU but torch sees no CUDA device")

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from splare_connect.encoder_config import EncoderConfig
-    from splare_connect.sae import SparseAutoencoder
-    from splare_connect.tokenization import TextTokenizer
+    from splare_connect.encoding.config import EncoderConfig
+    from splare_connect.encoding.sae import SparseAutoencoder
+    from splare_connect.encoding.tokenization import TextTokenizer
 
 # Bumped whenever encoder_fingerprint() changes what it hashes: cached digests from an
 # older scheme are then not reused.

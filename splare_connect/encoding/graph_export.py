@@ -16,16 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from splare_connect.encoding.pooling import pool_dense, pool_latents_padded
 from splare_connect.errors import ConfigError
-from splare_connect.pooling import pool_dense, pool_latents_padded
 from splare_connect.quiet import quiet_tracing
 
 if TYPE_CHECKING:
     import numpy.typing as npt
 
-    from splare_connect.encoding.batching import EncoderBatch
-    from splare_connect.layer_reader import LayerReader
-    from splare_connect.sae import SparseAutoencoder
+    from splare_connect.encoding.layer_reader import LayerReader
+    from splare_connect.encoding.sae import SparseAutoencoder
+    from splare_connect.encoding.token_batches import EncoderBatch
 
 # How far a freshly exported graph may stray from torch on the probe batches. Dense
 # embeddings agree to ~1e-7; pooled weights to ~1e-6, except where a tie between two
@@ -39,7 +39,7 @@ class EncoderGraph(nn.Module):
     """What is exported: token ids and masks in, pooled SAE weights (and dense) out.
 
     The same computation as :meth:`SplareEncoder.forward`, written with the padded
-    pooling (:func:`~splare_connect.pooling.pool_latents_padded`) so it has no
+    pooling (:func:`~splare_connect.encoding.pooling.pool_latents_padded`) so it has no
     data-dependent shapes.
     """
 

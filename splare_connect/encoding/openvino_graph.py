@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     import openvino
     from torch import nn
 
-    from splare_connect.encoding.batching import EncoderBatch
+    from splare_connect.encoding.token_batches import EncoderBatch
 
 GRAPH_FILE = "encoder.xml"
 CHECKED_FILE = "checked"

@@ -1,6 +1,6 @@
 """The pruning rule on numpy arrays: keep each row's ``top_k`` largest weights.
 
-The same rule as :func:`splare_connect.pooling.top_k_weights` (which fine-tuning runs
+The same rule as :func:`splare_connect.encoding.pooling.top_k_weights` (which fine-tuning runs
 in torch, with gradients), for the paths that never import torch: the compiled graph
 and the inference-free query encoder.
 """

@@ -20,7 +20,7 @@ import numpy.typing as npt
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 
 @dataclass(frozen=True)

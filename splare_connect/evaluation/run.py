@@ -35,7 +35,7 @@ from splare_connect.evaluation.systems import (
 )
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.sparse_vector import SparseVector
 
 METRIC_NAMES = ("nDCG@10", "RR@10", "R@100")

@@ -3,7 +3,7 @@ latent, the words it fires on, where it fires strongest, and how often.
 
 Each text goes through the encoder as a document (same prefix, window and content tokens
 as ingestion), and every content token's SAE activations are read before pooling
-(:func:`~splare_connect.pooling.token_latents`). A token is credited to its whole word
+(:func:`~splare_connect.encoding.pooling.token_latents`). A token is credited to its whole word
 (the run of letters and digits around it; for scripts written without spaces, the
 token's own text), so labels are words a reader knows, not sub-word pieces.
 
@@ -39,7 +39,7 @@ from splare_connect.features.dictionary import (
 )
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 STATE_FILE = "build-state.json.gz"
 
@@ -205,7 +205,7 @@ def _label_texts(
     """Add the evidence of ``items`` to ``stats``."""
     import torch
 
-    from splare_connect.pooling import token_latents
+    from splare_connect.encoding.pooling import token_latents
 
     prefix = encoder.config.document_prefix
     texts = [item.text for item in items]

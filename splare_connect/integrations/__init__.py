@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from splare_connect.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 __all__ = ["encoder_from", "require", "shared_encoder"]
 
@@ -67,7 +67,7 @@ def shared_encoder(model: str | Path | None = None, **options: Any) -> SplareEnc
     key = (None if model is None else str(model), *sorted((name, repr(value)) for name, value in options.items()))
     with _ENCODERS_LOCK:
         if key not in _ENCODERS:
-            from splare_connect.encoder import SplareEncoder
+            from splare_connect.encoding.encoder import SplareEncoder
 
             _ENCODERS[key] = SplareEncoder.from_pretrained(model, **options)
         return _ENCODERS[key]

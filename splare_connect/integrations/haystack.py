@@ -37,7 +37,7 @@ from haystack import Document, component, default_from_dict, default_to_dict  # 
 from haystack.dataclasses import SparseEmbedding  # noqa: E402
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.sparse_vector import SparseVector
 
 __all__ = ["SplareSparseDocumentEmbedder", "SplareSparseTextEmbedder"]

@@ -48,7 +48,7 @@ from splare_connect.retriever import Retriever, SearchHit  # noqa: E402
 
 if TYPE_CHECKING:
     from splare_connect.backends import Backend
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 __all__ = ["SplareRetriever"]  # and SplareSparseEmbeddings, loaded on first use (below)
 

@@ -26,7 +26,7 @@ from splare_connect.errors import ConfigError  # noqa: E402
 from splare_connect.integrations import encoder_from  # noqa: E402
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.sparse_vector import SparseVector
 
 __all__ = ["SplareSparseEmbeddings"]
@@ -54,7 +54,7 @@ class SplareSparseEmbeddings(SparseEmbeddings):
     encoder serialises its calls.
 
     Args:
-        encoder: A loaded :class:`~splare_connect.encoder.SplareEncoder`, a registered model
+        encoder: A loaded :class:`~splare_connect.encoding.encoder.SplareEncoder`, a registered model
             name or model directory, or None for the default model. Names are loaded through
             :func:`~splare_connect.integrations.shared_encoder`, so an app that also builds a
             :class:`SplareRetriever` loads the model once.

@@ -37,7 +37,7 @@ from llama_index.core.retrievers import BaseRetriever  # noqa: E402
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode  # noqa: E402
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import Role, SplareEncoder
+    from splare_connect.encoding.encoder import Role, SplareEncoder
     from splare_connect.retriever import Retriever, SearchHit
 
 __all__ = ["SparseFns", "SplareRetriever", "splare_sparse_fns"]
@@ -66,7 +66,7 @@ def splare_sparse_fns(encoder: SplareEncoder | str | Path | None = None, *, batc
     is loaded here, not on the first insert, so a missing model fails at set-up.
 
     Args:
-        encoder: A loaded :class:`~splare_connect.encoder.SplareEncoder`, or a registered
+        encoder: A loaded :class:`~splare_connect.encoding.encoder.SplareEncoder`, or a registered
             model name or model directory (None: the default model), loaded once per
             process through :func:`~splare_connect.integrations.shared_encoder`.
         batch_size: Texts per forward pass.

@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from splare_connect.encoder_config import EncoderConfig
+from splare_connect.encoding.config import EncoderConfig
+from splare_connect.encoding.sae.model import SaeConfig, SparseAutoencoder
 from splare_connect.errors import CheckpointError, MissingDependencyError
 from splare_connect.quiet import quiet_loading, quiet_sentencepiece
-from splare_connect.sae.model import SaeConfig, SparseAutoencoder
 
 QK = 32
 _Q4_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])

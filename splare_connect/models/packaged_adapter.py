@@ -16,7 +16,7 @@ import hashlib
 import shutil
 from pathlib import Path
 
-from splare_connect.encoder_config import EncoderConfig
+from splare_connect.encoding.config import EncoderConfig
 from splare_connect.errors import CheckpointError
 
 LORA_DIR = Path(__file__).parent / "lora"

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from splare_connect.encoder_config import CONFIG_FILE
+from splare_connect.encoding.config import CONFIG_FILE
 from splare_connect.errors import CheckpointError
 from splare_connect.first_use import announce
 from splare_connect.models.packaged_adapter import build_with_adapter, is_current

@@ -9,7 +9,7 @@ Modules, one job each:
 
 - :mod:`~splare_connect.service.settings`: limits and batching knobs (``ServiceSettings``).
 - :mod:`~splare_connect.service.schemas`: request and response bodies (pydantic).
-- :mod:`~splare_connect.service.batching`: the micro-batcher in front of the encoder.
+- :mod:`~splare_connect.service.micro_batching`: the micro-batcher in front of the encoder.
 - :mod:`~splare_connect.service.searching`: one retriever per collection, queried off the event loop.
 - :mod:`~splare_connect.service.auth`: the optional API key.
 - :mod:`~splare_connect.service.limits`: request size limits.

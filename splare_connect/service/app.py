@@ -41,9 +41,9 @@ from splare_connect.errors import (
 )
 from splare_connect.redaction import safe_message
 from splare_connect.service.auth import api_key_dependency
-from splare_connect.service.batching import BatcherClosedError, MicroBatcher, QueueFullError
 from splare_connect.service.limits import BodyLimitMiddleware, LimitError, check_query, check_texts
 from splare_connect.service.metrics import MetricsMiddleware, ServiceMetrics
+from splare_connect.service.micro_batching import BatcherClosedError, MicroBatcher, QueueFullError
 from splare_connect.service.schemas import (
     EncodeRequest,
     EncodeResponse,
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from splare_connect.backends import Backend
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.retriever import SearchHit
 
 LOGGER = logging.getLogger("splare_connect.service")

@@ -24,7 +24,7 @@ from splare_connect.errors import SplareError
 
 if TYPE_CHECKING:
     from splare_connect.backends import Backend
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.retriever import Retriever
 
 T = TypeVar("T")

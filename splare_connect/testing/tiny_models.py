@@ -167,8 +167,8 @@ def reference_vector(activations: np.ndarray, top_k: int | None) -> dict[int, fl
 
 def build_tiny_model_dir(directory: Path, *, sae_seed: int = 1, name: str = "tiny") -> Path:
     """A complete splare-connect model directory: tiny BERT, TopK SAE, dense mean pooling."""
-    from splare_connect.encoder_config import EncoderConfig
-    from splare_connect.sae import SaeConfig, SparseAutoencoder
+    from splare_connect.encoding.config import EncoderConfig
+    from splare_connect.encoding.sae import SaeConfig, SparseAutoencoder
 
     build_bert(directory / "backbone")
     weights = random_sae_tensors(HIDDEN, 64, seed=sae_seed)

@@ -45,13 +45,13 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from splare_connect.encoding.inputs import Role
+from splare_connect.encoding.pooling import top_k_weights
 from splare_connect.errors import ConfigError, SplareError
-from splare_connect.pooling import top_k_weights
 from splare_connect.training.config import TrainConfig
 from splare_connect.training.parallel_text import ParallelPair, normalize, read_message_catalogs, require_polib
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 LOGGER = logging.getLogger(__name__)
 
@@ -162,9 +162,9 @@ def student_vectors(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Differentiable encoding: ``(pruned sparse weights (n, d_sae), dense embeddings (n, hidden))``.
 
-    The encoder's own batching and :meth:`~splare_connect.encoder.SplareEncoder.forward`,
+    The encoder's own batching and :meth:`~splare_connect.encoding.encoder.SplareEncoder.forward`,
     with gradients on, then the inference pruning rule
-    (:func:`~splare_connect.pooling.top_k_weights`): the student is scored on the
+    (:func:`~splare_connect.encoding.pooling.top_k_weights`): the student is scored on the
     vectors it will store. Rows are in ``texts`` order.
 
     Args:
@@ -304,8 +304,8 @@ def train(config: TrainConfig, *, on_step: Callable[[int, dict[str, float]], Non
     """
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    from splare_connect.encoder import SplareEncoder
-    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.encoding.config import EncoderConfig
+    from splare_connect.encoding.encoder import SplareEncoder
     from splare_connect.models import cache_dir, resolve_model
     from splare_connect.models.registry import ZERO_SHOT_MODEL
 
@@ -466,7 +466,7 @@ def initial_adapter_dir(model: str, base_dir: Path, base_config: Any) -> Path:
         ConfigError: ``model`` has no adapter, or it was fine-tuned over another backbone or
             SAE than the base model (its adapter would not fit the weights it is put on).
     """
-    from splare_connect.encoder_config import EncoderConfig
+    from splare_connect.encoding.config import EncoderConfig
     from splare_connect.models import resolve_model
 
     try:

@@ -50,9 +50,9 @@ def collect_states(
     batch_size: int = 16,
 ) -> torch.Tensor:
     """Content-token states at block ``layer`` for up to ``max_tokens`` tokens: ``(tokens, hidden)``."""
-    from splare_connect.backbone import load_backbone, window_length
-    from splare_connect.encoding.batching import iter_batches
-    from splare_connect.layer_reader import LayerReader
+    from splare_connect.encoding.backbone import load_backbone, window_length
+    from splare_connect.encoding.layer_reader import LayerReader
+    from splare_connect.encoding.token_batches import iter_batches
 
     loaded = load_backbone(backbone)
     length = window_length(loaded.tokenizer, loaded.model, max_length)
@@ -162,8 +162,8 @@ def train_sae_model(
     on_step: Callable[[int, float], None] | None = None,
 ) -> SaeTrainingResult:
     """Collect states, train the SAE, and write a model directory (``sae/`` + ``splare_config.json``)."""
-    from splare_connect.encoder_config import EncoderConfig
-    from splare_connect.sae import SaeConfig, SparseAutoencoder
+    from splare_connect.encoding.config import EncoderConfig
+    from splare_connect.encoding.sae import SaeConfig, SparseAutoencoder
 
     started = time.perf_counter()
     states = collect_states(backbone, layer, texts, max_tokens=max_tokens)

@@ -48,7 +48,7 @@ from splare_connect.errors import ConfigError
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
-    from splare_connect.encoder import SplareEncoder
+    from splare_connect.encoding.encoder import SplareEncoder
 
 LOGGER = logging.getLogger(__name__)
 

@@ -138,7 +138,7 @@ def test_real_text_keeps_its_whitespace_tokens(encoder: SplareEncoder) -> None:
     """
     import torch
 
-    from splare_connect.pooling import pool_latents, prune_to_vectors
+    from splare_connect.encoding.pooling import pool_latents, prune_to_vectors
 
     texts = ["hello", "  hello  ", "list directory contents\n", "ディレクトリ内のファイル", SENTENCES[6]]
     for role, prefix, top_k in (("query", "query: ", 40), ("document", "passage: ", 400)):

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from splare_connect.backbone import load_backbone
+from splare_connect.encoding.backbone import load_backbone
+from splare_connect.encoding.layer_reader import LayerReader, find_blocks
 from splare_connect.errors import CheckpointError, ConfigError
-from splare_connect.layer_reader import LayerReader, find_blocks
 from splare_connect.testing.tiny_models import N_LAYERS, build_bert, build_llama
 
 

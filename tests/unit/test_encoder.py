@@ -11,7 +11,7 @@ import torch
 from safetensors.numpy import save_file
 
 from splare_connect import BadInputError, CheckpointError, ConfigError, SplareEncoder
-from splare_connect.backbone import load_backbone
+from splare_connect.encoding.backbone import load_backbone
 from splare_connect.models.registry import CACHE_ENV
 from splare_connect.testing.tiny_models import (
     HIDDEN,
@@ -178,7 +178,7 @@ def test_prefix_tokens_contextualise_but_do_not_pool(tiny_encoder: SplareEncoder
 
 
 def _loaded(encoder: SplareEncoder):  # type: ignore[no-untyped-def]
-    from splare_connect.backbone import LoadedBackbone
+    from splare_connect.encoding.backbone import LoadedBackbone
 
     return LoadedBackbone(model=load_backbone(encoder.config.backbone).model, tokenizer=encoder.tokenizer)
 
@@ -274,7 +274,7 @@ def test_long_texts_are_truncated_and_flagged(tiny_encoder: SplareEncoder) -> No
 
 
 def test_forward_is_the_model_encode_runs(tiny_encoder: SplareEncoder) -> None:
-    from splare_connect.pooling import prune_to_vectors
+    from splare_connect.encoding.pooling import prune_to_vectors
 
     [batch] = tiny_encoder.iter_batches(SAMPLE_TEXTS, role="query", batch_size=len(SAMPLE_TEXTS))
     with torch.inference_mode():
@@ -289,7 +289,7 @@ def test_forward_is_the_model_encode_runs(tiny_encoder: SplareEncoder) -> None:
 
 
 def test_forward_is_differentiable_through_the_pruning(tiny_model_dir: Path) -> None:
-    from splare_connect.pooling import prune_to_vectors, top_k_weights
+    from splare_connect.encoding.pooling import prune_to_vectors, top_k_weights
 
     encoder = SplareEncoder.from_pretrained(tiny_model_dir, device="cpu", runtime="torch")
     encoder.reader.model.requires_grad_(True)  # as LoRA fine-tuning makes its adapters trainable
@@ -371,7 +371,7 @@ def test_fingerprint_is_read_from_its_cache_until_a_file_changes(
     bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Hashing the weights is skipped at a second load, and never when a file was rewritten."""
-    import splare_connect.encoder as encoder_module
+    import splare_connect.encoding.encoder as encoder_module
 
     monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
     sae_dir = write_saelens(tmp_path / "sae", random_sae_tensors(HIDDEN, D_SAE), "topk")

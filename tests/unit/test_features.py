@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from splare_connect import ConfigError, SplareEncoder
 from splare_connect.cli import app
-from splare_connect.encoder_config import EncoderConfig
+from splare_connect.encoding.config import EncoderConfig
+from splare_connect.encoding.sae import SaeConfig, SparseAutoencoder
 from splare_connect.features import (
     DICTIONARY_FILE,
     FEATURES_DIR,
@@ -24,7 +25,6 @@ from splare_connect.features import (
 )
 from splare_connect.features.builder import LabellingText, build_dictionary, read_labelling_sources
 from splare_connect.features.dictionary import label_feature
-from splare_connect.sae import SaeConfig, SparseAutoencoder
 from splare_connect.testing.tiny_models import HIDDEN, build_bert
 
 PLANTED = ["copy", "files", "directory", "kernel", "dateien"]

@@ -109,7 +109,7 @@ class ShapeDependentReader(torch.nn.Module):
 
 
 def test_a_trace_that_disagrees_with_eager_mode_is_dropped() -> None:
-    from splare_connect.quantization import trace_reader
+    from splare_connect.encoding.quantization import trace_reader
 
     with pytest.warns(UserWarning, match="stays in eager mode"):
         assert trace_reader(ShapeDependentReader(), vocab_size=100) is None

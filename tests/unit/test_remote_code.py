@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from splare_connect import CheckpointError, SplareEncoder
-from splare_connect.encoder_config import EncoderConfig
+from splare_connect.encoding.config import EncoderConfig
 from splare_connect.testing.tiny_models import build_tiny_model_dir
 
 MARKER_ENV = "SPLARE_TEST_REMOTE_CODE_MARKER"

@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file
 
+from splare_connect.encoding.sae import detect_sae_format, load_sae
 from splare_connect.errors import CheckpointError
-from splare_connect.sae import detect_sae_format, load_sae
 from splare_connect.testing.tiny_models import random_sae_tensors, reference_activations
 
 D_IN, D_SAE = 16, 48
@@ -182,7 +182,7 @@ def test_pickled_npz_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("width", "k"), [(16384, 32), (4096, 64), (100, 7), (64, 4)])
 def test_grouped_topk_equals_full_topk(width: int, k: int) -> None:
-    from splare_connect.sae.model import grouped_topk
+    from splare_connect.encoding.sae.model import grouped_topk
 
     x = torch.randn(300, width, generator=torch.Generator().manual_seed(width))
     values, indices = grouped_topk(x, k)

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from splare_connect import CheckpointError, SplareEncoder
-from splare_connect.backbone import load_backbone
+from splare_connect.encoding.backbone import load_backbone
+from splare_connect.encoding.tokenization import TextTokenizer, load_tokenizer, plain_tokenizer_config
 from splare_connect.testing.tiny_models import SAMPLE_TEXTS, build_tokenizer
-from splare_connect.tokenization import TextTokenizer, load_tokenizer, plain_tokenizer_config
 
 TEXTS = ["passage: List files in a directory", "query:   copy   ", "", *SAMPLE_TEXTS]
 

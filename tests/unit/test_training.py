@@ -17,11 +17,13 @@ from splare_connect.training.config import TrainConfig, TrainingSource
 def test_finetune_writes_a_loadable_lora_model(
     tiny_model_dir: Path, tiny_dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import splare_connect.pooling
+    import splare_connect.encoding.pooling
     from splare_connect.training.finetune import train
 
     monkeypatch.setenv("SPLARE_CONNECT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(splare_connect.pooling, "SAE_TOKEN_CHUNK", 16)  # several chunks per batch, as in real runs
+    monkeypatch.setattr(
+        splare_connect.encoding.pooling, "SAE_TOKEN_CHUNK", 16
+    )  # several chunks per batch, as in real runs
     config = TrainConfig(
         dataset=str(tiny_dataset),
         pairs=str(tiny_dataset / "train" / "pairs.jsonl"),

@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from milvus_points import DIM, brute_force, make_points, random_queries, spec
-from splare_connect_milvus import create_backend
 
 from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
 from splare_connect.backends import Backend, PointRecord
 from splare_connect.errors import CollectionNotAttachedError, CollectionNotFoundError, RecordsRejectedError
 from splare_connect.filters import Condition, parse_filters
+from splare_connect_milvus import create_backend
 
 
 @pytest.fixture(scope="module")

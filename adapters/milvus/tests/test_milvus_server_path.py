@@ -6,16 +6,16 @@ from typing import Any, ClassVar
 
 import grpc
 import pytest
-import splare_connect_milvus
 from pymilvus.exceptions import MilvusException, MilvusUnavailableException, ParamError
-from splare_connect_milvus import BACKEND, create_backend
-from splare_connect_milvus.errors import call_engine, is_retryable, refuses_data
 
+import splare_connect_milvus
 from splare_connect import BackendError, ConfigError
 from splare_connect.backends import load_backend
 from splare_connect.backends.discovery import describe_backend
 from splare_connect.choices import Fusion
 from splare_connect.errors import RecordsRejectedError
+from splare_connect_milvus import BACKEND, create_backend
+from splare_connect_milvus.errors import call_engine, is_retryable, refuses_data
 
 SECRET = "s3cr3t-token-value"
 

@@ -27,9 +27,9 @@ from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, DEFAULT_TIM
 from splare_connect.backends.urls import check_url
 from splare_connect.errors import ConfigError
 from splare_connect_qdrant.backend import CAPABILITIES, QdrantBackend
-from splare_connect_qdrant.batching import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_POINTS
 from splare_connect_qdrant.client_driver import ClientDriver
 from splare_connect_qdrant.edge_driver import EdgeDriver
+from splare_connect_qdrant.write_batches import DEFAULT_BATCH_BYTES, DEFAULT_BATCH_POINTS
 
 __all__ = ["BACKEND", "ClientDriver", "EdgeDriver", "QdrantBackend", "create_backend"]
 

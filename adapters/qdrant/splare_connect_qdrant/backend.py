@@ -46,8 +46,8 @@ from splare_connect.backends.schema import (
 )
 from splare_connect.errors import BackendError, CollectionNotFoundError
 from splare_connect.sparse_vector import SparseVector
-from splare_connect_qdrant.batching import batches_by_size
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, QdrantDriver
+from splare_connect_qdrant.write_batches import batches_by_size
 
 _PAGE = 1000  # points per scroll page, ids per delete request
 

@@ -12,9 +12,9 @@ from splare_connect import BackendError, SparseVector
 from splare_connect.backends import PointRecord
 
 pytest.importorskip("splare_connect_qdrant")
-from splare_connect_qdrant.batching import batches_by_size, estimated_json_bytes
 from splare_connect_qdrant.client_driver import ClientDriver
 from splare_connect_qdrant.client_retry import is_retryable
+from splare_connect_qdrant.write_batches import batches_by_size, estimated_json_bytes
 
 
 def http_error(status: int) -> UnexpectedResponse:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
 
-    from splare_connect.encoder import EncodeResult, SplareEncoder
+    from splare_connect.encoding.encoder import EncodeResult, SplareEncoder
     from splare_connect.encoding.inputs import Role
     from splare_connect.sparse_vector import SparseVector
 

@@ -184,7 +184,7 @@ def load_tokenizer(location: str, *, trust_remote_code: bool = False, deferred: 
 
     Raises:
         CheckpointError: The tokenizer file is unreadable, or transformers cannot load it
-            (see :func:`splare_connect.backbone.load_backbone`).
+            (see :func:`splare_connect.encoding.backbone.load_backbone`).
         ConfigError: It is not a fast tokenizer.
     """
     config = plain_tokenizer_config(Path(location))

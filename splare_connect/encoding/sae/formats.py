@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from splare_connect.config_files import read_json_object
+from splare_connect.encoding.sae.model import SAE_CONFIG_FILE, SAE_WEIGHTS_FILE, SaeConfig, SparseAutoencoder
 from splare_connect.errors import CheckpointError
-from splare_connect.sae.model import SAE_CONFIG_FILE, SAE_WEIGHTS_FILE, SaeConfig, SparseAutoencoder
 
 SaeFormat = Literal["auto", "splare", "gemma-scope", "llama-scope", "saelens", "sparsify"]
 

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backbone import (
+from splare_connect.choices import Precision, Runtime
+from splare_connect.encoding.arithmetic import choose_arithmetic
+from splare_connect.encoding.backbone import (
     WIDTH_KEYS,
     LoadedBackbone,
     block_count,
@@ -38,14 +40,12 @@ from splare_connect.backbone import (
     load_backbone,
     window_length,
 )
-from splare_connect.choices import Precision, Runtime
-from splare_connect.encoder_config import EncoderConfig
-from splare_connect.encoding.arithmetic import choose_arithmetic
-from splare_connect.encoding.batching import EncoderBatch, iter_batches
+from splare_connect.encoding.config import EncoderConfig
 from splare_connect.encoding.fingerprint import cached_fingerprint, encoder_fingerprint, stored_fingerprint
 from splare_connect.encoding.inputs import Role, check_batch_size, check_role, validate_texts
 from splare_connect.encoding.progress import progress
 from splare_connect.encoding.pruning import prune_rows
+from splare_connect.encoding.token_batches import EncoderBatch, iter_batches
 from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.first_use import announce
 from splare_connect.sparse_vector import SparseVector
@@ -53,12 +53,12 @@ from splare_connect.sparse_vector import SparseVector
 if TYPE_CHECKING:
     import torch
 
+    from splare_connect.encoding.layer_reader import LayerReader
     from splare_connect.encoding.openvino_graph import CompiledEncoderGraph
+    from splare_connect.encoding.sae import SparseAutoencoder
     from splare_connect.encoding.static_queries import StaticQueryEncoder
+    from splare_connect.encoding.tokenization import TextTokenizer
     from splare_connect.features import FeatureDictionary, FeatureWeight
-    from splare_connect.layer_reader import LayerReader
-    from splare_connect.sae import SparseAutoencoder
-    from splare_connect.tokenization import TextTokenizer
 
 # What encodes one batch: pooled weights ``(batch, d_sae)`` and the dense embedding (or
 # None), as numpy arrays.
@@ -254,7 +254,7 @@ class SplareEncoder:
         if self._reader is None:
             with self.lock:
                 if self._reader is None:
-                    from splare_connect.layer_reader import LayerReader
+                    from splare_connect.encoding.layer_reader import LayerReader
 
                     keep_all = self.config.dense_pooling != "none"
                     self._reader = LayerReader(self._backbone.model, self.layer, keep_all_layers=keep_all).to(
@@ -356,7 +356,7 @@ class SplareEncoder:
         )
 
         def load() -> SparseAutoencoder:
-            from splare_connect.sae import load_sae
+            from splare_connect.encoding.sae import load_sae
 
             return load_sae(sae_location, config.sae_format)  # type: ignore[arg-type]
 
@@ -564,7 +564,7 @@ class SplareEncoder:
         it under ``torch.inference_mode()`` and prunes with
         :func:`~splare_connect.encoding.pruning.prune_rows`; fine-tuning runs it with
         gradients (LoRA on the backbone) and prunes with
-        :func:`~splare_connect.pooling.top_k_weights`; a new compiled graph is checked
+        :func:`~splare_connect.encoding.pooling.top_k_weights`; a new compiled graph is checked
         against it. It needs torch batches (:meth:`iter_batches` with ``device`` set).
 
         Args:
@@ -583,7 +583,7 @@ class SplareEncoder:
             >>> pooled.shape == (1, encoder.dim)                               # doctest: +SKIP
             True
         """
-        from splare_connect.pooling import pool_dense, pool_latents
+        from splare_connect.encoding.pooling import pool_dense, pool_latents
 
         states, last_hidden = (self._traced_reader or self.reader)(batch.input_ids, batch.attention_mask)
         pooled = pool_latents(self.sae, states, batch.content_mask)
@@ -708,7 +708,7 @@ class SplareEncoder:
         import torch
 
         if self.precision == Precision.INT8:
-            from splare_connect.quantization import quantize_linear_layers, quantize_sae, trace_reader
+            from splare_connect.encoding.quantization import quantize_linear_layers, quantize_sae, trace_reader
 
             _ = self._space_fingerprint  # hashed from the fp32 weights: take it before they are quantized
             quantize_linear_layers(self.reader.model)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from splare_connect.sae.formats import SaeFormat, detect_sae_format, load_sae
-from splare_connect.sae.model import SaeConfig, SparseAutoencoder
+from splare_connect.encoding.sae.formats import SaeFormat, detect_sae_format, load_sae
+from splare_connect.encoding.sae.model import SaeConfig, SparseAutoencoder
 
 __all__ = ["SaeConfig", "SaeFormat", "SparseAutoencoder", "detect_sae_format", "load_sae"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from splare_connect.encoding.pruning import prune_rows
-from splare_connect.sae.model import SparseAutoencoder
+from splare_connect.encoding.sae.model import SparseAutoencoder
 from splare_connect.sparse_vector import SparseVector
 
 # Tokens per SAE matmul: bounds the (tokens x d_sae) activation buffer (~128 MB at 16k latents).
@@ -135,7 +135,7 @@ def top_k_weights(pooled: torch.Tensor, top_k: int | None) -> torch.Tensor:
 
     Args:
         pooled: ``(batch, d_sae)`` non-negative weights, from
-            :meth:`~splare_connect.encoder.SplareEncoder.forward`.
+            :meth:`~splare_connect.encoding.encoder.SplareEncoder.forward`.
         top_k: Weights kept per row; ``None`` (or ``top_k >= d_sae``) keeps them all.
 
     Returns:

@@ -133,7 +133,7 @@ class SparseAutoencoder(nn.Module):
         self.register_buffer("threshold", None if threshold is None else threshold.detach().float().contiguous())
         self.W_dec = None if W_dec is None else nn.Parameter(W_dec.detach().float().contiguous(), requires_grad=False)
         # A stand-in for the ``x @ W_enc + b_enc`` product, installed from outside (the int8
-        # CPU path: :func:`splare_connect.quantization.quantize_sae`). The SAE only calls it,
+        # CPU path: :func:`splare_connect.encoding.quantization.quantize_sae`). The SAE only calls it,
         # so it never imports the module that builds it.
         self.int8_encoder: nn.Module | None = None
 

@@ -22,7 +22,7 @@ from splare_connect.sparse_vector import SparseVector
 
 pytest.importorskip("fastapi")
 
-from splare_connect.service.batching import BatcherClosedError, MicroBatcher, QueueFullError
+from splare_connect.service.micro_batching import BatcherClosedError, MicroBatcher, QueueFullError
 
 
 class FakeEncoder:

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     import tokenizers
     import torch
 
-    from splare_connect.tokenization import TextTokenizer
+    from splare_connect.encoding.tokenization import TextTokenizer
 
 # Texts tokenized together before being sorted by length into batches: bounds memory
 # while keeping padding low (length-bucketed batches).

@@ -29,7 +29,7 @@ from torch import nn
 from splare_connect.quiet import quiet_tracing
 
 if TYPE_CHECKING:
-    from splare_connect.sae.model import SparseAutoencoder
+    from splare_connect.encoding.sae.model import SparseAutoencoder
 
 
 def quantize_linear_layers(model: nn.Module) -> nn.Module:
@@ -49,7 +49,7 @@ def quantize_sae(sae: SparseAutoencoder) -> SparseAutoencoder:
     """Run the SAE's encoder product as a dynamic int8 layer from now on, in place.
 
     The int8 layer is installed in the SAE's ``int8_encoder`` slot, which
-    :meth:`~splare_connect.sae.SparseAutoencoder.pre_activation` calls after its fp32
+    :meth:`~splare_connect.encoding.sae.SparseAutoencoder.pre_activation` calls after its fp32
     input scaling. This module reaches into the SAE, not the other way round, so the SAE
     needs no import of quantization. The fp32 ``W_enc`` stays: checkpoints, fingerprints
     and training read it.

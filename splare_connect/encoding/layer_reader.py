@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from splare_connect.backbone import block_count, check_layer
+from splare_connect.encoding.backbone import block_count, check_layer
 from splare_connect.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 This module imports neither torch nor transformers at import time: a caller with a
 compiled graph (the OpenVINO runtime) reads the tokenizer and ``config.json`` and never
 needs the weights. Running the model up to the SAE's layer is
-:class:`splare_connect.layer_reader.LayerReader`.
+:class:`splare_connect.encoding.layer_reader.LayerReader`.
 
 Layer numbering follows TransformerLens, the convention SAE checkpoints are named in:
 ``layer=L`` means the output of block ``L`` (0-based), ``blocks.L.hook_resid_post``.
@@ -17,10 +17,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from splare_connect.encoding.tokenization import TextTokenizer, load_tokenizer
 from splare_connect.errors import CheckpointError, ConfigError
 from splare_connect.loading_errors import loading_errors
 from splare_connect.quiet import quiet_loading
-from splare_connect.tokenization import TextTokenizer, load_tokenizer
 
 if TYPE_CHECKING:
     import torch
