@@ -47,8 +47,12 @@ class Runtime(_Choice):
     OPENVINO = "openvino"
 
 
-class Engine(_Choice):
-    """What runs an ingest: this process, or a Ray cluster's encoder actors."""
+class Runner(_Choice):
+    """What runs an ingest's encoding: this process, or a Ray cluster's encoder actors.
+
+    Not to be confused with a database engine (Qdrant Edge, Milvus Lite ...), which is
+    the backend's business.
+    """
 
     LOCAL = "local"
     RAY = "ray"

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from splare_connect.backends.default import DEFAULT_BACKEND
-from splare_connect.choices import Engine, Precision, Runtime
+from splare_connect.choices import Precision, Runner, Runtime
 from splare_connect.cli.common import (
     EXIT_SKIPPED,
     STORED_PANEL,
@@ -98,7 +98,7 @@ def summary(report: SyncReport) -> str:
 
 # ingest's rarer options, below the common ones in --help (see common.DATABASE_PANEL).
 INPUT_PANEL = "Input"
-RAY_PANEL = "Ray cluster (--engine ray)"
+RAY_PANEL = "Ray cluster (--runner ray)"
 
 
 def sync(
@@ -167,14 +167,14 @@ def sync(
             rich_help_panel=INPUT_PANEL,
         ),
     ] = False,
-    engine: Annotated[
-        Engine,
+    runner: Annotated[
+        Runner,
         typer.Option(
-            envvar="SPLARE_ENGINE",
+            envvar="SPLARE_RUNNER",
             help="Encode here, or on a Ray cluster (pip install 'splare-connect\\[ray]').",
             rich_help_panel=RAY_PANEL,
         ),
-    ] = Engine.LOCAL,
+    ] = Runner.LOCAL,
     address: Annotated[
         str | None,
         typer.Option(
@@ -221,19 +221,19 @@ def sync(
                 shard=shard_spec,
                 limits=replace(DEFAULT_LIMITS, max_text_chars=max_chars),
             )
-            runner: Any = syncer
-            if engine == Engine.RAY:
+            job: Any = syncer
+            if runner == Runner.RAY:
                 from splare_connect.backends.location import BackendLocation
                 from splare_connect.distributed.ray_ingest import EncoderRecipe, RayCluster, RayIngest
 
-                runner = RayIngest(
+                job = RayIngest(
                     syncer,
                     EncoderRecipe(model, str(precision), str(runtime), trust_remote_code),
                     location=BackendLocation.of(backend, url, data_dir, timeout, backend_option),
                     cluster=RayCluster(address=address, workers=workers, gpus_per_worker=gpus_per_worker),
                 )
             note_at_load = encoder.runtime_note
-            report = run_with_progress(runner, documents, delete_missing, force_delete)
+            report = run_with_progress(job, documents, delete_missing, force_delete)
             print_new_note(encoder, note_at_load)  # a fallback found when the model loaded mid-run
         finally:
             store.close()

@@ -435,7 +435,7 @@ def _import_ray() -> Any:
         import ray
         import ray.data
     except ImportError as error:
-        raise MissingDependencyError("--engine ray needs Ray Data: pip install 'splare-connect[ray]'") from error
+        raise MissingDependencyError("--runner ray needs Ray Data: pip install 'splare-connect[ray]'") from error
     return ray
 
 

@@ -153,7 +153,7 @@ def test_cli_ingest_on_ray_then_a_local_sync_finds_nothing_to_do(
     source = write_jsonl(tmp_path / "docs.jsonl", example_records[:70], ("{oops",))  # two write batches of <= 64
     env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "splare_connect.cli", "ingest", str(source), "-c", "man", "--json"]
-    ray_run = subprocess.run([*command, "--engine", "ray", "--workers", "1"], env=env, capture_output=True, text=True)
+    ray_run = subprocess.run([*command, "--runner", "ray", "--workers", "1"], env=env, capture_output=True, text=True)
     assert ray_run.returncode == 3, ray_run.stderr  # finished, one record skipped
     report = json.loads(ray_run.stdout)
     assert (report["new"], len(report["skipped"])) == (70, 1)
@@ -183,13 +183,13 @@ def test_a_worker_with_another_model_stops_the_run_with_one_line(
 def test_a_ray_run_killed_whole_resumes_without_loss_or_duplicates(
     tmp_path: Path, tiny_model_dir: Path, example_records: list[dict]
 ) -> None:  # type: ignore[no-untyped-def]
-    """kill -9 the driver of `ingest --engine ray` after a worker's batch landed, then run it again."""
+    """kill -9 the driver of `ingest --runner ray` after a worker's batch landed, then run it again."""
     records = example_records[:200]  # the driver's batch of 64, then three for the actor
     source = write_jsonl(tmp_path / "docs.jsonl", records)
     env = {**os.environ, "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(tmp_path / "data")}
     command = [sys.executable, "-m", "splare_connect.cli", "ingest", str(source), "-c", "man", "--json"]
     victim = subprocess.Popen(
-        [*command, "--engine", "ray", "--workers", "1"],
+        [*command, "--runner", "ray", "--workers", "1"],
         env=env,
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
