@@ -338,7 +338,7 @@ def test_cli_reproductions_end_in_one_line_errors(tmp_path: Path, tiny_model_dir
     # Arguments are checked before the model loads: a model that doesn't exist is never reached.
     no_model = {**env, "SPLARE_MODEL": str(tmp_path / "no-such-model")}
     for args, message in (
-        (("--backend", "nosuch"), "no backend named 'nosuch'"),
+        (("--backend", "nosuch"), "backend 'nosuch' is not installed"),
         (("--shard", "3/2"), "shard must be i/n"),
         (("--url", "http://127.0.0.1:99999"), "port"),
         (("--data-dir", "nest.jsonl"), "data directory nest.jsonl: is a file, not a directory"),
