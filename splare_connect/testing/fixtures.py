@@ -3,11 +3,15 @@
 The root tests and each adapter's tests bring them in from their ``conftest.py``::
 
     from splare_connect.testing.fixtures import *  # noqa: F403 (fixtures are found by name)
+
+:func:`clean_environment` (imported by name) is the environment for a CLI run in a
+subprocess that must not reach a server or a setting of the machine it runs on.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -53,3 +57,21 @@ def example_records(request: pytest.FixtureRequest) -> list[dict[str, Any]]:
         pytest.skip(f"{corpus} is not here: the example records ship with the source checkout")
     with corpus.open(encoding="utf-8") as lines:
         return [json.loads(line) for line in lines]
+
+
+def clean_environment() -> dict[str, str]:
+    """This process's environment without splare-connect's settings and any backend's location.
+
+    Leaves out every ``SPLARE_*`` variable and every variable an installed backend's record
+    names (``url_env``, ``secret_env``, ``basic_auth_env``), so a command run with it uses
+    the default backend, embedded, whatever the machine's environment says.
+    """
+    from splare_connect.backends.discovery import installed_descriptors
+
+    named: set[str] = set()
+    for record in installed_descriptors():
+        named.update(record.secret_env)
+        named.update(record.basic_auth_env or ())
+        if record.url_env:
+            named.add(record.url_env)
+    return {key: value for key, value in os.environ.items() if key not in named and not key.startswith("SPLARE_")}

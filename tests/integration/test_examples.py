@@ -10,12 +10,13 @@ model before.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from splare_connect.testing.fixtures import clean_environment
 
 pytestmark = pytest.mark.default_model
 
@@ -30,7 +31,7 @@ EXPECTED = {
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_runs_and_finds_the_answering_pages(script: str, tmp_path: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPLARE_", "QDRANT_"))}
+    env = clean_environment()
     env["HAYSTACK_TELEMETRY_ENABLED"] = "False"
     run = subprocess.run(
         [sys.executable, str(EXAMPLES / script)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=900

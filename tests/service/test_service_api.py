@@ -1,4 +1,4 @@
-"""The service over real HTTP: a ``splare-connect serve`` process, the tiny real model, Qdrant Edge.
+"""The service over real HTTP: a ``splare-connect serve`` process, the tiny real model, the default (embedded) backend.
 
 Answers are compared with the library in this process: ``/encode`` with
 ``SplareEncoder.encode`` (exactly), ``/search`` with ``Retriever.search`` on a copy of

@@ -11,9 +11,12 @@ from typer.testing import CliRunner
 
 from splare_connect.cli import app
 from splare_connect.testing.service import API_KEY, COLLECTION, RunningServer, free_port
+from tests.database_clients import DATABASE_CLIENTS
 
+# What a search on a server must not import: the model's stack, any database client, a web framework.
+HEAVY = sorted({"torch", "transformers", "fastapi", "uvicorn"} | DATABASE_CLIENTS)
 # Runs the real console entry point in a fresh interpreter, then reports what it imported.
-PROBE = """
+PROBE = f"""
 import json, sys
 from splare_connect.cli import main
 sys.argv = ["splare-connect", *sys.argv[1:]]
@@ -21,8 +24,8 @@ try:
     main()
 except SystemExit as stop:
     code = stop.code
-heavy = [m for m in ("torch", "transformers", "qdrant_client", "qdrant_edge", "fastapi", "uvicorn") if m in sys.modules]
-print(json.dumps({"code": code, "heavy": heavy}), file=sys.stderr)
+heavy = [m for m in {HEAVY!r} if m in sys.modules]
+print(json.dumps({{"code": code, "heavy": heavy}}), file=sys.stderr)
 """
 
 

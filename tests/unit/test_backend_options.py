@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from splare_connect import ConfigError
+from splare_connect.backends import load_backend
+from splare_connect.backends.default import DEFAULT_BACKEND
+from splare_connect.backends.descriptor import BackendDescriptor
+from splare_connect.backends.discovery import describe_backend
 from splare_connect.backends.options import BackendOption, parse_backend_options, read_bool, read_count
 from splare_connect.cli.common import open_backend
 
@@ -38,21 +42,38 @@ def test_bad_pairs_are_one_line_config_errors(pair: str, message: str) -> None:
         parse_backend_options([pair], DECLARED, "x")
 
 
-def test_the_options_reach_each_backend() -> None:
-    pytest.importorskip("splare_connect_qdrant")
-    pytest.importorskip("splare_connect_opensearch")
-    qdrant = open_backend("qdrant", "http://127.0.0.1:9", None, 0.5, ["max_batch_points=7", "max_attempts=2"])
-    assert qdrant.max_batch_points == 7 and qdrant.driver.retry.max_attempts == 2
-    qdrant.close()
-    opensearch = open_backend(
-        "opensearch", "http://127.0.0.1:9", Path("ignored"), None, ["replicas=0", "two_phase=0.4,5,10000"]
-    )
-    assert opensearch.replicas == 0 and opensearch.two_phase == (0.4, 5.0, 10000)  # and data_dir was not passed
-    opensearch.close()
+def test_the_options_reach_the_factory_typed_with_the_locations_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record's declared options arrive typed; ``data_dir`` goes only to a factory that names it."""
+    from splare_connect.backends import discovery, location
+
+    received: dict[str, object] = {}
+    opened = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")  # what the toy factory hands back
+
+    def create(url: str | None = None, timeout: float | None = None, replicas: int = 1, approximate: bool = False):  # type: ignore[no-untyped-def]
+        received.update(url=url, timeout=timeout, replicas=replicas, approximate=approximate)
+        return opened
+
+    record = BackendDescriptor(name="toy", distribution="toy", summary="a toy", create=create, options=DECLARED)
+    for module in (discovery, location):
+        monkeypatch.setattr(module, "describe_backend", lambda name: record)
+    try:
+        pairs = ["replicas=0", "approximate=yes"]
+        assert open_backend("toy", "http://127.0.0.1:9", Path("ignored"), 0.5, pairs) is opened
+    finally:
+        opened.close()
+    assert received == {"url": "http://127.0.0.1:9", "timeout": 0.5, "replicas": 0, "approximate": True}
+
+
+def test_the_default_backend_is_held_to_the_options_its_record_declares(tmp_path: Path) -> None:
+    known = ", ".join(sorted(describe_backend(DEFAULT_BACKEND).options)) or "none"
+    with pytest.raises(ConfigError) as raised:
+        open_backend(DEFAULT_BACKEND, None, tmp_path, None, ["bogus=1"])
+    assert str(raised.value) == f"backend {DEFAULT_BACKEND!r} has no option 'bogus'; its options: {known}"
 
 
 def test_cli_checks_options_before_loading_a_model(tmp_path: Path) -> None:
-    pytest.importorskip("splare_connect_qdrant")
     env = {**os.environ, "SPLARE_MODEL": str(tmp_path / "no-such-model"), "SPLARE_BACKEND_OPTIONS": "bogus=1"}
     result = subprocess.run(
         [sys.executable, "-m", "splare_connect.cli", "search", "hi", "--data-dir", str(tmp_path)],

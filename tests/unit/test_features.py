@@ -233,12 +233,13 @@ def test_explanations_carry_labels(planted_encoder: SplareEncoder, dictionary: F
 def test_search_explains_hits_and_misses_with_labels(
     planted_encoder: SplareEncoder, planted_model: Path, dictionary: FeatureDictionary, tmp_path: Path
 ) -> None:
+    from splare_connect.backends import load_backend
+    from splare_connect.backends.default import DEFAULT_BACKEND
     from splare_connect.documents import read_iterable
     from splare_connect.retriever import Retriever
     from splare_connect.sync import Syncer
-    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
-    backend = QdrantBackend(EdgeDriver(tmp_path / "edge"))
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     docs = [{"id": "a", "text": "copy the files"}, {"id": "b", "text": "the kernel directory"}]
     Syncer(planted_encoder, backend, "pages").run(read_iterable(docs))
     retriever = Retriever(planted_encoder, backend, "pages")
@@ -250,13 +251,13 @@ def test_search_explains_hits_and_misses_with_labels(
     assert {"copy", "files"} <= {f.label for f in miss.missing}
     assert all(f.label and not f.label.startswith(("copy", "files")) for f in miss.shared)
     backend.close()
-    edge = ["--data-dir", str(tmp_path / "edge"), "-c", "pages", "--model", str(planted_model)]
+    stored = ["--data-dir", str(tmp_path / "data"), "-c", "pages", "--model", str(planted_model)]
     runner = CliRunner()
-    report = runner.invoke(app, ["features", "why-not", "copy files", "b#0", *edge])
+    report = runner.invoke(app, ["features", "why-not", "copy files", "b#0", *stored])
     assert report.exit_code == 0, report.output
     missing_line = next(line for line in report.output.splitlines() if line.startswith("missing"))
     assert "copy (" in missing_line and "files (" in missing_line
-    absent = runner.invoke(app, ["features", "why-not", "copy files", "nope#0", *edge])
+    absent = runner.invoke(app, ["features", "why-not", "copy files", "nope#0", *stored])
     assert absent.exit_code == 1 and "has no record 'nope#0'" in absent.output
 
 

@@ -8,7 +8,6 @@ text and from Python alike; the boundaries themselves still search.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from splare_connect import ConfigError
+from splare_connect.backends import load_backend
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.filters import INT64_MAX, INT64_MIN, Condition, parse_filters
+from splare_connect.testing.fixtures import clean_environment
 
 OUT_OF_RANGE = [
     ("x=9223372036854775808", "9223372036854775808"),
@@ -72,22 +74,20 @@ def test_booleans_and_ordinary_numbers_still_pass() -> None:
     assert Condition("x", "lt", 2.5).value == 2.5
 
 
-# ------------------------------------------------------- the real engine, library and CLI
+# ------------------------------------------- the default backend, library and CLI
 @pytest.fixture(scope="module")
-def edge_collection(tmp_path_factory: pytest.TempPathFactory, tiny_encoder) -> Path:  # type: ignore[no-untyped-def]
-    """An Edge data directory with collection ``c``: integer field ``x`` at the 64-bit boundaries."""
-    pytest.importorskip("splare_connect_qdrant")
-    from splare_connect.backends import load_backend
+def stored_collection(tmp_path_factory: pytest.TempPathFactory, tiny_encoder) -> Path:  # type: ignore[no-untyped-def]
+    """The default backend's data directory with collection ``c``: integer field ``x`` at the 64-bit boundaries."""
     from splare_connect.documents import read_iterable
     from splare_connect.sync import Syncer
 
-    data_dir = tmp_path_factory.mktemp("filter-edge")
+    data_dir = tmp_path_factory.mktemp("filter-data")
     records = [
         {"id": "low", "text": "copy files", "x": INT64_MIN},
         {"id": "high", "text": "list files", "x": INT64_MAX},
         {"id": "mid", "text": "move files", "x": 3},
     ]
-    backend = load_backend("qdrant", data_dir=data_dir)
+    backend = load_backend(DEFAULT_BACKEND, data_dir=data_dir)
     try:
         Syncer(tiny_encoder, backend, "c", indexed_fields=("x",)).run(read_iterable(records))
     finally:
@@ -96,12 +96,11 @@ def edge_collection(tmp_path_factory: pytest.TempPathFactory, tiny_encoder) -> P
 
 
 def test_retriever_search_refuses_out_of_range_values_and_keeps_the_boundaries(
-    edge_collection: Path, tiny_encoder
+    stored_collection: Path, tiny_encoder
 ) -> None:  # type: ignore[no-untyped-def]
-    from splare_connect.backends import load_backend
     from splare_connect.retriever import Retriever
 
-    backend = load_backend("qdrant", data_dir=edge_collection)
+    backend = load_backend(DEFAULT_BACKEND, data_dir=stored_collection)
     try:
         retriever = Retriever(tiny_encoder, backend, "c")
         for expression, _ in OUT_OF_RANGE:
@@ -120,12 +119,12 @@ def test_retriever_search_refuses_out_of_range_values_and_keeps_the_boundaries(
     assert quoted == []  # a digit string too long for an integer matches as a string only
 
 
-def test_the_cli_prints_one_line_for_an_out_of_range_filter(edge_collection: Path, tiny_model_dir: Path) -> None:
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPLARE_", "QDRANT_"))}
+def test_the_cli_prints_one_line_for_an_out_of_range_filter(stored_collection: Path, tiny_model_dir: Path) -> None:
+    env = clean_environment()
     env["SPLARE_MODEL"] = str(tiny_model_dir)
     command = [sys.executable, "-m", "splare_connect.cli", "search", "files", "-c", "c", "--data-dir"]
     result = subprocess.run(
-        [*command, str(edge_collection), "-f", "x=9223372036854775808"],
+        [*command, str(stored_collection), "-f", "x=9223372036854775808"],
         capture_output=True,
         text=True,
         env=env,
@@ -135,12 +134,3 @@ def test_the_cli_prints_one_line_for_an_out_of_range_filter(edge_collection: Pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "signed 64-bit" in lines[0] and "9223372036854775808" in lines[0], result.stderr
     assert "TypeError" not in result.stderr and "Traceback" not in result.stderr
-
-
-def test_only_ascii_digit_strings_also_match_as_integers() -> None:
-    """A string of other scripts' digits ("٣٣") is matched as the string alone, never as the integer 33."""
-    pytest.importorskip("splare_connect_qdrant")
-    from splare_connect_qdrant.filters import spellings
-
-    assert spellings("33") == ["33", 33]
-    assert spellings("\u0663\u0663") == ["\u0663\u0663"]

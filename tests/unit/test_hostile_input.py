@@ -1,6 +1,6 @@
 """Regression tests for what hostile testing found on the ingest path (issue 12).
 
-Each runs the real embedded engine (Qdrant Edge) and a tiny real model. A collection
+Each runs the default backend, embedded, and a tiny real model. A collection
 counts as readable when a fresh backend (a new process would do the same) can open,
 count, scroll and search it.
 """
@@ -11,19 +11,23 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
-from splare_connect import BadRecordError, ConfigError
+from splare_connect import BadRecordError, ConfigError, SparseVector
+from splare_connect.backends import Backend, CollectionSpec, Fusion, Hit, PointRecord, load_backend
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.documents import Document, read_iterable, read_source
 from splare_connect.filters import parse_filters
 from splare_connect.record_rules import RecordLimits
 from splare_connect.retriever import Retriever
 from splare_connect.sync import Syncer
-
-pytest.importorskip("splare_connect_qdrant")
-from splare_connect_qdrant import create_backend
+from splare_connect.testing.fixtures import clean_environment
 
 
 def nested(levels: int) -> dict:
@@ -38,9 +42,79 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
+class PassThrough:
+    """A real backend with every :class:`Backend` method passed to it: a test overrides the one to fault."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+
+    def create_collection(self, spec: CollectionSpec) -> None:
+        self.inner.create_collection(spec)
+
+    def describe_collection(self, name: str) -> CollectionSpec | None:
+        return self.inner.describe_collection(name)
+
+    def list_collections(self) -> list[str]:
+        return self.inner.list_collections()
+
+    def drop_collection(self, name: str) -> None:
+        self.inner.drop_collection(name)
+
+    def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
+        self.inner.upsert(collection, points)
+
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        self.inner.delete(collection, ids)
+
+    def iter_payloads(self, collection: str, fields: Sequence[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+        return self.inner.iter_payloads(collection, fields)
+
+    def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
+        return self.inner.fetch_sparse(collection, ids)
+
+    def count(self, collection: str) -> int:
+        return self.inner.count(collection)
+
+    def finalize(self, collection: str) -> None:
+        self.inner.finalize(collection)
+
+    def search(self, collection: str, query: SparseVector, *, k: int = 10, filter: Any = None) -> list[Hit]:
+        return self.inner.search(collection, query, k=k, filter=filter)
+
+    def hybrid_search(
+        self,
+        collection: str,
+        sparse: SparseVector,
+        dense: npt.NDArray[np.float32],
+        *,
+        k: int = 10,
+        fusion: Fusion = Fusion.RRF,
+        rrf_k: int = 60,
+        weights: tuple[float, float] = (1.0, 1.0),
+        candidates: int = 100,
+        filter: Any = None,
+        dense_field: str | None = None,
+    ) -> list[Hit]:
+        return self.inner.hybrid_search(
+            collection,
+            sparse,
+            dense,
+            k=k,
+            fusion=fusion,
+            rrf_k=rrf_k,
+            weights=weights,
+            candidates=candidates,
+            filter=filter,
+            dense_field=dense_field,
+        )
+
+    def close(self) -> None:
+        self.inner.close()
+
+
 def assert_readable(data_dir: Path, collection: str, tiny_encoder, expected_docs: set[str]) -> None:  # type: ignore[no-untyped-def]
     """A fresh backend opens the collection, counts, scrolls and searches it."""
-    backend = create_backend(data_dir=data_dir)
+    backend = load_backend(DEFAULT_BACKEND, data_dir=data_dir)
     try:
         docs = {payload["doc_id"] for _, payload in backend.iter_payloads(collection, ["doc_id"])}
         assert docs == expected_docs
@@ -52,7 +126,7 @@ def assert_readable(data_dir: Path, collection: str, tiny_encoder, expected_docs
 
 
 def ingest(tiny_encoder, data_dir: Path, collection: str, source, **run_options):  # type: ignore[no-untyped-def]
-    backend = create_backend(data_dir=data_dir)
+    backend = load_backend(DEFAULT_BACKEND, data_dir=data_dir)
     try:
         return Syncer(tiny_encoder, backend, collection).run(source, **run_options)
     finally:
@@ -125,7 +199,7 @@ def test_python_objects_are_checked_like_json(tmp_path: Path, tiny_encoder) -> N
         Document(id="key", text="x", metadata={1: "int key"}),  # type: ignore[dict-item]
         Document(id="big", text="y" * 50, metadata={}),
     ]
-    backend = create_backend(data_dir=tmp_path / "d")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "d")
     try:
         report = Syncer(tiny_encoder, backend, "py", limits=RecordLimits(max_text_chars=40)).run(read_iterable(records))
     finally:
@@ -220,7 +294,7 @@ def test_directory_sources_stay_inside_and_skip_hidden_files(tmp_path: Path) -> 
 # ----------------------------------------------------------------- defect 10
 def test_writes_are_bounded_by_chunks(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     """A long record no longer drags a whole group of documents into one huge write."""
-    backend = create_backend(data_dir=tmp_path / "d")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "d")
     sizes: list[int] = []
     upsert = backend.upsert
     backend.upsert = lambda collection, points: (sizes.append(len(points)), upsert(collection, points))[1]  # type: ignore[method-assign]
@@ -252,7 +326,7 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 def test_cli_reproductions_end_in_one_line_errors(tmp_path: Path, tiny_model_dir: Path, example_records) -> None:  # type: ignore[no-untyped-def]
     """The issue's reproductions, through the CLI: exit codes, one-line errors, no traceback."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("SPLARE_", "QDRANT_"))}
+    env = clean_environment()
     env["SPLARE_MODEL"] = str(tiny_model_dir)
     deep = {"id": "deep", "text": "hi", "meta": nested(130)}
     write_lines(tmp_path / "nest.jsonl", [json.dumps(example_records[0]), json.dumps(deep)])
@@ -264,7 +338,7 @@ def test_cli_reproductions_end_in_one_line_errors(tmp_path: Path, tiny_model_dir
     # Arguments are checked before the model loads: a model that doesn't exist is never reached.
     no_model = {**env, "SPLARE_MODEL": str(tmp_path / "no-such-model")}
     for args, message in (
-        (("--backend", "nosuch"), "no backend named 'nosuch'"),
+        (("--backend", "nosuch"), "backend 'nosuch' is not installed"),
         (("--shard", "3/2"), "shard must be i/n"),
         (("--url", "http://127.0.0.1:99999"), "port"),
         (("--data-dir", "nest.jsonl"), "data directory nest.jsonl: is a file, not a directory"),
@@ -295,44 +369,24 @@ def test_bad_record_messages_survive_undecodable_file_names(tmp_path: Path) -> N
 
 
 # ------------------------------------------------------- refused by the database
-def test_edge_refusing_a_payload_is_a_records_rejected_error(tmp_path: Path) -> None:
-    """A direct upsert (no sync engine, no record rules) of a payload Edge can't take."""
-    import numpy as np
-
-    from splare_connect import RecordsRejectedError, SparseVector
-    from splare_connect.backends import CollectionSpec, PointRecord
-
-    backend = create_backend(data_dir=tmp_path / "d")
-    try:
-        backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
-        vector = SparseVector(np.array([1], np.uint32), np.array([0.5], np.float32), 8)
-        with pytest.raises(RecordsRejectedError, match=r"record 'bad': payload\.score is nan"):
-            backend.upsert("c", [PointRecord("bad", vector, None, {"score": float("nan")})])
-        backend.upsert("c", [PointRecord("good", vector, None, {"score": 1.0})])
-        assert backend.count("c") == 1
-    finally:
-        backend.close()
-
-
 def test_documents_the_database_refuses_are_found_and_the_others_land(
     tmp_path: Path, tiny_encoder, example_records
 ) -> None:  # type: ignore[no-untyped-def]
     """A database rule the record rules can't know (here: no 'poison' field) costs only its documents."""
     from splare_connect import RecordsRejectedError
-    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
-    class StrictEdge(QdrantBackend):
+    class Strict(PassThrough):
         writes = 0
 
         def upsert(self, collection, points):  # type: ignore[no-untyped-def]
-            StrictEdge.writes += 1
+            Strict.writes += 1
             if any("poison" in point.payload["metadata"] for point in points):
                 raise RecordsRejectedError("upserting failed: field 'poison' is not allowed")
             super().upsert(collection, points)
 
     records = [dict(r) for r in example_records[:16]]
     records[3]["poison"] = records[11]["poison"] = True
-    backend = StrictEdge(EdgeDriver(tmp_path / "d"))
+    backend = Strict(load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "d"))
     try:
         report = Syncer(tiny_encoder, backend, "c", documents_per_write=16, chunks_per_write=10_000).run(
             read_iterable(records)
@@ -342,20 +396,19 @@ def test_documents_the_database_refuses_are_found_and_the_others_land(
     refused = {error.record_id.split("#")[0] for error in report.skipped if error.record_id}
     assert refused == {records[3]["id"], records[11]["id"]}
     assert all("refused by the database" in str(error) and error.line for error in report.skipped)
-    assert StrictEdge.writes <= 1 + 2 * 2 * 4  # halving: a few writes per refused document, not one per document
+    assert Strict.writes <= 1 + 2 * 2 * 4  # halving: a few writes per refused document, not one per document
     assert_readable(tmp_path / "d", "c", tiny_encoder, {r["id"] for i, r in enumerate(records) if i not in (3, 11)})
 
 
 def test_a_database_refusing_everything_reports_every_document(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     from splare_connect import RecordsRejectedError
-    from splare_connect_qdrant import EdgeDriver, QdrantBackend
 
-    class RefusingEdge(QdrantBackend):
+    class Refusing(PassThrough):
         def upsert(self, collection, points):  # type: ignore[no-untyped-def]
             raise RecordsRejectedError("upserting failed: payload too large")
 
     records = example_records[:4]
-    backend = RefusingEdge(EdgeDriver(tmp_path / "d"))
+    backend = Refusing(load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "d"))
     try:
         report = Syncer(tiny_encoder, backend, "c").run(read_iterable(records))
     finally:
@@ -389,56 +442,14 @@ def test_python_records_of_the_wrong_type_are_skipped(tmp_path: Path, tiny_encod
     ]
 
 
-def test_edge_refuses_payloads_too_deep_for_its_own_log_whoever_writes(tmp_path: Path) -> None:
-    """The engine-level guard: a direct upsert (no sync engine) can't brick the collection either."""
-    import numpy as np
-
-    from splare_connect import RecordsRejectedError, SparseVector
-    from splare_connect.backends import CollectionSpec, PointRecord
-
-    vector = SparseVector(np.array([1], np.uint32), np.array([0.5], np.float32), 8)
-    backend = create_backend(data_dir=tmp_path / "d")
-    try:
-        backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
-        with pytest.raises(RecordsRejectedError, match="nested more than 64 levels"):
-            backend.upsert("c", [PointRecord("deep", vector, None, {"m": nested(130)})])
-        backend.upsert("c", [PointRecord("ok", vector, None, {"m": nested(20)})])
-    finally:
-        backend.close()
-    reopened = create_backend(data_dir=tmp_path / "d")
-    try:
-        assert reopened.count("c") == 1
-    finally:
-        reopened.close()
-
-
-def test_a_create_that_failed_or_was_killed_leaves_nothing_in_the_way(tmp_path: Path) -> None:
-    import qdrant_edge
-
-    from splare_connect.backends import CollectionSpec
-
-    # What a create killed between making the shard and writing its description leaves: the
-    # proof it writes first (creating.json), and the shard. Without the proof the shard is
-    # not splare-connect's and is never cleared (adapters/qdrant/tests/test_qdrant_attach_ownership.py).
-    (tmp_path / "d" / "c").mkdir(parents=True)
-    (tmp_path / "d" / "c" / "creating.json").write_text('{"created_by": "splare-connect"}')
-    qdrant_edge.EdgeShard.create(
-        str(tmp_path / "d" / "c" / "shard"),
-        qdrant_edge.EdgeConfig(sparse_vectors={"splare": qdrant_edge.EdgeSparseVectorParams()}),
-    ).close()
-    backend = create_backend(data_dir=tmp_path / "d")
-    try:
-        backend.create_collection(CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}))
-        assert backend.list_collections() == ["c"] and backend.count("c") == 0
-    finally:
-        backend.close()
+def test_a_field_name_that_cannot_be_indexed_is_refused() -> None:
     with pytest.raises(ConfigError, match="cannot index field 'a b'"):
         CollectionSpec(name="c", sparse_dim=8, fingerprint={"digest": "x"}, indexed_fields=("a b",))
 
 
 def test_blank_queries_find_nothing(tmp_path: Path, tiny_encoder, example_records) -> None:  # type: ignore[no-untyped-def]
     ingest(tiny_encoder, tmp_path / "d", "c", read_iterable(example_records[:3]))
-    backend = create_backend(data_dir=tmp_path / "d")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "d")
     try:
         retriever = Retriever(tiny_encoder, backend, "c")
         assert retriever.search("") == [] and retriever.search("  \n") == []

@@ -1,4 +1,4 @@
-"""Property-based test of the ingest path against the real embedded engine (Qdrant Edge).
+"""Property-based test of the ingest path against the default backend, embedded.
 
 Hypothesis writes JSONL files mixing well-formed records with hostile lines: random
 JSON values (NaN, infinities, integers past 64 bits, lone surrogates, odd keys), deep
@@ -26,13 +26,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from splare_connect.backends import load_backend
+from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.documents import read_source
 from splare_connect.record_rules import INT64_MAX, INT64_MIN, RecordLimits
 from splare_connect.retriever import Retriever
 from splare_connect.sync import Syncer
-
-pytest.importorskip("splare_connect_qdrant")
-from splare_connect_qdrant import create_backend
 
 EXAMPLES = int(os.environ.get("SPLARE_FUZZ_EXAMPLES", "100"))
 LIMITS = RecordLimits(max_text_chars=300, max_metadata_bytes=4_000)
@@ -144,8 +143,8 @@ def parsed_id(line: bytes) -> str | None:
 
 
 def same_json(got: object, want: object) -> bool:
-    """Equal JSON values, floats within 2 ulp: Qdrant Edge's float parsing is not always
-    correctly rounded (4.784992776249105e-33 came back as 4.7849927762491045e-33)."""
+    """Equal JSON values, floats within 2 ulp: an engine's float parsing may not be correctly
+    rounded (Qdrant Edge's is not: 4.784992776249105e-33 came back as 4.7849927762491045e-33)."""
     if isinstance(want, float) and isinstance(got, (int, float)) and not isinstance(got, bool):
         return abs(got - want) <= 2 * math.ulp(max(abs(got), abs(want)))
     if isinstance(want, dict) and isinstance(got, dict):
@@ -179,7 +178,7 @@ def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_
     source.write_bytes(to_bytes(lines))
     collection = f"fuzz{next(_collections)}"
 
-    backend = create_backend(data_dir=folder / "data")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=folder / "data")
     try:
         report = Syncer(tiny_encoder, backend, collection, limits=LIMITS).run(read_source(source))
     finally:
@@ -187,7 +186,7 @@ def test_no_record_can_hurt_the_others_or_the_collection(tmp_path_factory, tiny_
 
     reported = {error.line for error in report.skipped}
     assert all(error.line is not None and str(source) in str(error) for error in report.skipped)
-    fresh = create_backend(data_dir=folder / "data")
+    fresh = load_backend(DEFAULT_BACKEND, data_dir=folder / "data")
     try:
         stored = {
             payload["doc_id"]: payload["metadata"]

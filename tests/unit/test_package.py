@@ -14,6 +14,7 @@ import splare_connect
 from splare_connect.backends import Backend, load_backend
 from splare_connect.backends.discovery import available_backends
 from splare_connect.errors import ConfigError, MissingDependencyError
+from tests.database_clients import DATABASE_CLIENTS, REPO
 
 
 def test_import_loads_no_heavy_dependency() -> None:
@@ -59,33 +60,6 @@ def test_public_names_are_pinned() -> None:
         assert getattr(splare_connect, name) is not None
 
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED_DEPENDENCIES = {"splare-connect", "tenacity", "numpy"}
-
-
-def _database_clients() -> set[str]:
-    """What the core must never import: every adapter's package, and the modules its own
-    dependencies install (the database clients), read from ``adapters/*/pyproject.toml``."""
-    import re
-    from importlib.metadata import packages_distributions
-
-    import tomllib
-
-    modules_of: dict[str, set[str]] = {}
-    for module, distributions in packages_distributions().items():
-        for distribution in distributions:
-            modules_of.setdefault(re.sub(r"[-_.]+", "-", distribution).lower(), set()).add(module)
-    clients = set()
-    for pyproject in (REPO / "adapters").glob("*/pyproject.toml"):
-        clients.update(path.parent.name for path in pyproject.parent.glob("splare_connect_*/__init__.py"))
-        for requirement in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
-            name = re.sub(r"[-_.]+", "-", re.split(r"[\s\[<>=!~;]", requirement, maxsplit=1)[0]).lower()
-            if name not in SHARED_DEPENDENCIES:
-                clients.update(modules_of.get(name, set()))
-    return clients
-
-
-DATABASE_CLIENTS = _database_clients()
 # What the adapters must never import: torch and what loads it.
 TORCH_STACK = {"torch", "transformers", "peft"}
 

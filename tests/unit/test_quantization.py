@@ -53,12 +53,13 @@ def test_an_fp32_collection_refuses_int8_queries_of_the_same_weights(
 ) -> None:
     """int8 moves vectors too far to mix with fp32 ones: refused, saying the weights are the same."""
     from splare_connect import EncoderMismatchError
+    from splare_connect.backends import load_backend
+    from splare_connect.backends.default import DEFAULT_BACKEND
     from splare_connect.documents import read_iterable
     from splare_connect.retriever import Retriever
     from splare_connect.sync import Syncer
-    from splare_connect_qdrant import create_backend
 
-    backend = create_backend(data_dir=tmp_path / "edge")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     Syncer(tiny_encoder, backend, "docs").run(
         read_iterable({"id": f"d{i}", "text": t} for i, t in enumerate(SAMPLE_TEXTS))
     )

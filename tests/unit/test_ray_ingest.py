@@ -1,8 +1,9 @@
 """Ingest on a real local Ray cluster: the same collection as a local sync, point for point.
 
 The cluster is Ray's own (``ray.init`` with 2 CPUs; encoder actors are separate worker
-processes); the engines are the real Qdrant Edge and, for workers that write
-themselves, the in-memory OpenSearch cluster served over HTTP on 127.0.0.1.
+processes); the engine is the default backend, embedded. Workers that write to a server
+themselves are tested on OpenSearch's in-memory cluster in that adapter's tests
+(adapters/opensearch/tests/test_opensearch_ray_ingest.py).
 """
 
 from __future__ import annotations

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 
-from splare_connect.backends import CollectionSpec
 from splare_connect.backends.schema import (
     PAYLOAD_FIELDS,
     RECORD_NAMESPACE,
@@ -64,16 +63,3 @@ def test_point_ids_are_uuid5_of_record_ids() -> None:
     for record_id in ("doc-1#0", "ünïcode/päth.md#12", "", "x" * 1000):
         assert point_id(record_id) == str(uuid.uuid5(RECORD_NAMESPACE, record_id))
     assert point_id("doc-1#0") == "00e6e595-c12a-5709-8243-64144ea25fcb"  # the namespace is fixed forever
-
-
-def test_opensearch_mapping_and_excludes_follow_the_schema_and_the_spec() -> None:
-    bodies = pytest.importorskip("splare_connect_opensearch.bodies")
-    spec = CollectionSpec("docs", sparse_dim=64, fingerprint={"digest": "d"}, dense_dim=4, indexed_fields=("lang",))
-    properties = bodies.index_body(spec)["mappings"]["properties"]
-    assert list(properties) == ["splare", *(f.name for f in PAYLOAD_FIELDS), "dense"]
-    assert bodies.source_excludes(spec) == ["splare*", "dense*"]
-    renamed = CollectionSpec("docs", sparse_dim=64, fingerprint={}, sparse_vector_name="sv", dense_vector_name="dv")
-    assert bodies.search_body(renamed, {"match_all": {}}, 3)["_source"] == {"excludes": ["sv*", "dv*"]}
-    # A pattern that would also hide a payload field gives way to the exact names.
-    clashing = CollectionSpec("docs", sparse_dim=64, fingerprint={}, sparse_vector_name="te", dense_vector_name="meta")
-    assert bodies.source_excludes(clashing) == ["te", "te_ann", "meta"]

@@ -207,12 +207,13 @@ def test_a_cli_search_with_a_static_table_loads_no_model(
     built, tiny_model_dir: Path, tiny_encoder, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """Sparse search with the table: neither torch nor the compiled graph is ever loaded."""
+    from splare_connect.backends import load_backend
+    from splare_connect.backends.default import DEFAULT_BACKEND
     from splare_connect.documents import read_iterable
     from splare_connect.sync import Syncer
-    from splare_connect_qdrant import create_backend
 
     table = built[2].save(tmp_path / "table")
-    backend = create_backend(data_dir=tmp_path / "data")
+    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     Syncer(tiny_encoder, backend, "kb").run(
         read_iterable({"id": str(i), "text": t} for i, t in enumerate(SAMPLE_TEXTS))
     )

@@ -20,8 +20,6 @@ from splare_connect.errors import SplareError
 from splare_connect.terminal import printable, printable_json
 from tests.unit.test_service_client_faults import FakeService, answer
 
-pytest.importorskip("splare_connect_qdrant")
-
 HOSTILE = "copy \u001b]0;PWNED\u0007 files \u001b[2J now \u009b2J \u007f \u202eevil\u202c [bold]loud[/]"
 HOSTILE_ID = "doc\u001b[31m\u0007"
 RAW = ("\u001b", "\u0007", "\u009b", "\u007f", "\u202e", "\u202c")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,11 +28,12 @@ from opensearch_recording import (
 
 from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
 from splare_connect.backends import CollectionSpec, PointRecord
-from splare_connect.backends.schema import point_id
+from splare_connect.backends.schema import PAYLOAD_FIELDS, point_id
+from splare_connect.cli.common import open_backend
 from splare_connect.filters import parse_filters
 
 pytest.importorskip("splare_connect_opensearch")
-from splare_connect_opensearch import BulkWriteError, OpenSearchBackend, create_backend
+from splare_connect_opensearch import BulkWriteError, OpenSearchBackend, bodies, create_backend
 
 FINGERPRINT = {"name": "enc", "digest": "abc123"}
 SPEC = CollectionSpec("docs", sparse_dim=16384, fingerprint=FINGERPRINT, dense_dim=4, indexed_fields=("section",))
@@ -114,6 +116,18 @@ def test_index_mapping_follows_the_documented_api() -> None:
     assert properties["record_id"] == {"type": "keyword"}
     assert put.body["settings"]["index"]["knn"] is True
     assert put.body["mappings"]["_meta"]["splare_connect"]["fingerprint"] == FINGERPRINT
+
+
+def test_mapping_and_excludes_follow_the_schema_and_the_spec() -> None:
+    spec = CollectionSpec("docs", sparse_dim=64, fingerprint={"digest": "d"}, dense_dim=4, indexed_fields=("lang",))
+    properties = bodies.index_body(spec)["mappings"]["properties"]
+    assert list(properties) == ["splare", *(f.name for f in PAYLOAD_FIELDS), "dense"]
+    assert bodies.source_excludes(spec) == ["splare*", "dense*"]
+    renamed = CollectionSpec("docs", sparse_dim=64, fingerprint={}, sparse_vector_name="sv", dense_vector_name="dv")
+    assert bodies.search_body(renamed, {"match_all": {}}, 3)["_source"] == {"excludes": ["sv*", "dv*"]}
+    # A pattern that would also hide a payload field gives way to the exact names.
+    clashing = CollectionSpec("docs", sparse_dim=64, fingerprint={}, sparse_vector_name="te", dense_vector_name="meta")
+    assert bodies.source_excludes(clashing) == ["te", "te_ann", "meta"]
 
 
 def test_existing_index_from_another_encoder_is_refused() -> None:
@@ -306,6 +320,15 @@ def test_two_phase_pipeline() -> None:
         }
     ]
     assert recorder.find("POST", "/docs/_search")[0].params["search_pipeline"] == pipeline.path.rsplit("/", 1)[1]
+
+
+def test_the_cli_options_reach_the_backend() -> None:
+    """``--backend-option`` pairs arrive typed; the data directory (embedded engines only) is not passed."""
+    backend = open_backend(
+        "opensearch", "http://127.0.0.1:9", Path("ignored"), None, ["replicas=0", "two_phase=0.4,5,10000"]
+    )
+    assert backend.replicas == 0 and backend.two_phase == (0.4, 5.0, 10000)
+    backend.close()
 
 
 def test_seismic_field_mapping_and_query() -> None:

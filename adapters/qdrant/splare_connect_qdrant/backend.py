@@ -13,7 +13,7 @@ driver's job (:mod:`splare_connect_qdrant.driver`):
   by URL or qdrant-client's local mode, every request under the retry policy.
 
 Both engines therefore check the same things and answer the same queries, which the
-congruence suite (``tests/unit/test_backend_congruence.py``) holds them to.
+conformance kit (``adapters/qdrant/tests/test_qdrant_conformance.py``) holds them to.
 """
 
 from __future__ import annotations

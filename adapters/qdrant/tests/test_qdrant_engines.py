@@ -1,7 +1,8 @@
 """The Qdrant adapter's engine choice and what only the embedded engine does.
 
-The search, filter, write and spec scenarios every engine shares are in the congruence
-suite, ``tests/unit/test_backend_congruence.py``.
+The search, filter, write and spec scenarios every engine shares are the conformance kit's,
+run on each engine by ``test_qdrant_conformance.py``; Edge's own write-path guards are in
+``test_qdrant_hostile_input.py``.
 """
 
 from __future__ import annotations

@@ -10,11 +10,19 @@ from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedR
 
 from splare_connect import BackendError, SparseVector
 from splare_connect.backends import PointRecord
+from splare_connect.cli.common import open_backend
 
 pytest.importorskip("splare_connect_qdrant")
 from splare_connect_qdrant.client_driver import ClientDriver
 from splare_connect_qdrant.client_retry import is_retryable
 from splare_connect_qdrant.write_batches import batches_by_size, estimated_json_bytes
+
+
+def test_the_cli_options_reach_the_backend() -> None:
+    """``--backend-option`` pairs arrive typed: the batch cap on the backend, the retry policy on its driver."""
+    backend = open_backend("qdrant", "http://127.0.0.1:9", None, 0.5, ["max_batch_points=7", "max_attempts=2"])
+    assert backend.max_batch_points == 7 and backend.driver.retry.max_attempts == 2
+    backend.close()
 
 
 def http_error(status: int) -> UnexpectedResponse:
