@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
 # What encodes one batch: pooled weights ``(batch, d_sae)`` and the dense embedding (or
 # None), as numpy arrays.
-_Engine = Callable[[EncoderBatch], "tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]"]
+_Inference = Callable[[EncoderBatch], "tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None]"]
 
 __all__ = ["EncodeResult", "EncoderBatch", "Role", "SplareEncoder"]
 
@@ -154,7 +154,7 @@ class SplareEncoder:
         # threads sharing one encoder (a web server, a RAG framework's thread pool) take
         # turns. The lock is re-entrant, so encode() can run inside it.
         self.lock = threading.RLock()
-        self._engine: _Engine | None = None
+        self._inference: _Inference | None = None
         self._space: dict[str, Any] | None = None  # see _space_fingerprint
         # The compiled graph the OpenVINO runtime runs, once loaded (None on torch).
         self.graph: CompiledEncoderGraph | None = None
@@ -177,14 +177,14 @@ class SplareEncoder:
             The encoder, for chaining.
         """
         with self.lock:
-            if self._engine is None:
-                self._engine = (
+            if self._inference is None:
+                self._inference = (
                     self._load_graph_or_fall_back() if self.runtime == Runtime.OPENVINO else self._load_torch()
                 )
                 self.tokenizer.wait()  # a tokenizer built in the background: its errors surface here too
         return self
 
-    def _load_graph_or_fall_back(self) -> _Engine:
+    def _load_graph_or_fall_back(self) -> _Inference:
         """The compiled graph; on torch instead, with a note, when the runtime was chosen here
         and OpenVINO cannot export or compile this model."""
         try:
@@ -517,11 +517,11 @@ class SplareEncoder:
         dense_out = np.zeros((len(items), self.hidden_size), np.float32) if dense else None
         num_tokens = np.zeros(len(items), np.int64)
         truncated = np.zeros(len(items), np.bool_)
-        engine = self.prepare()._engine
-        assert engine is not None  # prepare() set it
+        infer = self.prepare()._inference
+        assert infer is not None  # prepare() set it
         with progress(len(items), show_progress, batch_size) as advance:
-            for batch in self.iter_engine_batches(items, role=role, batch_size=batch_size):
-                pooled, batch_dense = engine(batch)
+            for batch in self.iter_inference_batches(items, role=role, batch_size=batch_size):
+                pooled, batch_dense = infer(batch)
                 for position, vector in zip(batch.positions, prune_rows(pooled, top_k), strict=True):
                     sparse[position] = vector
                 num_tokens[batch.positions] = _on_host(batch.attention_mask.sum(1)).reshape(-1)
@@ -636,7 +636,7 @@ class SplareEncoder:
             device=self.device if device == "encoder" else (None if device is None else _torch_device(device)),
         )
 
-    def _load_graph(self) -> _Engine:
+    def _load_graph(self) -> _Inference:
         """This encoder's compiled OpenVINO graph, from the cache or exported now.
 
         Its precision is what OpenVINO reports: where bf16 was asked and the CPU has
@@ -685,7 +685,7 @@ class SplareEncoder:
                 f"{asked} was asked, but this CPU has no {asked} arithmetic: OpenVINO runs {graph.precision}"
             )
 
-        return graph  # fed numpy batches (iter_engine_batches)
+        return graph  # fed numpy batches (iter_inference_batches)
 
     def _graph_cached(self) -> bool:
         """Whether this encoder's graph is in the cache, judged without hashing or loading weights.
@@ -703,7 +703,7 @@ class SplareEncoder:
             space = self._space_fingerprint
         return space is not None and (graph_location(cache / "compiled", str(space["digest"])) / GRAPH_FILE).is_file()
 
-    def _load_torch(self) -> _Engine:
+    def _load_torch(self) -> _Inference:
         """Load the torch model (quantized on the int8 path) and return what runs a batch with it."""
         import torch
 
@@ -731,7 +731,7 @@ class SplareEncoder:
 
         return run
 
-    def iter_engine_batches(self, texts: Sequence[str], *, role: Role, batch_size: int) -> Iterator[EncoderBatch]:
+    def iter_inference_batches(self, texts: Sequence[str], *, role: Role, batch_size: int) -> Iterator[EncoderBatch]:
         """The batches :meth:`encode` feeds its runtime: numpy on the compiled graph, torch otherwise."""
         device = None if self.runtime == Runtime.OPENVINO else "encoder"
         return self.iter_batches(texts, role=role, batch_size=batch_size, device=device)

@@ -157,11 +157,11 @@ def test_a_model_the_graph_cannot_take_falls_back_to_torch_when_the_runtime_was_
 
 def test_a_lazy_encoder_loads_nothing_until_it_encodes(tiny_model_dir: Path, model_cache: Path) -> None:
     encoder = SplareEncoder.from_pretrained(tiny_model_dir, lazy=True)
-    assert encoder._engine is None and not encoder._backbone.model_loaded
+    assert encoder._inference is None and not encoder._backbone.model_loaded
     assert encoder.dim == 64 and encoder.has_dense
-    assert encoder.encode_queries([]) == [] and encoder._engine is None  # nothing to encode: nothing loads
+    assert encoder.encode_queries([]) == [] and encoder._inference is None  # nothing to encode: nothing loads
     assert encoder.encode_queries(["list files"])[0].nnz > 0
-    assert encoder._engine is not None
+    assert encoder._inference is not None
 
 
 # ------------------------------------------------------------ the guard
