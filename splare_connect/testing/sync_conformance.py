@@ -13,6 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +27,8 @@ from splare_connect.documents import Document, read_iterable, read_source
 from splare_connect.errors import BadRecordError, EncoderMismatchError
 from splare_connect.retriever import Retriever, SearchHit
 from splare_connect.sync import Shard, Syncer
+from splare_connect.testing.fixtures import clean_environment
+from splare_connect.testing.points import assert_documents_whole
 from splare_connect.testing.tiny_models import WORDS
 
 __all__ = ["SyncConformance", "sample_records"]
@@ -65,6 +70,21 @@ class SyncConformance:
 
     record: ClassVar[BackendDescriptor]
     engine_fuses: ClassVar[bool] = True  # False: a stand-in engine without server-side fusion
+    runs_cli: ClassVar[bool] = True  # False: the CLI scenarios already run in another class of this backend
+
+    def cli_location(self, directory: Path) -> list[str] | None:
+        """The arguments that reach a store under ``directory`` from another process; None skips.
+
+        By default the backend's embedded engine under ``--data-dir``, where its record says
+        one runs without a URL. A backend reached only by URL overrides this (or is skipped).
+        """
+        if not self.runs_cli or self.record.without_url is None:
+            return None
+        return ["--backend", self.record.name, "--data-dir", str(directory)]
+
+    def open_location(self, directory: Path) -> Backend:
+        """The store :meth:`cli_location` names, opened in this process."""
+        return self.record.create(data_dir=directory)
 
     @pytest.fixture
     def backend(self) -> Backend:
@@ -183,3 +203,53 @@ class SyncConformance:
         for fusion in sorted(self.record.capabilities.fusions) if self.engine_fuses else ():
             hybrid = retriever.search(queries[0], k=4, hybrid=fusion)
             assert len(hybrid) == 4 and {h.doc_id for h in hybrid} <= {r["id"] for r in records}
+
+    def test_a_killed_ingest_resumes_without_loss_or_duplicates(self, tmp_path: Path, tiny_model_dir: Path) -> None:
+        """kill -9 the CLI's ingest after its first write, run it again: exact counts, finished work not redone."""
+        location = self.cli_location(tmp_path / "store")
+        if location is None:
+            pytest.skip(f"no store of {self.record.name}'s that another process can reach here")
+        records = sample_records(307, seed=9, words=(20, 400))  # several writes of at most 64 documents
+        source = tmp_path / "corpus.jsonl"
+        source.write_text("".join(json.dumps(r) + "\n" for r in records))
+        env = {**clean_environment(), "SPLARE_MODEL": str(tiny_model_dir)}
+        command = [
+            sys.executable,
+            "-m",
+            "splare_connect.cli",
+            "ingest",
+            str(source),
+            "-c",
+            "crash",
+            "--json",
+            *location,
+        ]
+
+        victim = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        assert victim.stderr is not None
+        for line in victim.stderr:
+            if line.startswith("progress:"):  # the first write has landed; more are to come
+                break
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=30)
+        assert victim.returncode == -signal.SIGKILL
+
+        survivor = self.open_location(tmp_path / "store")
+        done_before = {p["doc_id"] for _, p in survivor.iter_payloads("crash", ["doc_id"])}
+        survivor.close()
+        assert 0 < len(done_before) < len(records)
+
+        resumed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        assert resumed.returncode == 0, resumed.stderr
+        report = json.loads(resumed.stdout)
+        assert report["documents"] == len(records)
+        assert report["new"] + report["changed"] + report["unchanged"] == len(records)
+        assert report["unchanged"] == len(done_before) and report["encoded"] == len(records) - len(done_before)
+
+        final = self.open_location(tmp_path / "store")
+        try:
+            assert_documents_whole(final, "crash", {r["id"] for r in records})
+        finally:
+            final.close()
+        third = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+        assert json.loads(third.stdout)["unchanged"] == len(records), third.stderr

@@ -126,6 +126,7 @@ def create_backend(
     return MilvusBackend(
         _lite_client(directory, path),
         lite=True,
+        lite_file=path,
         where=f" in {path}",
         max_batch_points=max_batch_points,
         max_batch_bytes=max_batch_bytes,

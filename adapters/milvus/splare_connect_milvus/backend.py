@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -124,8 +125,10 @@ class MilvusBackend:
         max_batch_bytes: int = 16 * 1024 * 1024,
         owns_client: bool = True,
         concurrent_writers: bool = False,
+        lite_file: Path | None = None,
     ) -> None:
         self.client = client
+        self.lite_file = lite_file
         self.lite = lite
         self.where = where
         self.retry = retry
@@ -482,9 +485,19 @@ class MilvusBackend:
         return _hits(results)
 
     def close(self) -> None:
-        """Close the client (unless the application owns it)."""
-        if self.owns_client:
-            call_engine("closing the Milvus client", self.client.close)
+        """Close the client (unless the application owns it), and stop the Milvus Lite file's server.
+
+        pymilvus keeps the in-process Lite server, and its lock on the file, until the
+        process exits; stopping it lets another process (the next command, a resumed
+        ingest) open the file, as closing Qdrant Edge does.
+        """
+        if not self.owns_client:
+            return
+        call_engine("closing the Milvus client", self.client.close)
+        if self.lite_file is not None:
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(str(self.lite_file))
 
     # ----------------------------------------------------------------- helpers
     def _dense_field(self, spec: CollectionSpec, dense_field: str | None) -> tuple[str, int, str]:

@@ -28,6 +28,7 @@ class TestEdge(BackendConformance, SyncConformance):
 
 class TestLocalMemory(BackendConformance, SyncConformance):
     record = BACKEND
+    runs_cli = False  # the CLI reaches Qdrant's embedded engine: TestEdge runs those scenarios
 
     @pytest.fixture
     def backend(self) -> Iterator[QdrantBackend]:
@@ -38,6 +39,7 @@ class TestLocalMemory(BackendConformance, SyncConformance):
 
 class TestLocalPath(BackendConformance, SyncConformance):
     record = BACKEND
+    runs_cli = False
 
     @pytest.fixture
     def backend(self, tmp_path: Path) -> Iterator[QdrantBackend]:
