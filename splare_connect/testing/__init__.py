@@ -18,6 +18,10 @@ tests::
             yield opened
             opened.close()
 
+and its ``conftest.py`` brings in the kit's fixtures (the tiny real models)::
+
+    from splare_connect.testing.fixtures import *  # noqa: F403
+
 The scenarios read the record's :class:`~splare_connect.backends.descriptor.Capabilities`
 (which fusions run, whether weights are stored exactly), so a backend is held to what
 it says it does. The modules:
@@ -29,7 +33,9 @@ it says it does. The modules:
 - :mod:`~splare_connect.testing.fault_server`: a misbehaving HTTP server on 127.0.0.1
   (429, 5xx, hangs, garbage, echoed secrets) and the scenarios a server path must pass.
 - :mod:`~splare_connect.testing.points` and :mod:`~splare_connect.testing.tiny_models`:
-  the data and the tiny real checkpoints the scenarios use.
+  the data and the tiny real checkpoints the scenarios use;
+  :mod:`~splare_connect.testing.fixtures` the pytest fixtures over them, and
+  :mod:`~splare_connect.testing.service` a real ``splare-connect serve`` process.
 
 The kit needs pytest (``pip install "splare-connect[testing]"``); the tiny models need
 torch and transformers, which the core already has.
