@@ -153,6 +153,28 @@ class BackendConformance:
             h.payload["metadata"]["lang"] == "en" and h.payload["metadata"]["year"] > 2010 for h in hits
         )
 
+    def test_a_negated_filter_keeps_points_without_the_field(self, backend: Backend) -> None:
+        """``lang!=de`` keeps a point that has no ``lang``; ``lang=...`` and ``lang in ...`` never match it."""
+        points = make_points(60, seed=3)
+        for point in points[7::10]:
+            del point.payload["metadata"]["lang"]  # type: ignore[attr-defined]
+        self.load(backend, points)
+        query = points[7].sparse
+        cases: dict[str, Callable[[Any], bool]] = {
+            "lang!=de": lambda m: m.get("lang") != "de",
+            "lang=en": lambda m: m.get("lang") == "en",
+            "lang in en,fr": lambda m: m.get("lang") in ("en", "fr"),
+        }
+        for expression, keep in cases.items():
+
+            def matches(point: PointRecord, keep: Callable[[Any], bool] = keep) -> bool:
+                return keep(point.payload["metadata"])
+
+            expected = brute_force(points, query, matches, self.bits)[:20]
+            hits = backend.search(self.collection, query, k=20, filter=parse_filters([expression]))
+            assert [round(h.score, 4) for h in hits] == [round(s, 4) for _, s in expected], expression
+            assert ("doc-7#0" in {h.id for h in hits}) == (expression == "lang!=de"), expression
+
     def test_a_filter_value_cannot_change_the_query(self, loaded: tuple[Backend, list[PointRecord]]) -> None:
         """Quotes, backslashes and operators in a value are data: they match nothing here."""
         backend, points = loaded
