@@ -10,6 +10,10 @@
   is refused (put ``user:password`` in ``$MILVUS_TOKEN``);
 - ``client=...``: a ``MilvusClient`` the application already has, shared rather than
   opened twice (closing the backend leaves it open).
+
+Attaching to an application's collection (``splare-connect attach``) works on a server
+2.6.2+ only, and has not been run against one (see :mod:`splare_connect_milvus.app_schema`);
+Milvus Lite refuses it in one line.
 """
 
 from __future__ import annotations

@@ -25,6 +25,17 @@ Milvus refuses a sparse vector without a non-zero weight, so a blank document is
 stored with one placeholder feature at id ``sparse_dim``: outside the model's width,
 where no query has a feature (queries are checked against the width), so it matches
 nothing; :meth:`MilvusBackend.fetch_sparse` gives it back empty.
+
+**Attach** (:class:`~splare_connect.backends.AttachableBackend`, a Milvus server 2.6.2+
+only; **not run against a server**, tested against a recording fake of ``MilvusClient``):
+an application's collection gets a nullable ``SPARSE_FLOAT_VECTOR`` field with its
+``SPARSE_INVERTED_INDEX`` and a nullable JSON field for splare-connect's state of each
+row (``_splare``: ``{"hash": ...}``), both added with ``add_collection_field`` and marked
+by their description; the spec goes in the collection property as above. Rows are
+written with ``upsert(..., partial_update=True)`` carrying the primary key and those two
+fields only, after checking that the rows still exist. The collections where that would
+rewrite or add an app's row are refused first (:mod:`splare_connect_milvus.app_schema`).
+Milvus Lite can't add a field, and refuses in one line.
 """
 
 from __future__ import annotations
@@ -38,12 +49,23 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from splare_connect.backends import CollectionLayout, CollectionSpec, Fusion, Hit, PointRecord, create_or_adopt
+from splare_connect.backends import (
+    AppPoint,
+    CollectionLayout,
+    CollectionSpec,
+    Fusion,
+    Hit,
+    PointId,
+    PointRecord,
+    SparseUpdate,
+    create_or_adopt,
+)
 from splare_connect.backends.descriptor import Capabilities
 from splare_connect.backends.retrying import RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, TEXT, point_id, pop_record_id, stored_payload
 from splare_connect.errors import BackendError, CollectionNotAttachedError, CollectionNotFoundError, ConfigError
 from splare_connect.sparse_vector import SparseVector
+from splare_connect_milvus.app_schema import SPARSE_MARK, STATE_MARK, AppSchema, attach_refusal
 from splare_connect_milvus.errors import call_engine, refuses_data
 from splare_connect_milvus.filters import PAYLOAD_FIELD, build_expression, quote
 
@@ -56,23 +78,20 @@ ID_LENGTH = 36  # a UUID's text
 TEXT_LENGTH = 65_535  # Milvus's longest VARCHAR
 MAX_SPARSE_ID = 2**32 - 2  # Milvus takes sparse ids below 2^32 - 1; the placeholder needs sparse_dim itself
 _PAGE = 1000  # ids per delete or get request, points per scan page
+_INT64_MAX = 2**63 - 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")  # Milvus collection and field names
 _SPARSE_SEARCH = {"metric_type": "IP", "params": {"drop_ratio_search": 0.0}}  # exact: no query feature dropped
 _ATTACH_LITE = (
     "Milvus Lite cannot add a field to an existing collection (add_collection_field answers 'Method not "
-    "implemented') nor store rows that leave a sparse field empty; a Milvus server 2.6+ can, but this adapter "
-    "does not attach there yet either"
-)
-_ATTACH_SERVER = (
-    "the Milvus adapter does not attach yet (a Milvus server 2.6+ could: a nullable sparse field added with "
-    "add_collection_field, filled by partial upserts)"
+    "implemented') nor store rows that leave a sparse field empty; attach needs a Milvus server 2.6.2+ (--url)"
 )
 
 # What Milvus does where backends differ (read by the core and the conformance kit).
 CAPABILITIES = Capabilities(
     fusions=frozenset({Fusion.RRF, Fusion.WEIGHTED}),  # RRFRanker(k), WeightedRanker; Milvus has no DBSF
     weighted_fusions=frozenset({Fusion.WEIGHTED}),  # Milvus's RRFRanker takes no weights
-    attachable=False,
+    # A server 2.6.2+ attaches; Milvus Lite refuses in one line (inspect_collection's cannot_attach).
+    attachable=True,
     weight_bits=None,  # SPARSE_FLOAT_VECTOR keeps float32 weights exactly
     checks_dense_on_write=True,
     concurrent_writers="with a server URL; a Milvus Lite database file is held by one process",
@@ -140,6 +159,9 @@ class MilvusBackend:
         self.page_size = _PAGE
         self._specs: dict[str, CollectionSpec] = {}
         self._loaded: set[str] = set()
+        self._schemas: dict[str, AppSchema] = {}  # app collections' schemas (attach), read once
+        self._writable: set[str] = set()  # attached collections found safe to write (attach_refusal)
+        self._version: str | None = None  # the server's, read once (attach only)
 
     @property
     def retry_deadline(self) -> float | None:
@@ -177,7 +199,9 @@ class MilvusBackend:
         if spec.sparse_dim > MAX_SPARSE_ID:
             raise ConfigError(f"Milvus takes sparse ids below 2^32 - 1; a width of {spec.sparse_dim} is too large")
         if spec.attached:
-            raise ConfigError(_ATTACH_LITE if self.lite else _ATTACH_SERVER)
+            raise ConfigError(
+                _ATTACH_LITE if self.lite else "an application's collection is attached to (attach), not created"
+            )
         create_or_adopt(spec, self.describe_collection, lambda: self._create(spec))
 
     def _create(self, spec: CollectionSpec) -> None:
@@ -236,9 +260,15 @@ class MilvusBackend:
         spec = CollectionSpec.parse_stored(name, data)
         if spec is None:
             taken = "holds something else" if stored is not None else "is missing"
+            if self.lite:
+                remedy = _ATTACH_LITE
+            elif stored is not None:
+                remedy = "it is the application's own, so splare-connect can neither use nor attach to it"
+            else:
+                remedy = f"attach it first: splare-connect attach --text-field FIELD {name}"
             raise CollectionNotAttachedError(
                 f"collection {name!r} exists but was not created by splare-connect (its property {SPEC_KEY!r} "
-                f"{taken}); {_ATTACH_LITE if self.lite else _ATTACH_SERVER}"
+                f"{taken}); {remedy}"
             )
         self._specs[name] = spec
         return spec
@@ -252,59 +282,285 @@ class MilvusBackend:
 
         Raises:
             CollectionNotAttachedError: Another application made it; it is not dropped.
+            BackendError: splare-connect is attached to it: it is the application's, and not dropped.
         """
         self._specs.pop(name, None)
         self._loaded.discard(name)
-        if self.describe_collection(name) is None:
+        self._schemas.pop(name, None)
+        spec = self.describe_collection(name)
+        if spec is None:
             return
+        if spec.attached:
+            raise BackendError(f"collection {name!r} belongs to another application; splare-connect does not drop it")
         self._call(f"dropping collection {name!r}", lambda: self.client.drop_collection(name, **self._options()))
         self._specs.pop(name, None)
 
     # ------------------------------------------- collections another app made
+    # Not run against a Milvus server: tested against a recording fake of MilvusClient
+    # (tests/test_milvus_server_attach.py). See splare_connect_milvus.app_schema for what is refused.
     def inspect_collection(self, name: str) -> CollectionLayout | None:
-        """The collection's vector fields, and why splare-connect can't attach to it here.
+        """The collection's fields and spec, whoever made it, and why attach can't write into it here (if so).
 
-        Attach reads this first, so it refuses in one line (``cannot_attach``) before
-        anything is changed.
+        Attach reads this first, so a refusal (``cannot_attach``) comes in one line before
+        anything is changed: Milvus Lite always; on a server, the cases of
+        :func:`~splare_connect_milvus.app_schema.attach_refusal`. The fields attach added
+        (told by their description) are left out of ``sparse`` and ``payload_fields``, so a
+        first run killed between adding them and storing the spec is completed by the next.
         """
         info = self._describe(name)
         if info is None:
             return None
-        from pymilvus import DataType
-
-        fields = info.get("fields") or []
-        dense = {f["name"]: int(f["params"]["dim"]) for f in fields if f.get("type") == DataType.FLOAT_VECTOR}
-        sparse = tuple(f["name"] for f in fields if f.get("type") == DataType.SPARSE_FLOAT_VECTOR)
-        stored = (info.get("properties") or {}).get(SPEC_KEY)
+        schema = AppSchema.read(name, info)
+        self._schemas[name] = schema
+        stored = schema.properties.get(SPEC_KEY)
         try:
             spec = CollectionSpec.parse_stored(name, json.loads(stored)) if isinstance(stored, str) else None
         except ValueError:
             spec = None
         return CollectionLayout(
             name=name,
-            dense=dense,
-            sparse=sparse,
+            dense=schema.dense(),
+            sparse=schema.sparse(),
             spec=spec,
             spec_key_taken=spec is None and stored is not None,
-            payload_fields=tuple(f["name"] for f in fields if f["name"] not in dense and f["name"] not in sparse),
-            cannot_attach=_ATTACH_LITE if self.lite else _ATTACH_SERVER,
+            payload_fields=schema.taken(),
+            cannot_attach=_ATTACH_LITE if self.lite else self._refusal(schema),
         )
 
     def attach_collection(self, spec: CollectionSpec) -> None:
-        """Refused: see :meth:`inspect_collection`."""
-        raise ConfigError(f"cannot attach to {spec.name!r}: {_ATTACH_LITE if self.lite else _ATTACH_SERVER}")
+        """Add the nullable sparse field, the nullable state field and the sparse index, then store the spec.
 
-    def iter_points(self, collection: str, fields: Sequence[str], sparse_vector_name: str | None = None) -> Any:
-        """Refused: see :meth:`inspect_collection`."""
-        raise ConfigError(f"cannot attach to {collection!r}: {_ATTACH_LITE if self.lite else _ATTACH_SERVER}")
+        Each step is skipped when done already, so a re-run (or a run after one killed
+        midway) completes the collection. The sparse field is added first: a server that
+        can't add a nullable vector field refuses it with nothing changed. The app's own
+        properties stay (``alter_collection_properties`` sets only ``splare_connect``).
 
-    def clear_sparse(self, collection: str, point_ids: Sequence[Any]) -> None:
-        """Refused: see :meth:`inspect_collection`."""
-        raise ConfigError(f"cannot attach to {collection!r}: {_ATTACH_LITE if self.lite else _ATTACH_SERVER}")
+        Raises:
+            ConfigError: Milvus Lite; a field name Milvus can't take; the two names equal;
+                IDF asked for; a width past Milvus's sparse ids; a collection attach must
+                not write into (:func:`~splare_connect_milvus.app_schema.attach_refusal`).
+            BackendError: A field of one of those names that attach didn't add, or the
+                server refused a step.
+        """
+        name = spec.name
+        if self.lite:
+            raise ConfigError(f"cannot attach to {name!r}: {_ATTACH_LITE}")
+        check_name("field", spec.sparse_vector_name)
+        check_name("field", spec.state_key)
+        if spec.sparse_vector_name == spec.state_key:
+            raise ConfigError(f"the SPLARE field and the state field can't both be named {spec.state_key!r}")
+        if spec.idf:
+            raise ConfigError("Milvus has no IDF weighting for sparse vectors given as vectors; attach without idf")
+        if spec.sparse_dim > MAX_SPARSE_ID:
+            raise ConfigError(f"Milvus takes sparse ids below 2^32 - 1; a width of {spec.sparse_dim} is too large")
+        self._schemas.pop(name, None)
+        schema = self._app_schema(name)
+        refusal = self._refusal(schema)
+        if refusal is not None:
+            raise ConfigError(f"cannot attach to {name!r}: {refusal} (nothing was changed)")
+        from pymilvus import DataType, MilvusClient
 
-    def update_sparse(self, collection: str, updates: Sequence[Any]) -> list[Any]:
-        """Refused: see :meth:`inspect_collection`."""
-        raise ConfigError(f"cannot attach to {collection!r}: {_ATTACH_LITE if self.lite else _ATTACH_SERVER}")
+        wanted = (
+            (spec.sparse_vector_name, DataType.SPARSE_FLOAT_VECTOR, SPARSE_MARK),
+            (spec.state_key, DataType.JSON, STATE_MARK),
+        )
+        for field, kind, mark in wanted:
+            if field in schema.fields:
+                if schema.fields[field].get("description") != mark:
+                    raise BackendError(
+                        f"collection {name!r} already has a field {field!r} that splare-connect did not add; choose "
+                        "another name (--sparse-name, --state-key)"
+                    )
+                continue
+            try:
+                self._call(
+                    f"adding the nullable field {field!r} to {name!r}",
+                    lambda field=field, kind=kind, mark=mark: self.client.add_collection_field(  # type: ignore[misc]
+                        name, field, kind, desc=mark, nullable=True, **self._options()
+                    ),
+                )
+            except BackendError as error:
+                if kind != DataType.SPARSE_FLOAT_VECTOR:
+                    raise
+                raise BackendError(
+                    f"{error} (a nullable vector field needs a recent Milvus 2.6.x; nothing was changed)"
+                ) from None
+        indexes = self._call(
+            f"reading the indexes of {spec.sparse_vector_name!r} in {name!r}",
+            lambda: self.client.list_indexes(name, field_name=spec.sparse_vector_name, **self._options()),
+        )
+        if not indexes:
+            index = MilvusClient.prepare_index_params()
+            index.add_index(spec.sparse_vector_name, index_type="SPARSE_INVERTED_INDEX", metric_type="IP")
+            self._call(
+                f"indexing {spec.sparse_vector_name!r} of {name!r}",
+                lambda: self.client.create_index(name, index, **self._options()),
+            )
+        self._call(
+            f"storing splare-connect's settings in {name!r}",
+            lambda: self.client.alter_collection_properties(
+                name, {SPEC_KEY: json.dumps(spec.to_dict(), sort_keys=True)}, **self._options()
+            ),
+        )
+        self._schemas.pop(name, None)  # read again, with the new fields
+        self._specs[name] = spec
+        self._writable.add(name)
+        self._loaded.discard(name)  # loaded again before the first read, the new field with it
+
+    def iter_points(
+        self, collection: str, fields: Sequence[str], sparse_vector_name: str | None = None
+    ) -> Iterator[AppPoint]:
+        """Every row in primary-key order, with those of the named fields it has, and whether it has the vector.
+
+        Rows are read a page at a time (``pk > last``, the order of pymilvus's query
+        iterator) with Strong consistency. A field the collection can't return (a vector,
+        or an undeclared name without a dynamic field) is left out; a null value counts as
+        missing. ``has_sparse`` reads the vector (a null field comes back as None): whether
+        a filter on a null vector field works is not documented.
+
+        Raises:
+            ConfigError: Milvus Lite (see :meth:`inspect_collection`).
+        """
+        if self.lite:
+            raise ConfigError(f"cannot attach to {collection!r}: {_ATTACH_LITE}")
+        schema = self._app_schema(collection)
+        self._load(collection)
+        wanted = [name for name in dict.fromkeys(fields) if schema.readable(name)]
+        vector = sparse_vector_name if sparse_vector_name in schema.fields else None
+        output = [name for name in wanted if name != schema.pk] + ([vector] if vector else [])
+        for row in self._scan(collection, output, schema.pk, schema.pk_is_str, strong=True):
+            payload = {name: row[name] for name in wanted if row.get(name) is not None}
+            yield AppPoint(row[schema.pk], payload, bool(vector and row.get(vector)))
+
+    def clear_sparse(self, collection: str, point_ids: Sequence[PointId]) -> None:
+        """Set the SPLARE field and the state field of these rows to null (partial upserts); nothing else changes.
+
+        Rows the app deleted meanwhile are skipped (:meth:`_write_existing`).
+        """
+        spec, schema = self._attached(collection)
+        rows = {key: {schema.pk: key, spec.sparse_vector_name: None, spec.state_key: None} for key in point_ids}
+        self._write_existing(collection, schema, rows)
+
+    def update_sparse(self, collection: str, updates: Sequence[SparseUpdate]) -> list[PointId]:
+        """Write each row's SPLARE vector and state with partial upserts: the primary key and those two fields only.
+
+        A vector with no features is stored as the blank-document placeholder (Milvus
+        refuses an empty sparse vector). Rows the app deleted since they were read are
+        skipped and returned (:meth:`_write_existing`).
+
+        Raises:
+            BackendError: A vector outside the collection's width (nothing written), or the server refused.
+        """
+        spec, schema = self._attached(collection)
+        for update in updates:
+            spec.check_width(str(update.point_id), update.sparse)
+        rows = {
+            update.point_id: {
+                schema.pk: update.point_id,
+                spec.sparse_vector_name: _sparse_dict(update.sparse) if update.sparse.nnz else {spec.sparse_dim: 1.0},
+                spec.state_key: dict(update.state),
+            }
+            for update in updates
+        }
+        return self._write_existing(collection, schema, rows)
+
+    def _write_existing(self, collection: str, schema: AppSchema, rows: dict[PointId, dict[str, Any]]) -> list[PointId]:
+        """Partial-upsert ``rows`` (by primary key) where the row still exists; the keys of those that don't.
+
+        Milvus runs a partial upsert of a missing key as an insert, so each batch is first
+        checked (``pk in [...]``, Strong); a row the app deletes between that check and the
+        write makes Milvus refuse the request (the row lacks the app's required fields,
+        which :func:`~splare_connect_milvus.app_schema.attach_refusal` made sure exist), and
+        the batch is checked again and written without it. A refusal with every row
+        present is the write's own, and raised.
+        """
+        vanished: list[PointId] = []
+        keys = list(rows)
+        for start in range(0, len(keys), self.max_batch_points):
+            batch = keys[start : start + self.max_batch_points]
+            present = self._existing(collection, schema, batch)
+            vanished += [key for key in batch if key not in present]
+            pending = [key for key in batch if key in present]
+            while pending:
+                try:
+                    self._call(
+                        f"writing the SPLARE fields of {len(pending)} rows of {collection!r}",
+                        lambda pending=pending: self.client.upsert(  # type: ignore[misc]
+                            collection, [rows[key] for key in pending], partial_update=True, **self._options()
+                        ),
+                        writes=True,
+                    )
+                    break
+                except BackendError:
+                    present = self._existing(collection, schema, pending)
+                    if len(present) == len(pending):
+                        raise  # not a deletion: the write itself failed
+                    vanished += [key for key in pending if key not in present]
+                    pending = [key for key in pending if key in present]
+        return vanished
+
+    def _existing(self, collection: str, schema: AppSchema, keys: Sequence[PointId]) -> set[PointId]:
+        """Which of these primary keys have a row now (Strong consistency)."""
+        found: set[PointId] = set()
+        for start in range(0, len(keys), _PAGE):
+            batch = keys[start : start + _PAGE]
+            expression = f"{schema.pk} in [{', '.join(schema.literal(key) for key in batch)}]"
+            rows = self._call(
+                f"checking which of {len(batch)} rows of {collection!r} exist",
+                lambda expression=expression: self.client.query(  # type: ignore[misc]
+                    collection,
+                    filter=expression,
+                    output_fields=[schema.pk],
+                    consistency_level="Strong",
+                    **self._options(),
+                ),
+            )
+            found.update(row[schema.pk] for row in rows)
+        return found
+
+    def _attached(self, collection: str) -> tuple[CollectionSpec, AppSchema]:
+        """The spec and schema of a collection attach may write into, checked once per backend.
+
+        Raises:
+            ConfigError: Milvus Lite; not an attached collection; or one attach must not write into.
+        """
+        if self.lite:
+            raise ConfigError(f"cannot attach to {collection!r}: {_ATTACH_LITE}")
+        spec = self._spec(collection)
+        if not spec.attached:
+            raise ConfigError(f"collection {collection!r} was made by splare-connect; keep it in sync with `ingest`")
+        schema = self._app_schema(collection)
+        if collection not in self._writable:
+            refusal = self._refusal(schema)
+            if refusal is not None:
+                raise ConfigError(f"cannot write into {collection!r}: {refusal}")
+            self._writable.add(collection)
+        return spec, schema
+
+    def _app_schema(self, name: str) -> AppSchema:
+        """A collection's schema, read once (again after attach changes it)."""
+        if name not in self._schemas:
+            info = self._describe(name)
+            if info is None:
+                raise CollectionNotFoundError(f"collection {name!r} does not exist{self.where}")
+            self._schemas[name] = AppSchema.read(name, info)
+        return self._schemas[name]
+
+    def _refusal(self, schema: AppSchema) -> str | None:
+        """Why attach must not write into this collection on this server (its version read once), or None."""
+        if self._version is None:
+            self._version = str(
+                self._call("reading the server's version", lambda: self.client.get_server_version(**self._options()))
+            )
+        partitions: list[str] = []
+        if not schema.partition_key:
+            partitions = list(
+                self._call(
+                    f"listing the partitions of {schema.name!r}",
+                    lambda: self.client.list_partitions(schema.name, **self._options()),
+                )
+            )
+        return attach_refusal(schema, self._version, partitions)
 
     # ------------------------------------------------------------------ writes
     def upsert(self, collection: str, points: Sequence[PointRecord]) -> None:
@@ -350,15 +606,23 @@ class MilvusBackend:
             record_id = pop_record_id(payload, default=str(row.get(ID_FIELD)))
             yield record_id, {name: payload[name] for name in fields if name in payload}
 
-    def _scan(self, collection: str, output: list[str]) -> Iterator[dict[str, Any]]:
-        """Every row, in primary-key order, a page at a time (``id > last`` with the server's iterator ordering).
+    def _scan(
+        self, collection: str, output: list[str], pk: str = ID_FIELD, pk_is_str: bool = True, strong: bool = False
+    ) -> Iterator[dict[str, Any]]:
+        """Every row, in primary-key order, a page at a time (``pk > last`` with the server's iterator ordering).
 
-        pymilvus's ``query_iterator`` does the same, but first asks for a session timestamp
-        that Milvus Lite doesn't implement (it logs a gRPC traceback each time).
+        pymilvus's ``query_iterator`` does the same (its first page ``pk != ""`` or, for an
+        INT64 key, below the largest int64), but first asks for a session timestamp that
+        Milvus Lite doesn't implement (it logs a gRPC traceback each time). ``strong``: read
+        with Strong consistency (an app's collection may default to less).
         """
-        last: str | None = None
+        last: int | str | None = None
+        consistency = {"consistency_level": "Strong"} if strong else {}
         while True:
-            expression = f"{ID_FIELD} > {quote(last)}" if last is not None else f'{ID_FIELD} != ""'
+            if last is None:
+                expression = f'{pk} != ""' if pk_is_str else f"{pk} <= {_INT64_MAX}"
+            else:
+                expression = f"{pk} > {quote(str(last)) if pk_is_str else int(last)}"
             page = self._call(
                 f"reading points of {collection!r}",
                 lambda expression=expression: self.client.query(  # type: ignore[misc]
@@ -368,18 +632,22 @@ class MilvusBackend:
                     output_fields=output,
                     iterator="True",
                     reduce_stop_for_best="True",
+                    **consistency,
                     **self._options(),
                 ),
             )
-            rows = sorted((dict(row) for row in page), key=lambda row: str(row[ID_FIELD]))
+            rows = [dict(row) for row in page]
+            rows.sort(key=(lambda row: str(row[pk])) if pk_is_str else (lambda row: int(row[pk])))
             yield from rows
             if len(rows) < self.page_size:
                 return
-            last = str(rows[-1][ID_FIELD])
+            last = rows[-1][pk]
 
     def fetch_sparse(self, collection: str, ids: Sequence[str]) -> dict[str, SparseVector]:
         """Stored sparse vectors by record id, in the order asked (missing ids are left out)."""
         spec = self._spec(collection)
+        if spec.attached:
+            return self._fetch_attached(spec, ids)
         found: dict[str, SparseVector] = {}
         for start in range(0, len(ids), _PAGE):
             keys = [point_id(i) for i in ids[start : start + _PAGE]]
@@ -392,6 +660,29 @@ class MilvusBackend:
             for row in rows:
                 record_id = str((row.get(PAYLOAD_FIELD) or {}).get(RECORD_ID, row.get(ID_FIELD)))
                 found[record_id] = _sparse(spec, row.get(spec.sparse_vector_name))
+        return {i: found[i] for i in ids if i in found}
+
+    def _fetch_attached(self, spec: CollectionSpec, ids: Sequence[str]) -> dict[str, SparseVector]:
+        """Stored SPLARE vectors of an app's rows by their primary keys (rows without one are left out)."""
+        schema = self._app_schema(spec.name)
+        keys: list[PointId] = []
+        for text in ids:
+            try:
+                keys.append(schema.native(text))
+            except ValueError:  # not an INT64 key: no such row
+                continue
+        found: dict[str, SparseVector] = {}
+        for start in range(0, len(keys), _PAGE):
+            batch = keys[start : start + _PAGE]
+            rows = self._call(
+                f"reading vectors of {spec.name!r}",
+                lambda batch=batch: self.client.get(  # type: ignore[misc]
+                    spec.name, ids=batch, output_fields=[spec.sparse_vector_name], **self._options()
+                ),
+            )
+            for row in rows:
+                if row.get(spec.sparse_vector_name) is not None:
+                    found[str(row[schema.pk])] = _sparse(spec, row[spec.sparse_vector_name])
         return {i: found[i] for i in ids if i in found}
 
     def count(self, collection: str) -> int:
@@ -411,7 +702,7 @@ class MilvusBackend:
         """
         spec = self._spec(collection)
         spec.check_width("the query", query)
-        expression = build_expression(filter)
+        expression = build_expression(filter, attached=spec.attached)
         if query.nnz == 0:  # no features: nothing matches (Milvus refuses an empty sparse vector)
             return []
         results = self._call(
@@ -422,12 +713,12 @@ class MilvusBackend:
                 anns_field=spec.sparse_vector_name,
                 limit=k,
                 filter=expression,
-                output_fields=[PAYLOAD_FIELD, TEXT_FIELD],
+                output_fields=self._hit_fields(spec),
                 search_params=_SPARSE_SEARCH,
                 **self._options(),
             ),
         )
-        return _hits(results)
+        return self._hits(spec, results)
 
     def hybrid_search(
         self,
@@ -460,7 +751,7 @@ class MilvusBackend:
         spec.check_width("the query", sparse)
         field, width, metric = self._dense_field(spec, dense_field)
         vector = _dense_list(spec.name, width, "query", dense)
-        expression = build_expression(filter)
+        expression = build_expression(filter, attached=spec.attached)
         requests, sides = [], []
         if sparse.nnz:  # a query with no features has no sparse side (Milvus refuses an empty sparse vector)
             requests.append(
@@ -479,10 +770,10 @@ class MilvusBackend:
         results = self._call(
             f"hybrid search in {collection!r}",
             lambda: self.client.hybrid_search(
-                collection, requests, ranker, limit=k, output_fields=[PAYLOAD_FIELD, TEXT_FIELD], **self._options()
+                collection, requests, ranker, limit=k, output_fields=self._hit_fields(spec), **self._options()
             ),
         )
-        return _hits(results)
+        return self._hits(spec, results)
 
     def close(self) -> None:
         """Close the client (unless the application owns it), and stop the Milvus Lite file's server.
@@ -509,9 +800,9 @@ class MilvusBackend:
                     "pass your own query vector and the dense field it is for"
                 )
             return spec.dense_vector_name, spec.dense_dim, "COSINE"
-        layout = self.inspect_collection(spec.name)
-        if layout is None or dense_field not in layout.dense:
-            names = ", ".join(repr(name) for name in (layout.dense if layout else {})) or "none"
+        dense = self._app_schema(spec.name).dense()
+        if dense_field not in dense:
+            names = ", ".join(repr(name) for name in dense) or "none"
             raise BackendError(
                 f"collection {spec.name!r} has no dense vector {dense_field!r} (its dense vectors: {names})"
             )
@@ -519,7 +810,31 @@ class MilvusBackend:
             f"reading the index of {dense_field!r} in {spec.name!r}",
             lambda: self.client.describe_index(spec.name, dense_field, **self._options()),
         )
-        return dense_field, layout.dense[dense_field], str((index or {}).get("metric_type") or "COSINE")
+        return dense_field, dense[dense_field], str((index or {}).get("metric_type") or "COSINE")
+
+    def _hit_fields(self, spec: CollectionSpec) -> list[str]:
+        """The fields a hit returns: ours, or an attached collection's own scalars (its text and doc id among them).
+
+        An attached collection's text or doc id field may be a key of its dynamic field:
+        named too. Other dynamic keys are not returned.
+        """
+        if not spec.attached:
+            return [PAYLOAD_FIELD, TEXT_FIELD]
+        schema = self._app_schema(spec.name)
+        tops = [path.split(".")[0] for path in (spec.text_field, spec.doc_id_field) if path]
+        extra = [top for top in tops if top not in schema.fields and schema.dynamic]
+        return list(dict.fromkeys([*schema.scalars(), *extra]))
+
+    def _hits(self, spec: CollectionSpec, results: Any) -> list[Hit]:
+        """Hits from one query's results: an attached collection's by its own primary key, its row as the payload."""
+        if not spec.attached:
+            return _hits(results)
+        pk = self._app_schema(spec.name).pk
+        hits = []
+        for hit in results[0] if results else []:
+            payload = {key: value for key, value in dict(hit.get("entity") or {}).items() if key != pk}
+            hits.append(Hit(id=str(hit.get(pk)), score=float(hit.get("distance")), payload=payload))
+        return hits
 
     def _load(self, name: str) -> None:
         """Load a collection before its first read (Milvus reads only loaded collections; reopening releases them)."""

@@ -73,9 +73,15 @@ def spellings(value: Scalar) -> list[Scalar]:
     return [value]
 
 
-def field_path(key: str) -> str:
-    """The JSON path of a metadata key: ``a.b`` is ``payload["metadata"]["a"]["b"]`` (dots nest, as in Qdrant)."""
-    return PAYLOAD_FIELD + "".join(f"[{quote(part)}]" for part in (METADATA, *key.split(".")))
+def field_path(key: str, attached: bool = False) -> str:
+    """The JSON path of a metadata key: ``a.b`` is ``payload["metadata"]["a"]["b"]`` (dots nest, as in Qdrant).
+
+    On an attached collection the app's own ``metadata`` (a JSON field, or a key of its
+    dynamic field) holds it: ``metadata["a"]["b"]``, as Qdrant reads an attached point's
+    ``metadata.a.b``.
+    """
+    head = METADATA if attached else PAYLOAD_FIELD + f"[{quote(METADATA)}]"
+    return head + "".join(f"[{quote(part)}]" for part in key.split("."))
 
 
 def _equals_any(path: str, values: Sequence[Scalar]) -> str:
@@ -93,9 +99,9 @@ def _is_conditions(filter_: Any) -> bool:
     )
 
 
-def condition_expression(condition: Condition) -> str:
-    """One condition as a Milvus expression."""
-    path = field_path(condition.key)
+def condition_expression(condition: Condition, attached: bool = False) -> str:
+    """One condition as a Milvus expression (on an attached collection's own ``metadata``, if ``attached``)."""
+    path = field_path(condition.key, attached)
     if condition.op in ("eq", "in"):
         values = condition.value if isinstance(condition.value, tuple) else (condition.value,)
         return _equals_any(path, values)
@@ -104,8 +110,10 @@ def condition_expression(condition: Condition) -> str:
     return f"{path} {_RANGE[condition.op]} {literal(condition.value)}"  # type: ignore[arg-type]
 
 
-def build_expression(filter_: Any) -> str:
+def build_expression(filter_: Any, attached: bool = False) -> str:
     """The Milvus expression for a list of Conditions (``""`` for none), or a string expression unchanged.
+
+    ``attached``: the collection is an application's, its metadata in its own ``metadata`` field.
 
     Raises:
         ConfigError: ``filter_`` is neither conditions nor a string (another backend's filter object).
@@ -119,4 +127,4 @@ def build_expression(filter_: Any) -> str:
             f"unsupported filter for Milvus: {type(filter_).__name__} "
             "(pass splare_connect.filters.Condition objects, or a Milvus expression string)"
         )
-    return " and ".join(condition_expression(condition) for condition in filter_)
+    return " and ".join(condition_expression(condition, attached) for condition in filter_)

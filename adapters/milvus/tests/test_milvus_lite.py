@@ -301,8 +301,19 @@ def test_attach_is_refused_on_milvus_lite_in_one_line(lite, tiny_encoder) -> Non
     lite.client.create_collection("app", dimension=4)
     layout = lite.inspect_collection("app")
     assert layout is not None and layout.dense == {"vector": 4} and layout.spec is None
+    assert layout.cannot_attach is not None and "Milvus Lite cannot add a field" in layout.cannot_attach
     with pytest.raises(ConfigError) as refused:
         Attacher(tiny_encoder, lite, "app", text_field="text").run()
     message = str(refused.value)
-    assert "\n" not in message and "Milvus Lite cannot add a field" in message and "server 2.6+" in message
-    assert lite.client.describe_collection("app")["properties"] == {}  # nothing was changed
+    assert "\n" not in message and "Milvus Lite cannot add a field" in message and "server 2.6.2+" in message
+    assert "nothing was changed" in message
+    info = lite.client.describe_collection("app")
+    assert info["properties"] == {} and [f["name"] for f in info["fields"]] == ["id", "vector"]  # nothing changed
+    # The attach calls themselves refuse on Milvus Lite too, in the same line.
+    for call in (
+        lambda: list(lite.iter_points("app", ["text"])),
+        lambda: lite.clear_sparse("app", [1]),
+        lambda: lite.update_sparse("app", []),
+    ):
+        with pytest.raises(ConfigError, match="Milvus Lite cannot add a field"):
+            call()
