@@ -25,6 +25,15 @@ class Fusion(_Choice):
     WEIGHTED = "weighted"  # a weighted sum of each side's normalised scores
 
 
+class HybridChoice(_Choice):
+    """What ``--hybrid`` may say: a fusion, or ``none`` for plain sparse (over a collection's setting)."""
+
+    RRF = "rrf"
+    DBSF = "dbsf"
+    WEIGHTED = "weighted"
+    NONE = "none"
+
+
 class Precision(_Choice):
     """The encoder's arithmetic (see :mod:`splare_connect.encoding.arithmetic`).
 

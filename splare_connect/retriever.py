@@ -27,6 +27,7 @@ from splare_connect.backends.schema import StoredChunk, payload_value
 from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, BadInputError, CollectionNotFoundError, ConfigError
 from splare_connect.features.explanation import FeatureWeight, MissExplanation, explain_miss, labelled
+from splare_connect.search_settings import NO_FUSION, ResolvedSearch, SearchSettings
 from splare_connect.sparse_vector import SparseVector
 
 if TYPE_CHECKING:
@@ -93,6 +94,15 @@ class Retriever:
         )
         self.spec = spec
 
+    @property
+    def settings(self) -> SearchSettings:
+        """The collection's search settings (``tune --apply``, ``collections settings``), or the defaults.
+
+        Every search uses them where the call leaves an option out (None); an explicit
+        argument always wins.
+        """
+        return self.spec.search or SearchSettings()
+
     def search(
         self,
         query: str,
@@ -100,8 +110,9 @@ class Retriever:
         k: int = 10,
         filter: Any = None,
         hybrid: Fusion | str | None = None,
-        weights: tuple[float, float] = (1.0, 1.0),
-        rrf_k: int = 60,
+        weights: tuple[float, float] | None = None,
+        rrf_k: int | None = None,
+        query_top_k: int | None = None,
         explain: bool = False,
         group_by_document: bool = False,
         dense: npt.ArrayLike | None = None,
@@ -113,12 +124,18 @@ class Retriever:
             query: The query text.
             k: Number of results.
             filter: Conditions (:mod:`splare_connect.filters`) or a backend-native filter.
-            hybrid: ``"rrf"`` or ``"dbsf"`` to fuse the sparse ranking with a dense one;
-                ``None`` for sparse only (or ``"rrf"`` when ``dense`` is given).
-            weights: ``(sparse, dense)`` fusion weights: RRF in every engine, and
-                OpenSearch's score fusion; Qdrant's DBSF takes none (unequal weights
-                are refused).
-            rrf_k: RRF rank constant (sent explicitly; Qdrant's own default is 2).
+            hybrid: ``"rrf"``, ``"dbsf"`` or ``"weighted"`` to fuse the sparse ranking with
+                a dense one, where the backend runs that fusion; ``"none"`` for sparse
+                only. None: the collection's setting (:attr:`settings`), else sparse only
+                (``"rrf"`` when ``dense`` is given).
+            weights: ``(sparse, dense)`` fusion weights, where the fusion takes them (the
+                backend's record says; others refuse unequal weights). None: the
+                collection's setting, else equal.
+            rrf_k: RRF rank constant, always sent (Qdrant's own default is 2). None: the
+                collection's setting, else 60.
+            query_top_k: Query weights kept. None: the collection's setting, else the
+                model's ``query_top_k``. A search-time setting: the fingerprint check is
+                unaffected.
             explain: Attach each hit's matched features and their contributions.
             group_by_document: Return the best chunk of each document, ``k`` documents.
             dense: The query's dense vector from your own model; fused with the sparse
@@ -138,6 +155,7 @@ class Retriever:
             hybrid=hybrid,
             weights=weights,
             rrf_k=rrf_k,
+            query_top_k=query_top_k,
             explain=explain,
             group_by_document=group_by_document,
             dense=None if dense is None else [dense],  # type: ignore[arg-type]  # one row: a nested sequence
@@ -151,8 +169,9 @@ class Retriever:
         k: int = 10,
         filter: Any = None,
         hybrid: Fusion | str | None = None,
-        weights: tuple[float, float] = (1.0, 1.0),
-        rrf_k: int = 60,
+        weights: tuple[float, float] | None = None,
+        rrf_k: int | None = None,
+        query_top_k: int | None = None,
         explain: bool = False,
         group_by_document: bool = False,
         dense: npt.ArrayLike | None = None,
@@ -161,26 +180,25 @@ class Retriever:
         """:meth:`search` for several queries, encoded in one batch; ``dense`` holds one row per query."""
         _check_search(k, hybrid)
         own_dense = dense is None
+        chosen = self.settings.resolve(hybrid, weights, rrf_k, query_top_k, dense_given=dense is not None)
+        fusion = chosen.fusion
         if dense is not None:
-            hybrid = hybrid or "rrf"
             dense = _dense_rows(dense, len(queries))
         elif using is not None:
             raise ConfigError(f"using={using!r} names a dense field: pass the query's vector for it as dense=...")
-        elif hybrid and not self.spec.dense_dim:
+        elif fusion is not None and not self.spec.dense_dim:
             raise ConfigError(
                 f"collection {self.collection!r} has no dense vectors of splare-connect's: pass your own query "
                 "vector and its field (dense=..., using=...) for hybrid search"
             )
-        encoded = self.encoder.encode(list(queries), role="query", dense=hybrid is not None and own_dense)
+        encoded = self.encoder.encode(
+            list(queries), role="query", dense=fusion is not None and own_dense, top_k=chosen.query_top_k
+        )
         results = []
         for position, sparse in enumerate(encoded.sparse):
             rows = encoded.dense if own_dense else dense
             query_dense = None if rows is None else rows[position]
-            results.append(
-                self._search_one(
-                    sparse, query_dense, k, filter, hybrid, weights, rrf_k, explain, group_by_document, using
-                )
-            )
+            results.append(self._search_one(sparse, query_dense, k, filter, chosen, explain, group_by_document, using))
         return results
 
     def search_encoded(
@@ -191,8 +209,9 @@ class Retriever:
         k: int = 10,
         filter: Any = None,
         hybrid: Fusion | str | None = None,
-        weights: tuple[float, float] = (1.0, 1.0),
-        rrf_k: int = 60,
+        weights: tuple[float, float] | None = None,
+        rrf_k: int | None = None,
+        query_top_k: int | None = None,
         explain: bool = False,
         group_by_document: bool = False,
         using: str | None = None,
@@ -215,16 +234,16 @@ class Retriever:
             ConfigError: A bad ``k`` or ``hybrid``, or hybrid search without a dense vector.
         """
         _check_search(k, hybrid)
-        if hybrid is not None and dense is None:
+        chosen = self.settings.resolve(hybrid, weights, rrf_k, query_top_k, dense_given=False)
+        if chosen.fusion is not None and dense is None:
             raise ConfigError("hybrid search needs the query's dense vector (encode it with dense=True)")
-        if hybrid is not None and using is None and not self.spec.dense_dim:
+        if chosen.fusion is not None and using is None and not self.spec.dense_dim:
             raise ConfigError(
                 f"collection {self.collection!r} has no dense vectors of splare-connect's: hybrid is unavailable"
             )
-        query_dense = None if hybrid is None or dense is None else _dense_rows([dense], 1)[0]  # type: ignore[arg-type]  # one row: a nested sequence
-        return self._search_one(
-            sparse, query_dense, k, filter, hybrid, weights, rrf_k, explain, group_by_document, using
-        )
+        sparse = sparse.top_k(chosen.query_top_k)  # the caller encodes at this top-k or more
+        query_dense = None if chosen.fusion is None or dense is None else _dense_rows([dense], 1)[0]  # type: ignore[arg-type]  # one row: a nested sequence
+        return self._search_one(sparse, query_dense, k, filter, chosen, explain, group_by_document, using)
 
     def _search_one(
         self,
@@ -232,16 +251,14 @@ class Retriever:
         dense: npt.NDArray[np.float32] | None,
         k: int,
         filter: Any,
-        hybrid: Fusion | str | None,
-        weights: tuple[float, float],
-        rrf_k: int,
+        chosen: ResolvedSearch,
         explain: bool,
         group_by_document: bool,
         using: str | None,
     ) -> list[SearchHit]:
         """One encoded query: the engine's hits, grouped by document if asked, as search hits."""
         fetch = k * 4 if group_by_document else k
-        hits = self._query(sparse, dense, fetch, filter, hybrid, weights, rrf_k, using)
+        hits = self._query(sparse, dense, fetch, filter, chosen, using)
         if group_by_document:
             hits = self._best_per_document(hits)[:k]
         return self._to_search_hits(hits, sparse if explain else None)
@@ -274,12 +291,10 @@ class Retriever:
         dense: npt.NDArray[np.float32] | None,
         k: int,
         filter: Any,
-        hybrid: Fusion | str | None,
-        weights: tuple[float, float],
-        rrf_k: int,
+        chosen: ResolvedSearch,
         using: str | None,
     ) -> list[Hit]:
-        if hybrid is None:
+        if chosen.fusion is None:
             # A query with no features (a blank text) matches nothing. Said here, once:
             # OpenSearch would read an empty bool query as match-all.
             return [] if sparse.nnz == 0 else self.backend.search(self.collection, sparse, k=k, filter=filter)
@@ -289,9 +304,9 @@ class Retriever:
             sparse,
             dense,
             k=k,
-            fusion=Fusion(hybrid),
-            rrf_k=rrf_k,
-            weights=weights,
+            fusion=chosen.fusion,
+            rrf_k=chosen.rrf_k,
+            weights=chosen.weights,
             candidates=max(100, 2 * k),
             filter=filter,
             # Only when asked: a backend written before dense_field existed keeps working.
@@ -357,8 +372,8 @@ def _check_search(k: int, hybrid: Fusion | str | None) -> None:
     """Refuse a non-positive ``k`` or an unknown fusion before anything is encoded or sent."""
     if k <= 0:
         raise ConfigError(f"k must be positive, got {k}")
-    if hybrid is not None and hybrid not in tuple(Fusion):
-        raise ConfigError(f"hybrid must be one of {[f.value for f in Fusion]} or None, got {hybrid!r}")
+    if hybrid is not None and hybrid != NO_FUSION and hybrid not in tuple(Fusion):
+        raise ConfigError(f"hybrid must be one of {[f.value for f in Fusion]}, {NO_FUSION!r} or None, got {hybrid!r}")
 
 
 def _dense_rows(dense: npt.ArrayLike, queries: int) -> npt.NDArray[np.float32]:

@@ -19,6 +19,7 @@ import numpy.typing as npt
 from splare_connect.backends.schema import STATE_KEY
 from splare_connect.choices import Fusion
 from splare_connect.errors import BackendError, ConfigError, EncoderMismatchError
+from splare_connect.search_settings import SearchSettings
 from splare_connect.sparse_vector import SparseVector
 
 
@@ -49,6 +50,9 @@ class CollectionSpec:
             splare-connect's state of each point (``{"hash": ...}``): ``_splare`` unless
             the app already used that name when it was attached. Stored, so every later
             command finds it again.
+        search: The collection's default search settings (``tune --apply`` or
+            ``collections settings``); None: the built-in defaults. Not compared when
+            checking an existing collection.
     """
 
     name: str
@@ -63,6 +67,7 @@ class CollectionSpec:
     text_field: str | None = None
     doc_id_field: str | None = None
     state_key: str = STATE_KEY
+    search: SearchSettings | None = None
 
     def __post_init__(self) -> None:
         check_field_names(self.indexed_fields)
@@ -91,6 +96,7 @@ class CollectionSpec:
                 if self.attached
                 else {}
             ),
+            **({"search": self.search.to_dict()} if self.search is not None else {}),
         }
 
     def check_width(self, record_id: str, vector: SparseVector) -> None:
@@ -123,6 +129,7 @@ class CollectionSpec:
             text_field=None if data.get("text_field") is None else str(data["text_field"]),
             doc_id_field=None if data.get("doc_id_field") is None else str(data["doc_id_field"]),
             state_key=str(data.get("state_key", STATE_KEY)),
+            search=_stored_search(data.get("search")),
         )
 
     @classmethod
@@ -139,6 +146,17 @@ class CollectionSpec:
             return cls.from_dict(name, data)
         except (KeyError, TypeError, ValueError, ConfigError):
             return None
+
+
+def _stored_search(data: Any) -> SearchSettings | None:
+    """The stored search settings; None when absent or unreadable (they are defaults, and a bad
+    entry must not hide the collection's spec, which guards its vectors)."""
+    if not isinstance(data, Mapping):
+        return None
+    try:
+        return SearchSettings.from_dict(data)
+    except (ConfigError, TypeError, ValueError, IndexError):
+        return None
 
 
 # A metadata field name that every engine can index: dot-separated segments of letters,
@@ -405,3 +423,20 @@ class Backend(Protocol):
 
     def close(self) -> None:
         """Release connections and files."""
+
+
+@runtime_checkable
+class SpecStoringBackend(Protocol):
+    """A backend that can replace the spec kept with an existing collection.
+
+    Used to keep a collection's search settings (:class:`~splare_connect.search_settings.SearchSettings`)
+    with it. Separate from :class:`Backend`, so a backend written before it still loads;
+    one without it refuses ``tune --apply`` and ``collections settings`` in one line.
+    """
+
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """Replace the stored spec of collection ``spec.name``; nothing else about it changes.
+
+        Raises:
+            CollectionNotFoundError: There is no such collection, or it holds no spec of ours.
+        """

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from splare_connect.backends.default import DEFAULT_BACKEND
+from splare_connect.choices import HybridChoice
 from splare_connect.cli.common import (
     BackendOption,
     BackendOptionsOption,
@@ -14,6 +15,7 @@ from splare_connect.cli.common import (
     JsonOption,
     TimeoutOption,
     UrlOption,
+    fail,
     opened_backend,
     print_json,
     stdout,
@@ -68,12 +70,56 @@ def collections_info(
             "encoder": dict(spec.fingerprint),
             # The arithmetic the collection was created at (fp32 and bf16 share a vector space).
             "precision": spec.fingerprint.get("precision", "fp32"),
+            # How it is searched by default, and where that choice came from.
+            "search": spec.search.to_dict() if spec.search is not None and as_json else None,
         }
+        if not as_json:
+            info["search"] = (
+                spec.search.describe() if spec.search is not None else "defaults (sparse, the model's top-k)"
+            )
     if as_json:
         print_json(info)
     else:
         for key, value in info.items():
             stdout.print(printable(f"{key:15} {value}"), highlight=False, markup=False)
+
+
+@app.command("settings")
+def collections_settings(
+    name: Annotated[str, typer.Argument(help="Collection name.")],
+    hybrid: Annotated[
+        HybridChoice | None, typer.Option(help="Default fusion (rrf, dbsf, weighted), or none for plain sparse.")
+    ] = None,
+    weights: Annotated[str | None, typer.Option(metavar="<sparse,dense>", help="Default fusion weights.")] = None,
+    rrf_k: Annotated[int | None, typer.Option(min=1, metavar="<n>", help="Default RRF k.")] = None,
+    query_top_k: Annotated[int | None, typer.Option(min=1, metavar="<n>", help="Default query weights kept.")] = None,
+    reset: Annotated[bool, typer.Option("--reset", help="Back to the built-in defaults.")] = False,
+    backend: BackendOption = DEFAULT_BACKEND,
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
+) -> None:
+    """Keep default search settings with a collection; searches use them unless told otherwise."""
+    from splare_connect.cli.search import read_weights
+    from splare_connect.search_settings import SearchSettings, keep_search_settings
+
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
+        try:
+            settings = None
+            if not reset:
+                settings = SearchSettings(
+                    query_top_k=query_top_k,
+                    hybrid=None if hybrid is None else str(hybrid.value),
+                    weights=None if weights is None else read_weights(weights),
+                    rrf_k=rrf_k,
+                    source="set by hand (collections settings)",
+                )
+            spec = keep_search_settings(store, name, settings)
+        except SplareError as error:
+            raise fail(error) from error
+    described = spec.search.describe() if spec.search is not None else "defaults"
+    stdout.print(printable(f"{name}: {described}"), highlight=False, markup=False)
 
 
 @app.command("drop")

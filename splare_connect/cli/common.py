@@ -37,6 +37,7 @@ stderr = Console(stderr=True)
 DATABASE_PANEL = "Database"
 MODEL_PANEL = "Model"
 STORED_PANEL = "What is stored"
+TUNING_PANEL = "Search settings (default: the collection's)"
 
 BackendOption = Annotated[
     str,

@@ -14,9 +14,10 @@ import typer
 from rich.markup import escape
 
 from splare_connect.backends.default import DEFAULT_BACKEND
-from splare_connect.choices import Fusion, Precision, Runtime
+from splare_connect.choices import HybridChoice, Precision, Runtime
 from splare_connect.cli.common import (
     DATABASE_PANEL,
+    TUNING_PANEL,
     BackendOption,
     BackendOptionsOption,
     DataDirOption,
@@ -38,6 +39,7 @@ from splare_connect.cli.common import (
     stdout,
 )
 from splare_connect.errors import SplareError
+from splare_connect.search_settings import NO_FUSION
 
 
 def search(
@@ -53,10 +55,33 @@ def search(
         ),
     ] = [],  # noqa: B006
     hybrid: Annotated[
-        Fusion | None,
+        HybridChoice | None,
         typer.Option(
-            help="Fuse with dense vectors in the engine: rrf, dbsf or weighted "
-            "(which ones a backend runs: splare-connect backends)."
+            help="Fuse with dense vectors in the engine: rrf, dbsf or weighted (which ones a backend runs: "
+            "splare-connect backends), or none for plain sparse. Default: the collection's setting, else none."
+        ),
+    ] = None,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            metavar="<sparse,dense>",
+            help="Fusion weights, e.g. 1,0.5. Default: the collection's setting, else equal.",
+            rich_help_panel=TUNING_PANEL,
+        ),
+    ] = None,
+    rrf_k: Annotated[
+        int | None,
+        typer.Option(
+            min=1, metavar="<n>", help="RRF's k. Default: the collection's, else 60.", rich_help_panel=TUNING_PANEL
+        ),
+    ] = None,
+    query_top_k: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            metavar="<n>",
+            help="Query weights kept. Default: the collection's, else the model's.",
+            rich_help_panel=TUNING_PANEL,
         ),
     ] = None,
     explain: Annotated[bool, typer.Option(help="Show the latent features behind each score.")] = False,
@@ -98,17 +123,21 @@ def search(
 
     try:
         conditions = parse_filters(filter_)
+        fusion_weights = None if weights is None else read_weights(weights)
     except SplareError as error:
         raise fail(error) from error
+    fusion = None if hybrid is None else str(hybrid.value)
+    tuning = {"weights": fusion_weights, "rrf_k": rrf_k, "query_top_k": query_top_k}
     if server:
-        _print_rows(_search_server(server, query, collection, k, filter_, hybrid, explain, documents, timeout), as_json)
+        rows = _search_server(server, query, collection, k, filter_, fusion, explain, documents, timeout, tuning)
+        _print_rows(rows, as_json)
         return
     collection = collection or "splare"
     from splare_connect.retriever import Retriever
 
     with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         spec = open_early(store, collection, must_exist=True)
-        if hybrid is not None and spec is not None and not spec.dense_dim:
+        if fusion not in (None, NO_FUSION) and spec is not None and not spec.dense_dim:
             raise SplareError(f"collection {collection!r} has no dense vectors, so --hybrid is unavailable")
         # Lazy: with a static query table, a sparse search never loads the model at all.
         encoder = load_encoder(
@@ -121,9 +150,10 @@ def search(
             query,
             k=k,
             filter=conditions,
-            hybrid=hybrid,
+            hybrid=fusion,
             explain=explain,
             group_by_document=documents,
+            **tuning,  # type: ignore[arg-type]
         )
     _print_rows([_row(hit) for hit in hits], as_json)
 
@@ -134,10 +164,11 @@ def _search_server(
     collection: str | None,
     k: int,
     filters: Sequence[str],
-    hybrid: Fusion | None,
+    hybrid: str | None,
     explain: bool,
     documents: bool,
     timeout: float | None,
+    tuning: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     """The hits from a running service, as rows like :func:`_row`'s (features as ``[id, weight, label]``)."""
     from splare_connect.service.client import DEFAULT_TIMEOUT, ServiceClient
@@ -149,9 +180,10 @@ def _search_server(
             collection=collection,
             k=k,
             filter=filters,
-            hybrid=None if hybrid is None else hybrid.value,
+            hybrid=hybrid,
             explain=explain,
             documents=documents,
+            **tuning,
         )
     except SplareError as error:
         raise fail(error) from error
@@ -173,6 +205,24 @@ def _search_server(
             }
         )
     return rows
+
+
+def read_weights(text: str) -> tuple[float, float]:
+    """``"1,0.5"`` as ``(1.0, 0.5)``: two non-negative numbers, not both 0.
+
+    Raises:
+        ConfigError: Anything else, said in one line.
+    """
+    from splare_connect.errors import ConfigError
+
+    parts = text.split(",")
+    try:
+        pair = (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
+    except ValueError:
+        pair = None
+    if pair is None or min(pair) < 0 or not any(pair) or any(v != v or v == float("inf") for v in pair):
+        raise ConfigError(f"--weights {text!r}: expected two non-negative numbers, not both 0, as sparse,dense")
+    return pair
 
 
 def _row(hit: Any) -> dict[str, Any]:

@@ -460,6 +460,7 @@ class SplareEncoder:
         dense: bool = False,
         batch_size: int = 32,
         show_progress: bool | None = None,
+        top_k: int | None = None,
     ) -> EncodeResult:
         """Encode texts as queries or documents.
 
@@ -477,6 +478,9 @@ class SplareEncoder:
             batch_size: Texts per forward pass.
             show_progress: Show a progress bar; ``None`` shows one for long inputs
                 when stderr is a terminal.
+            top_k: Weights kept per vector for this call; None: the model's for the role
+                (``query_top_k`` or ``document_top_k``). A search-time setting: the
+                fingerprint, which collections compare, stays the model's.
 
         Returns:
             An :class:`EncodeResult` in input order; ``sparse[i].dim == self.dim``.
@@ -485,15 +489,29 @@ class SplareEncoder:
             BadInputError: ``texts`` is a string, or an item is not a string (the
                 message gives its index).
             ConfigError: ``dense=True`` for a model without a dense embedding, or a bad
-                ``role``/``batch_size``.
+                ``role``/``batch_size``/``top_k``.
 
         Thread-safe: one encoder may be shared by threads; their calls run one at a time.
         """
+        if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+            raise ConfigError(f"top_k must be a whole number of at least 1 or None, got {top_k!r}")
         with self.lock:
-            return self._encode(texts, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress)
+            result = self._encode(
+                texts, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress, top_k=top_k
+            )
+            if role == "query" and self.static_queries is not None and top_k is not None:
+                result.sparse[:] = [vector.top_k(top_k) for vector in result.sparse]  # the table prunes its own
+            return result
 
     def _encode(
-        self, texts: Sequence[str], *, role: Role, dense: bool, batch_size: int, show_progress: bool | None
+        self,
+        texts: Sequence[str],
+        *,
+        role: Role,
+        dense: bool,
+        batch_size: int,
+        show_progress: bool | None,
+        top_k: int | None = None,
     ) -> EncodeResult:
         items = validate_texts(texts)
         check_role(role)
@@ -502,17 +520,27 @@ class SplareEncoder:
             raise ConfigError(f"model {self.config.name!r} defines no dense embedding (dense_pooling='none')")
         if role == "query" and self.static_queries is not None:
             return self._encode_static_queries(items, dense=dense, batch_size=batch_size)
-        return self._run_model(items, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress)
+        return self._run_model(
+            items, role=role, dense=dense, batch_size=batch_size, show_progress=show_progress, top_k=top_k
+        )
 
     def _run_model(
-        self, items: list[str], *, role: Role, dense: bool, batch_size: int, show_progress: bool | None
+        self,
+        items: list[str],
+        *,
+        role: Role,
+        dense: bool,
+        batch_size: int,
+        show_progress: bool | None,
+        top_k: int | None = None,
     ) -> EncodeResult:
         """Encode validated texts with the model (the compiled graph or torch), then prune."""
         if not items:  # nothing to encode: the model need not load
             empty = np.zeros(0, np.int64)
             dense_out = np.zeros((0, self.hidden_size), np.float32) if dense else None
             return EncodeResult(sparse=[], dense=dense_out, num_tokens=empty, truncated=empty.astype(np.bool_))
-        top_k = self.config.query_top_k if role == "query" else self.config.document_top_k
+        if top_k is None:
+            top_k = self.config.query_top_k if role == "query" else self.config.document_top_k
         sparse: list[SparseVector | None] = [None] * len(items)
         dense_out = np.zeros((len(items), self.hidden_size), np.float32) if dense else None
         num_tokens = np.zeros(len(items), np.int64)

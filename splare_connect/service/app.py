@@ -40,6 +40,7 @@ from splare_connect.errors import (
     SplareError,
 )
 from splare_connect.redaction import safe_message
+from splare_connect.search_settings import NO_FUSION
 from splare_connect.service.auth import api_key_dependency
 from splare_connect.service.limits import BodyLimitMiddleware, LimitError, check_query, check_texts
 from splare_connect.service.metrics import MetricsMiddleware, ServiceMetrics
@@ -207,7 +208,12 @@ def create_app(
             raise SearchUnavailableError("this server was started without a database (serve --no-search)")
         collection = body.collection or settings.default_collection
         retriever = await searcher.retriever(collection)
-        encoded = await batcher.encode([body.query], role="query", dense=body.hybrid is not None)
+        chosen = retriever.settings.resolve(
+            body.hybrid, body.weights, body.rrf_k, body.query_top_k, dense_given=False
+        )  # the request's options, else the collection's settings
+        encoded = await batcher.encode(
+            [body.query], role="query", dense=chosen.fusion is not None, top_k=chosen.query_top_k
+        )
         try:
             hits = await searcher.run(
                 retriever.search_encoded,
@@ -215,7 +221,10 @@ def create_app(
                 dense=None if encoded.dense is None else encoded.dense[0],
                 k=body.k,
                 filter=conditions,
-                hybrid=body.hybrid,
+                hybrid=str(chosen.fusion) if chosen.fusion is not None else NO_FUSION,
+                weights=chosen.weights,
+                rrf_k=chosen.rrf_k,
+                query_top_k=chosen.query_top_k,
                 explain=body.explain,
                 group_by_document=body.documents,
             )

@@ -121,8 +121,14 @@ class ServiceClient:
         hybrid: str | None = None,
         explain: bool = False,
         documents: bool = False,
+        weights: tuple[float, float] | None = None,
+        rrf_k: int | None = None,
+        query_top_k: int | None = None,
     ) -> list[dict[str, Any]]:
-        """``POST /search``: the hits (``id``, ``doc_id``, ``score``, ``text``, ``metadata``, ``features``...)."""
+        """``POST /search``: the hits (``id``, ``doc_id``, ``score``, ``text``, ``metadata``, ``features``...).
+
+        Options left None are the collection's settings on the server, else the defaults.
+        """
         body: dict[str, Any] = {
             "query": query,
             "k": k,
@@ -131,6 +137,8 @@ class ServiceClient:
             "explain": explain,
             "documents": documents,
         }
+        optional = {"weights": None if weights is None else list(weights), "rrf_k": rrf_k, "query_top_k": query_top_k}
+        body.update({key: value for key, value in optional.items() if value is not None})
         if collection is not None:
             body["collection"] = collection
         try:

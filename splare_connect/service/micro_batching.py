@@ -9,7 +9,7 @@ one call take little longer than one. A web server receives queries one per requ
 2. One consumer takes the first waiting request, waits at most ``max_wait_ms`` from its
    arrival for others (less when the queue already holds ``max_batch_texts`` texts),
    takes requests in arrival order up to ``max_batch_texts`` texts, groups them by
-   ``(role, dense)``, and calls ``encoder.encode`` once per group in a worker thread,
+   ``(role, dense, top_k)``, and calls ``encoder.encode`` once per group in a worker thread,
    so the event loop keeps accepting requests meanwhile.
 3. Each request's future gets its own slice of the result.
 
@@ -81,6 +81,7 @@ class _Request:
     dense: bool
     future: asyncio.Future[Encoded]
     arrived: float = field(default=0.0)
+    top_k: int | None = None
 
 
 class MicroBatcher:
@@ -163,8 +164,10 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
-    async def encode(self, texts: Sequence[str], *, role: Role, dense: bool = False) -> Encoded:
-        """Encode ``texts`` together with whatever else is waiting.
+    async def encode(
+        self, texts: Sequence[str], *, role: Role, dense: bool = False, top_k: int | None = None
+    ) -> Encoded:
+        """Encode ``texts`` together with whatever else is waiting (``top_k``: as ``encoder.encode``).
 
         Raises:
             QueueFullError: Too many texts are already waiting.
@@ -182,7 +185,7 @@ class MicroBatcher:
                 self.retry_after,
             )
         loop = asyncio.get_running_loop()
-        request = _Request(items, role, dense, loop.create_future(), loop.time())
+        request = _Request(items, role, dense, loop.create_future(), loop.time(), top_k)
         self._pending.append(request)
         self._set_waiting(self._waiting_texts + len(items))
         self._arrived.set()
@@ -240,12 +243,12 @@ class MicroBatcher:
         return taken
 
     async def _encode_batch(self, batch: list[_Request]) -> None:
-        groups: dict[tuple[str, bool], list[_Request]] = {}
+        groups: dict[tuple[str, bool, int | None], list[_Request]] = {}
         for request in batch:
-            groups.setdefault((request.role, request.dense), []).append(request)
-        for (role, dense), requests in groups.items():
+            groups.setdefault((request.role, request.dense, request.top_k), []).append(request)
+        for (role, dense, top_k), requests in groups.items():
             try:
-                result = await self._call_encoder([t for r in requests for t in r.texts], role, dense)
+                result = await self._call_encoder([t for r in requests for t in r.texts], role, dense, top_k)
             except asyncio.CancelledError:
                 raise
             except Exception as error:
@@ -255,7 +258,7 @@ class MicroBatcher:
                 # Find the request the encoder refused: each is encoded alone, the others still succeed.
                 for request in requests:
                     try:
-                        _resolve(request, await self._call_encoder(request.texts, role, dense), 0)
+                        _resolve(request, await self._call_encoder(request.texts, role, dense, top_k), 0)
                     except asyncio.CancelledError:
                         raise
                     except Exception as single_error:
@@ -266,7 +269,7 @@ class MicroBatcher:
                 _resolve(request, result, start)
                 start += len(request.texts)
 
-    async def _call_encoder(self, texts: list[str], role: str, dense: bool) -> EncodeResult:
+    async def _call_encoder(self, texts: list[str], role: str, dense: bool, top_k: int | None) -> EncodeResult:
         self._on_batch(len(texts))
         call = partial(
             self.encoder.encode,
@@ -275,6 +278,7 @@ class MicroBatcher:
             dense=dense,
             batch_size=self.batch_size,
             show_progress=False,
+            **({"top_k": top_k} if top_k is not None else {}),  # asked only when a search sets it
         )
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 

@@ -75,7 +75,18 @@ class SearchRequest(_Strict):
         description="Metadata conditions, ANDed, as the CLI's --filter: key=value, key!=value, key>=number, "
         "'key in a,b'.",
     )
-    hybrid: Literal["rrf", "dbsf"] | None = Field(None, description="Fuse with the dense ranking: rrf or dbsf.")
+    hybrid: Literal["rrf", "dbsf", "weighted", "none"] | None = Field(
+        None,
+        description="Fuse with the dense ranking (rrf, dbsf or weighted, where the backend runs it), or none for "
+        "plain sparse; default: the collection's setting, else plain sparse.",
+    )
+    weights: tuple[float, float] | None = Field(
+        None, description="(sparse, dense) fusion weights; default: the collection's setting, else equal."
+    )
+    rrf_k: int | None = Field(None, ge=1, le=10_000, description="RRF's k; default: the collection's, else 60.")
+    query_top_k: int | None = Field(
+        None, ge=1, le=100_000, description="Query weights kept; default: the collection's, else the model's."
+    )
     explain: bool = Field(False, description="Return each hit's matched features and their contributions.")
     documents: bool = Field(False, description="One result per document (its best chunk), not per chunk.")
 

@@ -12,6 +12,7 @@ one line. Subclass :class:`BackendConformance` in an adapter's tests (see
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import numpy as np
@@ -20,8 +21,11 @@ import pytest
 from splare_connect import BackendError, ConfigError, EncoderMismatchError, SparseVector
 from splare_connect.backends import Backend, CollectionSpec, Hit, PointRecord
 from splare_connect.backends.descriptor import BackendDescriptor
+from splare_connect.backends.protocol import SpecStoringBackend
 from splare_connect.choices import Fusion
+from splare_connect.errors import CollectionNotFoundError
 from splare_connect.filters import Condition, parse_filters
+from splare_connect.search_settings import SearchSettings
 from splare_connect.testing.points import DIM, FINGERPRINT, make_points, random_queries
 
 __all__ = ["BackendConformance", "assert_congruent", "brute_force", "stored_weight"]
@@ -299,6 +303,23 @@ class BackendConformance:
             backend.upsert(name, [too_wide])
         backend.drop_collection(name)
         assert backend.describe_collection(name) is None and name not in backend.list_collections()
+
+    def test_search_settings_are_kept_with_the_collection(self, loaded: tuple[Backend, list[PointRecord]]) -> None:
+        """``store_spec`` keeps a collection's search settings; its points and the guard's fingerprint stay."""
+        backend, points = loaded
+        if not isinstance(backend, SpecStoringBackend):
+            pytest.skip(f"{self.record.name} cannot store a collection's search settings")
+        spec = backend.describe_collection(self.collection)
+        assert spec is not None and spec.search is None
+        settings = SearchSettings(query_top_k=20, hybrid="rrf", weights=(1.0, 0.5), rrf_k=30, source="a test")
+        backend.store_spec(replace(spec, search=settings))
+        assert backend.describe_collection(self.collection) == replace(spec, search=settings)
+        assert backend.count(self.collection) == 300
+        assert backend.search(self.collection, points[4].sparse, k=1)[0].id == "doc-4#0"
+        backend.store_spec(spec)  # back to the defaults
+        assert backend.describe_collection(self.collection) == spec
+        with pytest.raises(CollectionNotFoundError):
+            backend.store_spec(replace(spec, name="nowhere"))
 
     def test_duplicate_unsorted_and_nan_entries_never_reach_the_engine(self, backend: Backend) -> None:
         backend.create_collection(CollectionSpec("raw", sparse_dim=DIM, fingerprint=FINGERPRINT))

@@ -327,6 +327,17 @@ class MilvusBackend:
             cannot_attach=_ATTACH_LITE if self.lite else self._refusal(schema),
         )
 
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """Replace the ``splare_connect`` collection property (the spec, with its search settings); nothing else."""
+        self._spec(spec.name)  # it exists, and holds a spec
+        self._call(
+            f"storing splare-connect's settings in {spec.name!r}",
+            lambda: self.client.alter_collection_properties(
+                spec.name, {SPEC_KEY: json.dumps(spec.to_dict(), sort_keys=True)}, **self._options()
+            ),
+        )
+        self._specs[spec.name] = spec
+
     def attach_collection(self, spec: CollectionSpec) -> None:
         """Add the nullable sparse field, the nullable state field and the sparse index, then store the spec.
 

@@ -312,6 +312,19 @@ class OpenSearchBackend:
         self._specs[spec.name] = spec
         self._layouts.pop(spec.name, None)
 
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """``PUT /<index>/_mapping`` with only ``_meta``: the spec replaced, the app's keys sent back as they were."""
+        self._spec(spec.name)  # it exists, and holds a spec
+        mapping = self._mapping(spec.name) or {}
+        their_meta = {key: value for key, value in (mapping.get("_meta") or {}).items() if key != SPEC_KEY}
+        body = {"_meta": {**their_meta, SPEC_KEY: spec.to_dict()}}
+        self._call(
+            f"storing the settings of index {spec.name!r}",
+            lambda: self.client.indices.put_mapping(index=spec.name, body=body),
+        )
+        self._specs[spec.name] = spec
+        self._layouts.pop(spec.name, None)
+
     def iter_points(
         self, collection: str, fields: Sequence[str], sparse_vector_name: str | None = None
     ) -> Iterator[AppPoint]:

@@ -122,6 +122,12 @@ class QdrantBackend:
         self._layouts.pop(name, None)
         self.driver.drop(name)
 
+    def store_spec(self, spec: CollectionSpec) -> None:
+        """Replace the spec kept with an existing collection of ours (its search settings)."""
+        self._spec(spec.name)  # it exists, and holds a spec
+        self.driver.replace_spec(spec)
+        self._specs[spec.name] = spec
+
     # ------------------------------------------- collections another app made
     def inspect_collection(self, name: str) -> CollectionLayout | None:
         """The collection's vector fields and spec, whoever made it (None: no such collection)."""

@@ -138,6 +138,10 @@ class ClientDriver:
         server that then cannot add the vector it describes.
         """
         self._check_version_for_attach(spec.name, spec.sparse_vector_name)
+        self.replace_spec(spec)
+
+    def replace_spec(self, spec: CollectionSpec) -> None:
+        """``update_collection`` with the spec under ``splare_connect``: Qdrant merges metadata, so other keys stay."""
         self.call(
             f"storing splare-connect's settings in {spec.name!r}",
             lambda: self.client.update_collection(spec.name, metadata={SPEC_KEY: spec.to_dict()}),

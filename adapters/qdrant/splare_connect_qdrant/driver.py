@@ -139,6 +139,9 @@ class QdrantDriver(Protocol):
     def store_spec(self, spec: CollectionSpec) -> None:
         """Store the spec of an attached collection, leaving the app's own metadata as it is."""
 
+    def replace_spec(self, spec: CollectionSpec) -> None:
+        """Replace the spec kept with an existing collection (its search settings); nothing else changes."""
+
     def update_vectors(
         self, collection: str, vector_name: str, state_key: str, updates: Sequence[SparseUpdate]
     ) -> None:

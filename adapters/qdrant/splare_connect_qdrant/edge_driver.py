@@ -200,6 +200,11 @@ class EdgeDriver:
         with on_disk(f"attaching to {spec.name!r}"):
             write_json_atomically(self._place(spec.name).spec_file, spec.to_dict())
 
+    def replace_spec(self, spec: CollectionSpec) -> None:
+        """Rewrite the collection's ``splare_connect.json`` (atomically): the shard is untouched."""
+        with on_disk(f"storing the settings of {spec.name!r}"):
+            write_json_atomically(self._place(spec.name).spec_file, spec.to_dict())
+
     def update_vectors(
         self, collection: str, vector_name: str, state_key: str, updates: Sequence[SparseUpdate]
     ) -> None:
