@@ -19,7 +19,7 @@ import sys
 
 import typer
 
-from splare_connect.cli import attach, backends, collections, evaluate, features, ingest, search, serve, train
+from splare_connect.cli import attach, backends, collections, evaluate, features, ingest, search, serve, train, tune
 from splare_connect.cli.common import EXIT_SKIPPED, print_error, reflow_help, show_first_use_notes
 
 __all__ = ["EXIT_SKIPPED", "app", "main"]
@@ -40,6 +40,7 @@ app.command("attach")(attach.attach)
 app.command("search")(search.search)
 app.command("serve")(serve.serve)
 app.command("eval")(evaluate.eval_command)
+app.command("tune")(tune.tune_command)
 app.command("train")(train.train_command)
 app.command("train-sae")(train.train_sae_command)
 app.command("backends")(backends.backends_command)

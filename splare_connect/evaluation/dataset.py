@@ -57,7 +57,7 @@ def load_beir(path: str | Path, query_sets: list[str] | None = None) -> BeirData
             title = record.get("title") or ""
             doc_ids.append(str(record["_id"]))
             doc_texts.append(f"{title}\n{record['text']}" if title else record["text"])
-    sets = _query_sets(root)
+    sets = read_query_sets(root)
     if query_sets:
         missing = sorted(set(query_sets) - {s.name for s in sets})
         if missing:
@@ -68,7 +68,11 @@ def load_beir(path: str | Path, query_sets: list[str] | None = None) -> BeirData
     return BeirDataset(root, doc_ids, doc_texts, sets)
 
 
-def _query_sets(root: Path) -> list[QuerySet]:
+def read_query_sets(root: Path) -> list[QuerySet]:
+    """The query sets under ``root`` with their judgements.
+
+    ``queries/NAME.jsonl`` with ``qrels/NAME.tsv``, or one ``queries.jsonl`` with a qrels file per set.
+    """
     qrels_dir = root / "qrels"
     if (root / "queries").is_dir():
         names = sorted(p.stem for p in (root / "queries").glob("*.jsonl") if (qrels_dir / f"{p.stem}.tsv").is_file())

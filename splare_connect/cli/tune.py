@@ -1,0 +1,134 @@
+"""``tune``: measure a collection's search settings on its own data, choose one, and keep it with ``--apply``."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from splare_connect.backends.default import DEFAULT_BACKEND
+from splare_connect.choices import Precision, Runtime
+from splare_connect.cli.common import (
+    BackendOption,
+    BackendOptionsOption,
+    DataDirOption,
+    JsonOption,
+    ModelOption,
+    PrecisionOption,
+    RuntimeOption,
+    TimeoutOption,
+    TrustRemoteCodeOption,
+    UrlOption,
+    fail,
+    load_encoder,
+    open_early,
+    opened_backend,
+    print_json,
+    print_line,
+    stderr,
+    stdout,
+)
+from splare_connect.errors import SplareError
+
+
+def tune_command(
+    collection: Annotated[str, typer.Argument(help="The collection to tune.")],
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="<dir>",
+            help="Labelled queries in the BEIR layout (queries/NAME.jsonl, qrels/NAME.tsv). "
+            "Default: known-item queries made from the collection's own text.",
+        ),
+    ] = None,
+    query_set: Annotated[list[str], typer.Option("--query-set", "-q", help="Query sets to use (default: all).")] = [],  # noqa: B006
+    max_queries: Annotated[int, typer.Option(min=1, metavar="<n>", help="Queries per set at most (sampled).")] = 200,
+    seed: Annotated[int, typer.Option(metavar="<n>", help="The sample's seed: the same queries each time.")] = 0,
+    max_latency_ms: Annotated[
+        float | None, typer.Option(min=0.0, metavar="<ms>", help="Choose only settings whose p99 search is this fast.")
+    ] = None,
+    min_gain: Annotated[
+        float, typer.Option(min=0.0, metavar="<x>", help="nDCG@10 a choice must gain over the defaults.")
+    ] = 0.002,
+    time_budget: Annotated[
+        float, typer.Option(min=1.0, metavar="<seconds>", help="Stop trying candidates after this long.")
+    ] = 600.0,
+    apply: Annotated[bool, typer.Option("--apply", help="Keep the chosen settings with the collection.")] = False,
+    backend: BackendOption = DEFAULT_BACKEND,
+    url: UrlOption = None,
+    data_dir: DataDirOption = None,
+    timeout: TimeoutOption = None,
+    backend_option: BackendOptionsOption = [],  # noqa: B006
+    model: ModelOption = None,
+    precision: PrecisionOption = Precision.AUTO,
+    runtime: RuntimeOption = Runtime.AUTO,
+    trust_remote_code: TrustRemoteCodeOption = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Measure search settings on a collection's own data and choose one (--apply keeps it)."""
+    from splare_connect.backends.discovery import describe_backend
+    from splare_connect.retriever import Retriever
+    from splare_connect.search_settings import keep_search_settings
+    from splare_connect.tuning.queries import known_item_queries, labelled_queries, sample
+    from splare_connect.tuning.run import tune
+
+    with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
+        try:
+            open_early(store, collection, must_exist=True)
+            if queries is not None:
+                sets = [sample(s, max_queries, seed) for s in labelled_queries(queries, query_set or None)]
+            else:
+                sets = [known_item_queries(store, collection, count=max_queries, seed=seed)]
+            encoder = load_encoder(model, precision, trust_remote_code, runtime)
+            retriever = Retriever(encoder, store, collection)
+            counted = sum(len(s.queries) for s in sets)
+            print_line("tune:", f"{counted} queries in {len(sets)} set(s) on {collection!r}")
+
+            def progress(done: int, total: int, label: str) -> None:
+                if label != "done":
+                    stderr.print(f"progress: candidate {done + 1} of {total}: {label}", highlight=False, markup=False)
+
+            report = tune(
+                retriever,
+                sets,
+                describe_backend(backend).capabilities,
+                max_latency_ms=max_latency_ms,
+                min_gain=min_gain,
+                time_budget_s=time_budget,
+                progress=progress,
+            )
+            if apply:
+                when = datetime.date.today().isoformat()
+                keep_search_settings(store, collection, report.kept_settings(when))
+        except SplareError as error:
+            raise fail(error) from error
+    if as_json:
+        print_json({**report.to_dict(), "applied": apply})
+        return
+    _print_report(report, apply)
+
+
+def _print_report(report: object, applied: bool) -> None:
+    from rich.table import Table
+
+    from splare_connect.tuning.run import TuneReport
+
+    assert isinstance(report, TuneReport)
+    table = Table("setting", "nDCG@10", "MRR@10", "R@100", "p50 ms", "p99 ms", title=f"tune {report.collection}")
+    for measured in report.measured:
+        mark = " (chosen)" if measured is report.chosen else (" (default)" if measured is report.default else "")
+        table.add_row(
+            measured.label() + mark,
+            f"{measured.mean['nDCG@10']:.3f}",
+            f"{measured.mean['MRR@10']:.3f}",
+            f"{measured.mean['R@100']:.3f}",
+            f"{measured.latency_ms[0]:.1f}",
+            f"{measured.latency_ms[1]:.1f}",
+        )
+    stdout.print(table)
+    for note in report.notes:
+        stdout.print(f"note: {note}", highlight=False, markup=False)
+    verdict = "kept with the collection" if applied else "not kept (--apply keeps it)"
+    stdout.print(f"chosen: {report.chosen.label()}; {verdict}; {report.seconds:.0f} s", highlight=False, markup=False)

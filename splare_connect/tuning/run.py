@@ -1,0 +1,220 @@
+"""Measure each candidate setting on a collection, as stored, on its engine; choose one.
+
+Every query is encoded once (at the largest query top-k tried, with its dense embedding
+when the collection has dense vectors), then each candidate searches the engine with it:
+a top-k candidate prunes the encoded query, which is exactly what encoding at that top-k
+gives. Quality is nDCG@10, MRR@10 and Recall@100 over documents (a document's best chunk),
+macro-averaged over the query sets (one per language, say), so no set outweighs the others
+by its size. Latency is each search call's wall time on the engine, p50 and p99.
+
+The choice: the best mean nDCG@10 among the candidates within the latency budget, if it
+beats the built-in defaults (plain sparse at the model's query top-k) by at least
+``min_gain``; otherwise the defaults stay. The quality side is the same for the same seed;
+latency is measured and varies.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from splare_connect.backends.descriptor import Capabilities
+from splare_connect.retriever import Retriever
+from splare_connect.search_settings import NO_FUSION, SearchSettings
+from splare_connect.tuning.candidates import hybrid_candidates, query_top_ks, sparse_candidates
+from splare_connect.tuning.metrics import METRICS, mean_scores, score_ranking
+from splare_connect.tuning.queries import QuerySet
+
+__all__ = ["Measured", "TuneReport", "measure", "tune"]
+
+DEPTH = 100  # documents ranked per query: Recall@100 needs them
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class Measured:
+    """One candidate's figures: per query set and macro-averaged, and its latency on the engine."""
+
+    settings: SearchSettings
+    scores: dict[str, dict[str, float]]
+    mean: dict[str, float]
+    latency_ms: tuple[float, float]  # p50, p99
+
+    def label(self) -> str:
+        return self.settings.describe().split(" (")[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "settings": {k: v for k, v in self.settings.to_dict().items() if k not in ("source", "measured")},
+            "label": self.label(),
+            "mean": self.mean,
+            "scores": self.scores,
+            "latency_ms": {"p50": self.latency_ms[0], "p99": self.latency_ms[1]},
+        }
+
+
+@dataclass
+class TuneReport:
+    """What ``tune`` measured and chose."""
+
+    collection: str
+    query_sets: dict[str, int]
+    known_item: bool
+    measured: list[Measured]
+    default: Measured
+    chosen: Measured
+    objective: str
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "queries": self.query_sets,
+            "known_item": self.known_item,
+            "objective": self.objective,
+            "default": self.default.to_dict(),
+            "chosen": self.chosen.to_dict(),
+            "candidates": [m.to_dict() for m in self.measured],
+            "seconds": round(self.seconds, 1),
+            "notes": self.notes,
+        }
+
+    def kept_settings(self, when: str) -> SearchSettings:
+        """The chosen settings with where they came from, as ``--apply`` keeps them."""
+        kind = "known-item" if self.known_item else "labelled"
+        queries = sum(self.query_sets.values())
+        source = (
+            f"tune, {when}, {queries} {kind} queries: nDCG@10 {self.chosen.mean['nDCG@10']:.3f} "
+            f"against {self.default.mean['nDCG@10']:.3f} for the defaults"
+        )
+        return self.chosen.settings.with_source(source, {"chosen": self.chosen.mean, "default": self.default.mean})
+
+
+def measure(
+    retriever: Retriever,
+    query_sets: Sequence[QuerySet],
+    candidates: Sequence[SearchSettings],
+    encoded: dict[str, tuple[Any, Any]],
+    *,
+    progress: Progress | None = None,
+    deadline: float | None = None,
+) -> list[Measured]:
+    """Each candidate's figures; stops before a candidate once ``deadline`` (monotonic) has passed."""
+    results: list[Measured] = []
+    for position, settings in enumerate(candidates):
+        if deadline is not None and time.monotonic() > deadline and results:
+            break
+        if progress:
+            progress(position, len(candidates), settings.describe().split(" (")[0])
+        per_set: dict[str, dict[str, float]] = {}
+        timings: list[float] = []
+        for query_set in query_sets:
+            per_query = []
+            for query_id in query_set.queries:
+                sparse, dense = encoded[query_id]
+                started = time.perf_counter()
+                hits = retriever.search_encoded(
+                    sparse,
+                    dense=dense,
+                    k=DEPTH,
+                    hybrid=settings.hybrid or NO_FUSION,
+                    weights=settings.weights,
+                    rrf_k=settings.rrf_k,
+                    query_top_k=settings.query_top_k,
+                    group_by_document=True,
+                )
+                timings.append(time.perf_counter() - started)
+                per_query.append(score_ranking([hit.doc_id for hit in hits], query_set.qrels.get(query_id, {})))
+            per_set[query_set.name] = mean_scores(per_query)
+        mean = {name: float(np.mean([scores[name] for scores in per_set.values()])) for name in METRICS}
+        p50, p99 = (float(v) * 1000 for v in np.percentile(timings, [50, 99]))
+        results.append(Measured(settings, per_set, mean, (p50, p99)))
+    if progress:
+        progress(len(candidates), len(candidates), "done")
+    return results
+
+
+def tune(
+    retriever: Retriever,
+    query_sets: Sequence[QuerySet],
+    capabilities: Capabilities,
+    *,
+    max_latency_ms: float | None = None,
+    min_gain: float = 0.002,
+    time_budget_s: float | None = None,
+    batch_size: int = 32,
+    progress: Progress | None = None,
+) -> TuneReport:
+    """Measure the candidates on ``retriever``'s collection and choose one (see the module docstring).
+
+    Args:
+        retriever: A retriever on the collection (its encoder is the collection's).
+        query_sets: The queries and their judgements (labelled, or known items).
+        capabilities: The backend's (its record's): which fusions to try.
+        max_latency_ms: The p99 search latency a choice may have (None: no limit).
+        min_gain: How much better than the defaults (mean nDCG@10) a choice must be.
+        time_budget_s: Stop trying candidates after this long (the defaults are always measured).
+        batch_size: Queries per encoder call.
+        progress: Called with (candidates done, candidates, the one starting).
+    """
+    started = time.monotonic()
+    deadline = None if time_budget_s is None else started + time_budget_s
+    notes = []
+    model_k = retriever.encoder.config.query_top_k or 40
+    has_dense = bool(retriever.spec.dense_dim)
+    texts = [(query_id, text) for s in query_sets for query_id, text in s.queries.items()]
+    result = retriever.encoder.encode(
+        [text for _, text in texts],
+        role="query",
+        dense=has_dense,
+        batch_size=batch_size,
+        top_k=max(query_top_ks(model_k)),
+    )
+    dense_rows = result.dense if has_dense else None
+    encoded = {
+        query_id: (result.sparse[i], None if dense_rows is None else dense_rows[i])
+        for i, (query_id, _) in enumerate(texts)
+    }
+    sparse = measure(retriever, query_sets, sparse_candidates(model_k), encoded, progress=progress, deadline=deadline)
+    default = sparse[0]  # plain sparse at the model's query top-k: the built-in defaults
+    best_sparse = max(sparse, key=lambda m: m.mean["nDCG@10"])
+    measured = list(sparse)
+    if has_dense:
+        hybrids = hybrid_candidates(best_sparse.settings.query_top_k or model_k, capabilities)
+        measured += measure(retriever, query_sets, hybrids, encoded, progress=progress, deadline=deadline)
+    else:
+        notes.append("the collection has no dense vectors of its own: hybrids were not tried")
+    if deadline is not None and len(measured) < len(sparse) + (
+        len(hybrid_candidates(model_k, capabilities)) if has_dense else 0
+    ):
+        notes.append(f"stopped at the time budget ({time_budget_s:g} s): some candidates were not measured")
+    allowed = [m for m in measured if max_latency_ms is None or m.latency_ms[1] <= max_latency_ms]
+    if not allowed:
+        notes.append(f"no candidate met the latency budget ({max_latency_ms:g} ms p99): the defaults stay")
+        allowed = [default]
+    best = max(allowed, key=lambda m: m.mean["nDCG@10"])
+    chosen = best if best.mean["nDCG@10"] >= default.mean["nDCG@10"] + min_gain else default
+    if chosen is default and best is not default:
+        notes.append(f"no candidate beat the defaults by {min_gain} nDCG@10: the defaults stay")
+    if any(s.known_item for s in query_sets):
+        notes.append(
+            "known-item queries (a document's first sentence, one answer each) measure something narrower than "
+            "real questions, and favour sparse matching: bring labelled queries for a choice you can rely on"
+        )
+    objective = "best mean nDCG@10" + (f" within {max_latency_ms:g} ms p99" if max_latency_ms is not None else "")
+    return TuneReport(
+        collection=retriever.collection,
+        query_sets={s.name: len(s.queries) for s in query_sets},
+        known_item=any(s.known_item for s in query_sets),
+        measured=measured,
+        default=default,
+        chosen=chosen,
+        objective=objective,
+        seconds=time.monotonic() - started,
+        notes=notes,
+    )
