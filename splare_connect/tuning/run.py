@@ -129,7 +129,10 @@ def measure(
                     group_by_document=True,
                 )
                 timings.append(time.perf_counter() - started)
-                per_query.append(score_ranking([hit.doc_id for hit in hits], query_set.qrels.get(query_id, {})))
+                # Fused scores tie often (RRF: ranks (1, 3) and (3, 1) score alike), and engines
+                # order ties as they happen to run; ordered by id, the same seed scores the same.
+                ranked = [hit.doc_id for hit in sorted(hits, key=lambda hit: (-hit.score, hit.doc_id))]
+                per_query.append(score_ranking(ranked, query_set.qrels.get(query_id, {})))
             per_set[query_set.name] = mean_scores(per_query)
         mean = {name: float(np.mean([scores[name] for scores in per_set.values()])) for name in METRICS}
         p50, p99 = (float(v) * 1000 for v in np.percentile(timings, [50, 99]))
