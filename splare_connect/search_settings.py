@@ -45,6 +45,8 @@ class SearchSettings:
             ``"none"`` for plain sparse, or None (plain sparse unless a dense query is given).
         weights: ``(sparse, dense)`` fusion weights (None: equal).
         rrf_k: RRF's rank constant (None: 60).
+        using: The app's dense field a hybrid fuses with (an attached collection's, whose
+            query vectors the caller passes as ``dense=``); None: the collection's own.
         source: Where the choice came from, in words (``"tune, 2026-12-07, 40 labelled
             queries"``, ``"set by hand"``), shown by ``collections info``.
         measured: What the choice was measured to give, for the record (free-form, JSON).
@@ -54,6 +56,7 @@ class SearchSettings:
     hybrid: str | None = None
     weights: tuple[float, float] | None = None
     rrf_k: int | None = None
+    using: str | None = None
     source: str = "set by hand"
     measured: Mapping[str, Any] = field(default_factory=dict)
 
@@ -127,6 +130,7 @@ class SearchSettings:
             "hybrid": self.hybrid,
             "weights": None if self.weights is None else list(self.weights),
             "rrf_k": self.rrf_k,
+            "using": self.using,
             "source": self.source,
             "measured": dict(self.measured),
         }
@@ -144,6 +148,7 @@ class SearchSettings:
             hybrid=data.get("hybrid"),
             weights=None if weights is None else (float(weights[0]), float(weights[1])),
             rrf_k=data.get("rrf_k"),
+            using=None if data.get("using") is None else str(data["using"]),
             source=str(data.get("source", "")),
             measured=dict(data.get("measured") or {}),
         )
@@ -158,6 +163,8 @@ class SearchSettings:
             parts.append(f"weights {self.weights[0]:g}/{self.weights[1]:g}")
         if self.rrf_k is not None:
             parts.append(f"RRF k {self.rrf_k}")
+        if self.using is not None:
+            parts.append(f"with the app's {self.using!r} vectors")
         return ", ".join(parts) + (f" ({self.source})" if self.source else "")
 
 
@@ -180,8 +187,11 @@ def keep_search_settings(backend: Any, collection: str, settings: SearchSettings
         raise CollectionNotFoundError(f"collection {collection!r} does not exist")
     if not isinstance(backend, SpecStoringBackend):
         raise ConfigError(f"this backend ({type(backend).__name__}) cannot keep search settings with a collection")
-    if settings is not None and settings.fusion is not None and not spec.dense_dim:
-        raise ConfigError(f"collection {collection!r} has no dense vectors of its own: a hybrid setting can't apply")
+    if settings is not None and settings.fusion is not None and not spec.dense_dim and settings.using is None:
+        raise ConfigError(
+            f"collection {collection!r} has no dense vectors of its own: a hybrid setting needs the app's "
+            "dense field (using) whose query vectors searches pass"
+        )
     updated = replace(spec, search=settings)
     backend.store_spec(updated)
     return updated

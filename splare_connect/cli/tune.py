@@ -44,6 +44,17 @@ def tune_command(
         ),
     ] = None,
     query_set: Annotated[list[str], typer.Option("--query-set", "-q", help="Query sets to use (default: all).")] = [],  # noqa: B006
+    query_vectors: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="<file>",
+            help="The app's own query vectors for its dense field --using, one JSON line per query: "
+            '{"_id": ..., "vector": [...]} (an attached collection: hybrids fuse with the app\'s vectors).',
+        ),
+    ] = None,
+    using: Annotated[
+        str | None, typer.Option(metavar="<field>", help="The app's dense field --query-vectors are for.")
+    ] = None,
     max_queries: Annotated[int, typer.Option(min=1, metavar="<n>", help="Queries per set at most (sampled).")] = 200,
     seed: Annotated[int, typer.Option(metavar="<n>", help="The sample's seed: the same queries each time.")] = 0,
     max_latency_ms: Annotated[
@@ -98,6 +109,8 @@ def tune_command(
                 min_gain=min_gain,
                 time_budget_s=time_budget,
                 progress=progress,
+                query_dense=None if query_vectors is None else read_query_vectors(query_vectors),
+                using=using,
             )
             if apply:
                 when = datetime.date.today().isoformat()
@@ -132,3 +145,29 @@ def _print_report(report: object, applied: bool) -> None:
         stdout.print(f"note: {note}", highlight=False, markup=False)
     verdict = "kept with the collection" if applied else "not kept (--apply keeps it)"
     stdout.print(f"chosen: {report.chosen.label()}; {verdict}; {report.seconds:.0f} s", highlight=False, markup=False)
+
+
+def read_query_vectors(path: Path) -> dict[str, list[float]]:
+    """``{"_id": ..., "vector": [...]}`` lines as vectors by query id.
+
+    Raises:
+        ConfigError: The file can't be read, or a line is not such a record (named by line).
+    """
+    import json
+
+    from splare_connect.errors import ConfigError
+
+    vectors: dict[str, list[float]] = {}
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for number, line in enumerate(lines, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                    vectors[str(record["_id"])] = [float(v) for v in record["vector"]]
+                except (ValueError, KeyError, TypeError):
+                    raise ConfigError(f'{path}:{number}: expected {{"_id": ..., "vector": [numbers]}}') from None
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    return vectors

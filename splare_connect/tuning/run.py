@@ -16,13 +16,14 @@ latency is measured and varies.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from splare_connect.backends.descriptor import Capabilities
+from splare_connect.errors import ConfigError
 from splare_connect.retriever import Retriever
 from splare_connect.search_settings import NO_FUSION, SearchSettings
 from splare_connect.tuning.candidates import hybrid_candidates, query_top_ks, sparse_candidates
@@ -33,6 +34,8 @@ __all__ = ["Measured", "TuneReport", "measure", "tune"]
 
 DEPTH = 100  # documents ranked per query: Recall@100 needs them
 Progress = Callable[[int, int, str], None]
+# The app's query vectors: its embedding function over query texts, or the vectors by query id.
+QueryDense = Callable[[list[str]], Any] | Mapping[str, Any]
 
 
 @dataclass
@@ -70,6 +73,7 @@ class TuneReport:
     objective: str
     seconds: float
     notes: list[str] = field(default_factory=list)
+    using: str | None = None  # the app's dense field the hybrids fused with
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,7 +96,10 @@ class TuneReport:
             f"tune, {when}, {queries} {kind} queries: nDCG@10 {self.chosen.mean['nDCG@10']:.3f} "
             f"against {self.default.mean['nDCG@10']:.3f} for the defaults"
         )
-        return self.chosen.settings.with_source(source, {"chosen": self.chosen.mean, "default": self.default.mean})
+        settings = self.chosen.settings
+        if settings.fusion is not None and self.using is not None:
+            settings = replace(settings, using=self.using)
+        return settings.with_source(source, {"chosen": self.chosen.mean, "default": self.default.mean})
 
 
 def measure(
@@ -103,8 +110,13 @@ def measure(
     *,
     progress: Progress | None = None,
     deadline: float | None = None,
+    using: str | None = None,
 ) -> list[Measured]:
-    """Each candidate's figures; stops before a candidate once ``deadline`` (monotonic) has passed."""
+    """Each candidate's figures; stops before a candidate once ``deadline`` (monotonic) has passed.
+
+    ``using`` names the app's dense field that ``encoded``'s dense vectors were made for
+    (None: the collection's own).
+    """
     results: list[Measured] = []
     for position, settings in enumerate(candidates):
         if deadline is not None and time.monotonic() > deadline and results:
@@ -127,6 +139,7 @@ def measure(
                     rrf_k=settings.rrf_k,
                     query_top_k=settings.query_top_k,
                     group_by_document=True,
+                    using=using if settings.fusion is not None else None,
                 )
                 timings.append(time.perf_counter() - started)
                 # Fused scores tie often (RRF: ranks (1, 3) and (3, 1) score alike), and engines
@@ -152,6 +165,8 @@ def tune(
     time_budget_s: float | None = None,
     batch_size: int = 32,
     progress: Progress | None = None,
+    query_dense: QueryDense | None = None,
+    using: str | None = None,
 ) -> TuneReport:
     """Measure the candidates on ``retriever``'s collection and choose one (see the module docstring).
 
@@ -164,21 +179,28 @@ def tune(
         time_budget_s: Stop trying candidates after this long (the defaults are always measured).
         batch_size: Queries per encoder call.
         progress: Called with (candidates done, candidates, the one starting).
+        query_dense: The app's own query vectors for its dense field ``using`` (an attached
+            collection's, say): a function from query texts to one vector each (its
+            embedding model), or the vectors by query id. None: the collection's own.
+        using: The dense field ``query_dense`` is for.
     """
     started = time.monotonic()
     deadline = None if time_budget_s is None else started + time_budget_s
     notes = []
     model_k = retriever.encoder.config.query_top_k or 40
-    has_dense = bool(retriever.spec.dense_dim)
+    if (query_dense is None) != (using is None):
+        raise ConfigError("the app's query vectors and the dense field they are for go together: give both or neither")
+    own_dense = query_dense is None and bool(retriever.spec.dense_dim)
+    has_dense = own_dense or query_dense is not None
     texts = [(query_id, text) for s in query_sets for query_id, text in s.queries.items()]
     result = retriever.encoder.encode(
         [text for _, text in texts],
         role="query",
-        dense=has_dense,
+        dense=own_dense,
         batch_size=batch_size,
         top_k=max(query_top_ks(model_k)),
     )
-    dense_rows = result.dense if has_dense else None
+    dense_rows = result.dense if own_dense else _app_vectors(query_dense, texts)
     encoded = {
         query_id: (result.sparse[i], None if dense_rows is None else dense_rows[i])
         for i, (query_id, _) in enumerate(texts)
@@ -189,9 +211,9 @@ def tune(
     measured = list(sparse)
     if has_dense:
         hybrids = hybrid_candidates(best_sparse.settings.query_top_k or model_k, capabilities)
-        measured += measure(retriever, query_sets, hybrids, encoded, progress=progress, deadline=deadline)
+        measured += measure(retriever, query_sets, hybrids, encoded, progress=progress, deadline=deadline, using=using)
     else:
-        notes.append("the collection has no dense vectors of its own: hybrids were not tried")
+        notes.append("the collection has no dense vectors of its own, and no query vectors were given: no hybrids")
     if deadline is not None and len(measured) < len(sparse) + (
         len(hybrid_candidates(model_k, capabilities)) if has_dense else 0
     ):
@@ -220,4 +242,25 @@ def tune(
         objective=objective,
         seconds=time.monotonic() - started,
         notes=notes,
+        using=using,
     )
+
+
+def _app_vectors(query_dense: QueryDense | None, texts: list[tuple[str, str]]) -> Any:
+    """The app's query vectors in ``texts`` order, as float32 rows.
+
+    Raises:
+        ConfigError: A query without a vector, or not one finite vector per query.
+    """
+    if query_dense is None:
+        return None
+    if callable(query_dense):
+        rows = np.asarray(query_dense([text for _, text in texts]), dtype=np.float32)
+    else:
+        missing = [query_id for query_id, _ in texts if query_id not in query_dense]
+        if missing:
+            raise ConfigError(f"no query vector for {len(missing)} queries, e.g. {missing[0]!r}")
+        rows = np.asarray([query_dense[query_id] for query_id, _ in texts], dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[0] != len(texts) or not np.isfinite(rows).all():
+        raise ConfigError(f"the app's query vectors must be {len(texts)} finite vectors of one width")
+    return rows
