@@ -66,6 +66,16 @@ def tune_command(
     time_budget: Annotated[
         float, typer.Option(min=1.0, metavar="<seconds>", help="Stop trying candidates after this long.")
     ] = 600.0,
+    document_top_k: Annotated[
+        list[int],
+        typer.Option(
+            min=1,
+            metavar="<n>",
+            help="Document weights to try keeping, measured on the stored vectors (repeatable; default: half "
+            "and a quarter of the model's). Reported, not applied.",
+        ),
+    ] = [],  # noqa: B006
+    skip_pruning: Annotated[bool, typer.Option("--skip-pruning", help="Don't measure document pruning.")] = False,
     apply: Annotated[bool, typer.Option("--apply", help="Keep the chosen settings with the collection.")] = False,
     backend: BackendOption = DEFAULT_BACKEND,
     url: UrlOption = None,
@@ -99,7 +109,11 @@ def tune_command(
 
             def progress(done: int, total: int, label: str) -> None:
                 if label != "done":
-                    stderr.print(f"progress: candidate {done + 1} of {total}: {label}", highlight=False, markup=False)
+                    step = f"candidate {done + 1} of {total}: " if total > 1 else ""
+                    stderr.print(f"progress: {step}{label}", highlight=False, markup=False)
+
+            stored_k = encoder.config.document_top_k or 400
+            pruned = [] if skip_pruning else (document_top_k or [stored_k // 2, stored_k // 4])
 
             report = tune(
                 retriever,
@@ -111,6 +125,7 @@ def tune_command(
                 progress=progress,
                 query_dense=None if query_vectors is None else read_query_vectors(query_vectors),
                 using=using,
+                document_top_ks=pruned,
             )
             if apply:
                 when = datetime.date.today().isoformat()
@@ -141,6 +156,17 @@ def _print_report(report: object, applied: bool) -> None:
             f"{measured.latency_ms[1]:.1f}",
         )
     stdout.print(table)
+    if report.pruning:
+        pruning = Table("document weights kept", "nDCG@10", "MRR@10", "R@100", "stored weights", title="plain sparse")
+        for result in report.pruning:
+            pruning.add_row(
+                "as stored" if result.document_top_k is None else str(result.document_top_k),
+                f"{result.mean['nDCG@10']:.3f}",
+                f"{result.mean['MRR@10']:.3f}",
+                f"{result.mean['R@100']:.3f}",
+                f"{result.stored_weights:,}",
+            )
+        stdout.print(pruning)
     for note in report.notes:
         stdout.print(f"note: {note}", highlight=False, markup=False)
     verdict = "kept with the collection" if applied else "not kept (--apply keeps it)"

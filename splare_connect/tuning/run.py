@@ -28,6 +28,7 @@ from splare_connect.retriever import Retriever
 from splare_connect.search_settings import NO_FUSION, SearchSettings
 from splare_connect.tuning.candidates import hybrid_candidates, query_top_ks, sparse_candidates
 from splare_connect.tuning.metrics import METRICS, mean_scores, score_ranking
+from splare_connect.tuning.pruning import MAX_POINTS, PruningResult, measure_pruning, read_stored
 from splare_connect.tuning.queries import QuerySet
 
 __all__ = ["Measured", "TuneReport", "measure", "tune"]
@@ -74,6 +75,7 @@ class TuneReport:
     seconds: float
     notes: list[str] = field(default_factory=list)
     using: str | None = None  # the app's dense field the hybrids fused with
+    pruning: list[PruningResult] = field(default_factory=list)  # documents pruned, plain sparse, measured here
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -84,6 +86,7 @@ class TuneReport:
             "default": self.default.to_dict(),
             "chosen": self.chosen.to_dict(),
             "candidates": [m.to_dict() for m in self.measured],
+            "document_pruning": [p.to_dict() for p in self.pruning],
             "seconds": round(self.seconds, 1),
             "notes": self.notes,
         }
@@ -167,6 +170,7 @@ def tune(
     progress: Progress | None = None,
     query_dense: QueryDense | None = None,
     using: str | None = None,
+    document_top_ks: Sequence[int] = (),
 ) -> TuneReport:
     """Measure the candidates on ``retriever``'s collection and choose one (see the module docstring).
 
@@ -183,6 +187,9 @@ def tune(
             collection's, say): a function from query texts to one vector each (its
             embedding model), or the vectors by query id. None: the collection's own.
         using: The dense field ``query_dense`` is for.
+        document_top_ks: Document weights to try keeping (plain sparse at the best query
+            top-k), measured by pruning the stored vectors in memory (:mod:`.pruning`);
+            reported, not chosen: applying one means rewriting the stored vectors.
     """
     started = time.monotonic()
     deadline = None if time_budget_s is None else started + time_budget_s
@@ -205,19 +212,22 @@ def tune(
         query_id: (result.sparse[i], None if dense_rows is None else dense_rows[i])
         for i, (query_id, _) in enumerate(texts)
     }
-    sparse = measure(retriever, query_sets, sparse_candidates(model_k), encoded, progress=progress, deadline=deadline)
+    tried = sparse_candidates(model_k)
+    sparse = measure(retriever, query_sets, tried, encoded, progress=progress, deadline=deadline)
     default = sparse[0]  # plain sparse at the model's query top-k: the built-in defaults
     best_sparse = max(sparse, key=lambda m: m.mean["nDCG@10"])
     measured = list(sparse)
     if has_dense:
         hybrids = hybrid_candidates(best_sparse.settings.query_top_k or model_k, capabilities)
+        tried += hybrids
         measured += measure(retriever, query_sets, hybrids, encoded, progress=progress, deadline=deadline, using=using)
     else:
         notes.append("the collection has no dense vectors of its own, and no query vectors were given: no hybrids")
-    if deadline is not None and len(measured) < len(sparse) + (
-        len(hybrid_candidates(model_k, capabilities)) if has_dense else 0
-    ):
-        notes.append(f"stopped at the time budget ({time_budget_s:g} s): some candidates were not measured")
+    if len(measured) < len(tried):
+        notes.append(f"stopped at the time budget ({time_budget_s:g} s): {len(tried) - len(measured)} not measured")
+    pruning: list[PruningResult] = []
+    if document_top_ks:
+        pruning = _measure_pruning(retriever, query_sets, encoded, best_sparse, document_top_ks, notes, progress)
     allowed = [m for m in measured if max_latency_ms is None or m.latency_ms[1] <= max_latency_ms]
     if not allowed:
         notes.append(f"no candidate met the latency budget ({max_latency_ms:g} ms p99): the defaults stay")
@@ -243,6 +253,7 @@ def tune(
         seconds=time.monotonic() - started,
         notes=notes,
         using=using,
+        pruning=pruning,
     )
 
 
@@ -264,3 +275,35 @@ def _app_vectors(query_dense: QueryDense | None, texts: list[tuple[str, str]]) -
     if rows.ndim != 2 or rows.shape[0] != len(texts) or not np.isfinite(rows).all():
         raise ConfigError(f"the app's query vectors must be {len(texts)} finite vectors of one width")
     return rows
+
+
+def _measure_pruning(
+    retriever: Retriever,
+    query_sets: Sequence[QuerySet],
+    encoded: Mapping[str, tuple[Any, Any]],
+    best_sparse: Measured,
+    document_top_ks: Sequence[int],
+    notes: list[str],
+    progress: Progress | None,
+) -> list[PruningResult]:
+    """Plain sparse at the best query top-k, with documents as stored and pruned to each top-k."""
+    points = retriever.backend.count(retriever.collection)
+    if points > MAX_POINTS:
+        notes.append(f"document pruning not measured: {points} points are more than {MAX_POINTS} to read here")
+        return []
+    spec = retriever.spec
+    doc_field = (spec.doc_id_field or "") if spec.attached else "doc_id"
+    documents, vectors = read_stored(retriever.backend, retriever.collection, doc_field)
+    query_k = best_sparse.settings.query_top_k
+    queries = {query_id: sparse.top_k(query_k) for query_id, (sparse, _) in encoded.items()}
+
+    def step(label: str) -> None:
+        if progress:
+            progress(0, 1, label)
+
+    results = measure_pruning(documents, vectors, query_sets, queries, [None, *document_top_ks], step)
+    notes.append(
+        "document pruning was measured on the stored vectors pruned in memory (plain sparse, query top-k "
+        f"{query_k}); it is reported, not applied: applying it would rewrite the stored vectors"
+    )
+    return results

@@ -126,6 +126,16 @@ def test_tune_measures_chooses_and_apply_keeps_the_choice(
     best = max(c["mean"]["nDCG@10"] for c in measured["candidates"])
     assert measured["chosen"]["mean"]["nDCG@10"] in (best, measured["default"]["mean"]["nDCG@10"])
 
+    # Document pruning, measured in memory on the stored vectors: as stored, it scores what the engine
+    # scored for plain sparse at the same query top-k; pruned, fewer weights are kept.
+    pruning = measured["document_pruning"]
+    assert [p["document_top_k"] for p in pruning] == [None, 15, 7]  # the tiny model keeps 30 per document
+    best_sparse = max(
+        (c for c in measured["candidates"] if c["settings"]["hybrid"] == "none"), key=lambda c: c["mean"]["nDCG@10"]
+    )
+    assert pruning[0]["mean"] == pytest.approx(best_sparse["mean"], abs=1e-9)
+    assert pruning[0]["stored_weights"] > pruning[1]["stored_weights"] > pruning[2]["stored_weights"]
+
     backend = load_backend(DEFAULT_BACKEND, data_dir=collection)
     try:  # measuring left nothing behind
         assert (backend.list_collections(), backend.count("man"), backend.describe_collection("man")) == before
