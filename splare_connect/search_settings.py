@@ -2,7 +2,8 @@
 
 Retrieval quality moves with the query's top-k, plain sparse or hybrid, the fusion and its
 weights and RRF ``k``, and the best choice differs between collections and languages. So a
-collection keeps its own choice in its spec (``CollectionSpec.search``): the
+collection keeps its own choice in its spec (``CollectionSpec.search``,
+:func:`splare_connect.backends.settings.keep_search_settings`): the
 :class:`~splare_connect.retriever.Retriever`, ``splare-connect search`` and ``serve`` use it
 whenever a call does not say otherwise, and an explicit argument always wins. These are
 search-time settings only: they never change the encoder's fingerprint, so a collection
@@ -18,7 +19,7 @@ from typing import Any
 from splare_connect.choices import Fusion
 from splare_connect.errors import ConfigError
 
-__all__ = ["NO_FUSION", "ResolvedSearch", "SearchSettings", "keep_search_settings"]
+__all__ = ["NO_FUSION", "ResolvedSearch", "SearchSettings"]
 
 NO_FUSION = "none"  # ``hybrid="none"``: plain sparse, even where the collection's setting is a hybrid
 DEFAULT_RRF_K = 60
@@ -166,32 +167,3 @@ class SearchSettings:
         if self.using is not None:
             parts.append(f"with the app's {self.using!r} vectors")
         return ", ".join(parts) + (f" ({self.source})" if self.source else "")
-
-
-def keep_search_settings(backend: Any, collection: str, settings: SearchSettings | None) -> Any:
-    """Keep ``settings`` with ``collection`` (None: back to the defaults); returns its new spec.
-
-    Only the spec's ``search`` entry changes: the points, their vectors and the encoder
-    fingerprint stay as they are.
-
-    Raises:
-        CollectionNotFoundError: No such collection of splare-connect's.
-        ConfigError: The backend cannot store settings (it predates them), or an engine
-            the settings name a fusion it lacks (its record says).
-    """
-    from splare_connect.backends.protocol import SpecStoringBackend
-    from splare_connect.errors import CollectionNotFoundError
-
-    spec = backend.describe_collection(collection)
-    if spec is None:
-        raise CollectionNotFoundError(f"collection {collection!r} does not exist")
-    if not isinstance(backend, SpecStoringBackend):
-        raise ConfigError(f"this backend ({type(backend).__name__}) cannot keep search settings with a collection")
-    if settings is not None and settings.fusion is not None and not spec.dense_dim and settings.using is None:
-        raise ConfigError(
-            f"collection {collection!r} has no dense vectors of its own: a hybrid setting needs the app's "
-            "dense field (using) whose query vectors searches pass"
-        )
-    updated = replace(spec, search=settings)
-    backend.store_spec(updated)
-    return updated

@@ -101,8 +101,9 @@ def collections_settings(
     backend_option: BackendOptionsOption = [],  # noqa: B006
 ) -> None:
     """Keep default search settings with a collection; searches use them unless told otherwise."""
+    from splare_connect.backends.settings import keep_search_settings
     from splare_connect.cli.search import read_weights
-    from splare_connect.search_settings import SearchSettings, keep_search_settings
+    from splare_connect.search_settings import SearchSettings
 
     with opened_backend(backend, url, data_dir, timeout, backend_option) as store:
         try:

@@ -90,8 +90,8 @@ def tune_command(
 ) -> None:
     """Measure search settings on a collection's own data and choose one (--apply keeps it)."""
     from splare_connect.backends.discovery import describe_backend
+    from splare_connect.backends.settings import keep_search_settings
     from splare_connect.retriever import Retriever
-    from splare_connect.search_settings import keep_search_settings
     from splare_connect.tuning.queries import known_item_queries, labelled_queries, sample
     from splare_connect.tuning.run import tune
 

@@ -18,11 +18,12 @@ from typer.testing import CliRunner
 
 from splare_connect.backends import CollectionSpec, load_backend
 from splare_connect.backends.default import DEFAULT_BACKEND
+from splare_connect.backends.settings import keep_search_settings
 from splare_connect.cli import app
 from splare_connect.documents import read_iterable
 from splare_connect.errors import CollectionNotFoundError, ConfigError
 from splare_connect.retriever import Retriever
-from splare_connect.search_settings import SearchSettings, keep_search_settings
+from splare_connect.search_settings import SearchSettings
 from splare_connect.sync import Syncer
 from splare_connect.testing.fixtures import clean_environment
 from splare_connect.testing.service import start_server, stop_server

@@ -14,8 +14,8 @@ from typing import Any
 from qdrant_attach_app import App, app_vector
 
 from splare_connect.attach import Attacher
+from splare_connect.backends.settings import keep_search_settings
 from splare_connect.retriever import Retriever
-from splare_connect.search_settings import keep_search_settings
 from splare_connect.tuning.queries import QuerySet
 from splare_connect.tuning.run import tune
 from splare_connect_qdrant import BACKEND
