@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -18,6 +18,7 @@ from splare_connect.cli.common import (
     ModelOption,
     PrecisionOption,
     RuntimeOption,
+    StaticQueriesOption,
     TimeoutOption,
     TrustRemoteCodeOption,
     UrlOption,
@@ -31,6 +32,10 @@ from splare_connect.cli.common import (
     stdout,
 )
 from splare_connect.errors import SplareError
+
+if TYPE_CHECKING:
+    from splare_connect.encoding.encoder import SplareEncoder
+    from splare_connect.encoding.static_queries import StaticQueryEncoder
 
 
 def tune_command(
@@ -76,6 +81,7 @@ def tune_command(
         ),
     ] = [],  # noqa: B006
     skip_pruning: Annotated[bool, typer.Option("--skip-pruning", help="Don't measure document pruning.")] = False,
+    static_queries: StaticQueriesOption = None,
     apply: Annotated[bool, typer.Option("--apply", help="Keep the chosen settings with the collection.")] = False,
     backend: BackendOption = DEFAULT_BACKEND,
     url: UrlOption = None,
@@ -126,6 +132,7 @@ def tune_command(
                 query_dense=None if query_vectors is None else read_query_vectors(query_vectors),
                 using=using,
                 document_top_ks=pruned,
+                static_queries=None if static_queries is None else _static_table(static_queries, encoder),
             )
             if apply:
                 when = datetime.date.today().isoformat()
@@ -156,6 +163,20 @@ def _print_report(report: object, applied: bool) -> None:
             f"{measured.latency_ms[1]:.1f}",
         )
     stdout.print(table)
+    if report.static_side:
+        static = Table("static query side", "nDCG@10", "MRR@10", "R@100", "p50 ms", "p99 ms", title="reported")
+        for measured in report.static_side:
+            static.add_row(
+                measured.label(),
+                f"{measured.mean['nDCG@10']:.3f}",
+                f"{measured.mean['MRR@10']:.3f}",
+                f"{measured.mean['R@100']:.3f}",
+                f"{measured.latency_ms[0]:.1f}",
+                f"{measured.latency_ms[1]:.1f}",
+            )
+        stdout.print(static)
+        encoding = ", ".join(f"{side} {ms:.2f} ms" for side, ms in report.encode_ms.items())
+        stdout.print(f"query encoding per query (batched): {encoding}", highlight=False, markup=False)
     if report.pruning:
         pruning = Table("document weights kept", "nDCG@10", "MRR@10", "R@100", "stored weights", title="plain sparse")
         for result in report.pruning:
@@ -197,3 +218,12 @@ def read_query_vectors(path: Path) -> dict[str, list[float]]:
     except OSError as error:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from None
     return vectors
+
+
+def _static_table(directory: Path, encoder: SplareEncoder) -> StaticQueryEncoder:
+    """The static query table, checked to be built for ``encoder``'s model (as searches check it)."""
+    from splare_connect.encoding.static_queries import StaticQueryEncoder
+
+    table = StaticQueryEncoder.load(directory)
+    encoder.check_static_queries(table)
+    return table

@@ -162,7 +162,7 @@ class SplareEncoder:
         # (no transformer); documents, and dense query embeddings, still run the model.
         self.static_queries = static_queries
         if static_queries is not None:
-            self._check_static_queries(static_queries)
+            self.check_static_queries(static_queries)
         if not lazy:
             self.prepare()
 
@@ -200,7 +200,7 @@ class SplareEncoder:
             self.runtime_note = f"{reason}: encoding with torch, slower"
             return self._load_torch()
 
-    def _check_static_queries(self, table: StaticQueryEncoder) -> None:
+    def check_static_queries(self, table: StaticQueryEncoder) -> None:
         """Refuse a static query table built for another model's documents."""
         if table.document_fingerprint.get("digest") != self._space_fingerprint["digest"] or table.dim != self.dim:
             raise ConfigError(

@@ -76,6 +76,8 @@ class TuneReport:
     notes: list[str] = field(default_factory=list)
     using: str | None = None  # the app's dense field the hybrids fused with
     pruning: list[PruningResult] = field(default_factory=list)  # documents pruned, plain sparse, measured here
+    static_side: list[Measured] = field(default_factory=list)  # a static query table's queries, plain sparse
+    encode_ms: dict[str, float] = field(default_factory=dict)  # query encoding per query, batched: model, static
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -87,6 +89,8 @@ class TuneReport:
             "chosen": self.chosen.to_dict(),
             "candidates": [m.to_dict() for m in self.measured],
             "document_pruning": [p.to_dict() for p in self.pruning],
+            "static_query_side": [m.to_dict() for m in self.static_side],
+            "query_encoding_ms": self.encode_ms,
             "seconds": round(self.seconds, 1),
             "notes": self.notes,
         }
@@ -171,6 +175,7 @@ def tune(
     query_dense: QueryDense | None = None,
     using: str | None = None,
     document_top_ks: Sequence[int] = (),
+    static_queries: Any = None,
 ) -> TuneReport:
     """Measure the candidates on ``retriever``'s collection and choose one (see the module docstring).
 
@@ -190,6 +195,10 @@ def tune(
         document_top_ks: Document weights to try keeping (plain sparse at the best query
             top-k), measured by pruning the stored vectors in memory (:mod:`.pruning`);
             reported, not chosen: applying one means rewriting the stored vectors.
+        static_queries: A static (inference-free) query table for the model
+            (:class:`~splare_connect.encoding.static_queries.StaticQueryEncoder`): plain
+            sparse with its queries is measured too, and reported (searches use a table
+            when given one, ``--static-queries``: it is not a setting a collection keeps).
     """
     started = time.monotonic()
     deadline = None if time_budget_s is None else started + time_budget_s
@@ -207,6 +216,7 @@ def tune(
         batch_size=batch_size,
         top_k=max(query_top_ks(model_k)),
     )
+    encode_ms = {"model": 1000 * (time.monotonic() - started) / max(len(texts), 1)}
     dense_rows = result.dense if own_dense else _app_vectors(query_dense, texts)
     encoded = {
         query_id: (result.sparse[i], None if dense_rows is None else dense_rows[i])
@@ -223,6 +233,14 @@ def tune(
         measured += measure(retriever, query_sets, hybrids, encoded, progress=progress, deadline=deadline, using=using)
     else:
         notes.append("the collection has no dense vectors of its own, and no query vectors were given: no hybrids")
+    static_side: list[Measured] = []
+    if static_queries is not None:
+        encoding = time.perf_counter()
+        static_sparse = static_queries.encode_queries([text for _, text in texts])
+        encode_ms["static"] = 1000 * (time.perf_counter() - encoding) / max(len(texts), 1)
+        static_encoded = {query_id: (static_sparse[i], None) for i, (query_id, _) in enumerate(texts)}
+        static_side = measure(retriever, query_sets, sparse_candidates(model_k), static_encoded, deadline=deadline)
+        notes.append("the static query side is reported, not kept: searches use a table when given --static-queries")
     if len(measured) < len(tried):
         notes.append(f"stopped at the time budget ({time_budget_s:g} s): {len(tried) - len(measured)} not measured")
     pruning: list[PruningResult] = []
@@ -254,6 +272,8 @@ def tune(
         notes=notes,
         using=using,
         pruning=pruning,
+        static_side=static_side,
+        encode_ms=encode_ms,
     )
 
 

@@ -163,3 +163,26 @@ def test_known_item_mode_says_what_it_measured(collection: Path, tiny_model_dir:
     budget = json.loads(_run(env, "tune", "man", "--max-queries", "5", "--max-latency-ms", "0", "--json").stdout)
     assert budget["chosen"]["label"] == budget["default"]["label"]
     assert any("latency budget" in note for note in budget["notes"])
+
+
+def test_a_static_query_side_is_measured_and_reported(collection: Path, labelled: Path, tiny_encoder: Any) -> None:
+    from splare_connect.backends.discovery import describe_backend
+    from splare_connect.retriever import Retriever
+    from splare_connect.training.static_queries import teacher_data, untrained_table
+    from splare_connect.tuning.run import tune
+
+    texts = [text for s in labelled_queries(labelled) for text in s.queries.values()]
+    table = untrained_table(tiny_encoder, teacher_data(tiny_encoder, texts))
+    backend = load_backend(DEFAULT_BACKEND, data_dir=collection)
+    try:
+        retriever = Retriever(tiny_encoder, backend, "man")
+        report = tune(
+            retriever, labelled_queries(labelled), describe_backend(DEFAULT_BACKEND).capabilities, static_queries=table
+        )
+    finally:
+        backend.close()
+    assert [m.settings.query_top_k for m in report.static_side] == [10, 5, 20]
+    assert set(report.encode_ms) == {"model", "static"}
+    assert report.chosen.settings in [m.settings for m in report.measured]  # the static side is not chosen
+    assert any("static query side is reported" in note for note in report.notes)
+    assert report.to_dict()["static_query_side"][0]["settings"]["query_top_k"] == 10
