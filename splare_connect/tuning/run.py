@@ -209,19 +209,9 @@ def tune(
     own_dense = query_dense is None and bool(retriever.spec.dense_dim)
     has_dense = own_dense or query_dense is not None
     texts = [(query_id, text) for s in query_sets for query_id, text in s.queries.items()]
-    result = retriever.encoder.encode(
-        [text for _, text in texts],
-        role="query",
-        dense=own_dense,
-        batch_size=batch_size,
-        top_k=max(query_top_ks(model_k)),
+    encoded, encode_ms = _encode_queries(
+        retriever, texts, own_dense, query_dense, batch_size, max(query_top_ks(model_k))
     )
-    encode_ms = {"model": 1000 * (time.monotonic() - started) / max(len(texts), 1)}
-    dense_rows = result.dense if own_dense else _app_vectors(query_dense, texts)
-    encoded = {
-        query_id: (result.sparse[i], None if dense_rows is None else dense_rows[i])
-        for i, (query_id, _) in enumerate(texts)
-    }
     tried = sparse_candidates(model_k)
     sparse = measure(retriever, query_sets, tried, encoded, progress=progress, deadline=deadline)
     default = sparse[0]  # plain sparse at the model's query top-k: the built-in defaults
@@ -246,14 +236,7 @@ def tune(
     pruning: list[PruningResult] = []
     if document_top_ks:
         pruning = _measure_pruning(retriever, query_sets, encoded, best_sparse, document_top_ks, notes, progress)
-    allowed = [m for m in measured if max_latency_ms is None or m.latency_ms[1] <= max_latency_ms]
-    if not allowed:
-        notes.append(f"no candidate met the latency budget ({max_latency_ms:g} ms p99): the defaults stay")
-        allowed = [default]
-    best = max(allowed, key=lambda m: m.mean["nDCG@10"])
-    chosen = best if best.mean["nDCG@10"] >= default.mean["nDCG@10"] + min_gain else default
-    if chosen is default and best is not default:
-        notes.append(f"no candidate beat the defaults by {min_gain} nDCG@10: the defaults stay")
+    chosen = _choose(measured, default, max_latency_ms, min_gain, notes)
     if any(s.known_item for s in query_sets):
         notes.append(
             "known-item queries (a document's first sentence, one answer each) measure something narrower than "
@@ -327,3 +310,40 @@ def _measure_pruning(
         f"{query_k}); it is reported, not applied: applying it would rewrite the stored vectors"
     )
     return results
+
+
+def _encode_queries(
+    retriever: Retriever,
+    texts: list[tuple[str, str]],
+    own_dense: bool,
+    query_dense: QueryDense | None,
+    batch_size: int,
+    widest: int,
+) -> tuple[dict[str, tuple[Any, Any]], dict[str, float]]:
+    """Every query encoded once, at the widest top-k tried, with its dense vector; and the time per query."""
+    started = time.perf_counter()
+    result = retriever.encoder.encode(
+        [text for _, text in texts], role="query", dense=own_dense, batch_size=batch_size, top_k=widest
+    )
+    encode_ms = {"model": 1000 * (time.perf_counter() - started) / max(len(texts), 1)}
+    dense_rows = result.dense if own_dense else _app_vectors(query_dense, texts)
+    encoded = {
+        query_id: (result.sparse[i], None if dense_rows is None else dense_rows[i])
+        for i, (query_id, _) in enumerate(texts)
+    }
+    return encoded, encode_ms
+
+
+def _choose(
+    measured: list[Measured], default: Measured, max_latency_ms: float | None, min_gain: float, notes: list[str]
+) -> Measured:
+    """The best mean nDCG@10 within the latency budget, if it beats the defaults by ``min_gain``."""
+    allowed = [m for m in measured if max_latency_ms is None or m.latency_ms[1] <= max_latency_ms]
+    if not allowed:
+        notes.append(f"no candidate met the latency budget ({max_latency_ms:g} ms p99): the defaults stay")
+        return default
+    best = max(allowed, key=lambda m: m.mean["nDCG@10"])
+    if best is not default and best.mean["nDCG@10"] < default.mean["nDCG@10"] + min_gain:
+        notes.append(f"no candidate beat the defaults by {min_gain} nDCG@10: the defaults stay")
+        return default
+    return best
