@@ -20,9 +20,8 @@ import traceback
 from collections.abc import Callable
 from typing import TypeVar
 
+from splare_connect.backends.engine_calls import call_engine as engine_call
 from splare_connect.backends.retrying import ErrorRules
-from splare_connect.errors import BackendError, RecordsRejectedError
-from splare_connect.redaction import safe_message
 
 T = TypeVar("T")
 
@@ -88,22 +87,8 @@ MILVUS_ERRORS = ErrorRules(is_retryable, describe=describe)
 def call_engine(
     action: str, function: Callable[[], T], *, rejects_data: Callable[[BaseException], bool] | None = None
 ) -> T:
-    """Run an engine call; anything it raises becomes one redacted line naming ``action``.
-
-    Writes pass ``rejects_data``: errors it accepts mean the engine refused the records
-    themselves and become :class:`RecordsRejectedError`.
-    """
-    try:
-        return function()
-    except (KeyboardInterrupt, SystemExit, GeneratorExit):
-        raise
-    except BackendError:
-        raise
-    except Exception as exc:
-        message = safe_message(f"{action} failed: {describe(exc)}")
-        if rejects_data is not None and rejects_data(exc):
-            raise RecordsRejectedError(message) from exc
-        raise BackendError(message) from exc
+    """The core's :func:`~splare_connect.backends.engine_calls.call_engine`, with pymilvus's errors in words."""
+    return engine_call(action, function, rejects_data=rejects_data, describe=describe)
 
 
 class _DropRpcErrorLogs(logging.Filter):

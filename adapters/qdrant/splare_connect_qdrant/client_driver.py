@@ -19,12 +19,13 @@ from functools import partial
 from typing import Any, TypeVar
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
+from splare_connect.backends.engine_calls import call_engine
 from splare_connect.backends.retrying import DEFAULT_RETRY_DEADLINE, RetryPolicy
 from splare_connect.backends.schema import SPEC_KEY
 from splare_connect.errors import BackendError, CollectionNotAttachedError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_qdrant.client_retry import QDRANT_ERRORS, refuses_data
-from splare_connect_qdrant.common import call_engine, not_ours_message
+from splare_connect_qdrant.common import not_ours_message
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
 from splare_connect_qdrant.filters import FilterClasses, build_filter, vector_presence_filter
 

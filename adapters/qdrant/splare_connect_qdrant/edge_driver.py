@@ -39,11 +39,12 @@ from pathlib import Path
 from typing import Any
 
 from splare_connect.backends import CollectionLayout, CollectionSpec, PointId, SparseUpdate
+from splare_connect.backends.engine_calls import call_engine
 from splare_connect.backends.schema import RECORD_ID
 from splare_connect.errors import BackendError, CollectionNotAttachedError, RecordsRejectedError
 from splare_connect.record_rules import json_value_problem
 from splare_connect.sparse_vector import SparseVector
-from splare_connect_qdrant.common import call_engine, not_ours_message
+from splare_connect_qdrant.common import not_ours_message
 from splare_connect_qdrant.driver import EnginePoint, Fused, Nearest, Vector
 from splare_connect_qdrant.edge_files import SPEC_FILE, on_disk, read_spec_file, write_json_atomically
 from splare_connect_qdrant.filters import FilterClasses, build_filter, vector_presence_filter

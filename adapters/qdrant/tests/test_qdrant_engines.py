@@ -22,7 +22,7 @@ from splare_connect_qdrant import ClientDriver, EdgeDriver, QdrantBackend, creat
 def test_edge_panics_become_backend_errors(tmp_path: Path) -> None:
     import qdrant_edge as edge
 
-    from splare_connect_qdrant.common import call_engine
+    from splare_connect.backends.engine_calls import call_engine
 
     shard = edge.EdgeShard.create(
         str(tmp_path / "shard"), edge.EdgeConfig(sparse_vectors={"s": edge.EdgeSparseVectorParams()})
