@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from typer.testing import CliRunner
 
@@ -22,8 +23,10 @@ from splare_connect.backends.descriptor import Capabilities
 from splare_connect.choices import Fusion
 from splare_connect.cli import app
 from splare_connect.documents import read_iterable
+from splare_connect.retriever import Retriever
 from splare_connect.sync import Syncer
 from splare_connect.testing.fixtures import clean_environment
+from splare_connect.testing.service import API_KEY, start_server, stop_server
 from splare_connect.tuning.candidates import hybrid_candidates, sparse_candidates
 from splare_connect.tuning.metrics import score_ranking
 from splare_connect.tuning.queries import held_out, known_item_queries, labelled_queries
@@ -100,13 +103,16 @@ def _run(env: dict[str, str], *args: str) -> Any:
     return result
 
 
+QUESTION = "copy files to a directory"
+
+
 def _search(env: dict[str, str], *options: str) -> list[tuple[str, float]]:
-    result = _run(env, "search", "copy files to a directory", "-c", "man", "-k", "8", "--json", *options)
+    result = _run(env, "search", QUESTION, "-c", "man", "-k", "8", "--json", *options)
     return [(hit["id"], round(hit["score"], 5)) for hit in json.loads(result.stdout)]
 
 
 def test_tune_measures_chooses_and_apply_keeps_the_choice(
-    collection: Path, labelled: Path, tiny_model_dir: Path
+    collection: Path, labelled: Path, tiny_model_dir: Path, tiny_encoder: Any
 ) -> None:
     env = {**clean_environment(), "SPLARE_MODEL": str(tiny_model_dir), "SPLARE_DATA_DIR": str(collection)}
     env.update(SPLARE_RUNTIME="torch", SPLARE_PRECISION="fp32")
@@ -152,6 +158,30 @@ def test_tune_measures_chooses_and_apply_keeps_the_choice(
     explicit += ["--rrf-k", str(chosen["rrf_k"])] if chosen["rrf_k"] else []
     assert _search(env) == _search(env, *explicit)
     assert _search(env, "--hybrid", "none", "--query-top-k", "10") == plain  # an explicit option still wins
+
+    # The Retriever and serve read the same kept settings.
+    options = {key: (tuple(value) if key == "weights" and value else value) for key, value in chosen.items()}
+    options = {key: value for key, value in options.items() if key != "using"}
+    options["hybrid"] = options["hybrid"] or "none"
+    backend = load_backend(DEFAULT_BACKEND, data_dir=collection)
+    try:
+        retriever = Retriever(tiny_encoder, backend, "man")
+        kept = [(h.id, round(h.score, 5)) for h in retriever.search(QUESTION, k=8)]
+        assert kept == [(h.id, round(h.score, 5)) for h in retriever.search(QUESTION, k=8, **options)]
+    finally:
+        backend.close()
+    server = start_server(tiny_model_dir, collection.parent / "server.log", "--data-dir", str(collection), "-c", "man")
+    try:
+        served = httpx.post(
+            server.url + "/search",
+            json={"query": QUESTION, "k": 8},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=60,
+        )
+        assert served.status_code == 200, served.text
+        assert sorted((h["id"], round(h["score"], 5)) for h in served.json()) == sorted(kept)
+    finally:
+        stop_server(server)
 
 
 def test_known_item_mode_says_what_it_measured(collection: Path, tiny_model_dir: Path) -> None:

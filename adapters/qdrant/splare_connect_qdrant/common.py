@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 from splare_connect.backends.schema import SPEC_KEY
-
-T = TypeVar("T")
 
 
 def not_ours_message(name: str, spec_key_taken: bool = False) -> str:
