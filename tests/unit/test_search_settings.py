@@ -26,7 +26,7 @@ from splare_connect.retriever import Retriever
 from splare_connect.search_settings import SearchSettings
 from splare_connect.sync import Syncer
 from splare_connect.testing.fixtures import clean_environment
-from splare_connect.testing.service import start_server, stop_server
+from splare_connect.testing.service import API_KEY, start_server, stop_server
 
 QUERY = "copy files to a directory"
 
@@ -145,7 +145,7 @@ def test_serve_searches_as_the_collection_says_unless_the_request_says_otherwise
             response = httpx.post(
                 server.url + "/search",
                 json={"query": QUERY, "k": 8, **body},
-                headers={"Authorization": "Bearer test-key-3f9a7c21"},
+                headers={"Authorization": f"Bearer {API_KEY}"},
                 timeout=60,
             )
             assert response.status_code == 200, response.text
