@@ -35,6 +35,7 @@ _EXPRESSION = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*(!=|>=|<=|=|>|<|\s+in\s+)\s
 _OPERATORS: dict[str, Operator] = {"=": "eq", "!=": "ne", ">": "gt", ">=": "gte", "<": "lt", "<=": "lte"}
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+_INTEGER = re.compile(r"^-?[0-9]+$")  # ASCII digits only: "٣٣" is a string, not 33
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,22 @@ def parse_condition(expression: str) -> Condition:
     if symbol == "in":
         return Condition(key, "in", tuple(_scalar(part.strip()) for part in raw.split(",") if part.strip()))
     return Condition(key, _OPERATORS[symbol], _scalar(raw))
+
+
+def spellings(value: Scalar) -> list[Scalar]:
+    """The values an equality on ``value`` should match: ``8`` and ``"8"`` alike.
+
+    Engines compare stored values by type (the string ``"8"`` doesn't equal the integer
+    ``8``), while metadata read from JSON or typed on a command line mixes the two freely;
+    so every backend matches a value that reads as an integer in both spellings.
+    """
+    if isinstance(value, bool):
+        return [value]
+    if isinstance(value, int):
+        return [value, str(value)]
+    if isinstance(value, str) and _INTEGER.match(value) and len(value) <= 20 and INT64_MIN <= int(value) <= INT64_MAX:
+        return [value, int(value)]  # a longer digit string cannot be a stored integer: only the string matches
+    return [value]
 
 
 def parse_filters(expressions: Sequence[str]) -> list[Condition]:

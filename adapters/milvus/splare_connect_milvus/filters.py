@@ -25,17 +25,15 @@ expression.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
 from splare_connect.backends.schema import METADATA
 from splare_connect.errors import ConfigError
-from splare_connect.filters import INT64_MAX, INT64_MIN, Condition, Scalar
+from splare_connect.filters import Condition, Scalar, spellings
 
 PAYLOAD_FIELD = "payload"  # the JSON field holding each point's payload (metadata under "metadata")
 
-_INTEGER = re.compile(r"^-?[0-9]+$")  # ASCII digits only: "٣٣" is a string, not 33
 _ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _RANGE = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
@@ -60,17 +58,6 @@ def literal(value: Scalar) -> str:
             raise ConfigError(f"filters compare finite numbers only, got {value}")
         return repr(float(value))
     return quote(str(value))
-
-
-def spellings(value: Scalar) -> list[Scalar]:
-    """The values an equality on ``value`` should match (``8`` and ``"8"`` alike)."""
-    if isinstance(value, bool):
-        return [value]
-    if isinstance(value, int):
-        return [value, str(value)]
-    if isinstance(value, str) and _INTEGER.match(value) and len(value) <= 20 and INT64_MIN <= int(value) <= INT64_MAX:
-        return [value, int(value)]  # a longer digit string cannot be a stored integer: only the string matches
-    return [value]
 
 
 def field_path(key: str, attached: bool = False) -> str:

@@ -12,16 +12,13 @@ value that reads as an integer matches both spellings.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from splare_connect.backends.schema import metadata_path
 from splare_connect.errors import ConfigError
-from splare_connect.filters import INT64_MAX, INT64_MIN, Condition, Scalar
-
-_INTEGER = re.compile(r"^-?[0-9]+$")  # ASCII digits only: "٣٣" is a string, not 33
+from splare_connect.filters import Condition, Scalar, spellings
 
 
 def _is_conditions(filter_: Any) -> bool:
@@ -30,17 +27,6 @@ def _is_conditions(filter_: Any) -> bool:
         and not isinstance(filter_, str)
         and all(isinstance(c, Condition) for c in filter_)
     )
-
-
-def spellings(value: Scalar) -> list[Scalar]:
-    """The values a condition on ``value`` should match (``8`` and ``"8"`` alike)."""
-    if isinstance(value, bool):
-        return [value]
-    if isinstance(value, int):
-        return [value, str(value)]
-    if isinstance(value, str) and _INTEGER.match(value) and len(value) <= 20 and INT64_MIN <= int(value) <= INT64_MAX:
-        return [value, int(value)]  # a longer digit string cannot be a stored integer: only the string matches
-    return [value]
 
 
 @dataclass(frozen=True)

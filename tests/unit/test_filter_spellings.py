@@ -1,8 +1,8 @@
-"""How the Qdrant adapter spells a filter value for the engine's match conditions."""
+"""How an equality's value is spelled for the engines, which compare stored values by type."""
 
 from __future__ import annotations
 
-from splare_connect_qdrant.filters import spellings
+from splare_connect.filters import spellings
 
 
 def test_only_ascii_digit_strings_also_match_as_integers() -> None:
