@@ -63,6 +63,7 @@ from splare_connect.backends import (
 from splare_connect.backends.descriptor import Capabilities
 from splare_connect.backends.retrying import RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, TEXT, point_id, pop_record_id, stored_payload
+from splare_connect.backends.write_requests import split_by_size
 from splare_connect.errors import BackendError, CollectionNotAttachedError, CollectionNotFoundError, ConfigError
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_milvus.app_schema import SPARSE_MARK, STATE_MARK, AppSchema, attach_refusal
@@ -583,7 +584,7 @@ class MilvusBackend:
         """
         spec = self._spec(collection)
         rows = [_row(spec, record) for record in points]  # every record checked before anything is written
-        for batch in _batches(rows, self.max_batch_points, self.max_batch_bytes):
+        for batch in split_by_size(rows, self.max_batch_points, self.max_batch_bytes, _row_bytes):
             self._call(
                 f"writing {len(batch)} points to {collection!r}",
                 lambda batch=batch: self.client.upsert(collection, batch, **self._options()),  # type: ignore[misc]
@@ -900,21 +901,6 @@ def _row_bytes(row: dict[str, Any]) -> int:
         elif isinstance(value, list):
             size += 4 * len(value)
     return size
-
-
-def _batches(rows: list[dict[str, Any]], max_points: int, max_bytes: int) -> Iterator[list[dict[str, Any]]]:
-    """Rows split into requests of at most ``max_points`` rows and ~``max_bytes`` bytes."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for row in rows:
-        row_size = _row_bytes(row)
-        if batch and (len(batch) >= max_points or size + row_size > max_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(row)
-        size += row_size
-    if batch:
-        yield batch
 
 
 def _dense_list(collection: str, width: int, record_id: str, dense: npt.NDArray[np.float32] | None) -> list[float]:

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterator, Sequence
 
 from splare_connect.backends import PointRecord
+from splare_connect.backends.write_requests import split_by_size
 
 DEFAULT_BATCH_POINTS = 256
 DEFAULT_BATCH_BYTES = 8 * 1024 * 1024
@@ -26,24 +27,5 @@ def estimated_json_bytes(record: PointRecord) -> int:
 def batches_by_size(
     points: Sequence[PointRecord], max_points: int | None, max_bytes: int | None
 ) -> Iterator[list[PointRecord]]:
-    """Split points into batches of at most ``max_points`` points and ~``max_bytes`` bytes.
-
-    With neither cap, all points form one batch and no size is estimated (it costs a
-    JSON encoding per point).
-    """
-    if max_points is None and max_bytes is None:
-        if points:
-            yield list(points)
-        return
-    batch: list[PointRecord] = []
-    size = 0
-    for record in points:
-        record_size = estimated_json_bytes(record) if max_bytes is not None else 0
-        full = max_points is not None and len(batch) >= max_points
-        if batch and (full or (max_bytes is not None and size + record_size > max_bytes)):
-            yield batch
-            batch, size = [], 0
-        batch.append(record)
-        size += record_size
-    if batch:
-        yield batch
+    """Points in batches of at most ``max_points`` and ~``max_bytes`` of REST JSON (no caps: one batch)."""
+    return split_by_size(points, max_points, max_bytes, estimated_json_bytes)
