@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from splare_connect.backends import Backend, Hit
@@ -180,11 +180,9 @@ class Retriever:
         """:meth:`search` for several queries, encoded in one batch; ``dense`` holds one row per query."""
         _check_search(k, hybrid)
         own_dense = dense is None
-        chosen = self.settings.resolve(hybrid, weights, rrf_k, query_top_k, dense_given=dense is not None)
-        if hybrid is None and dense is None and not self.spec.dense_dim:
-            # The collection's hybrid setting fuses with the app's vectors (an attached
-            # collection's): without one for this query, it can only search sparse.
-            chosen = replace(chosen, fusion=None)
+        chosen = self.settings.resolve(
+            hybrid, weights, rrf_k, query_top_k, dense_given=dense is not None, own_dense=bool(self.spec.dense_dim)
+        )
         if dense is not None and using is None:
             using = self.settings.using
         fusion = chosen.fusion
@@ -240,9 +238,10 @@ class Retriever:
             ConfigError: A bad ``k`` or ``hybrid``, or hybrid search without a dense vector.
         """
         _check_search(k, hybrid)
-        chosen = self.settings.resolve(hybrid, weights, rrf_k, query_top_k, dense_given=dense is not None)
-        if hybrid is None and dense is None:
-            chosen = replace(chosen, fusion=None)  # a hybrid setting needs this query's dense vector
+        # Only the dense vector passed here can fuse: the caller encoded this query already.
+        chosen = self.settings.resolve(
+            hybrid, weights, rrf_k, query_top_k, dense_given=dense is not None, own_dense=False
+        )
         if chosen.fusion is not None and dense is None:
             raise ConfigError("hybrid search needs the query's dense vector (encode it with dense=True)")
         if chosen.fusion is not None and using is None and not self.spec.dense_dim:

@@ -19,11 +19,37 @@ from typing import Any
 from splare_connect.choices import Fusion
 from splare_connect.errors import ConfigError
 
-__all__ = ["NO_FUSION", "ResolvedSearch", "SearchSettings"]
+__all__ = ["NO_FUSION", "ResolvedSearch", "SearchSettings", "check_count", "check_weights"]
 
 NO_FUSION = "none"  # ``hybrid="none"``: plain sparse, even where the collection's setting is a hybrid
 DEFAULT_RRF_K = 60
 EQUAL_WEIGHTS = (1.0, 1.0)
+
+
+def check_count(value: Any, name: str) -> int:
+    """``value`` if it is a whole number of at least 1 (not a bool).
+
+    Raises:
+        ConfigError: Naming ``name`` and the value.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return value
+
+
+def check_weights(weights: Any, name: str) -> tuple[float, float]:
+    """``(sparse, dense)`` fusion weights as floats: two finite, non-negative numbers, not both 0.
+
+    Raises:
+        ConfigError: Naming ``name`` and the value.
+    """
+    try:
+        pair = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        pair = ()
+    if len(pair) != 2 or any(w < 0 or w != w or w == float("inf") for w in pair) or not any(pair):
+        raise ConfigError(f"{name} must be two non-negative numbers, not both 0 (sparse, dense): {weights!r}")
+    return pair  # type: ignore[return-value]  # two floats, checked above
 
 
 @dataclass(frozen=True)
@@ -62,12 +88,8 @@ class SearchSettings:
     measured: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.query_top_k is not None and (
-            isinstance(self.query_top_k, bool) or not isinstance(self.query_top_k, int) or self.query_top_k < 1
-        ):
-            raise ConfigError(
-                f"search setting query_top_k must be a whole number of at least 1, got {self.query_top_k!r}"
-            )
+        if self.query_top_k is not None:
+            check_count(self.query_top_k, "search setting query_top_k")
         if self.hybrid is not None and self.hybrid != NO_FUSION:
             try:
                 object.__setattr__(self, "hybrid", str(Fusion(self.hybrid)))
@@ -75,16 +97,9 @@ class SearchSettings:
                 choices = ", ".join([*(str(f) for f in Fusion), "none"])
                 raise ConfigError(f"search setting hybrid must be one of {choices}, got {self.hybrid!r}") from None
         if self.weights is not None:
-            weights = tuple(float(w) for w in self.weights)
-            if len(weights) != 2 or any(w < 0 or w != w or w == float("inf") for w in weights) or not any(weights):
-                raise ConfigError(
-                    f"search setting weights must be two non-negative numbers, not both 0: {self.weights!r}"
-                )
-            object.__setattr__(self, "weights", weights)
-        if self.rrf_k is not None and (
-            isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int) or self.rrf_k < 1
-        ):
-            raise ConfigError(f"search setting rrf_k must be a whole number of at least 1, got {self.rrf_k!r}")
+            object.__setattr__(self, "weights", check_weights(self.weights, "search setting weights"))
+        if self.rrf_k is not None:
+            check_count(self.rrf_k, "search setting rrf_k")
 
     @property
     def fusion(self) -> Fusion | None:
@@ -99,26 +114,29 @@ class SearchSettings:
         query_top_k: int | None,
         *,
         dense_given: bool,
+        own_dense: bool,
     ) -> ResolvedSearch:
         """The options of one search: the call's where given, else these settings, else the defaults.
 
-        A caller's own dense vector with no fusion asked for fuses by the setting's fusion,
-        else RRF; ``hybrid="none"`` is plain sparse whatever the setting.
+        ``hybrid="none"`` is plain sparse whatever the setting. With no fusion asked for, the
+        setting's fusion runs where this search has a dense vector: the caller's
+        (``dense_given``), or the collection's own (``own_dense``); a setting that fuses
+        with an app's vectors can't apply to a query without one, which then searches
+        sparse. A caller's dense vector with no fusion asked or kept fuses by RRF.
         """
         if hybrid == NO_FUSION:
             fusion = None
         elif hybrid is not None:
             fusion = Fusion(hybrid)
         else:
-            fusion = self.fusion or (Fusion.RRF if dense_given else None)
+            kept = self.fusion if dense_given or own_dense else None
+            fusion = kept or (Fusion.RRF if dense_given else None)
         chosen_k = query_top_k if query_top_k is not None else self.query_top_k
-        if chosen_k is not None and (isinstance(chosen_k, bool) or not isinstance(chosen_k, int) or chosen_k < 1):
-            raise ConfigError(f"query_top_k must be a whole number of at least 1, got {chosen_k!r}")
         return ResolvedSearch(
             fusion=fusion,
             weights=tuple(weights) if weights is not None else (self.weights or EQUAL_WEIGHTS),  # type: ignore[arg-type]
             rrf_k=rrf_k if rrf_k is not None else (self.rrf_k or DEFAULT_RRF_K),
-            query_top_k=chosen_k,
+            query_top_k=None if chosen_k is None else check_count(chosen_k, "query_top_k"),
         )
 
     def with_source(self, source: str, measured: Mapping[str, Any] | None = None) -> SearchSettings:

@@ -211,18 +211,11 @@ def read_weights(text: str) -> tuple[float, float]:
     """``"1,0.5"`` as ``(1.0, 0.5)``: two non-negative numbers, not both 0.
 
     Raises:
-        ConfigError: Anything else, said in one line.
+        ConfigError: Anything else, said in one line naming the option.
     """
-    from splare_connect.errors import ConfigError
+    from splare_connect.search_settings import check_weights
 
-    parts = text.split(",")
-    try:
-        pair = (float(parts[0]), float(parts[1])) if len(parts) == 2 else None
-    except ValueError:
-        pair = None
-    if pair is None or min(pair) < 0 or not any(pair) or any(v != v or v == float("inf") for v in pair):
-        raise ConfigError(f"--weights {text!r}: expected two non-negative numbers, not both 0, as sparse,dense")
-    return pair
+    return check_weights(text.split(","), f"--weights {text!r}")
 
 
 def _row(hit: Any) -> dict[str, Any]:

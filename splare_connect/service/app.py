@@ -208,9 +208,14 @@ def create_app(
             raise SearchUnavailableError("this server was started without a database (serve --no-search)")
         collection = body.collection or settings.default_collection
         retriever = await searcher.retriever(collection)
-        chosen = retriever.settings.resolve(
-            body.hybrid, body.weights, body.rrf_k, body.query_top_k, dense_given=False
-        )  # the request's options, else the collection's settings
+        chosen = retriever.settings.resolve(  # the request's options, else the collection's settings
+            body.hybrid,
+            body.weights,
+            body.rrf_k,
+            body.query_top_k,
+            dense_given=False,
+            own_dense=bool(retriever.spec.dense_dim),
+        )
         encoded = await batcher.encode(
             [body.query], role="query", dense=chosen.fusion is not None, top_k=chosen.query_top_k
         )

@@ -156,3 +156,15 @@ def test_serve_searches_as_the_collection_says_unless_the_request_says_otherwise
         assert sorted(served(hybrid="none", query_top_k=tiny_encoder.config.query_top_k)) == sorted(plain)
     finally:
         stop_server(server)
+
+
+def test_a_kept_hybrid_fuses_only_where_a_dense_vector_exists() -> None:
+    """One rule for every search path: the kept fusion needs the caller's vector or the collection's own."""
+    kept = SearchSettings(hybrid="dbsf", using="openai")
+    assert kept.resolve(None, None, None, None, dense_given=False, own_dense=True).fusion == "dbsf"
+    assert kept.resolve(None, None, None, None, dense_given=True, own_dense=False).fusion == "dbsf"
+    assert kept.resolve(None, None, None, None, dense_given=False, own_dense=False).fusion is None  # sparse
+    assert kept.resolve("none", None, None, None, dense_given=True, own_dense=True).fusion is None
+    assert SearchSettings().resolve(None, None, None, None, dense_given=True, own_dense=False).fusion == "rrf"
+    with pytest.raises(ConfigError, match="query_top_k"):
+        SearchSettings().resolve(None, None, None, 0, dense_given=False, own_dense=True)
