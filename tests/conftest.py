@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +23,24 @@ def default_backend(tmp_path: Path) -> Iterator[Backend]:
     backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
     yield backend
     backend.close()
+
+
+@pytest.fixture
+def ingest_examples(tmp_path: Path, tiny_encoder, example_records: list[dict]) -> Callable[[int], Path]:  # type: ignore[no-untyped-def]
+    """Ingests the first ``count`` example man pages (dense vectors, text) as collection ``man`` of the
+    default backend under ``tmp_path/data``, with the tiny model; returns that data directory."""
+    from splare_connect.documents import read_iterable
+    from splare_connect.sync import Syncer
+
+    def ingest(count: int) -> Path:
+        backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
+        try:
+            Syncer(tiny_encoder, backend, "man").run(read_iterable(example_records[:count]))
+        finally:
+            backend.close()
+        return tmp_path / "data"
+
+    return ingest
 
 
 @pytest.fixture

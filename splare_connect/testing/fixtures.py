@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,15 @@ import pytest
 
 from splare_connect.testing.tiny_models import build_tiny_model_dir
 
-__all__ = ["example_records", "other_tiny_encoder", "other_tiny_model_dir", "tiny_encoder", "tiny_model_dir"]
+__all__ = [
+    "clean_environment",
+    "example_records",
+    "local_cluster",
+    "other_tiny_encoder",
+    "other_tiny_model_dir",
+    "tiny_encoder",
+    "tiny_model_dir",
+]
 
 
 @pytest.fixture(scope="session")
@@ -47,6 +56,15 @@ def other_tiny_encoder(other_tiny_model_dir: Path) -> Any:
     from splare_connect import SplareEncoder
 
     return SplareEncoder.from_pretrained(other_tiny_model_dir, device="cpu", runtime="torch", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def local_cluster() -> Iterator[None]:
+    """A local Ray cluster of 2 CPUs for one test module (skipped without Ray)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
+    yield
+    ray.shutdown()
 
 
 @pytest.fixture(scope="session")

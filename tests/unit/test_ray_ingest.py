@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ from splare_connect.backends.location import BackendLocation
 from splare_connect.backends.schema import point_id
 from splare_connect.documents import read_source
 from splare_connect.sync import Syncer, SyncReport
+from splare_connect.testing.ingest_runs import report_counts, write_jsonl
 from splare_connect.testing.points import assert_documents_whole
 
 ray = pytest.importorskip("ray")
@@ -34,21 +34,6 @@ ray = pytest.importorskip("ray")
 from splare_connect.distributed.ray_ingest import EncoderRecipe, RayCluster, RayIngest  # noqa: E402
 
 FIELDS = ["doc_id", "chunk_index", "chunk_count", "content_hash", "text", "metadata"]
-
-
-@pytest.fixture(scope="module")
-def local_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
-    yield
-    ray.shutdown()
-
-
-def write_jsonl(path: Path, records: list[dict], bad_lines: tuple[str, ...] = ()) -> Path:
-    lines = [json.dumps(r) for r in records]
-    for position, bad in enumerate(bad_lines):
-        lines.insert(3 + 5 * position, bad)
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
 
 
 def edge_contents(backend: Any, name: str) -> dict[str, Any]:
@@ -66,14 +51,6 @@ def edge_contents(backend: Any, name: str) -> dict[str, Any]:
             rid: (payloads[rid], sparse[rid].indices.tolist(), sparse[rid].values.tolist(), dense[rid].tolist())
             for rid in ids
         },
-    }
-
-
-def counts(report: SyncReport) -> dict[str, Any]:
-    data = report.to_dict()
-    return {
-        key: data[key]
-        for key in ("documents", "new", "changed", "unchanged", "deleted_documents", "chunks_written", "skipped")
     }
 
 
@@ -97,7 +74,7 @@ def test_scenarios_give_the_local_collection_point_for_point(
             report = RayIngest(Syncer(tiny_encoder, remote, "man", **options), recipe).run(
                 read_source(source), delete_missing=delete
             )
-            assert counts(report) == counts(expected)
+            assert report_counts(report) == report_counts(expected)
             assert sum(w.documents for w in report.workers) == report.encoded
             assert any(w.worker != "driver" for w in report.workers)  # the actors did the work, not the driver
         assert expected.changed > 0 and expected.deleted_documents == 4 and len(expected.skipped) == 1

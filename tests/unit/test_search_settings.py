@@ -9,6 +9,7 @@ when it does not.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +21,9 @@ from splare_connect.backends import CollectionSpec, load_backend
 from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.backends.settings import keep_search_settings
 from splare_connect.cli import app
-from splare_connect.documents import read_iterable
 from splare_connect.errors import CollectionNotFoundError, ConfigError
 from splare_connect.retriever import Retriever
 from splare_connect.search_settings import SearchSettings
-from splare_connect.sync import Syncer
 from splare_connect.testing.fixtures import clean_environment
 from splare_connect.testing.service import API_KEY, start_server, stop_server
 
@@ -36,14 +35,9 @@ def ids(hits: list[Any]) -> list[tuple[str, float]]:
 
 
 @pytest.fixture
-def collection(tmp_path: Path, tiny_encoder: Any, example_records: list[dict]) -> Path:
+def collection(ingest_examples: Callable[[int], Path]) -> Path:
     """30 example man pages with dense vectors in the default backend under ``tmp_path/data``."""
-    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
-    try:
-        Syncer(tiny_encoder, backend, "man").run(read_iterable(example_records[:30]))
-    finally:
-        backend.close()
-    return tmp_path / "data"
+    return ingest_examples(30)
 
 
 def test_settings_validate_and_round_trip() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,7 @@ from splare_connect.backends.default import DEFAULT_BACKEND
 from splare_connect.backends.descriptor import Capabilities
 from splare_connect.choices import Fusion
 from splare_connect.cli import app
-from splare_connect.documents import read_iterable
 from splare_connect.retriever import Retriever
-from splare_connect.sync import Syncer
 from splare_connect.testing.fixtures import clean_environment
 from splare_connect.testing.service import API_KEY, start_server, stop_server
 from splare_connect.tuning.candidates import hybrid_candidates, sparse_candidates
@@ -54,14 +53,9 @@ def test_candidates_follow_what_the_engine_runs() -> None:
 
 
 @pytest.fixture
-def collection(tmp_path: Path, tiny_encoder: Any, example_records: list[dict]) -> Path:
+def collection(ingest_examples: Callable[[int], Path]) -> Path:
     """40 example man pages with dense vectors and text, in the default backend under ``tmp_path/data``."""
-    backend = load_backend(DEFAULT_BACKEND, data_dir=tmp_path / "data")
-    try:
-        Syncer(tiny_encoder, backend, "man").run(read_iterable(example_records[:40]))
-    finally:
-        backend.close()
-    return tmp_path / "data"
+    return ingest_examples(40)
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ so the workers reach it through the real client as they would a real cluster.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -21,30 +18,8 @@ from opensearch_memory import MemoryCluster  # noqa: E402
 from splare_connect.backends.location import BackendLocation  # noqa: E402
 from splare_connect.distributed.ray_ingest import EncoderRecipe, RayIngest  # noqa: E402
 from splare_connect.documents import read_source  # noqa: E402
-from splare_connect.sync import Syncer, SyncReport  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def local_cluster() -> Iterator[None]:
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, object_store_memory=256 * 1024**2)
-    yield
-    ray.shutdown()
-
-
-def write_jsonl(path: Path, records: list[dict], bad_lines: tuple[str, ...] = ()) -> Path:
-    lines = [json.dumps(r) for r in records]
-    for position, bad in enumerate(bad_lines):
-        lines.insert(3 + 5 * position, bad)
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
-
-
-def counts(report: SyncReport) -> dict[str, Any]:
-    data = report.to_dict()
-    return {
-        key: data[key]
-        for key in ("documents", "new", "changed", "unchanged", "deleted_documents", "chunks_written", "skipped")
-    }
+from splare_connect.sync import Syncer  # noqa: E402
+from splare_connect.testing.ingest_runs import report_counts, write_jsonl  # noqa: E402
 
 
 def test_workers_write_to_a_server_themselves(
@@ -67,6 +42,6 @@ def test_workers_write_to_a_server_themselves(
             report = ingest.run(read_source(source))
         finally:
             backend.close()
-    assert counts(report) == counts(expected)
+    assert report_counts(report) == report_counts(expected)
     assert cluster.documents["remote"] == cluster.documents["local"]
     assert cluster.mappings["remote"] == cluster.mappings["local"]
