@@ -8,6 +8,7 @@ here knows a backend by name.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 from rich.table import Table
@@ -31,16 +32,11 @@ def describe(record: BackendDescriptor) -> dict[str, Any]:
         "secret_env": list(record.secret_env),
         "basic_auth_env": list(record.basic_auth_env or ()),
         "options": {key: option.help for key, option in sorted(record.options.items())},
+        # Every capability the record declares, fusions as sorted names (a new field shows up by itself).
         "capabilities": {
+            **asdict(kinds),
             "fusions": sorted(str(f) for f in kinds.fusions),
             "weighted_fusions": sorted(str(f) for f in kinds.weighted_fusions),
-            "attachable": kinds.attachable,
-            "weight_bits": kinds.weight_bits,
-            "checks_dense_on_write": kinds.checks_dense_on_write,
-            "concurrent_writers": kinds.concurrent_writers,
-            "empty_sparse": kinds.empty_sparse,
-            "id_limits": kinds.id_limits,
-            "transport": kinds.transport,
         },
     }
 

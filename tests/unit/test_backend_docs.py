@@ -35,3 +35,27 @@ def test_every_installed_backend_has_a_row_agreeing_with_its_record() -> None:
         assert (record.url_env or "--url") in url, record.name
         assert all(name in secrets for name in record.secret_env), record.name
         assert attach.startswith("yes" if record.capabilities.attachable else "no"), record.name
+
+
+def test_the_backends_command_shows_each_record() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from splare_connect.backends.default import DEFAULT_BACKEND
+    from splare_connect.cli import app
+
+    listed = CliRunner().invoke(app, ["backends", "--json"])
+    assert listed.exit_code == 0, listed.output
+    by_name = {entry["name"]: entry for entry in json.loads(listed.stdout)}
+    records = installed_descriptors()
+    assert set(by_name) == {record.name for record in records}
+    for record in records:
+        entry = by_name[record.name]
+        assert entry["url_env"] == record.url_env and entry["secret_env"] == list(record.secret_env)
+        assert entry["options"].keys() == record.options.keys()
+        assert entry["capabilities"]["attachable"] == record.capabilities.attachable
+        assert entry["capabilities"]["fusions"] == sorted(str(f) for f in record.capabilities.fusions)
+        assert entry["default"] == (record.name == DEFAULT_BACKEND)
+    table = CliRunner().invoke(app, ["backends"], env={"COLUMNS": "120"})
+    assert table.exit_code == 0 and all(record.name in table.stdout for record in records)

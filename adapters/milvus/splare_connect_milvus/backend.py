@@ -65,6 +65,7 @@ from splare_connect.backends.retrying import RetryPolicy
 from splare_connect.backends.schema import RECORD_ID, SPEC_KEY, TEXT, point_id, pop_record_id, stored_payload
 from splare_connect.backends.write_requests import split_by_size
 from splare_connect.errors import BackendError, CollectionNotAttachedError, CollectionNotFoundError, ConfigError
+from splare_connect.filters import INT64_MAX
 from splare_connect.sparse_vector import SparseVector
 from splare_connect_milvus.app_schema import SPARSE_MARK, STATE_MARK, AppSchema, attach_refusal
 from splare_connect_milvus.errors import call_engine, refuses_data
@@ -79,7 +80,6 @@ ID_LENGTH = 36  # a UUID's text
 TEXT_LENGTH = 65_535  # Milvus's longest VARCHAR
 MAX_SPARSE_ID = 2**32 - 2  # Milvus takes sparse ids below 2^32 - 1; the placeholder needs sparse_dim itself
 _PAGE = 1000  # ids per delete or get request, points per scan page
-_INT64_MAX = 2**63 - 1
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")  # Milvus collection and field names
 _SPARSE_SEARCH = {"metric_type": "IP", "params": {"drop_ratio_search": 0.0}}  # exact: no query feature dropped
 _ATTACH_LITE = (
@@ -632,7 +632,7 @@ class MilvusBackend:
         consistency = {"consistency_level": "Strong"} if strong else {}
         while True:
             if last is None:
-                expression = f'{pk} != ""' if pk_is_str else f"{pk} <= {_INT64_MAX}"
+                expression = f'{pk} != ""' if pk_is_str else f"{pk} <= {INT64_MAX}"
             else:
                 expression = f"{pk} > {quote(str(last)) if pk_is_str else int(last)}"
             page = self._call(
