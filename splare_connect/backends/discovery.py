@@ -13,13 +13,11 @@ adapters are found exactly like a third party's; nothing here knows their names.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from splare_connect.backends.descriptor import BackendDescriptor
-from splare_connect.backends.options import BackendOption
 from splare_connect.backends.protocol import Backend
 from splare_connect.errors import ConfigError, MissingDependencyError
 
@@ -78,13 +76,6 @@ def installed_descriptors() -> list[BackendDescriptor]:
         except Exception:
             continue
     return records
-
-
-def backend_options(name: str) -> Mapping[str, BackendOption]:
-    """The settings backend ``name`` declares for ``--backend-option`` (none if not installed)."""
-    if name not in available_backends():
-        return {}
-    return describe_backend(name).options
 
 
 def load_backend(name: str, **options: Any) -> Backend:
